@@ -1,0 +1,31 @@
+"""Building the bridge's parts from configuration (shared by CLI and daemons)."""
+
+import logging
+import sys
+
+from st2bridge.engine import MistralClient, RetryPolicy
+from st2bridge.store import open_store
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+
+
+def setup_logging(conf, stream=sys.stderr):
+    logging.basicConfig(level=conf.log_level, format=LOG_FORMAT, stream=stream, force=True)
+    # urllib3 logs every new connection at DEBUG; keep it out unless asked.
+    logging.getLogger("urllib3").setLevel(max(logging.WARNING, logging.getLevelName(conf.log_level)))
+
+
+def build_engine(conf, retry=True):
+    """The engine client. `retry=False` for callers that back off on their own
+    (the tracker reschedules a failed poll instead of blocking a green thread)."""
+    e = conf.engine
+    policy = RetryPolicy(exp_msec=e.retry_exp_msec, exp_max_msec=e.retry_exp_max_msec,
+                         stop_max_msec=e.retry_stop_max_msec if retry else 0)
+    verify = False if e.insecure else (e.cacert or True)
+    return MistralClient(e.api_url, auth_token=e.auth_token, connect_timeout=e.connect_timeout,
+                         read_timeout=e.read_timeout, verify=verify, retry=policy)
+
+
+def build_store(conf):
+    return open_store(conf.store.url, busy_timeout=conf.store.busy_timeout,
+                      connect_timeout=conf.store.connect_timeout)

@@ -1,0 +1,175 @@
+"""Configuration: every option the bridge reads, registered with oslo.config.
+
+`load()` parses the command line and config files and validates every value
+up front, so a bad file fails at start with one line naming the file and the
+option instead of at the first use deep inside a daemon.
+"""
+
+import ast
+import os
+
+from oslo_config import cfg
+
+from st2bridge import errors
+
+DEFAULT_CONFIG_FILE = "/etc/st2bridge/bridge.conf"
+DEFAULT_CONFIG_DIR = "/etc/st2bridge/bridge.conf.d"
+
+default_opts = [
+    cfg.StrOpt("state_path", default="/var/lib/st2bridge",
+               help="Directory for the embedded store and other state."),
+    cfg.StrOpt("log_level", default="INFO",
+               choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+               help="Log level of the bridge's commands and daemons."),
+]
+
+engine_opts = [
+    cfg.URIOpt("api_url", default="http://127.0.0.1:8989/v2", schemes=["http", "https"],
+               help="Base URL of Mistral's REST API v2."),
+    cfg.FloatOpt("connect_timeout", default=5.0, min=0.1,
+                 help="Seconds to wait for a connection to the engine."),
+    cfg.FloatOpt("read_timeout", default=30.0, min=0.1,
+                 help="Seconds to wait for the engine's answer."),
+    cfg.StrOpt("auth_token", secret=True,
+               help="Static token sent as X-Auth-Token (none when unset)."),
+    cfg.StrOpt("cacert", help="CA bundle to verify the engine's TLS certificate."),
+    cfg.BoolOpt("insecure", default=False,
+                help="Do not verify the engine's TLS certificate."),
+    cfg.IntOpt("retry_exp_msec", default=1000, min=0,
+               help="First back-off delay after a failed engine request (ms)."),
+    cfg.IntOpt("retry_exp_max_msec", default=30000, min=0,
+               help="Longest back-off delay between retries (ms)."),
+    cfg.IntOpt("retry_stop_max_msec", default=120000, min=0,
+               help="Give up retrying an engine request after this long (ms); "
+                    "0 never retries."),
+]
+
+store_opts = [
+    cfg.StrOpt("url", default="sqlite:///$state_path/bridge.db",
+               help="Where the bridge keeps its state: sqlite:///PATH selects the "
+                    "embedded store, mongodb://HOST/DB a MongoDB server.",
+               secret=True),  # a MongoDB URL may carry a password
+    cfg.FloatOpt("busy_timeout", default=10.0, min=0.0,
+                 help="Seconds to wait for a locked embedded store."),
+    cfg.FloatOpt("connect_timeout", default=5.0, min=0.1,
+                 help="Seconds to wait for the MongoDB server."),
+]
+
+resultstracker_opts = [
+    cfg.StrOpt("mode", default="hybrid", choices=["poll", "callback", "hybrid"],
+               help="How results are tracked: poll the engine, take its "
+                    "callbacks, or callbacks with polling as the safety net."),
+    cfg.FloatOpt("query_interval", default=5.0, min=0.05,
+                 help="Seconds between two polls of one running execution."),
+    cfg.IntOpt("thread_pool_size", default=10, min=1,
+               help="Engine queries in flight at once (green threads)."),
+    cfg.FloatOpt("jitter_interval", default=0.1, min=0.0,
+                 help="Up to this many seconds are added at random to each "
+                      "poll's due time, so polls spread out."),
+]
+
+callback_opts = [
+    cfg.HostAddressOpt("host", default="127.0.0.1",
+                       help="Address the callback listener binds to."),
+    cfg.PortOpt("port", default=9101, help="Port of the callback listener."),
+    cfg.URIOpt("url", schemes=["http", "https"],
+               help="URL the engine posts callbacks to (default: built from "
+                    "host and port)."),
+]
+
+GROUPS = [
+    (None, default_opts),
+    ("engine", engine_opts),
+    ("store", store_opts),
+    ("resultstracker", resultstracker_opts),
+    ("callback", callback_opts),
+]
+
+
+def list_opts():
+    """Entry point for oslo-config-generator (namespace st2bridge)."""
+    return [("DEFAULT" if group is None else group, opts) for group, opts in GROUPS]
+
+
+def new_config():
+    """A fresh ConfigOpts with every bridge option registered."""
+    conf = cfg.ConfigOpts()
+    for group, opts in GROUPS:
+        conf.register_opts(opts, group=group)
+    return conf
+
+
+def load(argv=(), conf=None, prog="st2bridge", config_files=None):
+    """Parse argv and the config files; validate every option.
+
+    Raises ConfigError with a one-line message naming the file and option.
+    """
+    conf = conf or new_config()
+    if config_files is None:
+        config_files = [DEFAULT_CONFIG_FILE] if os.path.exists(DEFAULT_CONFIG_FILE) else []
+    config_dirs = [DEFAULT_CONFIG_DIR] if os.path.isdir(DEFAULT_CONFIG_DIR) else []
+    try:
+        conf(list(argv), project="st2bridge", prog=prog,
+             default_config_files=config_files, default_config_dirs=config_dirs,
+             use_env=False)
+    except cfg.ConfigFilesNotFoundError as exc:
+        raise errors.ConfigError("config file not found or unreadable: %s"
+                                 % ", ".join(exc.config_files)) from None
+    except cfg.ConfigFileParseError as exc:
+        raise errors.ConfigError("cannot parse config file %s: %s"
+                                 % (exc.config_file, exc.msg)) from None
+    except cfg.ConfigDirNotFoundError as exc:
+        raise errors.ConfigError("config directory not found: %s" % exc.config_dir) from None
+    _validate(conf)
+    return conf
+
+
+def _validate(conf):
+    """oslo.config checks values lazily; read each one now to fail early."""
+    for group, opts in GROUPS:
+        node = conf if group is None else conf[group]
+        for opt in opts:
+            try:
+                getattr(node, opt.dest)
+            except (cfg.ConfigFileValueError, ValueError) as exc:
+                where = _files_setting(conf, group or "DEFAULT", opt.name)
+                raise errors.ConfigError(
+                    "invalid value for [%s] %s%s: %s"
+                    % (group or "DEFAULT", opt.name, where, _one_line(exc))) from None
+            except cfg.TemplateSubstitutionError as exc:
+                raise errors.ConfigError(
+                    "invalid value for [%s] %s: %s"
+                    % (group or "DEFAULT", opt.name, _one_line(exc))) from None
+
+
+def _files_setting(conf, group, name):
+    """' in FILE' for the file that sets group.name, or '' if unknown."""
+    for path in reversed(conf.config_file or []):
+        parser = cfg.ConfigParser(path, {})
+        try:
+            parser.parse()
+        except Exception:  # already parsed once by oslo; be defensive
+            continue
+        if name in parser.sections.get(group, {}):
+            return " in %s" % path
+    return ""
+
+
+def _one_line(exc):
+    """oslo wraps the reason in 'Value for option X from LocationInfo(...) is
+    not valid: REASON'; the operator only needs REASON."""
+    text = " ".join(str(exc).split())
+    reason = text.split(" is not valid: ", 1)[-1]
+    if reason.startswith("("):  # URIOpt gives the repr of a tuple (message, ...)
+        try:
+            reason = str(ast.literal_eval(reason)[0])
+        except (ValueError, SyntaxError, TypeError, IndexError):
+            pass
+    return reason or exc.__class__.__name__
+
+
+def callback_url(conf):
+    """The URL the engine should post callbacks to."""
+    if conf.callback.url:
+        return conf.callback.url.rstrip("/")
+    return "http://%s:%d" % (conf.callback.host, conf.callback.port)

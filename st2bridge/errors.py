@@ -1,0 +1,113 @@
+"""The bridge's error classes and the exit codes the CLI maps them to.
+
+Loops catch the narrowest class they can handle; the CLI catches `BridgeError`
+and prints its message as one line with the class's exit code.
+"""
+
+# Named exit codes: scripts and systemd units depend on these numbers.
+EXIT_OK = 0
+EXIT_FAILED = 1            # the workflow ended failed/canceled/timeout/abandoned
+EXIT_USAGE = 2             # bad configuration, arguments or input file
+EXIT_ENGINE_UNAVAILABLE = 3
+EXIT_STORE_UNAVAILABLE = 4
+EXIT_NOT_FOUND = 5
+EXIT_ENGINE_REJECTED = 6   # the engine answered with an error (4xx/5xx)
+EXIT_CONFLICT = 7          # the request conflicts with the current state
+
+
+class BridgeError(Exception):
+    """Base class of every error the bridge reports to its user."""
+
+    exit_code = EXIT_FAILED
+
+
+class ConfigError(BridgeError):
+    """The configuration file or an option value is invalid."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputError(BridgeError):
+    """A workflow file, input value or argument given by the user is invalid."""
+
+    exit_code = EXIT_USAGE
+
+
+class NotFound(BridgeError):
+    """No record with the given id."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class Conflict(BridgeError):
+    """The change conflicts with the record's current state."""
+
+    exit_code = EXIT_CONFLICT
+
+
+# -- store ------------------------------------------------------------------
+
+class StoreError(BridgeError):
+    exit_code = EXIT_STORE_UNAVAILABLE
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or is locked; the operation may be retried."""
+
+
+class StoreVersionMismatch(StoreError):
+    """The store's schema version is not the one this code was written for."""
+
+    exit_code = EXIT_USAGE
+
+
+# -- engine -----------------------------------------------------------------
+
+class EngineError(BridgeError):
+    """The engine failed a request. `status` is the HTTP status, or None."""
+
+    exit_code = EXIT_ENGINE_REJECTED
+    retryable = False
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
+class EngineUnavailable(EngineError):
+    """Connection refused, reset, or timed out: the request may not have arrived."""
+
+    exit_code = EXIT_ENGINE_UNAVAILABLE
+    retryable = True
+
+
+class EngineServerError(EngineError):
+    """The engine answered 5xx (often an RPC timeout inside Mistral)."""
+
+    retryable = True
+
+
+class EngineClientError(EngineError):
+    """The engine rejected the request (4xx)."""
+
+
+class EngineBadRequest(EngineClientError):
+    """400: invalid input or workflow definition."""
+
+    exit_code = EXIT_USAGE
+
+
+class EngineAuthError(EngineClientError):
+    """401/403: the token is missing, expired or not allowed."""
+
+
+class EngineNotFound(EngineClientError):
+    """404: the engine has no such object (it may have been expired)."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class EngineConflict(EngineClientError):
+    """409: the object exists already, or the state change is not allowed."""
+
+    exit_code = EXIT_CONFLICT

@@ -1,0 +1,70 @@
+"""The one seam between the bridge and eventlet.
+
+Only daemons call `monkey_patch()`, first thing, before anything opens a
+socket or starts a thread. Everything else runs work through an executor and
+never imports eventlet, so the CLI and the tests stay plain Python.
+"""
+
+import os
+
+
+def monkey_patch():
+    """Make sockets, threads and time cooperative (daemons only).
+
+    eventlet's green DNS resolver is disabled: it has broken /etc/hosts and
+    IPv6 lookups in the past; a blocking lookup only happens when the pooled
+    engine connection is re-opened.
+    """
+    os.environ.setdefault("EVENTLET_NO_GREENDNS", "yes")
+    import eventlet
+    eventlet.monkey_patch()
+
+
+class GreenExecutor:
+    """Runs calls in an eventlet GreenPool of a fixed size."""
+
+    def __init__(self, size):
+        import eventlet
+        self._eventlet = eventlet
+        self._pool = eventlet.GreenPool(size)
+
+    def free(self):
+        return self._pool.free()
+
+    def running(self):
+        return self._pool.running()
+
+    def submit(self, fn, *args):
+        self._pool.spawn_n(fn, *args)
+
+    def sleep(self, seconds):
+        self._eventlet.sleep(seconds)
+
+    def wait(self, timeout):
+        """Wait up to `timeout` seconds for in-flight calls; True if all ended."""
+        with self._eventlet.Timeout(timeout, False):
+            self._pool.waitall()
+        return self._pool.running() == 0
+
+
+class InlineExecutor:
+    """Runs each call at once in the caller (tests, and one-shot commands)."""
+
+    def __init__(self, size=1):
+        self.size = size
+
+    def free(self):
+        return self.size
+
+    def running(self):
+        return 0
+
+    def submit(self, fn, *args):
+        fn(*args)
+
+    def sleep(self, seconds):
+        import time
+        time.sleep(seconds)
+
+    def wait(self, timeout):
+        return True

@@ -1,0 +1,80 @@
+"""Turning what the engine reports into changes of an execution record.
+
+Shared by every way a result is learnt (the tracker's poll, a callback, the
+CLI's --wait), so all of them write the same record the same way.
+"""
+
+import calendar
+import time
+
+from st2bridge import status as st
+
+TASK_FIELDS = ("id", "name", "state", "state_info", "type", "created_at",
+               "updated_at", "started_at", "finished_at")
+
+
+def engine_time(value):
+    """Mistral's 'YYYY-MM-DD HH:MM:SS' (UTC) as epoch seconds, or None."""
+    if not value:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(value[:19], "%Y-%m-%d %H:%M:%S")))
+    except ValueError:
+        return None
+
+
+def task_view(task):
+    """The part of an engine task the record keeps (no result payloads)."""
+    view = {key: task.get(key) for key in TASK_FIELDS}
+    view["status"] = st.from_engine(task.get("state"))
+    return view
+
+
+def tasks_view(tasks):
+    return sorted((task_view(t) for t in tasks),
+                  key=lambda t: (t.get("created_at") or "", t.get("name") or ""))
+
+
+def progress_changes(execution, tasks, now):
+    """Changes for an execution that is still going (tasks may be None)."""
+    changes = {
+        "engine_state": execution.get("state"),
+        "engine_updated_at": execution.get("updated_at"),
+        "status": st.from_engine(execution.get("state")),
+        "updated_at": now,
+    }
+    if tasks is not None:
+        changes["tasks"] = tasks_view(tasks)
+    return changes
+
+
+def terminal_changes(execution, tasks, now, finished_by):
+    """Changes that end a record: final status, output, error, tasks."""
+    state = execution.get("state")
+    status = st.from_engine(state)
+    failed = status in (st.FAILED, st.CANCELED)
+    return {
+        "status": status,
+        "engine_state": state,
+        "engine_updated_at": execution.get("updated_at"),
+        "output": execution.get("output") if isinstance(execution.get("output"), dict) else {},
+        "error": (execution.get("state_info") or None) if failed else None,
+        "tasks": tasks_view(tasks),
+        "ended_at": engine_time(execution.get("updated_at")) or now,
+        "updated_at": now,
+        "finished_by": finished_by,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+
+
+def finish(engine, store, record, now, finished_by):
+    """Fetch the final output and tasks and write the terminal record once.
+
+    Returns True if this call wrote it, False if another writer was first.
+    Engine errors propagate: the record stays active for the next attempt.
+    """
+    execution = engine.get_execution(record["engine_execution_id"])
+    tasks = engine.list_tasks(record["engine_execution_id"])
+    changes = terminal_changes(execution, tasks, now, finished_by)
+    return store.update_execution(record["id"], changes, if_active=True)

@@ -1,0 +1,158 @@
+"""The runner: register a workflow definition, start it once, follow it.
+
+Order matters for never losing an execution: the record is written (status
+`requested`, with the engine execution id chosen here) before the engine is
+asked, and the engine is asked with that id, so a retried or repeated submit
+finds the same execution instead of starting a second one.
+"""
+
+import logging
+import time
+import uuid
+
+import yaml
+
+from st2bridge import errors, results, workflow
+from st2bridge import status as st
+from st2bridge.store.base import new_execution_record
+
+LOG = logging.getLogger(__name__)
+
+LIGHT_FIELDS = ["id", "state", "state_info", "updated_at"]
+
+
+class Runner:
+    def __init__(self, engine, store, *, query_interval=5.0, clock=time.time):
+        self.engine = engine
+        self.store = store
+        self.query_interval = query_interval
+        self.clock = clock
+
+    # -- definitions ------------------------------------------------------
+
+    def register(self, wf_file):
+        """Create the file's workflows in the engine, or update them when they
+        changed. Returns 'created', 'updated' or 'unchanged'."""
+        existing = {}
+        for name in wf_file.workflows:
+            try:
+                existing[name] = self.engine.get_workflow(name)
+            except errors.EngineNotFound:
+                pass
+        if not existing:
+            try:
+                self.engine.create_workflows(wf_file.text)
+                return "created"
+            except errors.EngineConflict:
+                pass  # created meanwhile by another submit: update below
+        elif len(existing) < len(wf_file.workflows):
+            # Some exist, some not: Mistral creates or updates a file only as a
+            # whole, so register each workflow on its own.
+            for name, spec in wf_file.workflows.items():
+                text = yaml.safe_dump({"version": "2.0", name: spec}, sort_keys=False)
+                if name in existing:
+                    self.engine.update_workflows(text)
+                else:
+                    self.engine.create_workflows(text)
+            return "updated"
+        elif all(_same_spec(existing[n], n, wf_file.spec(n)) for n in existing):
+            return "unchanged"
+        self.engine.update_workflows(wf_file.text)
+        return "updated"
+
+    # -- executions -------------------------------------------------------
+
+    def start(self, wf_file, workflow_name, input=None, *, timeout=None):
+        """Register, record and submit. Returns the record as stored."""
+        input = dict(input or {})
+        workflow.check_input(wf_file, workflow_name, input)
+        try:
+            self.register(wf_file)
+        except errors.EngineBadRequest as exc:
+            raise errors.InputError("workflow %s rejected by the engine: %s"
+                                    % (wf_file.path, exc)) from None
+        now = self.clock()
+        record = new_execution_record(
+            id=str(uuid.uuid4()), workflow_name=workflow_name,
+            engine_execution_id=str(uuid.uuid4()), status=st.REQUESTED,
+            input=input, created_at=now, updated_at=now, tracked=True,
+            next_poll_at=now + self.query_interval,
+            timeout_at=now + timeout if timeout else None)
+        self.store.create_execution(record)
+        return self.submit(record)
+
+    def submit(self, record):
+        """Ask the engine to run a recorded execution (safe to repeat)."""
+        try:
+            execution = self.engine.start_execution(
+                record["workflow_name"], record["input"],
+                execution_id=record["engine_execution_id"],
+                params={"env": {"st2bridge_execution_id": record["id"]}},
+                description="st2bridge execution %s" % record["id"])
+        except errors.EngineClientError as exc:
+            # Rejected: nothing runs in the engine. Close the record with the
+            # engine's reason instead of leaving it half-done.
+            now = self.clock()
+            self.store.update_execution(record["id"], {
+                "status": st.FAILED, "error": "rejected by the engine: %s" % exc,
+                "tracked": False, "ended_at": now, "updated_at": now,
+                "finished_by": "submit"})
+            if isinstance(exc, errors.EngineBadRequest):
+                raise errors.InputError("workflow %s rejected its input: %s"
+                                        % (record["workflow_name"], exc)) from None
+            raise
+        except errors.EngineError as exc:
+            raise type(exc)(
+                "%s; execution %s stays 'requested' and a running "
+                "st2bridge-resultstracker submits it once the engine answers"
+                % (exc, record["id"]), exc.status) from None
+        changes = results.progress_changes(execution, None, self.clock())
+        self.store.update_execution(record["id"], changes, if_active=True)
+        record.update(changes)
+        LOG.info("started execution %s (engine execution %s, workflow %s)",
+                 record["id"], record["engine_execution_id"], record["workflow_name"])
+        return record
+
+    def wait(self, execution_id, *, interval=0.5, on_progress=None, sleep=time.sleep):
+        """Follow an execution until its record is terminal; return the record.
+
+        Polls the engine itself (a light query) so --wait works without a
+        tracker; a tracker finishing it first is fine: the record is written
+        once and both read the same result.
+        """
+        last = None
+        while True:
+            record = self.store.get_execution(execution_id)
+            if st.is_terminal(record["status"]):
+                return record
+            engine_id = record["engine_execution_id"]
+            execution = self.engine.get_execution(engine_id, fields=LIGHT_FIELDS)
+            now = self.clock()
+            if execution.get("state") in st.ENGINE_TERMINAL:
+                results.finish(self.engine, self.store, record, now, "wait")
+                continue
+            # The CLI lists tasks on every round (one person watching), so
+            # progress shows even while the execution's own state stands still.
+            changes = results.progress_changes(execution, self.engine.list_tasks(engine_id), now)
+            seen = (changes["status"], changes["tasks"])
+            if seen != last:
+                last = seen
+                self.store.update_execution(execution_id, changes, if_active=True)
+                if on_progress:
+                    on_progress(dict(record, **changes))
+            sleep(interval)
+
+
+def _same_spec(engine_workflow, name, spec):
+    """Whether the engine's stored definition of `name` equals `spec`.
+
+    Compared as parsed YAML, so formatting differences do not count. When the
+    stored text cannot be understood it counts as changed (an update is safe).
+    """
+    try:
+        stored = yaml.safe_load(engine_workflow.get("definition") or "")
+    except yaml.YAMLError:
+        return False
+    if isinstance(stored, dict) and name in stored:
+        stored = stored[name]
+    return stored == spec

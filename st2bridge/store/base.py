@@ -1,0 +1,155 @@
+"""The store interface: what the bridge keeps about executions and services.
+
+Records are plain dicts (JSON-serialisable values only). Every backend passes
+the same contract tests (tests/unit/test_store_contract.py).
+
+An execution record has these fields (all present; unset ones are None):
+
+    id                  bridge execution id (str, a UUID)
+    workflow_name       the Mistral workflow run
+    engine_execution_id the Mistral execution id; chosen by the bridge before
+                        submitting, so a retried submit never starts a second one
+    status              one of st2bridge.status.ALL
+    input, output       dicts (output None until the execution ends)
+    error               the engine's message for a failure (str) or None
+    tasks               list of task dicts: {id, name, status, state,
+                        state_info, created_at, updated_at, ...}
+    created_at, updated_at, ended_at
+                        float seconds since the epoch (UTC)
+    engine_state        last Mistral state seen, engine_updated_at its updated_at
+    finished_by         how the terminal status was learnt: "poll", "callback"
+    -- tracking --
+    tracked             bool: the poller looks after it while it is active
+    next_poll_at        float: when it is next due for a poll
+    lease_owner         id of the tracker that holds it now, or None
+    lease_expires_at    float: when that lease lapses
+    poll_failures       int: consecutive failed polls (drives back-off)
+    not_found_count     int: consecutive polls the engine answered 404
+    timeout_at          float or None: give up tracking with status "timeout"
+
+A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}.
+"""
+
+import abc
+
+# Indexed fields that list/claim queries filter or sort on. Backends keep them
+# queryable (columns in SQLite, indexes in MongoDB); every other field is opaque.
+INDEXED_FIELDS = ("id", "engine_execution_id", "status", "workflow_name",
+                  "created_at", "tracked", "next_poll_at", "lease_owner",
+                  "lease_expires_at")
+
+EXECUTION_FIELDS = (
+    "id", "workflow_name", "engine_execution_id", "status", "input", "output",
+    "error", "tasks", "created_at", "updated_at", "ended_at", "engine_state",
+    "engine_updated_at", "finished_by", "tracked", "next_poll_at",
+    "lease_owner", "lease_expires_at", "poll_failures", "not_found_count",
+    "timeout_at",
+)
+
+
+def new_execution_record(**fields):
+    """An execution dict with every field present (defaults None/empty)."""
+    record = dict.fromkeys(EXECUTION_FIELDS)
+    record.update(tasks=[], input={}, tracked=False, poll_failures=0, not_found_count=0)
+    unknown = set(fields) - set(EXECUTION_FIELDS)
+    if unknown:
+        raise ValueError("unknown execution fields: %s" % ", ".join(sorted(unknown)))
+    record.update(fields)
+    return record
+
+
+class Store(abc.ABC):
+    """Durable state shared by the CLI and every tracker process.
+
+    Errors: NotFound for an unknown id, Conflict for a duplicate id,
+    StoreUnavailable when the backend cannot be reached or stays locked
+    (callers may retry), StoreVersionMismatch when the schema is not ours.
+    """
+
+    SCHEMA_VERSION = 1
+
+    # -- executions ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_execution(self, record):
+        """Insert a new execution record. Conflict if its id (or
+        engine_execution_id) exists already."""
+
+    @abc.abstractmethod
+    def get_execution(self, execution_id):
+        """Return the record. NotFound if there is none."""
+
+    @abc.abstractmethod
+    def list_executions(self, status=None, workflow_name=None, since=None, limit=50):
+        """Records newest first (by created_at). `status` may be one status or
+        a collection of them; `since` is a float time (created_at >= since)."""
+
+    @abc.abstractmethod
+    def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
+        """Replace the given top-level fields atomically and return True.
+
+        Conditions, checked atomically with the write:
+          if_active       only while the status is not terminal
+          if_lease_owner  only while lease_owner equals this value
+        Returns False (and changes nothing) when a condition does not hold, so
+        a terminal status is written exactly once. NotFound if no record.
+        `updated_at` is set by the caller, not the store.
+        """
+
+    @abc.abstractmethod
+    def claim_due(self, owner, now, lease_seconds, limit):
+        """Atomically lease up to `limit` executions that are tracked, not
+        terminal, due (next_poll_at <= now) and not leased by another owner
+        whose lease is still valid (lease_expires_at > now). Sets lease_owner =
+        owner and lease_expires_at = now + lease_seconds; returns the updated
+        records, earliest next_poll_at first. Two owners never get the same
+        record while a lease is valid."""
+
+    @abc.abstractmethod
+    def release_leases(self, owner):
+        """Clear every lease held by `owner` (on shutdown). Returns the count."""
+
+    @abc.abstractmethod
+    def next_due_at(self):
+        """The earliest time a claim could return something: the minimum over
+        tracked active executions of next_poll_at (unleased or lease lapsed)
+        or lease_expires_at (leased). None when nothing is tracked. May be
+        early, never late."""
+
+    @abc.abstractmethod
+    def count_executions(self, status=None):
+        """Number of records, optionally with that status (or statuses)."""
+
+    # -- services -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def register_service(self, record):
+        """Insert or replace a service record (by its id)."""
+
+    @abc.abstractmethod
+    def heartbeat_service(self, service_id, now):
+        """Set heartbeat_at = now. Returns False if the service is unknown."""
+
+    @abc.abstractmethod
+    def list_services(self):
+        """All service records, by name then host."""
+
+    @abc.abstractmethod
+    def remove_service(self, service_id):
+        """Delete a service record; a missing one is not an error."""
+
+    # -- housekeeping -------------------------------------------------------
+
+    @abc.abstractmethod
+    def schema_version(self):
+        """The schema version recorded in the store (int)."""
+
+    @abc.abstractmethod
+    def close(self):
+        """Release connections. Safe to call twice."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

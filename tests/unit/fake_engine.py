@@ -1,0 +1,101 @@
+"""An in-memory stand-in for MistralClient, for unit tests only.
+
+It keeps workflows, executions and tasks in dicts and lets a test move an
+execution through states. The real engine is exercised by tests/integration.
+"""
+
+import itertools
+
+from st2bridge import errors
+
+_clock = itertools.count(1)
+
+
+def _stamp():
+    # Mistral's one-second-resolution timestamps; a counter keeps them distinct.
+    n = next(_clock)
+    return "2026-11-21 12:%02d:%02d" % (n // 60 % 60, n % 60)
+
+
+class FakeEngine:
+    def __init__(self):
+        self.workflows = {}
+        self.executions = {}
+        self.tasks = {}          # execution id -> list of task dicts
+        self.calls = []
+        self.fail_next = []      # exceptions raised by the next calls, in order
+
+    def _call(self, name, *args):
+        self.calls.append((name,) + args)
+        if self.fail_next:
+            exc = self.fail_next.pop(0)
+            if exc is not None:
+                raise exc
+
+    # -- workflows
+    def get_workflow(self, name):
+        self._call("get_workflow", name)
+        if name not in self.workflows:
+            raise errors.EngineNotFound("workflow %s not found" % name, 404)
+        return self.workflows[name]
+
+    def _put(self, text):
+        import yaml
+        doc = yaml.safe_load(text)
+        names = [k for k in doc if k not in ("version", "name", "description", "tags")]
+        for n in names:
+            self.workflows[n] = {"name": n, "definition": text}
+        return [self.workflows[n] for n in names]
+
+    def create_workflows(self, text):
+        self._call("create_workflows", text)
+        import yaml
+        doc = yaml.safe_load(text)
+        if any(k in self.workflows for k in doc if k != "version"):
+            raise errors.EngineConflict("duplicate workflow", 409)
+        return self._put(text)
+
+    def update_workflows(self, text):
+        self._call("update_workflows", text)
+        return self._put(text)
+
+    # -- executions
+    def start_execution(self, workflow_name, input=None, *, execution_id, params=None,
+                        description=""):
+        self._call("start_execution", workflow_name, execution_id)
+        if workflow_name not in self.workflows:
+            raise errors.EngineBadRequest("workflow %s not found" % workflow_name, 400)
+        if execution_id not in self.executions:
+            self.executions[execution_id] = {
+                "id": execution_id, "workflow_name": workflow_name, "state": "RUNNING",
+                "state_info": None, "input": input or {}, "output": {}, "params": params,
+                "updated_at": _stamp()}
+            self.tasks[execution_id] = []
+        return dict(self.executions[execution_id])
+
+    def get_execution(self, execution_id, fields=None):
+        self._call("get_execution", execution_id, tuple(fields or ()))
+        if execution_id not in self.executions:
+            raise errors.EngineNotFound("execution %s not found" % execution_id, 404)
+        ex = self.executions[execution_id]
+        return {k: ex.get(k) for k in fields} if fields else dict(ex)
+
+    def list_tasks(self, execution_id, fields=None):
+        self._call("list_tasks", execution_id)
+        return [dict(t) for t in self.tasks.get(execution_id, [])]
+
+    # -- test controls
+    def set_state(self, execution_id, state, output=None, state_info=None):
+        ex = self.executions[execution_id]
+        ex.update(state=state, updated_at=_stamp(), state_info=state_info)
+        if output is not None:
+            ex["output"] = output
+
+    def add_task(self, execution_id, name, state):
+        self.tasks[execution_id].append({
+            "id": "%s-%s" % (execution_id, name), "name": name, "state": state,
+            "state_info": None, "type": "ACTION", "created_at": _stamp(),
+            "updated_at": _stamp(), "started_at": None, "finished_at": None})
+
+    def count(self, name):
+        return sum(1 for c in self.calls if c[0] == name)

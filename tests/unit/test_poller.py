@@ -1,0 +1,199 @@
+"""The tracker's pass, driven with a fixed clock: no test sleeps."""
+
+import pytest
+from fake_engine import FakeEngine
+
+from st2bridge import errors, workflow
+from st2bridge import status as st
+from st2bridge.green import InlineExecutor
+from st2bridge.runner import Runner
+from st2bridge.store import open_store
+from st2bridge.tracker.poller import Poller
+
+WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self, now=T0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def env(tmp_path):
+    store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
+    engine = FakeEngine()
+    clock = Clock()
+    runner = Runner(engine, store, query_interval=5.0, clock=clock)
+    poller = Poller(engine, store, InlineExecutor(10), owner="t1", query_interval=5.0,
+                    jitter_interval=0.5, backoff_base=1.0, backoff_max=60.0,
+                    clock=clock, rng=lambda: 0.5, submit=runner.submit)
+    yield store, engine, clock, runner, poller
+    store.close()
+
+
+def start(runner, clock, **kw):
+    return runner.start(workflow.parse(WF), "wf", {}, **kw)
+
+
+def test_nothing_tracked_sleeps_a_full_interval(env):
+    store, engine, clock, runner, poller = env
+    assert poller.tick(clock.now) == 5.0
+    assert engine.calls == []
+
+
+def test_not_due_yet_sleeps_until_due(env):
+    store, engine, clock, runner, poller = env
+    start(runner, clock)
+    engine.calls.clear()
+    assert poller.tick(clock.now + 1) == pytest.approx(4.0)
+    assert engine.calls == []
+
+
+def test_poll_spacing_and_jitter(env):
+    store, engine, clock, runner, poller = env
+    record = start(runner, clock)
+    clock.now += 5
+    wait = poller.tick(clock.now)
+    # Polled once; next due = now + interval + rng * jitter = now + 5.25.
+    assert engine.count("get_execution") == 1
+    assert store.get_execution(record["id"])["next_poll_at"] == pytest.approx(clock.now + 5.25)
+    assert wait == pytest.approx(5.25)
+    # Jitter stays within [0, jitter_interval].
+    for r in (0.0, 0.999):
+        poller.rng = lambda r=r: r
+        assert clock.now + 5 <= poller.next_poll_at(clock.now) <= clock.now + 5.5
+
+
+def test_light_query_then_tasks_only_on_change(env):
+    store, engine, clock, runner, poller = env
+    record = start(runner, clock)
+    eid = record["engine_execution_id"]
+    engine.add_task(eid, "t1", "RUNNING")
+    clock.now += 5
+    poller.tick(clock.now)
+    # First poll sees RUNNING at the submit's updated_at: unchanged, no task list.
+    assert engine.count("list_tasks") == 0
+    light = [c for c in engine.calls if c[0] == "get_execution"]
+    assert light[0][2] == ("id", "state", "state_info", "updated_at")
+    engine.set_state(eid, "RUNNING")     # updated_at moves
+    clock.now += 6
+    poller.tick(clock.now)
+    assert engine.count("list_tasks") == 1
+    assert store.get_execution(record["id"])["tasks"][0]["status"] == st.RUNNING
+
+
+def test_terminal_state_writes_output_once(env):
+    store, engine, clock, runner, poller = env
+    record = start(runner, clock)
+    eid = record["engine_execution_id"]
+    engine.add_task(eid, "t1", "SUCCESS")
+    engine.set_state(eid, "SUCCESS", output={"answer": 42})
+    clock.now += 5
+    assert poller.tick(clock.now) == 5.0   # nothing left to track
+    final = store.get_execution(record["id"])
+    assert final["status"] == st.SUCCEEDED and final["output"] == {"answer": 42}
+    assert final["finished_by"] == "poll" and final["lease_owner"] is None
+    assert final["tasks"][0]["name"] == "t1"
+    # A late second writer does not overwrite the final record.
+    engine.set_state(eid, "ERROR", state_info="late")
+    assert poller.poll(dict(record)) is None
+    assert store.get_execution(record["id"])["status"] == st.SUCCEEDED
+
+
+def test_failed_execution_keeps_engine_error(env):
+    store, engine, clock, runner, poller = env
+    record = start(runner, clock)
+    engine.set_state(record["engine_execution_id"], "ERROR", state_info="Failure caused by error in tasks: t1")
+    clock.now += 5
+    poller.tick(clock.now)
+    final = store.get_execution(record["id"])
+    assert final["status"] == st.FAILED
+    assert final["error"] == "Failure caused by error in tasks: t1"
+
+
+def test_engine_errors_back_off_per_execution(env):
+    store, engine, clock, runner, poller = env
+    record = start(runner, clock)
+    delays = []
+    for _ in range(8):
+        clock.now = store.get_execution(record["id"])["next_poll_at"]
+        engine.fail_next = [errors.EngineUnavailable("connection refused")]
+        poller.tick(clock.now)
+        rec = store.get_execution(record["id"])
+        delays.append(rec["next_poll_at"] - clock.now)
+    # rng = 0.5 -> 3/4 of min(cap, base * 2**(n-1)): 0.75, 1.5, 3, 6, ... capped at 45.
+    assert delays == pytest.approx([0.75, 1.5, 3, 6, 12, 24, 45, 45])
+    assert rec["poll_failures"] == 8 and rec["status"] == st.RUNNING
+    # Recovery resets the count and returns to the normal interval.
+    clock.now = rec["next_poll_at"]
+    poller.tick(clock.now)
+    rec = store.get_execution(record["id"])
+    assert rec["poll_failures"] == 0
+    assert rec["next_poll_at"] == pytest.approx(clock.now + 5.25)
+
+
+def test_404_is_confirmed_before_abandoning(env):
+    store, engine, clock, runner, poller = env
+    record = start(runner, clock)
+    del engine.executions[record["engine_execution_id"]]
+    for expected in (1, 2):
+        clock.now = store.get_execution(record["id"])["next_poll_at"]
+        poller.tick(clock.now)
+        rec = store.get_execution(record["id"])
+        assert rec["status"] == st.RUNNING and rec["not_found_count"] == expected
+    clock.now = rec["next_poll_at"]
+    poller.tick(clock.now)
+    rec = store.get_execution(record["id"])
+    assert rec["status"] == st.ABANDONED
+    assert "404 on 3 polls" in rec["error"]
+
+
+def test_requested_but_never_received_is_submitted(env):
+    store, engine, clock, runner, poller = env
+    runner.register(workflow.parse(WF))
+    # get_workflow answers (unchanged), then the submit's connection fails.
+    engine.fail_next = [None, errors.EngineUnavailable("connection refused")]
+    with pytest.raises(errors.EngineUnavailable):
+        runner.start(workflow.parse(WF), "wf", {})
+    (record,) = store.list_executions()
+    assert record["engine_execution_id"] not in engine.executions
+    clock.now = record["next_poll_at"]
+    poller.tick(clock.now)
+    assert record["engine_execution_id"] in engine.executions
+    assert store.get_execution(record["id"])["status"] == st.RUNNING
+
+
+def test_timeout_ends_tracking(env):
+    store, engine, clock, runner, poller = env
+    record = start(runner, clock, timeout=12)
+    for _ in range(3):
+        clock.now = store.get_execution(record["id"])["next_poll_at"]
+        poller.tick(clock.now)
+    rec = store.get_execution(record["id"])
+    assert rec["status"] == st.TIMEOUT
+    assert rec["error"] == "tracking timed out after 12 s"
+
+
+def test_two_pollers_never_take_the_same_execution(env):
+    store, engine, clock, runner, poller = env
+    for _ in range(6):
+        start(runner, clock)
+    clock.now += 5
+    taken = {"a": [], "b": []}
+
+    class Recording(InlineExecutor):
+        def __init__(self, name):
+            super().__init__(3)
+            self.name = name
+
+        def submit(self, fn, record):
+            taken[self.name].append(record["id"])   # held, not polled: leases stay
+
+    for name in taken:
+        Poller(engine, store, Recording(name), owner=name, query_interval=5.0).tick(clock.now)
+    assert len(taken["a"]) == 3 and len(taken["b"]) == 3
+    assert not set(taken["a"]) & set(taken["b"])

@@ -1,0 +1,119 @@
+import pytest
+from fake_engine import FakeEngine
+
+from st2bridge import errors, workflow
+from st2bridge import status as st
+from st2bridge.runner import Runner
+from st2bridge.store import open_store
+
+WF = """version: '2.0'
+wf:
+  input: [x]
+  tasks:
+    t1:
+      action: std.echo output=<% $.x %>
+"""
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store("sqlite:///%s" % (tmp_path / "b.db"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def engine():
+    return FakeEngine()
+
+
+def make_runner(engine, store):
+    clock = iter(range(1000, 100000)).__next__
+    return Runner(engine, store, query_interval=5, clock=lambda: float(clock()))
+
+
+def test_start_records_then_submits_with_its_own_id(engine, store):
+    runner = make_runner(engine, store)
+    record = runner.start(workflow.parse(WF), "wf", {"x": 1})
+    stored = store.get_execution(record["id"])
+    assert stored["status"] == st.RUNNING
+    assert stored["tracked"] is True
+    assert stored["engine_execution_id"] in engine.executions
+    assert engine.executions[stored["engine_execution_id"]]["input"] == {"x": 1}
+    assert engine.executions[stored["engine_execution_id"]]["params"]["env"] == {
+        "st2bridge_execution_id": record["id"]}
+    assert stored["next_poll_at"] == stored["created_at"] + 5
+
+
+def test_register_create_unchanged_update(engine, store):
+    runner = make_runner(engine, store)
+    wf = workflow.parse(WF)
+    assert runner.register(wf) == "created"
+    assert runner.register(wf) == "unchanged"
+    # Formatting alone is not a change.
+    assert runner.register(workflow.parse(WF.replace("input: [x]", "input:\n    - x"))) == "unchanged"
+    assert runner.register(workflow.parse(WF.replace("$.x", "$.x + 1"))) == "updated"
+    assert engine.count("create_workflows") == 1 and engine.count("update_workflows") == 1
+
+
+def test_register_mixed_file_registers_each_workflow(engine, store):
+    runner = make_runner(engine, store)
+    runner.register(workflow.parse(WF))
+    two = workflow.parse(WF + "other:\n  tasks:\n    a:\n      action: std.noop\n")
+    assert runner.register(two) == "updated"
+    assert set(engine.workflows) == {"wf", "other"}
+
+
+def test_unknown_input_records_nothing(engine, store):
+    runner = make_runner(engine, store)
+    with pytest.raises(errors.InputError, match="unknown input 'y'"):
+        runner.start(workflow.parse(WF), "wf", {"x": 1, "y": 2})
+    assert store.count_executions() == 0
+    assert engine.executions == {}
+
+
+def test_engine_rejection_closes_the_record(engine, store):
+    runner = make_runner(engine, store)
+    wf = workflow.parse(WF)
+    runner.register(wf)
+    engine.fail_next = [None, errors.EngineBadRequest("Invalid input [x]", 400)]
+    with pytest.raises(errors.InputError, match="rejected its input: Invalid input"):
+        runner.start(wf, "wf", {"x": 1})
+    (record,) = store.list_executions()
+    assert record["status"] == st.FAILED and record["tracked"] is False
+    assert "rejected by the engine" in record["error"]
+
+
+def test_unreachable_engine_leaves_it_requested_for_the_tracker(engine, store):
+    runner = make_runner(engine, store)
+    wf = workflow.parse(WF)
+    runner.register(wf)
+    engine.fail_next = [None, errors.EngineUnavailable("cannot reach the engine", None)]
+    with pytest.raises(errors.EngineUnavailable, match="stays 'requested'"):
+        runner.start(wf, "wf", {"x": 1})
+    (record,) = store.list_executions()
+    assert record["status"] == st.REQUESTED and record["tracked"] is True
+    # Submitting again later uses the same engine id: one engine execution.
+    runner.submit(record)
+    runner.submit(record)
+    assert list(engine.executions) == [record["engine_execution_id"]]
+
+
+def test_wait_follows_to_the_end(engine, store):
+    runner = make_runner(engine, store)
+    record = runner.start(workflow.parse(WF), "wf", {"x": 1})
+    eid = record["engine_execution_id"]
+    seen = []
+    steps = iter([lambda: engine.add_task(eid, "t1", "RUNNING"),
+                  lambda: (engine.tasks[eid][0].update(state="SUCCESS"),
+                           engine.set_state(eid, "SUCCESS", output={"y": 1}))])
+
+    def sleep(_):
+        next(steps)()
+
+    final = runner.wait(record["id"], on_progress=seen.append, sleep=sleep)
+    assert final["status"] == st.SUCCEEDED
+    assert final["output"] == {"y": 1}
+    assert final["finished_by"] == "wait"
+    assert [t["name"] for t in final["tasks"]] == ["t1"]
+    assert seen and seen[-1]["tasks"][0]["status"] == st.RUNNING
