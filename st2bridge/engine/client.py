@@ -1,0 +1,398 @@
+"""A client for Mistral's REST API v2 over one pooled HTTP session.
+
+Every failure becomes one of the `st2bridge.errors.Engine*` classes with a
+one-line message that starts with what was attempted. Only requests that are
+safe to repeat are retried (see `_retry_safe` and `_retry_unsent`).
+"""
+
+import http.client
+import json
+import logging
+import re
+import socket
+import ssl
+import threading
+import time
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from st2bridge.errors import (
+    EngineAuthError, EngineBadRequest, EngineClientError, EngineConflict,
+    EngineNotFound, EngineServerError, EngineUnavailable)
+from st2bridge.engine.retry import RetryPolicy, one_line
+
+log = logging.getLogger(__name__)
+
+# Mistral returns these as JSON-encoded strings; callers want objects.
+# Workflow resources are left alone: their `input` is "a, b=1", not JSON.
+_JSON_FIELDS = ("input", "output", "params", "result", "published",
+                "published_global", "runtime_context")
+
+_STATUS_ERRORS = {400: EngineBadRequest, 401: EngineAuthError,
+                  403: EngineAuthError, 404: EngineNotFound, 409: EngineConflict}
+
+_OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>:?\s*")
+
+
+# A repeatable request (GET, PUT of a state or definition, POST of an
+# execution with a client-chosen id) is retried on any retryable error. Any
+# other request only when it provably never left this machine (refused, DNS
+# failure, connect timeout): after a read timeout, a dropped answer or a 5xx it
+# may have taken effect, and repeating it could act twice.
+def _retry_safe(exc):
+    return getattr(exc, "retryable", False)
+
+
+def _retry_unsent(exc):
+    return (isinstance(exc, EngineUnavailable) and exc.retryable
+            and not getattr(exc, "request_sent", True))
+
+
+class MistralClient:
+    """Talks to one Mistral API endpoint such as http://127.0.0.1:8989/v2.
+
+    Thread-safe: callers share one client and its connection pool.
+    `auth_token` may be replaced at any time (after a token refresh).
+    `rpc_read_timeout` is for calls that wait on the engine's RPC (start,
+    state change, rerun): Mistral answers those within its
+    rpc_response_timeout (60 s, then 500); giving up earlier only piles a
+    repeated request onto an engine that is already slow.
+    """
+
+    def __init__(self, api_url, *, auth_token=None, connect_timeout=5.0,
+                 read_timeout=30.0, rpc_read_timeout=65.0, verify=True,
+                 retry=None, session=None, pool_size=20):
+        parts = urlsplit(api_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("engine API URL must look like "
+                             "http(s)://HOST:PORT/v2, got %r" % api_url)
+        self.api_url = api_url.rstrip("/")
+        # For messages: without any user:password part.
+        netloc = parts.hostname + (":%d" % parts.port if parts.port else "")
+        self.display_url = urlunsplit((parts.scheme, netloc,
+                                       parts.path.rstrip("/"), "", ""))
+        self.auth_token = auth_token
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.rpc_read_timeout = max(rpc_read_timeout, read_timeout)
+        self.verify = verify
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            # No retries inside urllib3: every attempt goes through our policy
+            # and is counted. Callers beyond pool_size get a throw-away
+            # connection rather than waiting (pool_block=False).
+            adapter = HTTPAdapter(pool_maxsize=pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self._session = session
+        self._count_lock = threading.Lock()
+        self.request_count = 0      # HTTP requests attempted, retries included
+
+    @property
+    def auth_token(self):
+        return self._auth_token
+
+    @auth_token.setter
+    def auth_token(self, token):
+        # requests would reject such a header with a message quoting it.
+        if token and (token != token.strip() or "\n" in token or "\r" in token):
+            raise ValueError("the engine auth token has whitespace or line "
+                             "breaks in it")
+        self._auth_token = token
+
+    def __repr__(self):
+        return "MistralClient(%r)" % self.display_url
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        if self._owns_session:
+            self._session.close()
+
+    # -- workflows ----------------------------------------------------------
+
+    def get_workflow(self, name):
+        return self._call("GET", "/workflows/" + _seg(name),
+                          "get workflow %s" % name)
+
+    def create_workflows(self, definition_yaml):
+        """POST the definition; EngineConflict if a workflow of that name exists."""
+        return self._call("POST", "/workflows", "create workflows",
+                          text=definition_yaml,
+                          retry_if=_retry_unsent).get("workflows", [])
+
+    def update_workflows(self, definition_yaml):
+        return self._call("PUT", "/workflows", "update workflows",
+                          text=definition_yaml).get("workflows", [])
+
+    # -- executions ---------------------------------------------------------
+
+    def start_execution(self, workflow_name, input=None, *, execution_id,
+                        params=None, description=""):
+        """Start (or find) the execution with the client-chosen id.
+
+        Mistral's API returns the existing execution when the id is known and
+        its engine does the same when two submits race, so this is retried.
+        """
+        if not execution_id:
+            raise ValueError("execution_id is required: it makes the submit "
+                             "safe to repeat")
+        action = "start execution %s of workflow %s" % (execution_id,
+                                                        workflow_name)
+        # JSON strings, as python-mistralclient sends them (a string given
+        # by the caller is taken to be JSON already).
+        payload = {"id": execution_id, "workflow_name": workflow_name,
+                   "input": _json_text(input), "params": _json_text(params),
+                   "description": description or ""}
+        ex = _decode(self._call("POST", "/executions", action, json_body=payload,
+                                timeout=self.rpc_read_timeout))
+        # A known id comes back whatever workflow was asked for: catch reuse.
+        name = ex.get("workflow_name")
+        if name and workflow_name not in (name, ex.get("workflow_id")):
+            raise EngineConflict("%s: the id belongs to an execution of "
+                                 "workflow %s" % (action, name))
+        return ex
+
+    def get_execution(self, execution_id, fields=None):
+        return _decode(self._call(
+            "GET", "/executions/" + _seg(execution_id),
+            "get execution %s" % execution_id, params=_query(fields=fields)))
+
+    def list_executions(self, *, fields=None, limit=1000, sort_keys=None,
+                        sort_dirs=None, marker=None, **filters):
+        """Yield every matching execution, paging with marker/limit.
+
+        `limit` is the page size; filters pass through (e.g.
+        updated_at="gte:2026-11-21 12:00:00", nulls="task_execution_id").
+        """
+        params = _query(fields=fields, limit=limit, sort_keys=sort_keys,
+                        sort_dirs=sort_dirs, **filters)
+        return self._pages("/executions", "executions", "list executions",
+                           params, marker)
+
+    def update_execution_state(self, execution_id, state, state_info=None):
+        """PUT a new state (PAUSED, RUNNING, CANCELLED, SUCCESS, ERROR).
+
+        Safe to repeat: Mistral ignores pausing a paused, resuming a running
+        or stopping a finished execution and returns it unchanged, so callers
+        must check the returned state.
+        """
+        body = {"state": state}
+        if state_info is not None:
+            body["state_info"] = state_info
+        return _decode(self._call(
+            "PUT", "/executions/" + _seg(execution_id),
+            "set execution %s to %s" % (execution_id, state), json_body=body,
+            timeout=self.rpc_read_timeout))
+
+    def execution_report(self, execution_id, errors_only=True, max_depth=None):
+        return self._call(
+            "GET", "/executions/%s/report" % _seg(execution_id),
+            "get report of execution %s" % execution_id,
+            params=_query(errors_only=errors_only, max_depth=max_depth))
+
+    # -- tasks --------------------------------------------------------------
+
+    def list_tasks(self, execution_id, fields=None, **filters):
+        return list(self._pages(
+            "/executions/%s/tasks" % _seg(execution_id), "tasks",
+            "list tasks of execution %s" % execution_id,
+            _query(fields=fields, limit=1000, **filters), None))
+
+    def get_task(self, task_id):
+        return _decode(self._call("GET", "/tasks/" + _seg(task_id),
+                                  "get task %s" % task_id))
+
+    def rerun_task(self, task_id, reset=True):
+        """Re-run a task in ERROR (reset=False only for with-items tasks).
+
+        Not repeated once sent: a fast-failing task can be back in ERROR
+        before the retry arrives, which would then run it a second time.
+        """
+        return _decode(self._call(
+            "PUT", "/tasks/" + _seg(task_id), "rerun task %s" % task_id,
+            json_body={"id": task_id, "state": "RUNNING", "reset": reset},
+            timeout=self.rpc_read_timeout, retry_if=_retry_unsent))
+
+    def ping(self):
+        """One cheap authenticated request, not retried: True or an error."""
+        self._call("GET", "/workflows", "ping the engine",
+                   params={"limit": "1", "fields": "name"}, retry_if=None)
+        return True
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _pages(self, path, key, action, params, marker):
+        while True:
+            page = dict(params, marker=marker) if marker else params
+            body = self._call("GET", path, action, params=page)
+            items = body.get(key) or []
+            yield from (_decode(item) for item in items)
+            # Mistral sets `next` only for a full page (its cap may be below
+            # our limit); the link itself is not URL-encoded, so build our own.
+            if not items or not body.get("next"):
+                return
+            marker = items[-1]["id"]
+
+    def _call(self, method, path, action, *, params=None, json_body=None,
+              text=None, timeout=None, retry_if=_retry_safe):
+        def attempt():
+            return self._send(method, path, action, params, json_body, text,
+                              timeout or self.read_timeout)
+        if retry_if is None:
+            return attempt()
+        return self.retry.call(attempt, retry_if=retry_if,
+                               describe="%s %s" % (method, path))
+
+    def _send(self, method, path, action, params, json_body, text, read_timeout):
+        # No "Accept: application/json": Mistral's text/plain workflow
+        # endpoints answer it with 406 Not Acceptable.
+        headers = {}
+        if self._auth_token:
+            headers["X-Auth-Token"] = self._auth_token
+        data = None
+        if text is not None:
+            headers["Content-Type"] = "text/plain"
+            data = text.encode("utf-8")
+        with self._count_lock:
+            self.request_count += 1
+        started = time.monotonic()
+        try:
+            resp = self._session.request(
+                method, self.api_url + path, params=params, json=json_body,
+                data=data, headers=headers, verify=self.verify,
+                timeout=(self.connect_timeout, read_timeout))
+        except requests.RequestException as exc:
+            reason, sent, retryable = _unreachable(exc, self.connect_timeout,
+                                                   read_timeout)
+            err = EngineUnavailable("%s: cannot reach the engine at %s: %s"
+                                    % (action, self.display_url, reason))
+            err.request_sent, err.retryable = sent, retryable
+            raise err from exc
+        status = resp.status_code
+        log.debug("engine %s %s: HTTP %d in %.1f ms", method, path, status,
+                  (time.monotonic() - started) * 1000)
+        if status >= 400:
+            cls = _STATUS_ERRORS.get(status) or (
+                EngineServerError if status >= 500 else EngineClientError)
+            raise cls("%s: %s (HTTP %d)" % (action, _fault(resp), status),
+                      status=status)
+        if not resp.content:
+            return {}
+        try:
+            return resp.json()
+        except ValueError:
+            raise EngineServerError("%s: the engine answered HTTP %d with a "
+                                    "body that is not JSON" % (action, status),
+                                    status=status) from None
+
+
+# -- helpers ------------------------------------------------------------------
+
+def _seg(value):
+    return quote(str(value), safe="")
+
+
+def _json_text(value):
+    return value if isinstance(value, str) else json.dumps(value or {})
+
+
+def _query(**values):
+    """Drop None, join lists with commas, write booleans as Mistral reads them."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        if value is not None:
+            out[key] = str(value)
+    return out
+
+
+def _decode(obj):
+    if isinstance(obj, dict):
+        for key in _JSON_FIELDS:
+            if isinstance(obj.get(key), str):
+                try:
+                    obj[key] = json.loads(obj[key])
+                except ValueError:
+                    pass    # not JSON after all: keep what Mistral sent
+    return obj
+
+
+def _fault(resp):
+    """Mistral's faultstring (or another known error field), on one line."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    detail = None
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), dict):     # keystonemiddleware's 401
+            body = body["error"]
+        detail = next((body[k] for k in ("faultstring", "message",
+                                         "description", "title")
+                       if isinstance(body.get(k), str) and body[k].strip()), None)
+    elif resp.text and not resp.text.lstrip().startswith("<"):
+        detail = resp.text[:4096]       # plain text, not an HTML error page
+    return one_line(detail) if detail else (resp.reason or "no details")
+
+
+def _causes(exc):
+    """exc and every exception it wraps (args, .reason, __cause__, __context__)."""
+    seen, todo = [], [exc]
+    while todo and len(seen) < 20:
+        e = todo.pop(0)
+        if isinstance(e, BaseException) and not any(e is s for s in seen):
+            seen.append(e)
+            todo.extend(a for a in e.args if isinstance(a, BaseException))
+            todo.extend((getattr(e, "reason", None), e.__cause__, e.__context__))
+    return seen
+
+
+def _unreachable(exc, connect_timeout, read_timeout):
+    """(short reason, whether the request may have been sent, retryable)."""
+    chain = _causes(exc)
+
+    def has(kind):
+        return any(isinstance(e, kind) for e in chain)
+
+    if isinstance(exc, requests.exceptions.SSLError) or has(ssl.SSLError):
+        # A certificate problem does not go away by retrying.
+        return "TLS handshake failed (%s)" % _innermost(chain), False, False
+    if has(ConnectionRefusedError):
+        return "connection refused", False, True
+    if has(socket.gaierror):
+        return "cannot resolve the host name", False, True
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "no connection within %g s" % connect_timeout, False, True
+    if has(NewConnectionError):
+        return "cannot connect (%s)" % _innermost(chain), False, True
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return "no answer within %g s (read timeout)" % read_timeout, True, True
+    if has(http.client.RemoteDisconnected):
+        return "the connection closed without an answer", True, True
+    if has(ConnectionResetError):
+        return "the connection was reset", True, True
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the answer was cut short", True, True
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        return "invalid header value", False, False     # its text may quote it
+    return _innermost(chain), True, True
+
+
+def _innermost(chain):
+    # urllib3 prefixes messages with an object repr: "<...HTTPConnection
+    # object at 0x7f..>: Failed to establish a new connection: ...".
+    text = _OBJECT_REPR.sub("", str(chain[-1]))
+    return one_line(text, 160) or type(chain[-1]).__name__
