@@ -9,10 +9,15 @@ from st2bridge.store import open_store
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 
 
-def setup_logging(conf, stream=sys.stderr):
-    logging.basicConfig(level=conf.log_level, format=LOG_FORMAT, stream=stream, force=True)
+def setup_logging(conf, stream=sys.stderr, quiet=False):
+    """Daemons log at [DEFAULT] log_level; commands (`quiet`) show only
+    warnings and errors on stderr unless DEBUG is asked for."""
+    level = logging.getLevelName(conf.log_level)
+    if quiet and level != logging.DEBUG:
+        level = max(level, logging.WARNING)
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=stream, force=True)
     # urllib3 logs every new connection at DEBUG; keep it out unless asked.
-    logging.getLogger("urllib3").setLevel(max(logging.WARNING, logging.getLevelName(conf.log_level)))
+    logging.getLogger("urllib3").setLevel(max(logging.WARNING, level))
 
 
 def build_engine(conf, retry=True):

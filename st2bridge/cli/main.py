@@ -117,7 +117,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         conf = config.load(oslo_args(args))
-        app.setup_logging(conf)
+        app.setup_logging(conf, quiet=True)
         return args.handler(args, conf)
     except errors.BridgeError as exc:
         print("st2bridge: error: %s" % _one_line(exc), file=sys.stderr)

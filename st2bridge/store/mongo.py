@@ -1,0 +1,340 @@
+"""MongoStore: the Store in a MongoDB database (pymongo 4.x; mongomock in tests).
+
+Collections: `executions` (_id = execution id), `services` (_id = service
+id) and `meta` ({_id: "schema_version", value}). Every conditional write is
+one filtered find_one_and_update/update_one, which MongoDB applies
+atomically to the document, so the condition and the write cannot be split
+by another process.
+
+The payload fields (an execution's input, output and tasks, a service's
+info) are stored as JSON text: workflow data often has keys with dots or a
+leading "$" (hostnames, JSON schema) and integers beyond 64 bits, which BSON
+refuses or mangles; as text they round-trip exactly, like in SqliteStore.
+The indexed fields stay native so that queries can use them.
+"""
+
+import contextlib
+import functools
+import json
+import urllib.parse
+
+import pymongo
+from pymongo import errors as mongo_errors
+
+from st2bridge.errors import (ConfigError, Conflict, NotFound, StoreError,
+                              StoreUnavailable, StoreVersionMismatch)
+from st2bridge.store import (TERMINAL, complete_execution, complete_service,
+                             prepare_changes, prepare_execution, prepare_service, status_list,
+                             version_mismatch_message)
+from st2bridge.store.base import Store
+
+_EXECUTION_PAYLOAD = ("input", "output", "tasks")
+_SERVICE_PAYLOAD = ("info",)
+_COLLECTIONS = {"executions", "services", "meta"}
+_AFTER = pymongo.ReturnDocument.AFTER
+
+
+def _encode(fields, payload):
+    """A MongoDB document (or $set body) from record fields."""
+    doc = {}
+    for key, value in fields.items():
+        if key == "id":
+            doc["_id"] = value
+        elif key in payload and value is not None:
+            doc[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        else:
+            doc[key] = value
+    return doc
+
+
+def _decode(doc, payload):
+    fields = {key: value for key, value in doc.items() if key != "_id"}
+    fields["id"] = doc["_id"]
+    for key in payload:
+        if isinstance(fields.get(key), str):
+            fields[key] = json.loads(fields[key])
+    return fields
+
+
+def _execution(doc):
+    return complete_execution(_decode(doc, _EXECUTION_PAYLOAD))
+
+
+def _short(exc):
+    # Server selection errors carry the whole topology description.
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _lease_ready_at(next_poll_at, lease_owner, lease_expires_at):
+    """When a claim could take this record: a valid lease defers it, for its
+    holder too (claim_due never hands out a record under a valid lease)."""
+    if lease_owner is not None and lease_expires_at is not None:
+        return max(next_poll_at, lease_expires_at)
+    return next_poll_at
+
+
+def _earliest_due(rows):
+    """next_due_at from (next_poll_at, lease_owner, lease_expires_at) rows in
+    ascending next_poll_at order. Stops at the first row that cannot improve
+    the answer, so the cost is the number of overdue rows under a valid lease
+    plus one, not the number of tracked records."""
+    best = None
+    for next_poll_at, lease_owner, lease_expires_at in rows:
+        if best is not None and next_poll_at >= best:
+            break
+        ready = _lease_ready_at(next_poll_at, lease_owner, lease_expires_at)
+        best = ready if best is None else min(best, ready)
+    return best
+
+
+def _translated(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._errors():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+class MongoStore(Store):
+    """The Store in a MongoDB database (see the module docstring)."""
+
+    def __init__(self, url=None, *, client=None, database="st2bridge", connect_timeout=5.0):
+        self.database = database
+        self._where = "%s/%s" % (self._hosts(url) if url else "MongoDB", database)
+        self._owns_client = client is None
+        if client is None:
+            if not url:
+                raise ConfigError("MongoStore needs a mongodb:// URL or a client")
+            timeout_ms = int(connect_timeout * 1000)
+            try:
+                client = pymongo.MongoClient(url, serverSelectionTimeoutMS=timeout_ms,
+                                             connectTimeoutMS=timeout_ms, appname="st2bridge")
+            except mongo_errors.ConfigurationError as exc:
+                # mongodb+srv resolves DNS here: a lookup failure may pass.
+                if "DNS" in str(exc) or "resolution" in str(exc):
+                    raise StoreUnavailable("MongoDB store %s: %s"
+                                           % (self._where, _short(exc))) from exc
+                raise ConfigError("invalid MongoDB store URL: %s" % _short(exc)) from exc
+            except ValueError as exc:  # pymongo's URI parser, e.g. a bad port
+                raise ConfigError("invalid MongoDB store URL: %s" % _short(exc)) from exc
+        self._client = client
+        db = client[database]
+        self._executions = db["executions"]
+        self._services = db["services"]
+        self._meta = db["meta"]
+        try:
+            with self._errors():
+                self._setup(db)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _hosts(url):
+        # Only the host list: the rest of the URL may hold credentials.
+        netloc = urllib.parse.urlsplit(url).netloc
+        return netloc.rsplit("@", 1)[-1] or "MongoDB"
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _setup(self, db):
+        version = self._recorded_version()
+        if version is None:
+            foreign = {name for name in db.list_collection_names()
+                       if not name.startswith("system.")} - _COLLECTIONS
+            if foreign:
+                raise StoreVersionMismatch(
+                    "MongoDB database %s holds other collections (%s) but no st2bridge "
+                    "schema version; use another database name in the store URL"
+                    % (self._where, ", ".join(sorted(foreign)[:3])))
+            try:
+                self._meta.update_one({"_id": "schema_version"},
+                                      {"$setOnInsert": {"value": self.SCHEMA_VERSION}},
+                                      upsert=True)
+            except mongo_errors.DuplicateKeyError:
+                pass  # a concurrent first open inserted it
+            version = self._recorded_version()
+        if version != self.SCHEMA_VERSION:
+            raise StoreVersionMismatch(
+                version_mismatch_message(self._where, version, self.SCHEMA_VERSION))
+        # create_index is idempotent; done on every open so that a store
+        # created by an older build gains any index added since.
+        ex = self._executions
+        ex.create_index("status", name="ix_status")
+        ex.create_index("created_at", name="ix_created_at")
+        ex.create_index("workflow_name", name="ix_workflow_name")
+        ex.create_index([("tracked", 1), ("next_poll_at", 1)], name="ix_tracked_next_poll_at")
+        ex.create_index("lease_owner", name="ix_lease_owner")
+        # Partial, so that any number of records may have no engine id yet.
+        ex.create_index("engine_execution_id", name="ix_engine_execution_id", unique=True,
+                        partialFilterExpression={"engine_execution_id": {"$type": "string"}})
+        self._services.create_index([("name", 1), ("host", 1)], name="ix_name_host")
+
+    def _recorded_version(self):
+        doc = self._meta.find_one({"_id": "schema_version"})
+        return None if doc is None else doc.get("value")
+
+    @contextlib.contextmanager
+    def _errors(self):
+        if self._client is None:
+            raise StoreUnavailable("MongoDB store %s is closed" % self._where)
+        try:
+            yield
+        except mongo_errors.DuplicateKeyError as exc:
+            raise Conflict("MongoDB store %s: duplicate key: %s"
+                           % (self._where, _short(exc))) from exc
+        except (mongo_errors.ConnectionFailure, mongo_errors.ExecutionTimeout,
+                mongo_errors.WTimeoutError) as exc:
+            # ConnectionFailure covers AutoReconnect, ServerSelectionTimeoutError
+            # and NotPrimaryError: all worth a retry.
+            raise StoreUnavailable("MongoDB store %s is unavailable: %s"
+                                   % (self._where, _short(exc))) from exc
+        except mongo_errors.PyMongoError as exc:
+            raise StoreError("MongoDB store %s: %s" % (self._where, _short(exc))) from exc
+
+    @staticmethod
+    def _status_filter(query, status):
+        statuses = status_list(status)
+        if statuses is not None:
+            query["status"] = {"$in": statuses}
+        return query
+
+    # -- executions ---------------------------------------------------------
+
+    @_translated
+    def create_execution(self, record):
+        record = prepare_execution(record)
+        try:
+            self._executions.insert_one(_encode(record, _EXECUTION_PAYLOAD))
+        except mongo_errors.DuplicateKeyError as exc:
+            if self._executions.find_one({"_id": record["id"]}, {"_id": 1}) is not None:
+                raise Conflict("execution %s exists already" % record["id"]) from exc
+            raise Conflict("an execution with engine execution id %s exists already"
+                           % record["engine_execution_id"]) from exc
+        return record
+
+    @_translated
+    def get_execution(self, execution_id):
+        doc = self._executions.find_one({"_id": execution_id})
+        if doc is None:
+            raise NotFound("no execution %s" % execution_id)
+        return _execution(doc)
+
+    @_translated
+    def list_executions(self, status=None, workflow_name=None, since=None, limit=50):
+        if limit is not None and limit <= 0:
+            return []  # MongoDB reads limit(0) as "no limit"
+        query = self._status_filter({}, status)
+        if workflow_name is not None:
+            query["workflow_name"] = workflow_name
+        if since is not None:
+            query["created_at"] = {"$gte": since}
+        cursor = self._executions.find(query).sort([("created_at", -1), ("_id", -1)])
+        if limit is not None:
+            cursor = cursor.limit(int(limit))
+        return [_execution(doc) for doc in cursor]
+
+    @_translated
+    def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
+        changes = prepare_changes(changes)
+        query = {"_id": execution_id}
+        if if_active:
+            query["status"] = {"$nin": list(TERMINAL)}
+        if if_lease_owner is not None:
+            query["lease_owner"] = if_lease_owner
+        try:
+            if changes:
+                matched = self._executions.update_one(
+                    query, {"$set": _encode(changes, _EXECUTION_PAYLOAD)}).matched_count
+            else:  # "$set: {}" is an error; there is nothing to write
+                matched = self._executions.count_documents(query, limit=1)
+        except mongo_errors.DuplicateKeyError as exc:
+            raise Conflict("an execution with engine execution id %s exists already"
+                           % changes.get("engine_execution_id")) from exc
+        if matched:
+            return True
+        if self._executions.find_one({"_id": execution_id}, {"_id": 1}) is None:
+            raise NotFound("no execution %s" % execution_id)
+        return False
+
+    @_translated
+    def claim_due(self, owner, now, lease_seconds, limit):
+        # One find_one_and_update per record: each claim is atomic, so two
+        # owners never get the same record. A valid lease excludes its holder
+        # too (its poll may still be running); the ids already claimed are
+        # excluded as well so a lease_seconds <= 0 cannot loop forever.
+        lease = {"$set": {"lease_owner": owner, "lease_expires_at": now + lease_seconds}}
+        claimed = []
+        while len(claimed) < limit:
+            doc = self._executions.find_one_and_update(
+                {"tracked": True,
+                 "next_poll_at": {"$lte": now},
+                 "status": {"$nin": list(TERMINAL)},
+                 "$or": [{"lease_owner": None}, {"lease_expires_at": None},
+                         {"lease_expires_at": {"$lte": now}}],
+                 "_id": {"$nin": [record["id"] for record in claimed]}},
+                lease, sort=[("next_poll_at", 1), ("_id", 1)], return_document=_AFTER)
+            if doc is None:
+                break
+            claimed.append(_execution(doc))
+        return claimed
+
+    @_translated
+    def release_leases(self, owner):
+        result = self._executions.update_many(
+            {"lease_owner": owner}, {"$set": {"lease_owner": None, "lease_expires_at": None}})
+        return result.modified_count
+
+    @_translated
+    def next_due_at(self):
+        cursor = self._executions.find(
+            {"tracked": True, "next_poll_at": {"$ne": None}, "status": {"$nin": list(TERMINAL)}},
+            {"_id": 0, "next_poll_at": 1, "lease_owner": 1, "lease_expires_at": 1},
+        ).sort([("next_poll_at", 1)]).batch_size(100)
+        try:
+            return _earliest_due((doc["next_poll_at"], doc.get("lease_owner"),
+                                 doc.get("lease_expires_at")) for doc in cursor)
+        finally:
+            cursor.close()
+
+    @_translated
+    def count_executions(self, status=None):
+        return self._executions.count_documents(self._status_filter({}, status))
+
+    # -- services -----------------------------------------------------------
+
+    @_translated
+    def register_service(self, record):
+        record = prepare_service(record)
+        self._services.replace_one({"_id": record["id"]},
+                                   _encode(record, _SERVICE_PAYLOAD), upsert=True)
+        return record
+
+    @_translated
+    def heartbeat_service(self, service_id, now):
+        result = self._services.update_one({"_id": service_id}, {"$set": {"heartbeat_at": now}})
+        return result.matched_count > 0
+
+    @_translated
+    def list_services(self):
+        cursor = self._services.find().sort([("name", 1), ("host", 1), ("_id", 1)])
+        return [complete_service(_decode(doc, _SERVICE_PAYLOAD)) for doc in cursor]
+
+    @_translated
+    def remove_service(self, service_id):
+        self._services.delete_one({"_id": service_id})
+
+    # -- housekeeping -------------------------------------------------------
+
+    @_translated
+    def schema_version(self):
+        return self._recorded_version()
+
+    def close(self):
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            client.close()  # an injected client belongs to the caller
+
+    def __repr__(self):
+        return "MongoStore(%r)" % self._where

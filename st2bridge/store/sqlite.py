@@ -1,0 +1,368 @@
+"""SqliteStore: the embedded default store, one file shared by every process.
+
+Concurrency model:
+  * WAL journal: readers never wait for a writer and a writer never waits
+    for readers, so `st2bridge list` stays fast while trackers poll.
+  * Every read-modify-write (update, claim, release, heartbeat) runs inside
+    BEGIN IMMEDIATE: the write lock is taken before the read, so the check
+    and the write are one atomic step across processes. Competing writers
+    wait up to `busy_timeout` and then get StoreUnavailable.
+  * One connection per store object, shared by threads under a Lock. Under
+    eventlet the Lock is green and sqlite calls never yield, so green
+    threads are serialised too; but a write that waits for another
+    process's lock blocks the whole hub for up to busy_timeout.
+  * claim_due skips every record under a valid lease, its holder's too.
+
+Each execution is a row of the INDEXED_FIELDS as columns (what queries use)
+plus `doc`, the whole record as JSON (what reads return), so records
+round-trip exactly; the columns are recomputed from `doc` on every write.
+"""
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+
+from st2bridge.errors import (Conflict, NotFound, StoreError, StoreUnavailable,
+                              StoreVersionMismatch)
+from st2bridge.store import (TERMINAL, complete_execution, complete_service,
+                             prepare_changes, prepare_execution, prepare_service, status_list,
+                             version_mismatch_message)
+from st2bridge.store.base import INDEXED_FIELDS, Store
+
+_SCHEMA = """
+CREATE TABLE executions (
+    id TEXT PRIMARY KEY, engine_execution_id TEXT, status TEXT, workflow_name TEXT,
+    created_at REAL, tracked INTEGER NOT NULL DEFAULT 0, next_poll_at REAL,
+    lease_owner TEXT, lease_expires_at REAL,
+    doc TEXT NOT NULL
+);
+CREATE UNIQUE INDEX ix_executions_engine_execution_id ON executions (engine_execution_id);
+CREATE INDEX ix_executions_status ON executions (status);
+CREATE INDEX ix_executions_created_at ON executions (created_at);
+CREATE INDEX ix_executions_workflow_name ON executions (workflow_name);
+CREATE INDEX ix_executions_tracked_next_poll_at ON executions (tracked, next_poll_at);
+CREATE INDEX ix_executions_lease_owner ON executions (lease_owner);
+CREATE TABLE services (id TEXT PRIMARY KEY, name TEXT, host TEXT, doc TEXT NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_COLUMNS = ", ".join(INDEXED_FIELDS)
+_ACTIVE = "COALESCE(status, '') NOT IN (%s)" % ", ".join("'%s'" % s for s in TERMINAL)
+_INSERT = "INSERT INTO executions (%s, doc) VALUES (%s)" % (
+    _COLUMNS, ", ".join("?" * (len(INDEXED_FIELDS) + 1)))
+_UPDATE = "UPDATE executions SET %s, doc = ? WHERE id = ?" % ", ".join(
+    "%s = ?" % field for field in INDEXED_FIELDS if field != "id")
+
+# next_due_at: the earliest unleased record (the first index entry that is not
+# leased) and the earliest time a leased one frees up, max(due, lease expiry):
+# exact, and its cost grows with the leased records only, not with the tracked.
+_NEXT_DUE = (
+    "SELECT (SELECT next_poll_at FROM executions WHERE tracked = 1 AND "
+    "next_poll_at IS NOT NULL AND (lease_owner IS NULL OR lease_expires_at IS NULL) AND "
+    + _ACTIVE + " ORDER BY next_poll_at LIMIT 1), "
+    "(SELECT MIN(MAX(next_poll_at, lease_expires_at)) FROM executions "
+    "INDEXED BY ix_executions_lease_owner WHERE lease_owner IS NOT NULL AND "
+    "lease_expires_at IS NOT NULL AND tracked = 1 AND next_poll_at IS NOT NULL AND "
+    + _ACTIVE + ")")
+
+
+def _dumps(value):
+    # json writes floats with repr(), which reads back to the same float.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _row(record):
+    """Column values for a record, in INDEXED_FIELDS order, then its doc."""
+    values = [record[field] for field in INDEXED_FIELDS]
+    values[INDEXED_FIELDS.index("tracked")] = 1 if record["tracked"] else 0
+    return values + [_dumps(record)]
+
+
+@contextlib.contextmanager
+def _transaction(conn):
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _fetch(conn, table, id_):
+    row = conn.execute("SELECT doc FROM %s WHERE id = ?" % table, (id_,)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def _in(column, values):
+    return "%s IN (%s)" % (column, ", ".join("?" * len(values)))
+
+
+class SqliteStore(Store):
+    """The Store in one SQLite file (see the module docstring)."""
+
+    def __init__(self, path, busy_timeout=10.0):
+        self.path = os.fspath(path)
+        self.busy_timeout = float(busy_timeout)
+        self._lock = threading.Lock()
+        self._conn = None
+        with self._errors():
+            if self.path != ":memory:":
+                parent = os.path.dirname(os.path.abspath(self.path))
+                try:
+                    os.makedirs(parent, exist_ok=True)
+                except OSError as exc:
+                    raise StoreUnavailable("cannot create the directory of SQLite store %s: %s"
+                                           % (self.path, exc.strerror or exc)) from exc
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
+                                   isolation_level=None, check_same_thread=False)
+            try:
+                self._setup(conn)
+            except BaseException:
+                conn.close()
+                raise
+        self._conn = conn
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _setup(self, conn):
+        conn.execute("PRAGMA busy_timeout = %d" % int(self.busy_timeout * 1000))
+        conn.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL never corrupts; a power cut may lose the last
+        # commits, which the tracker relearns from the engine on its next poll.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        version = self._recorded_version(conn)
+        if version is None:
+            with _transaction(conn):
+                version = self._recorded_version(conn)  # another process may have won
+                if version is None:
+                    # Not executescript(): it would commit our transaction first.
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                                 (str(self.SCHEMA_VERSION),))
+                    version = self.SCHEMA_VERSION
+        if version != self.SCHEMA_VERSION:
+            raise StoreVersionMismatch(
+                version_mismatch_message(self.path, version, self.SCHEMA_VERSION))
+
+    def _recorded_version(self, conn):
+        """The recorded schema version; None for an empty (new) database."""
+        tables = {name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "meta" not in tables:
+            if tables:
+                raise StoreVersionMismatch(
+                    "%s is a SQLite database but not an st2bridge store (it has no "
+                    "schema version); point the store URL at another file" % self.path)
+            return None
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            raise StoreVersionMismatch("SQLite store %s records no schema version: run "
+                                       "`st2bridge db-upgrade`" % self.path)
+        try:
+            return int(row[0])
+        except ValueError:
+            return row[0]
+
+    @contextlib.contextmanager
+    def _errors(self):
+        """Translate sqlite3 errors into the bridge's store errors."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            message = str(exc)
+            if "locked" in message or "busy" in message:
+                raise StoreUnavailable(
+                    "SQLite store %s is locked by another process (waited %gs); try again"
+                    % (self.path, self.busy_timeout)) from exc
+            if "unable to open" in message or "disk I/O" in message or "readonly" in message:
+                raise StoreUnavailable("cannot use SQLite store %s: %s"
+                                       % (self.path, message)) from exc
+            raise StoreError("SQLite store %s: %s" % (self.path, message)) from exc
+        except sqlite3.DatabaseError as exc:  # e.g. "file is not a database"
+            raise StoreError("SQLite store %s: %s" % (self.path, exc)) from exc
+
+    def _connection(self):
+        if self._conn is None:
+            raise StoreUnavailable("SQLite store %s is closed" % self.path)
+        return self._conn
+
+    @contextlib.contextmanager
+    def _read(self):
+        with self._lock, self._errors():
+            yield self._connection()
+
+    @contextlib.contextmanager
+    def _write(self):
+        """One BEGIN IMMEDIATE transaction: the write lock is held from the
+        first read, so whatever the body checks still holds when it writes."""
+        with self._lock, self._errors(), _transaction(self._connection()) as conn:
+            yield conn
+
+    # -- executions ---------------------------------------------------------
+
+    def create_execution(self, record):
+        record = prepare_execution(record)
+        with self._write() as conn:
+            try:
+                conn.execute(_INSERT, _row(record))
+            except sqlite3.IntegrityError as exc:
+                if "engine_execution_id" in str(exc):
+                    raise Conflict("an execution with engine execution id %s exists already"
+                                   % record["engine_execution_id"]) from exc
+                raise Conflict("execution %s exists already" % record["id"]) from exc
+        return record
+
+    def get_execution(self, execution_id):
+        with self._read() as conn:
+            doc = _fetch(conn, "executions", execution_id)
+        if doc is None:
+            raise NotFound("no execution %s" % execution_id)
+        return complete_execution(doc)
+
+    def list_executions(self, status=None, workflow_name=None, since=None, limit=50):
+        if limit is not None and limit <= 0:
+            return []
+        where, params = [], []
+        statuses = status_list(status)
+        if statuses is not None:
+            if not statuses:
+                return []
+            where.append(_in("status", statuses))
+            params += statuses
+        if workflow_name is not None:
+            where.append("workflow_name = ?")
+            params.append(workflow_name)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(since)
+        sql = "SELECT doc FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT %d" % int(limit)
+        with self._read() as conn:
+            return [complete_execution(json.loads(doc)) for (doc,) in conn.execute(sql, params)]
+
+    def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
+        changes = prepare_changes(changes)
+        with self._write() as conn:
+            doc = _fetch(conn, "executions", execution_id)
+            if doc is None:
+                raise NotFound("no execution %s" % execution_id)
+            record = complete_execution(doc)
+            if if_active and record["status"] in TERMINAL:
+                return False
+            if if_lease_owner is not None and record["lease_owner"] != if_lease_owner:
+                return False
+            record.update(changes)
+            try:
+                conn.execute(_UPDATE, _row(record)[1:] + [execution_id])
+            except sqlite3.IntegrityError as exc:
+                raise Conflict("an execution with engine execution id %s exists already"
+                               % record["engine_execution_id"]) from exc
+        return True
+
+    def claim_due(self, owner, now, lease_seconds, limit):
+        if limit <= 0:
+            return []
+        # A valid lease excludes its holder too: its poll may still be running,
+        # and the tracker ticks again before it ends.
+        expires = now + lease_seconds
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT doc FROM executions WHERE tracked = 1 AND next_poll_at <= ? AND "
+                + _ACTIVE + " AND (lease_owner IS NULL OR lease_expires_at IS NULL OR "
+                "lease_expires_at <= ?) ORDER BY next_poll_at, id LIMIT ?",
+                (now, now, int(limit))).fetchall()
+            claimed = []
+            for (doc,) in rows:
+                record = complete_execution(json.loads(doc))
+                record["lease_owner"] = owner
+                record["lease_expires_at"] = expires
+                claimed.append(record)
+            conn.executemany(
+                "UPDATE executions SET lease_owner = ?, lease_expires_at = ?, doc = ? "
+                "WHERE id = ?", [(owner, expires, _dumps(r), r["id"]) for r in claimed])
+        return claimed
+
+    def release_leases(self, owner):
+        with self._write() as conn:
+            rows = conn.execute("SELECT doc FROM executions WHERE lease_owner = ?",
+                                (owner,)).fetchall()
+            updates = []
+            for (doc,) in rows:
+                record = complete_execution(json.loads(doc))
+                record["lease_owner"] = record["lease_expires_at"] = None
+                updates.append((_dumps(record), record["id"]))
+            conn.executemany("UPDATE executions SET lease_owner = NULL, "
+                             "lease_expires_at = NULL, doc = ? WHERE id = ?", updates)
+        return len(updates)
+
+    def next_due_at(self):
+        with self._read() as conn:
+            unleased, leased = conn.execute(_NEXT_DUE).fetchone()
+        times = [t for t in (unleased, leased) if t is not None]
+        return min(times) if times else None
+
+    def count_executions(self, status=None):
+        statuses = status_list(status)
+        with self._read() as conn:
+            if statuses is None:
+                return conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0]
+            if not statuses:
+                return 0
+            return conn.execute("SELECT COUNT(*) FROM executions WHERE " +
+                                _in("status", statuses), statuses).fetchone()[0]
+
+    # -- services -----------------------------------------------------------
+
+    def register_service(self, record):
+        record = prepare_service(record)
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO services (id, name, host, doc) "
+                         "VALUES (?, ?, ?, ?)",
+                         (record["id"], record["name"], record["host"], _dumps(record)))
+        return record
+
+    def heartbeat_service(self, service_id, now):
+        with self._write() as conn:
+            doc = _fetch(conn, "services", service_id)
+            if doc is None:
+                return False
+            record = complete_service(doc)
+            record["heartbeat_at"] = now
+            conn.execute("UPDATE services SET doc = ? WHERE id = ?",
+                         (_dumps(record), service_id))
+        return True
+
+    def list_services(self):
+        with self._read() as conn:
+            return [complete_service(json.loads(doc)) for (doc,) in conn.execute(
+                "SELECT doc FROM services ORDER BY name, host, id")]
+
+    def remove_service(self, service_id):
+        with self._write() as conn:
+            conn.execute("DELETE FROM services WHERE id = ?", (service_id,))
+
+    # -- housekeeping -------------------------------------------------------
+
+    def schema_version(self):
+        with self._read() as conn:
+            return self._recorded_version(conn)
+
+    def close(self):
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            with self._errors():
+                conn.close()
+
+    def __repr__(self):
+        return "SqliteStore(%r)" % self.path

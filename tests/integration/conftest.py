@@ -1,0 +1,118 @@
+"""Fixtures that start real parts: a Mistral 23 engine of the test session's
+own (own home, port and RabbitMQ vhost), and bridge configs pointing at it."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+MISTRAL_LOCAL = ROOT / "tools" / "mistral_local.py"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mistral(tmp_path_factory):
+    """A running Mistral engine; yields its API URL (…/v2)."""
+    home = tmp_path_factory.mktemp("mistral")
+    port = free_port()
+    vhost = "st2bridge-test-%s" % uuid.uuid4().hex[:8]
+    args = [sys.executable, str(MISTRAL_LOCAL), "--home", str(home),
+            "--port", str(port), "--vhost", vhost]
+    started = time.monotonic()
+    proc = subprocess.run(args[:2] + ["up"] + args[2:], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail("could not start Mistral:\n%s\n%s" % (proc.stdout[-3000:], proc.stderr[-3000:]))
+    print("Mistral up on port %d in %.1f s" % (port, time.monotonic() - started))
+    engine = Engine("http://127.0.0.1:%d/v2" % port, home, args)
+    yield engine
+    subprocess.run(args[:2] + ["stop"] + args[2:], capture_output=True)
+    if shutil.which("rabbitmqctl"):
+        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
+
+
+class Engine:
+    """The test's own view of Mistral, straight over HTTP (not via the bridge)."""
+
+    def __init__(self, api_url, home, args):
+        self.api_url = api_url
+        self.home = home
+        self.args = args
+
+    def get(self, path, **params):
+        response = requests.get(self.api_url + path, params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def executions(self, workflow_name):
+        return [e for e in self.get("/executions", limit=1000)["executions"]
+                if e["workflow_name"] == workflow_name]
+
+
+class Bridge:
+    """A bridge config in a temp dir, and its CLI run as a person would."""
+
+    def __init__(self, path, api_url):
+        self.dir = path
+        self.conf = path / "bridge.conf"
+        self.api_url = api_url
+        self.write()
+
+    def write(self, api_url=None, extra=""):
+        self.conf.write_text(
+            "[DEFAULT]\nstate_path = %s\nlog_level = INFO\n"
+            "[engine]\napi_url = %s\nretry_exp_msec = 100\nretry_exp_max_msec = 500\n"
+            "retry_stop_max_msec = 3000\n"
+            "[resultstracker]\nmode = poll\nquery_interval = 0.5\n%s"
+            % (self.dir, api_url or self.api_url, extra))
+
+    def env(self):
+        env = dict(os.environ, ST2BRIDGE_CONFIG_FILE=str(self.conf))
+        env.pop("PYTHONPATH", None)
+        return env
+
+    def cli(self, *args, timeout=120):
+        return subprocess.run([sys.executable, "-m", "st2bridge.cli.main"] + [str(a) for a in args],
+                              capture_output=True, text=True, timeout=timeout, env=self.env(),
+                              cwd=str(ROOT))
+
+    def get(self, execution_id):
+        proc = self.cli("execution", "get", execution_id, "--json")
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    def records(self):
+        """Every execution record in this bridge's store."""
+        from st2bridge.store import open_store
+        with open_store("sqlite:///%s" % (self.dir / "bridge.db")) as store:
+            return store.list_executions(limit=10000)
+
+    def start_tracker(self, *extra):
+        log = open(self.dir / ("tracker-%d.log" % time.monotonic_ns()), "w")
+        return subprocess.Popen([sys.executable, "-m", "st2bridge.tracker.daemon",
+                                 "--config-file", str(self.conf)] + list(extra),
+                                stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=str(ROOT))
+
+
+@pytest.fixture
+def bridge(tmp_path, mistral):
+    return Bridge(tmp_path, mistral.api_url)
+
+
+def write_workflow(tmp_path, text, name="wf.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command: sets up what the tests need, then runs every test.
+#   bash tools/run-tests.sh [pytest args...]
+# Unit tests need only Python. Integration tests start their own real Mistral
+# 23 (installed once per machine into its own virtualenv by
+# tools/mistral_local.py, with RabbitMQ from Debian when it is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "python environment (.venv) with st2bridge and its test extras"
+bash tools/bootstrap.sh
+
+step "Mistral 23 in its own virtualenv (skipped when already installed)"
+python3 tools/mistral_local.py install
+
+step "tests"
+exec .venv/bin/pytest -ra "${@:-tests}"
