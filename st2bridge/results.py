@@ -31,8 +31,8 @@ def task_view(task):
 
 
 def tasks_view(tasks):
-    return sorted((task_view(t) for t in tasks),
-                  key=lambda t: (t.get("created_at") or "", t.get("name") or ""))
+    # Stable sort: tasks created in the same second keep the engine's order.
+    return sorted((task_view(t) for t in tasks), key=lambda t: t.get("created_at") or "")
 
 
 def progress_changes(execution, tasks, now):

@@ -16,4 +16,4 @@ step "Mistral 23 in its own virtualenv (skipped when already installed)"
 python3 tools/mistral_local.py install
 
 step "tests"
-exec .venv/bin/pytest -ra "${@:-tests}"
+exec .venv/bin/pytest -rfE "${@:-tests}"

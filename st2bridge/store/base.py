@@ -99,8 +99,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def claim_due(self, owner, now, lease_seconds, limit):
         """Atomically lease up to `limit` executions that are tracked, not
-        terminal, due (next_poll_at <= now) and not leased by another owner
-        whose lease is still valid (lease_expires_at > now). Sets lease_owner =
+        terminal, due (next_poll_at <= now) and not under a valid lease
+        (lease_expires_at > now), whoever holds it: a tracker's own lease
+        means its query is still running. Sets lease_owner =
         owner and lease_expires_at = now + lease_seconds; returns the updated
         records, earliest next_poll_at first. Two owners never get the same
         record while a lease is valid."""
@@ -112,9 +113,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def next_due_at(self):
         """The earliest time a claim could return something: the minimum over
-        tracked active executions of next_poll_at (unleased or lease lapsed)
-        or lease_expires_at (leased). None when nothing is tracked. May be
-        early, never late."""
+        tracked active executions of next_poll_at (unleased) or
+        max(next_poll_at, lease_expires_at) (leased). None when nothing is
+        tracked. May be early, never late."""
 
     @abc.abstractmethod
     def count_executions(self, status=None):

@@ -59,7 +59,9 @@ def test_three_tasks_succeed_with_output(bridge, mistral, tmp_path):
     result = json.loads(proc.stdout)
     assert result["status"] == "succeeded"
     assert result["output"] == {"message": "hello world x2", "total": 42}
-    assert [t["name"] for t in result["tasks"]] == ["greet", "multiply", "finish"]
+    # Timestamps have one-second resolution, so the order of tasks created in
+    # the same second is the engine's; compare the set.
+    assert sorted(t["name"] for t in result["tasks"]) == ["finish", "greet", "multiply"]
     assert all(t["status"] == "succeeded" for t in result["tasks"])
     assert result["input"] == {"who": "world", "times": 2}
     assert result["ended_at"] and result["created_at"]
