@@ -16,8 +16,10 @@ def setup_logging(conf, stream=sys.stderr, quiet=False):
     if quiet and level != logging.DEBUG:
         level = max(level, logging.WARNING)
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=stream, force=True)
-    # urllib3 logs every new connection at DEBUG; keep it out unless asked.
-    logging.getLogger("urllib3").setLevel(max(logging.WARNING, level))
+    # urllib3 logs every new connection, APScheduler every job run: keep
+    # them to warnings.
+    for noisy in ("urllib3", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
 
 
 def build_engine(conf, retry=True):

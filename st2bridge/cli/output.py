@@ -78,3 +78,12 @@ def execution_text(record):
 
 def _indent(text):
     return str(text).replace("\n", "\n            ")
+
+
+def table(rows, columns):
+    """Rows of dicts as an aligned text table with a header."""
+    cells = [[str(row.get(c) if row.get(c) is not None else "-") for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)

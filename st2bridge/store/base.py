@@ -25,6 +25,10 @@ An execution record has these fields (all present; unset ones are None):
     lease_expires_at    float: when that lease lapses
     poll_failures       int: consecutive failed polls (drives back-off)
     not_found_count     int: consecutive polls the engine answered 404
+    synced_at           float: bridge time up to which the engine state is
+                        known (a batched change listing covered it)
+    verified_at         float: last time the execution was fetched on its own
+                        (a listing cannot show that it was deleted)
     timeout_at          float or None: give up tracking with status "timeout"
 
 A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}.
@@ -43,7 +47,7 @@ EXECUTION_FIELDS = (
     "error", "tasks", "created_at", "updated_at", "ended_at", "engine_state",
     "engine_updated_at", "finished_by", "tracked", "next_poll_at",
     "lease_owner", "lease_expires_at", "poll_failures", "not_found_count",
-    "timeout_at",
+    "synced_at", "verified_at", "timeout_at",
 )
 
 
@@ -66,7 +70,9 @@ class Store(abc.ABC):
     (callers may retry), StoreVersionMismatch when the schema is not ours.
     """
 
-    SCHEMA_VERSION = 1
+    # Bumped with each schema change; st2bridge/dbupgrade/bridge_store.py holds
+    # the steps that bring an older store forward (`st2bridge db-upgrade`).
+    SCHEMA_VERSION = 2
 
     # -- executions ---------------------------------------------------------
 
@@ -97,6 +103,12 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def update_many(self, updates, *, if_active=True, if_lease_owner=None):
+        """Apply many (execution_id, changes) pairs, each under the same
+        conditions as update_execution, in one transaction or round trip.
+        Unknown ids are skipped. Returns how many were applied."""
+
+    @abc.abstractmethod
     def claim_due(self, owner, now, lease_seconds, limit):
         """Atomically lease up to `limit` executions that are tracked, not
         terminal, due (next_poll_at <= now) and not under a valid lease
@@ -105,6 +117,11 @@ class Store(abc.ABC):
         owner and lease_expires_at = now + lease_seconds; returns the updated
         records, earliest next_poll_at first. Two owners never get the same
         record while a lease is valid."""
+
+    @abc.abstractmethod
+    def renew_leases(self, owner, expires_at):
+        """Move the expiry of every lease `owner` holds to `expires_at` (a
+        tracker's heartbeat keeps its in-flight queries leased). Returns the count."""
 
     @abc.abstractmethod
     def release_leases(self, owner):

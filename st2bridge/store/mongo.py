@@ -259,6 +259,24 @@ class MongoStore(Store):
         return False
 
     @_translated
+    def update_many(self, updates, *, if_active=True, if_lease_owner=None):
+        # One conditional update_one each. (bulk_write would save round trips;
+        # mongomock 4.3 cannot run pymongo 4.x's UpdateOne, so the contract
+        # suite could not check it.)
+        applied = 0
+        for execution_id, changes in updates:
+            changes = prepare_changes(changes)
+            query = {"_id": execution_id}
+            if if_active:
+                query["status"] = {"$nin": list(TERMINAL)}
+            if if_lease_owner is not None:
+                query["lease_owner"] = if_lease_owner
+            if changes:
+                applied += self._executions.update_one(
+                    query, {"$set": _encode(changes, _EXECUTION_PAYLOAD)}).matched_count
+        return applied
+
+    @_translated
     def claim_due(self, owner, now, lease_seconds, limit):
         # One find_one_and_update per record: each claim is atomic, so two
         # owners never get the same record. A valid lease excludes its holder
@@ -279,6 +297,11 @@ class MongoStore(Store):
                 break
             claimed.append(_execution(doc))
         return claimed
+
+    @_translated
+    def renew_leases(self, owner, expires_at):
+        return self._executions.update_many(
+            {"lease_owner": owner}, {"$set": {"lease_expires_at": expires_at}}).modified_count
 
     @_translated
     def release_leases(self, owner):

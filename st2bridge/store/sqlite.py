@@ -45,6 +45,7 @@ CREATE INDEX ix_executions_workflow_name ON executions (workflow_name);
 CREATE INDEX ix_executions_tracked_next_poll_at ON executions (tracked, next_poll_at);
 CREATE INDEX ix_executions_lease_owner ON executions (lease_owner);
 CREATE TABLE services (id TEXT PRIMARY KEY, name TEXT, host TEXT, doc TEXT NOT NULL);
+CREATE INDEX ix_services_name_host ON services (name, host);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -269,6 +270,25 @@ class SqliteStore(Store):
                                % record["engine_execution_id"]) from exc
         return True
 
+    def update_many(self, updates, *, if_active=True, if_lease_owner=None):
+        updates = [(execution_id, prepare_changes(changes)) for execution_id, changes in updates]
+        applied = []
+        with self._write() as conn:
+            for start in range(0, len(updates), 500):   # SQLite's host-parameter limit
+                chunk = dict(updates[start:start + 500])
+                rows = conn.execute("SELECT doc FROM executions WHERE " + _in("id", chunk),
+                                    list(chunk)).fetchall()
+                for (doc,) in rows:
+                    record = complete_execution(json.loads(doc))
+                    if if_active and record["status"] in TERMINAL:
+                        continue
+                    if if_lease_owner is not None and record["lease_owner"] != if_lease_owner:
+                        continue
+                    record.update(chunk[record["id"]])
+                    applied.append(_row(record)[1:] + [record["id"]])
+            conn.executemany(_UPDATE, applied)
+        return len(applied)
+
     def claim_due(self, owner, now, lease_seconds, limit):
         if limit <= 0:
             return []
@@ -291,6 +311,13 @@ class SqliteStore(Store):
                 "UPDATE executions SET lease_owner = ?, lease_expires_at = ?, doc = ? "
                 "WHERE id = ?", [(owner, expires, _dumps(r), r["id"]) for r in claimed])
         return claimed
+
+    def renew_leases(self, owner, expires_at):
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE executions SET lease_expires_at = ?, "
+                "doc = json_set(doc, '$.lease_expires_at', ?) WHERE lease_owner = ?",
+                (expires_at, expires_at, owner)).rowcount
 
     def release_leases(self, owner):
         with self._write() as conn:

@@ -1,104 +1,164 @@
 """st2bridge-resultstracker: the daemon that follows running executions.
 
-A thin driver around Poller.tick: signal handlers only set flags; the loop
-acts on them. On SIGTERM it stops claiming, lets in-flight queries finish
-within a deadline, releases its leases and exits 0; a second SIGTERM exits
-at once.
+A thin driver around Poller.tick. Signal handlers only set a flag and wake
+the loop through a pipe; the loop acts on it. On SIGTERM it stops claiming,
+lets in-flight checks finish within `drain_timeout`, releases its leases,
+leaves the service registry and exits 0; a second SIGTERM exits at once.
+A heartbeat job (APScheduler) records the daemon's liveness and stats in
+the service registry and renews the leases of checks still in flight.
 """
 
 from st2bridge import green
 
-green.monkey_patch()  # noqa: E402 -- before anything opens a socket
+green.monkey_patch()  # noqa: E402 -- before anything opens a socket or a thread
 
 import logging  # noqa: E402
 import os  # noqa: E402
+import select  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 
-from st2bridge import app, config, errors  # noqa: E402
+from apscheduler.schedulers.background import BackgroundScheduler  # noqa: E402
+
+from st2bridge import app, config, errors, registry  # noqa: E402
+from st2bridge import status as st  # noqa: E402
 from st2bridge.runner import Runner  # noqa: E402
 from st2bridge.tracker.poller import Poller  # noqa: E402
 
+NAME = "st2bridge-resultstracker"
 LOG = logging.getLogger("st2bridge.resultstracker")
-
-# The loop re-reads the store at least this often, so executions recorded by
-# other processes are picked up without any notification.
-MAX_SLEEP = 1.0
-DRAIN_SECONDS = 20.0
+ACTIVE = [s for s in st.ALL if s not in st.TERMINAL]
 
 
 class Tracker:
-    def __init__(self, conf, store, engine, executor):
+    def __init__(self, conf, store, engine, executor, clock=time.time):
         self.conf = conf
         self.store = store
+        self.engine = engine
         self.executor = executor
-        self.owner = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
+        self.clock = clock
         rt = conf.resultstracker
+        self.owner = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
         runner = Runner(engine, store, query_interval=rt.query_interval)
-        self.poller = Poller(engine, store, executor, owner=self.owner,
-                             query_interval=rt.query_interval,
-                             jitter_interval=rt.jitter_interval, submit=runner.submit)
+        self.poller = Poller(
+            engine, store, executor, owner=self.owner, query_interval=rt.query_interval,
+            jitter_interval=rt.jitter_interval, lease_seconds=rt.lease_seconds,
+            batch_size=rt.batch_size, sync_overlap=rt.sync_overlap,
+            verify_interval=rt.verify_interval, submit=runner.submit, clock=clock)
+        self.service = registry.service_record(NAME, self.owner, clock())
+        self.scheduler = BackgroundScheduler(daemon=True)
         self.stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    # -- signals ----------------------------------------------------------
+
+    def install_signal_handlers(self):
+        # The interpreter itself writes a byte to the pipe when a signal
+        # arrives, which wakes the loop's select(); the handler sets a flag.
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
 
     def request_stop(self, signum, frame):
         if self.stopping:
             LOG.warning("second %s: exiting now without draining", signal.Signals(signum).name)
             os._exit(1)
-        LOG.info("%s received: stopping intake, draining in-flight queries (up to %.0f s)",
-                 signal.Signals(signum).name, DRAIN_SECONDS)
         self.stopping = True
+        self._signal_name = signal.Signals(signum).name
+
+    def _sleep(self, seconds):
+        """Sleep, but wake at once when a signal arrives (the pipe)."""
+        if seconds > 0:
+            readable, _, _ = select.select([self._wake_r], [], [], seconds)
+            if readable:
+                try:
+                    os.read(self._wake_r, 64)
+                except BlockingIOError:
+                    pass
+
+    # -- heartbeat --------------------------------------------------------
+
+    def heartbeat(self):
+        now = self.clock()
+        try:
+            self.store.renew_leases(self.owner, now + self.conf.resultstracker.lease_seconds)
+            self.service.update(heartbeat_at=now, info={"stats": {
+                "polls": self.poller.stats.polls,
+                "engine_requests": self.engine.request_count,
+                "lateness_ms": self.poller.stats.take_lateness(),
+                "tracked": self.store.count_executions(ACTIVE),
+                "in_flight": self.executor.running(),
+            }})
+            self.store.register_service(self.service)
+        except errors.StoreError as exc:
+            LOG.warning("heartbeat failed: %s; trying again in %.0f s", exc,
+                        self.conf.resultstracker.heartbeat_interval)
+
+    # -- the loop ---------------------------------------------------------
 
     def run(self):
         rt = self.conf.resultstracker
-        LOG.info("tracker %s started: polling every %.1f s (+ up to %.2f s jitter) "
-                 "with %d green threads; store %s; engine %s", self.owner,
-                 rt.query_interval, rt.jitter_interval, rt.thread_pool_size,
-                 self.conf.store.url.split("://")[0], self.conf.engine.api_url)
-        idle_logged = False
+        self.store.register_service(self.service)
+        self.scheduler.add_job(self.heartbeat, "interval", seconds=rt.heartbeat_interval,
+                               id="heartbeat", max_instances=1, coalesce=True)
+        self.scheduler.start()
+        LOG.info("tracker %s started: checking each execution every %.1f s (+ up to %.2f s "
+                 "jitter), %d green threads, batches of up to %d; store %s; engine %s",
+                 self.owner, rt.query_interval, rt.jitter_interval, rt.thread_pool_size,
+                 rt.batch_size, self.conf.store.url.split("://")[0], self.conf.engine.api_url)
+        idle = None
         while not self.stopping:
             try:
-                wait = self.poller.tick(time.time())
+                wait = self.poller.tick(self.clock())
             except errors.StoreError as exc:
                 wait = 5.0
                 LOG.warning("store unavailable: %s; retrying in %.0f s", exc, wait)
-            busy = self.executor.running() > 0 or wait < self.poller.query_interval
-            if not busy and not idle_logged:
-                LOG.info("nothing to track; checking the store again every %.0f s", MAX_SLEEP)
-            idle_logged = not busy
-            self.executor.sleep(min(wait, MAX_SLEEP))
+            now_idle = self.executor.running() == 0 and wait >= rt.query_interval
+            if now_idle and idle is not True:
+                LOG.info("nothing due; next check of the store in %.1f s", wait)
+            idle = now_idle
+            # Never sleep past one interval: records written meanwhile by other
+            # processes are due one interval after they were written.
+            self._sleep(min(wait, rt.query_interval))
         return self.shutdown()
 
     def shutdown(self):
-        drained = self.executor.wait(DRAIN_SECONDS)
-        if not drained:
-            LOG.warning("%d queries still running after %.0f s; their leases lapse "
-                        "and another tracker takes them over", self.executor.running(),
-                        DRAIN_SECONDS)
+        rt = self.conf.resultstracker
+        LOG.info("%s received: stopped claiming; waiting up to %.0f s for %d in-flight checks",
+                 getattr(self, "_signal_name", "stop"), rt.drain_timeout, self.executor.running())
+        self.scheduler.shutdown(wait=False)
+        if not self.executor.wait(rt.drain_timeout):
+            LOG.warning("%d checks still running after %.0f s; their leases lapse and "
+                        "another tracker takes them over", self.executor.running(),
+                        rt.drain_timeout)
         try:
             released = self.store.release_leases(self.owner)
-            LOG.info("released %d leases; %d polls made; stopped", released, self.poller.polls)
+            self.store.remove_service(self.service["id"])
+            LOG.info("released %d leases; %d checks made; stopped", released,
+                     self.poller.stats.polls)
         except errors.StoreError as exc:
             LOG.warning("could not release leases (%s); they lapse on their own", exc)
         self.store.close()
-        return 0
+        return errors.EXIT_OK
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
-        conf = config.load(argv, prog="st2bridge-resultstracker")
+        conf = config.load(argv, prog=NAME)
         app.setup_logging(conf)
         store = app.build_store(conf)
         engine = app.build_engine(conf, retry=False)
     except errors.BridgeError as exc:
-        print("st2bridge-resultstracker: error: %s" % exc, file=sys.stderr)
+        print("%s: error: %s" % (NAME, " ".join(str(exc).split())), file=sys.stderr)
         return exc.exit_code
     tracker = Tracker(conf, store, engine, green.GreenExecutor(conf.resultstracker.thread_pool_size))
-    signal.signal(signal.SIGTERM, tracker.request_stop)
-    signal.signal(signal.SIGINT, tracker.request_stop)
+    tracker.install_signal_handlers()
     return tracker.run()
 
 

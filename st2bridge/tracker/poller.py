@@ -1,10 +1,21 @@
 """The polling core of the results tracker: one pass, `tick(now)`.
 
 A pass claims the executions that are due (with a lease, so several trackers
-can share one store), hands each to the executor for one light query, and
-returns how long the driver may sleep before anything else is due. All timing
-comes from the `now` passed in and the records, so tests drive it with a fixed
-clock and never sleep.
+can share one store) and checks them with the engine, then returns how long
+the driver may sleep before anything else is due. Two ways to check:
+
+- a batch: ONE light listing of the root executions the engine changed since
+  the batch was last in sync (`updated_at >= since`). Every record in the
+  batch that is not in the listing is unchanged, and is rescheduled in one
+  store write. This is what lets one tracker follow thousands of executions.
+- one by one: a light GET of one execution, for what a listing cannot tell:
+  a `requested` record (did the submit arrive?), a 404 being confirmed, a
+  timeout, and a periodic check that the execution still exists
+  (`verify_interval`; Mistral may expire it).
+
+Only executions whose state or updated_at moved cost more requests: their
+tasks are listed, and on a terminal state output and tasks are fetched once.
+All timing comes from `now` and the records, so tests use a fixed clock.
 """
 
 import logging
@@ -24,11 +35,47 @@ TASK_FIELDS = ["id", "name", "state", "state_info", "type", "created_at",
 # While the pool is full and work is due, wait this long for a free slot
 # instead of spinning.
 POOL_FULL_WAIT = 0.05
+# Fewer due records than this are cheaper to GET one by one than to list.
+SMALL_BATCH = 4
+
+RELEASE = {"lease_owner": None, "lease_expires_at": None}
+
+
+def engine_filter_time(ts):
+    """Mistral's filter syntax for a UTC time (one-second resolution)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+class PollStats:
+    """Counters the daemon reports with each heartbeat."""
+
+    WINDOW = 20000   # lateness samples kept between two reports
+
+    def __init__(self):
+        self.polls = 0
+        self.lateness = []
+
+    def polled(self, record, now):
+        self.polls += 1
+        if len(self.lateness) < self.WINDOW and record.get("next_poll_at"):
+            self.lateness.append(max(0.0, now - record["next_poll_at"]))
+
+    def take_lateness(self):
+        """p50/p99/max lateness (ms) since the last call, and the sample count."""
+        samples, self.lateness = sorted(self.lateness), []
+        if not samples:
+            return {"p50": None, "p99": None, "max": None, "count": 0}
+
+        def pct(p):
+            return round(samples[min(len(samples) - 1, int(p * len(samples)))] * 1000, 1)
+        return {"p50": pct(0.50), "p99": pct(0.99), "max": round(samples[-1] * 1000, 1),
+                "count": len(samples)}
 
 
 class Poller:
     def __init__(self, engine, store, executor, *, owner, query_interval=5.0,
-                 jitter_interval=0.1, lease_seconds=None, backoff_base=1.0,
+                 jitter_interval=0.1, lease_seconds=None, batch_size=1000,
+                 sync_overlap=3.0, verify_interval=300.0, backoff_base=1.0,
                  backoff_max=60.0, not_found_confirmations=3, submit=None,
                  clock=time.time, rng=random.random):
         self.engine = engine
@@ -37,24 +84,29 @@ class Poller:
         self.owner = owner
         self.query_interval = query_interval
         self.jitter_interval = jitter_interval
-        # A lease must outlast one query (engine read timeout included).
+        # A lease must outlast one check (engine read timeout included); the
+        # daemon's heartbeat renews it for longer ones.
         self.lease_seconds = lease_seconds or max(60.0, 3 * query_interval)
+        self.batch_size = batch_size
+        self.sync_overlap = sync_overlap
+        self.verify_interval = verify_interval
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.not_found_confirmations = not_found_confirmations
         self.submit = submit   # re-submits a `requested` execution (Runner.submit)
         self.clock = clock
         self.rng = rng
-        self.polls = 0
+        self.stats = PollStats()
 
     # -- the pass ---------------------------------------------------------
 
     def tick(self, now):
-        """Claim what is due and start its queries; return seconds to wait."""
+        """Claim what is due and start its checks; return seconds to wait."""
         free = self.executor.free()
         if free:
-            for record in self.store.claim_due(self.owner, now, self.lease_seconds, free):
-                self.executor.submit(self.poll, record)
+            claimed = self.store.claim_due(self.owner, now, self.lease_seconds, self.batch_size)
+            if claimed:
+                self._dispatch(claimed, now, free)
         due = self.store.next_due_at()
         if due is None:
             return self.query_interval
@@ -63,45 +115,130 @@ class Poller:
             return POOL_FULL_WAIT
         return wait
 
+    def _dispatch(self, claimed, now, free):
+        single = [r for r in claimed if self._needs_own_query(r, now)]
+        batch = [r for r in claimed if not self._needs_own_query(r, now)]
+        if len(batch) < SMALL_BATCH:
+            single, batch = single + batch, []
+        if batch:
+            free -= 1
+            self.executor.submit(self.sync, batch)
+        if len(single) > free:
+            # Hand back what this pass cannot start; the next pass takes it.
+            self.store.update_many([(r["id"], RELEASE) for r in single[free:]],
+                                   if_lease_owner=self.owner)
+            single = single[:free]
+        for record in single:
+            self.executor.submit(self.poll, record)
+
+    def _needs_own_query(self, record, now):
+        return (record["status"] == st.REQUESTED
+                or (record.get("not_found_count") or 0) > 0
+                or (record.get("timeout_at") is not None and now >= record["timeout_at"])
+                or now - (record.get("verified_at") or record["created_at"]) >= self.verify_interval)
+
     def next_poll_at(self, now):
-        """When an execution polled now is due again: interval plus jitter."""
+        """When an execution checked now is due again: interval plus jitter."""
         return now + self.query_interval + self.rng() * self.jitter_interval
 
-    # -- one execution ----------------------------------------------------
+    # -- a batch: one listing -------------------------------------------------
+
+    def sync(self, records):
+        """Check a batch with one change listing. Never raises."""
+        started = self.clock()
+        since = min(r.get("synced_at") or r["created_at"] for r in records) - self.sync_overlap
+        try:
+            listed = {row["id"]: row for row in self.engine.list_executions(
+                fields=LIGHT_FIELDS, updated_at="gte:" + engine_filter_time(since),
+                nulls="task_execution_id")}
+        except errors.EngineError as exc:
+            self._back_off_batch(records, exc, started)
+            return
+        except Exception:
+            LOG.exception("unexpected error listing changes for %d executions; "
+                          "their leases lapse and they are checked again", len(records))
+            return
+        unchanged, changed = [], []
+        for record in records:
+            self.stats.polled(record, started)
+            row = listed.get(record["engine_execution_id"])
+            if row is None or (row.get("state"), row.get("updated_at")) == (
+                    record.get("engine_state"), record.get("engine_updated_at")):
+                unchanged.append((record["id"], dict(
+                    RELEASE, next_poll_at=self.next_poll_at(started), synced_at=started,
+                    poll_failures=0)))
+            else:
+                changed.append((record, row))
+        try:
+            self.store.update_many(unchanged, if_lease_owner=self.owner)
+        except errors.StoreError as exc:
+            LOG.warning("store failed while rescheduling %d executions: %s; they are "
+                        "checked again when their leases lapse", len(unchanged), exc)
+        for record, row in changed:
+            self._safely(self._apply, record, row, started)
+
+    def _back_off_batch(self, records, exc, now):
+        updates, longest = [], 0.0
+        for record in records:
+            failures = (record.get("poll_failures") or 0) + 1
+            delay = backoff_delay(failures, self.backoff_base, self.backoff_max, self.rng)
+            longest = max(longest, delay)
+            updates.append((record["id"], dict(RELEASE, next_poll_at=now + delay,
+                                               poll_failures=failures)))
+        LOG.warning("listing changes for %d executions failed: %s; checking them again "
+                    "within %.1f s", len(records), exc, longest)
+        try:
+            self.store.update_many(updates, if_lease_owner=self.owner)
+        except errors.StoreError as store_exc:
+            LOG.warning("store failed too (%s); the leases lapse and the executions are "
+                        "checked again", store_exc)
+
+    # -- one execution: a light GET -----------------------------------------
 
     def poll(self, record):
-        """Query one execution and record what changed. Never raises."""
-        self.polls += 1
+        """Check one execution on its own. Never raises."""
+        self._safely(self._poll, record)
+
+    def _poll(self, record):
         now = self.clock()
+        self.stats.polled(record, now)
+        if record.get("timeout_at") and now >= record["timeout_at"]:
+            self._end(record, st.TIMEOUT, "tracking timed out after %.0f s"
+                      % (record["timeout_at"] - record["created_at"]), now)
+            return
         try:
-            if record.get("timeout_at") and now >= record["timeout_at"]:
-                self._end(record, st.TIMEOUT, "tracking timed out after %.0f s"
-                          % (record["timeout_at"] - record["created_at"]), now)
-                return
             execution = self.engine.get_execution(record["engine_execution_id"],
                                                   fields=LIGHT_FIELDS)
-            if execution.get("state") in st.ENGINE_TERMINAL:
-                if results.finish(self.engine, self.store, record, self.clock(), "poll"):
-                    LOG.info("execution %s %s (finished by poll)", record["id"],
-                             st.from_engine(execution["state"]))
-                return
-            self._progress(record, execution, now)
         except errors.EngineNotFound:
             self._not_found(record, now)
+            return
+        self._apply(record, execution, now, verified=True)
+
+    def _safely(self, fn, record, *args):
+        try:
+            fn(record, *args)
         except errors.EngineError as exc:
-            self._back_off(record, exc, now)
+            self._back_off(record, exc, self.clock())
         except errors.StoreError as exc:
-            # The lease lapses and this or another tracker polls it again.
-            LOG.warning("store failed while polling execution %s: %s; it is polled "
+            # The lease lapses and this or another tracker checks it again.
+            LOG.warning("store failed while checking execution %s: %s; it is checked "
                         "again when its lease lapses in %.0f s",
                         record["id"], exc, self.lease_seconds)
         except Exception:  # a bug must not kill the green thread silently
-            LOG.exception("unexpected error polling execution %s; retrying later",
-                          record["id"])
-            self._reschedule(record, now + self.backoff_max, {})
+            LOG.exception("unexpected error checking execution %s; retrying in %.0f s",
+                          record["id"], self.backoff_max)
+            self._reschedule(record, self.clock() + self.backoff_max, {})
 
-    def _progress(self, record, execution, now):
-        changes = {"poll_failures": 0, "not_found_count": 0}
+    def _apply(self, record, execution, now, verified=False):
+        """Record what a light query or listing row says about one execution."""
+        if execution.get("state") in st.ENGINE_TERMINAL:
+            if results.finish(self.engine, self.store, record, self.clock(), "poll"):
+                LOG.info("execution %s %s (finished by poll)", record["id"],
+                         st.from_engine(execution["state"]))
+            return
+        changes = {"poll_failures": 0, "not_found_count": 0, "synced_at": now}
+        if verified:
+            changes["verified_at"] = now
         seen = (execution.get("state"), execution.get("updated_at"))
         if seen != (record.get("engine_state"), record.get("engine_updated_at")) \
                 or record["status"] == st.REQUESTED:
@@ -134,19 +271,17 @@ class Poller:
     def _back_off(self, record, exc, now):
         failures = (record.get("poll_failures") or 0) + 1
         delay = backoff_delay(failures, self.backoff_base, self.backoff_max, self.rng)
-        LOG.warning("polling execution %s failed (%d in a row): %s; retrying in %.1f s",
+        LOG.warning("checking execution %s failed (%d in a row): %s; retrying in %.1f s",
                     record["id"], failures, exc, delay)
         self._reschedule(record, now + delay, {"poll_failures": failures})
 
     def _reschedule(self, record, next_poll_at, changes):
-        changes = dict(changes, next_poll_at=next_poll_at,
-                       lease_owner=None, lease_expires_at=None)
+        changes = dict(changes, next_poll_at=next_poll_at, **RELEASE)
         self.store.update_execution(record["id"], changes, if_lease_owner=self.owner)
 
     def _end(self, record, status, reason, now):
-        written = self.store.update_execution(record["id"], {
-            "status": status, "error": reason, "ended_at": now, "updated_at": now,
-            "finished_by": "poll", "lease_owner": None, "lease_expires_at": None,
-        }, if_active=True)
+        written = self.store.update_execution(record["id"], dict(
+            RELEASE, status=status, error=reason, ended_at=now, updated_at=now,
+            finished_by="poll"), if_active=True)
         if written:
             LOG.warning("execution %s ended as %s: %s", record["id"], status, reason)

@@ -18,7 +18,10 @@ def _stamp():
 
 
 class FakeEngine:
-    def __init__(self):
+    def __init__(self, clock=None):
+        # With a clock, updated_at follows it (one-second resolution, like
+        # Mistral); without one, a counter keeps timestamps distinct.
+        self.clock = clock
         self.workflows = {}
         self.executions = {}
         self.tasks = {}          # execution id -> list of task dicts
@@ -69,7 +72,7 @@ class FakeEngine:
             self.executions[execution_id] = {
                 "id": execution_id, "workflow_name": workflow_name, "state": "RUNNING",
                 "state_info": None, "input": input or {}, "output": {}, "params": params,
-                "updated_at": _stamp()}
+                "updated_at": self._stamp()}
             self.tasks[execution_id] = []
         return dict(self.executions[execution_id])
 
@@ -80,6 +83,12 @@ class FakeEngine:
         ex = self.executions[execution_id]
         return {k: ex.get(k) for k in fields} if fields else dict(ex)
 
+    def list_executions(self, fields=None, updated_at=None, nulls=None, **filters):
+        self._call("list_executions", updated_at)
+        since = updated_at.split(":", 1)[1] if updated_at else ""
+        return [{k: ex.get(k) for k in fields} if fields else dict(ex)
+                for ex in self.executions.values() if ex["updated_at"] >= since]
+
     def list_tasks(self, execution_id, fields=None):
         self._call("list_tasks", execution_id)
         return [dict(t) for t in self.tasks.get(execution_id, [])]
@@ -87,15 +96,21 @@ class FakeEngine:
     # -- test controls
     def set_state(self, execution_id, state, output=None, state_info=None):
         ex = self.executions[execution_id]
-        ex.update(state=state, updated_at=_stamp(), state_info=state_info)
+        ex.update(state=state, updated_at=self._stamp(), state_info=state_info)
         if output is not None:
             ex["output"] = output
 
     def add_task(self, execution_id, name, state):
         self.tasks[execution_id].append({
             "id": "%s-%s" % (execution_id, name), "name": name, "state": state,
-            "state_info": None, "type": "ACTION", "created_at": _stamp(),
-            "updated_at": _stamp(), "started_at": None, "finished_at": None})
+            "state_info": None, "type": "ACTION", "created_at": self._stamp(),
+            "updated_at": self._stamp(), "started_at": None, "finished_at": None})
+
+    def _stamp(self):
+        if self.clock is None:
+            return _stamp()
+        import time
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.clock()))
 
     def count(self, name):
         return sum(1 for c in self.calls if c[0] == name)

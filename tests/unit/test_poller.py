@@ -1,5 +1,7 @@
 """The tracker's pass, driven with a fixed clock: no test sleeps."""
 
+import time
+
 import pytest
 from fake_engine import FakeEngine
 
@@ -25,12 +27,12 @@ class Clock:
 @pytest.fixture
 def env(tmp_path):
     store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
-    engine = FakeEngine()
     clock = Clock()
+    engine = FakeEngine(clock=clock)
     runner = Runner(engine, store, query_interval=5.0, clock=clock)
     poller = Poller(engine, store, InlineExecutor(10), owner="t1", query_interval=5.0,
                     jitter_interval=0.5, backoff_base=1.0, backoff_max=60.0,
-                    clock=clock, rng=lambda: 0.5, submit=runner.submit)
+                    verify_interval=300.0, clock=clock, rng=lambda: 0.5, submit=runner.submit)
     yield store, engine, clock, runner, poller
     store.close()
 
@@ -194,6 +196,91 @@ def test_two_pollers_never_take_the_same_execution(env):
             taken[self.name].append(record["id"])   # held, not polled: leases stay
 
     for name in taken:
-        Poller(engine, store, Recording(name), owner=name, query_interval=5.0).tick(clock.now)
+        Poller(engine, store, Recording(name), owner=name, query_interval=5.0,
+               batch_size=3).tick(clock.now)
     assert len(taken["a"]) == 3 and len(taken["b"]) == 3
     assert not set(taken["a"]) & set(taken["b"])
+
+
+# -- batches: one listing checks many executions --------------------------------
+
+def start_many(runner, clock, n):
+    wf = workflow.parse(WF)
+    return [runner.start(wf, "wf", {}) for _ in range(n)]
+
+
+def test_a_batch_is_checked_with_one_listing(env):
+    store, engine, clock, runner, poller = env
+    records = start_many(runner, clock, 10)
+    engine.calls.clear()
+    clock.now += 5
+    poller.tick(clock.now)
+    assert engine.count("list_executions") == 1
+    assert engine.count("get_execution") == 0 and engine.count("list_tasks") == 0
+    # The listing asked for what changed since the batch was last known (minus overlap).
+    (call,) = [c for c in engine.calls if c[0] == "list_executions"]
+    assert call[1] == "gte:" + time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 - 3))
+    assert poller.stats.polls == 10
+    for r in records:
+        got = store.get_execution(r["id"])
+        assert got["synced_at"] == clock.now and got["lease_owner"] is None
+        assert got["next_poll_at"] == pytest.approx(clock.now + 5.25)
+
+
+def test_a_batch_fetches_more_only_for_what_changed(env):
+    store, engine, clock, runner, poller = env
+    records = start_many(runner, clock, 6)
+    clock.now += 5
+    done = records[2]["engine_execution_id"]
+    engine.set_state(done, "SUCCESS", output={"n": 2})
+    engine.calls.clear()
+    poller.tick(clock.now)
+    # One listing, then output and tasks of the one that finished: 3 requests for 6 executions.
+    assert [c[0] for c in engine.calls] == ["list_executions", "get_execution", "list_tasks"]
+    assert store.get_execution(records[2]["id"])["status"] == st.SUCCEEDED
+    assert store.count_executions(st.RUNNING) == 5
+
+
+def test_a_failed_listing_backs_off_the_whole_batch(env):
+    store, engine, clock, runner, poller = env
+    records = start_many(runner, clock, 5)
+    clock.now += 5
+    engine.fail_next = [errors.EngineUnavailable("connection refused")]
+    poller.tick(clock.now)
+    for r in records:
+        got = store.get_execution(r["id"])
+        assert got["poll_failures"] == 1 and got["status"] == st.RUNNING
+        assert got["next_poll_at"] == pytest.approx(clock.now + 0.75)
+        assert got["lease_owner"] is None
+    # Back again: the next listing resets the failures.
+    clock.now += 1
+    poller.tick(clock.now)
+    assert all(store.get_execution(r["id"])["poll_failures"] == 0 for r in records)
+
+
+def test_small_batches_and_stale_verification_use_own_queries(env):
+    store, engine, clock, runner, poller = env
+    start_many(runner, clock, 3)                       # fewer than SMALL_BATCH
+    clock.now += 5
+    engine.calls.clear()
+    poller.tick(clock.now)
+    assert engine.count("list_executions") == 0 and engine.count("get_execution") == 3
+    start_many(runner, clock, 5)
+    clock.now += 301                                   # past verify_interval for all
+    engine.calls.clear()
+    poller.tick(clock.now)
+    assert engine.count("list_executions") == 0 and engine.count("get_execution") == 8
+    clock.now += 6                                     # verified now: batched again
+    engine.calls.clear()
+    poller.tick(clock.now)
+    assert engine.count("list_executions") == 1 and engine.count("get_execution") == 0
+
+
+def test_lateness_is_measured_against_the_due_time(env):
+    store, engine, clock, runner, poller = env
+    start_many(runner, clock, 4)
+    clock.now += 5.5                                   # due at +5: half a second late
+    poller.tick(clock.now)
+    lateness = poller.stats.take_lateness()
+    assert lateness["count"] == 4 and lateness["p50"] == 500.0 and lateness["max"] == 500.0
+    assert poller.stats.take_lateness()["count"] == 0

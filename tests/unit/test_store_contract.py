@@ -427,6 +427,45 @@ def test_release_leases(store):
     assert sorted(ids(store.claim_due("t3", T0 + 1, 300, 10))) == ["a0", "a1", "a2"]
 
 
+def test_update_many_applies_each_change_under_the_conditions(store):
+    for n in range(4):
+        store.create_execution(tracked(T0, id="m%d" % n))
+    store.update_execution("m3", {"status": st.SUCCEEDED})
+    claimed = ids(store.claim_due("t1", T0, 300, 2))            # m0, m1 leased by t1
+    assert sorted(claimed) == ["m0", "m1"]
+    changes = {"next_poll_at": T0 + 5, "lease_owner": None, "lease_expires_at": None}
+    updates = [(i, changes) for i in ("m0", "m1", "m2", "m3", "missing")]
+    # Only t1's leases are released: m2 is not t1's, m3 is terminal, "missing" is skipped.
+    assert store.update_many(updates, if_lease_owner="t1") == 2
+    for i in ("m0", "m1"):
+        got = store.get_execution(i)
+        assert got["next_poll_at"] == T0 + 5 and got["lease_owner"] is None
+    assert store.get_execution("m2")["next_poll_at"] == T0
+    # Without a lease condition every active record is updated; terminal ones never.
+    assert store.update_many([(i, {"poll_failures": 7}) for i in ("m2", "m3")]) == 1
+    assert store.get_execution("m2")["poll_failures"] == 7
+    assert store.get_execution("m3")["poll_failures"] == 0
+    assert store.update_many([]) == 0
+    with pytest.raises(ValueError):
+        store.update_many([("m0", {"bogus": 1})])
+
+
+def test_renew_leases_moves_only_the_owners_expiry(store):
+    for n in range(3):
+        store.create_execution(tracked(T0, id="r%d" % n))
+    store.claim_due("t1", T0, 60, 2)
+    store.claim_due("t2", T0, 60, 1)
+    assert store.renew_leases("t1", T0 + 500) == 2
+    assert store.renew_leases("nobody", T0 + 500) == 0
+    leases = {r["id"]: (r["lease_owner"], r["lease_expires_at"]) for r in
+              (store.get_execution("r%d" % n) for n in range(3))}
+    assert sorted(v for v in leases.values()) == [("t1", T0 + 500), ("t1", T0 + 500), ("t2", T0 + 60)]
+    # A renewed lease still excludes everyone until it lapses; t2's lapsed at T0 + 60.
+    assert store.claim_due("t3", T0 + 30, 60, 10) == []
+    assert ids(store.claim_due("t3", T0 + 100, 60, 10)) == ["r2"]
+    assert sorted(ids(store.claim_due("t4", T0 + 500, 60, 10))) == ["r0", "r1", "r2"]
+
+
 # -- next_due_at -------------------------------------------------------------------
 
 def test_next_due_at_is_none_when_nothing_is_tracked(store):
