@@ -66,6 +66,23 @@ resultstracker_opts = [
     cfg.FloatOpt("jitter_interval", default=0.1, min=0.0,
                  help="Up to this many seconds are added at random to each "
                       "poll's due time, so polls spread out."),
+    cfg.IntOpt("batch_size", default=1000, min=1,
+               help="Most executions one tracker claims in one pass; a batch "
+                    "is checked with one change listing."),
+    cfg.FloatOpt("sync_overlap", default=3.0, min=1.0,
+                 help="Seconds a change listing reaches back before the last "
+                      "one: covers the engine's one-second timestamps, commit "
+                      "delays and clock skew between bridge and engine."),
+    cfg.FloatOpt("verify_interval", default=300.0, min=1.0,
+                 help="Fetch each execution on its own at least this often, to "
+                      "notice one the engine deleted or expired."),
+    cfg.FloatOpt("lease_seconds", default=60.0, min=1.0,
+                 help="How long a claim on an execution lasts before another "
+                      "tracker may take it over (renewed by the heartbeat)."),
+    cfg.FloatOpt("heartbeat_interval", default=5.0, min=0.1,
+                 help="Seconds between two heartbeats in the service registry."),
+    cfg.FloatOpt("drain_timeout", default=20.0, min=0.0,
+                 help="On SIGTERM, wait this long for in-flight checks."),
 ]
 
 callback_opts = [
@@ -77,12 +94,83 @@ callback_opts = [
                     "host and port)."),
 ]
 
+db_upgrade_opts = [
+    cfg.StrOpt("engine_config_file", default="/etc/mistral/mistral.conf",
+               help="The engine's (Mistral's) config file: the migration commands "
+                    "get it as {engine_config_file}."),
+    cfg.StrOpt("engine_connection", secret=True,
+               help="SQLAlchemy URL of the engine's database (default: [database] "
+                    "connection of engine_config_file)."),
+    cfg.StrOpt("scratch_connection", secret=True,
+               help="SQLAlchemy URL of a server where db-upgrade may create and drop "
+                    "a scratch database to build the expected schema (default: the "
+                    "engine database's server and credentials)."),
+    cfg.StrOpt("manage_command", default="mistral-db-manage --config-file {engine_config_file}",
+               help="The engine's migration tool; db-upgrade appends `history` to "
+                    "learn the head revision and `upgrade REV` to build the expected "
+                    "schema in the scratch database."),
+    cfg.MultiStrOpt("migrate_commands",
+                    default=["mistral-db-manage --config-file {engine_config_file} upgrade head",
+                             "mistral-db-manage --config-file {engine_config_file} populate"],
+                    help="Commands that migrate the engine's database, run in order "
+                         "(repeat the option for each)."),
+    cfg.StrOpt("autocreate_command",
+               default="python3 -c \"import sys; from oslo_config import cfg; "
+                       "cfg.CONF(['--config-file', sys.argv[1]], project='mistral'); "
+                       "from mistral.db.v2 import api; api.setup_db()\" {engine_config_file}",
+               help="What the engine's services do to a database on start (create the "
+                    "missing tables, write their first rows). db-upgrade runs it in the "
+                    "scratch database: rows in an auto-created table that equal the rows "
+                    "it writes (timestamps aside) are recreated by the migrations and are "
+                    "not data at risk. Empty: every row counts as data."),
+    cfg.FloatOpt("command_timeout", default=1800.0, min=1.0,
+                 help="Seconds one migration command may run before it is stopped."),
+    cfg.BoolOpt("check_systemd", default=True,
+                help="Refuse while a systemd unit of the target is active (where "
+                     "systemd runs)."),
+    cfg.ListOpt("engine_systemd_units",
+                default=["mistral.service", "mistral-api.service", "mistral-engine.service",
+                         "mistral-executor.service", "mistral-notifier.service",
+                         "mistral-event-engine.service"],
+                help="systemd units of the engine's services."),
+    cfg.ListOpt("bridge_systemd_units", default=["st2bridge-resultstracker.service"],
+                help="systemd units of the bridge's daemons."),
+    cfg.BoolOpt("check_processes", default=True,
+                help="Refuse while a process of the target that uses its database "
+                     "runs (matched on the command line)."),
+    cfg.ListOpt("engine_process_patterns",
+                default=["mistral-server", "mistral-api", "mistral-engine",
+                         "mistral-executor", "mistral-notifier", "mistral-event-engine",
+                         r"mistral\.cmd\.launch"],
+                help="Regular expressions matched against process command lines "
+                     "to find the engine's services."),
+    cfg.ListOpt("bridge_process_patterns",
+                default=["st2bridge-resultstracker", r"st2bridge\.tracker\.daemon"],
+                help="Regular expressions matched against process command lines "
+                     "to find the bridge's daemons."),
+    cfg.BoolOpt("check_engine_api", default=True,
+                help="Refuse while the engine API answers (engine_api_url)."),
+    cfg.URIOpt("engine_api_url", schemes=["http", "https"],
+               help="The engine API to probe (default: [engine] api_url)."),
+    cfg.BoolOpt("check_heartbeats", default=True,
+                help="Refuse while a bridge daemon's heartbeat in the store's "
+                     "service registry is live."),
+    cfg.FloatOpt("heartbeat_stale_after", default=60.0, min=1.0,
+                 help="A heartbeat older than this many seconds is a dead service."),
+    cfg.FloatOpt("lock_timeout", default=60.0, min=0.0,
+                 help="Seconds to wait for another db-upgrade's database lock "
+                      "(0: refuse at once)."),
+    cfg.StrOpt("export_dir", default="$state_path/db-upgrade",
+               help="Where --force writes the rows of objects it drops."),
+]
+
 GROUPS = [
     (None, default_opts),
     ("engine", engine_opts),
     ("store", store_opts),
     ("resultstracker", resultstracker_opts),
     ("callback", callback_opts),
+    ("db_upgrade", db_upgrade_opts),
 ]
 
 

@@ -9,10 +9,11 @@ import json
 import logging
 import os
 import sys
+import time
 
 from st2bridge import __version__, app, config, errors, workflow
 from st2bridge import status as st
-from st2bridge.cli import output
+from st2bridge.cli import dbupgrade, output, services
 from st2bridge.runner import Runner
 
 LOG = logging.getLogger("st2bridge.cli")
@@ -47,6 +48,19 @@ def build_parser():
     get.add_argument("id")
     get.add_argument("--json", action="store_true")
     get.set_defaults(handler=cmd_execution_get)
+
+    track = commands.add_parser("track", help="have the trackers poll an execution again")
+    track.add_argument("id")
+    track.set_defaults(handler=cmd_track)
+    untrack = commands.add_parser("untrack", help="stop polling an execution")
+    untrack.add_argument("id")
+    untrack.set_defaults(handler=cmd_untrack)
+
+    svc = commands.add_parser("services", help="bridge daemons, engine API and store: up or down")
+    svc.add_argument("--json", action="store_true")
+    svc.set_defaults(handler=services.cmd_services)
+
+    dbupgrade.add_parser(commands)
     return parser
 
 
@@ -99,6 +113,29 @@ def cmd_execution_get(args, conf):
         record = store.get_execution(args.id)
     print(output.dumps(output.execution_view(record)) if args.json
           else output.execution_text(record))
+    return errors.EXIT_OK
+
+
+def cmd_track(args, conf):
+    """Attach polling again (the prior art's st2-track-result): for an
+    execution whose callbacks were lost or that was untracked."""
+    with app.build_store(conf) as store:
+        record = store.get_execution(args.id)
+        if not store.update_execution(args.id, {
+                "tracked": True, "next_poll_at": time.time(), "poll_failures": 0,
+                "not_found_count": 0, "lease_owner": None, "lease_expires_at": None}):
+            raise errors.Conflict("execution %s is %s already; there is nothing to track"
+                                  % (args.id, record["status"]))
+    print("execution %s is tracked; a running tracker checks it within one interval" % args.id)
+    return errors.EXIT_OK
+
+
+def cmd_untrack(args, conf):
+    with app.build_store(conf) as store:
+        store.get_execution(args.id)
+        store.update_execution(args.id, {"tracked": False}, if_active=False)
+    print("execution %s is no longer polled (`st2bridge track %s` attaches it again)"
+          % (args.id, args.id))
     return errors.EXIT_OK
 
 
