@@ -111,3 +111,37 @@ class EngineConflict(EngineClientError):
     """409: the object exists already, or the state change is not allowed."""
 
     exit_code = EXIT_CONFLICT
+
+
+# -- db-upgrade -------------------------------------------------------------
+# Exit codes of `st2bridge db-upgrade` (bad configuration is EXIT_USAGE).
+EXIT_SERVICES_RUNNING = 8    # a service that uses the target database runs
+EXIT_DATA_AT_RISK = 9        # objects to drop hold rows (see --force)
+EXIT_MIGRATION_FAILED = 10   # a migration command failed, or the end state is wrong
+EXIT_DB_UNREACHABLE = 11     # the database (or its server) cannot be reached
+EXIT_UPGRADE_LOCKED = 12     # another db-upgrade holds the database lock
+EXIT_UPGRADE_PENDING = 13    # --check: migrations are pending
+
+
+class UpgradeError(BridgeError):
+    """`st2bridge db-upgrade` refused or failed; nothing unsafe was done."""
+
+
+class ServicesRunning(UpgradeError):
+    exit_code = EXIT_SERVICES_RUNNING
+
+
+class DataAtRisk(UpgradeError):
+    exit_code = EXIT_DATA_AT_RISK
+
+
+class MigrationFailed(UpgradeError):
+    exit_code = EXIT_MIGRATION_FAILED
+
+
+class DatabaseUnreachable(UpgradeError):
+    exit_code = EXIT_DB_UNREACHABLE
+
+
+class UpgradeLocked(UpgradeError):
+    exit_code = EXIT_UPGRADE_LOCKED
