@@ -69,6 +69,10 @@ resultstracker_opts = [
     cfg.IntOpt("batch_size", default=1000, min=1,
                help="Most executions one tracker claims in one pass; a batch "
                     "is checked with one change listing."),
+    cfg.FloatOpt("batch_window", default=0.25, min=0.0,
+                 help="Wait this long past the first due time before claiming, "
+                      "so executions due close together share one change "
+                      "listing (adds at most this much lateness)."),
     cfg.FloatOpt("sync_overlap", default=3.0, min=1.0,
                  help="Seconds a change listing reaches back before the last "
                       "one: covers the engine's one-second timestamps, commit "

@@ -1,19 +1,21 @@
 """A fast simulator of the subset of Mistral's REST API v2 the bridge uses.
 
 For benchmarks and fault tests at a scale the real engine cannot reach here;
-it never replaces the real-Mistral tests. Stdlib only: one asyncio loop, an
-HTTP/1.1 Protocol (keep-alive, pipelined requests answered in order, each
-answer in one write so delayed ACKs never stall it).
+it never replaces the real-Mistral tests. Stdlib only: one asyncio loop and an
+HTTP/1.1 Protocol (keep-alive; pipelined requests answered in order; each
+answer in one write, so delayed ACKs never stall it).
 
 Executions finish on their own, computed lazily on read: RUNNING until
-`created + duration`, then SUCCESS or ERROR. No background loop; webhook
-events use one timer per notifying execution. "Changed since T" listings use
-two time-ordered indexes (state changes, finish times) so they cost what they
-return, not the number of executions.
+`created + duration`, then SUCCESS or ERROR. There is no background loop
+(webhooks use one timer per notifying execution). "Changed since T" listings
+read two time-ordered indexes (state changes, finish times), so they cost what
+they return, not the number of executions.
 
     python tools/engine_sim.py --port 8999 [--duration 30] [--error-ratio 0.1]
-Admin API (JSON): POST /_sim/executions (bulk), GET /_sim/stats,
-POST /_sim/stats/reset, GET|PUT /_sim/faults.
+Admin API (JSON): POST /_sim/executions {"count"|"ids", "duration", "spread"}
+(bulk create), GET /_sim/stats[?per_execution=1], POST /_sim/stats/reset,
+GET|PUT /_sim/faults {"error_rate", "latency_ms", "latency_jitter_ms",
+"not_found": [ids], "delete": [ids], "down": seconds, "clear": true}.
 """
 
 import argparse
@@ -23,6 +25,7 @@ import calendar
 import json
 import logging
 import random
+import re
 import signal
 import threading
 import time
@@ -33,10 +36,14 @@ LOG = logging.getLogger("engine_sim")
 TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
 EVENTS = {"RUNNING": "WORKFLOW_RESUMED", "PAUSED": "WORKFLOW_PAUSED", "SUCCESS": "WORKFLOW_SUCCEEDED",
           "ERROR": "WORKFLOW_FAILED", "CANCELLED": "WORKFLOW_CANCELLED"}
-REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404: "Not Found",
-           409: "Conflict", 500: "Internal Server Error", 501: "Not Implemented"}
-MAX_LIMIT = 1000
-FILTERS = ("updated_at", "created_at", "workflow_name", "state", "nulls", "not_nulls")
+REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 404: b"Not Found", 409: b"Conflict",
+           500: b"Internal Server Error"}
+MAX_LIMIT = 1000       # Mistral 23's cap on a page
+LIST_ARGS = ("updated_at", "created_at", "workflow_name", "state", "nulls", "not_nulls", "fields",
+             "limit", "marker", "sort_keys", "sort_dirs", "all_projects")
+FULL = ("id", "workflow_name", "workflow_id", "workflow_namespace", "description", "state", "state_info",
+        "input", "output", "params", "created_at", "updated_at", "task_execution_id",
+        "root_execution_id", "project_id", "tags")
 
 
 class Fault(Exception):
@@ -47,12 +54,11 @@ class Fault(Exception):
 
 def _stamp(t, _cache={}):
     s = int(t)
-    text = _cache.get(s)
-    if text is None:
+    if s not in _cache:
         if len(_cache) > 4096:
             _cache.clear()
-        text = _cache[s] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s))
-    return text
+        _cache[s] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s))
+    return _cache[s]
 
 
 def _parse_time(text):
@@ -62,14 +68,12 @@ def _parse_time(text):
         raise Fault(400, "Invalid datetime value: %r" % text) from None
 
 
-def _jobj(value, what):
-    if value in (None, ""):
-        return {}
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise Fault(400, "%s is not valid JSON" % what) from None
+def _obj(value, what):
+    """A JSON object given as an object or a JSON string (as clients send them)."""
+    try:
+        value = json.loads(value) if isinstance(value, (str, bytes)) and value else value or {}
+    except ValueError:
+        raise Fault(400, "%s is not valid JSON" % what) from None
     if not isinstance(value, dict):
         raise Fault(400, "%s must be a JSON object" % what)
     return value
@@ -77,24 +81,21 @@ def _jobj(value, what):
 
 class Ex:
     __slots__ = ("id", "wf", "input", "params", "desc", "created", "duration", "finish", "final",
-                 "manual", "changed", "remaining", "notify", "timer")
+                 "manual", "changed", "remaining", "info", "notify", "timer")
 
 
 class Sim:
-    """Engine state and request handlers (no I/O). Times are seconds since the
-    epoch on the server's monotonic clock (one wall-clock reading at start)."""
+    """Engine state and request logic (no I/O). Times are seconds since the
+    epoch on the monotonic clock (one wall-clock reading at start)."""
 
     def __init__(self, duration=30.0, duration_jitter=0.0, error_ratio=0.0, tasks=3, seed=None):
         self.duration, self.jitter, self.error_ratio = duration, duration_jitter, error_ratio
-        self.ntasks = max(1, tasks)
-        self.rng = random.Random(seed)
+        self.ntasks, self.rng = max(1, tasks), random.Random(seed)
         self._m0, self._w0 = time.monotonic(), time.time()
         self.started = self.now()
-        self.workflows, self.execs, self.task_index = {}, {}, {}
-        self.changes = []          # (time, id): creations and manual state changes, append-only
-        self.finishes = []         # (finish time, id), sorted; stale entries are re-checked
-        self.faults = {}
-        self.notify_hook = None    # set by the server: fn(ex, event)
+        self.workflows, self.execs, self.task_index, self.faults = {}, {}, {}, {}
+        self.changes = []      # (time, id) of creations and manual changes: append-only, so sorted
+        self.finishes = []     # (finish time, id), sorted; stale entries are re-checked on read
         self.reset_stats()
 
     def now(self):
@@ -102,126 +103,113 @@ class Sim:
 
     def reset_stats(self):
         self.counts, self.lq, self.gaps = {}, {}, []
-        self.injected = {"errors": 0, "not_found": 0}
-        self.webhooks = {"sent": 0, "failed": 0}
+        self.injected, self.webhooks = {"errors": 0, "not_found": 0}, {"sent": 0, "failed": 0}
         self.stats_since = self.now()
 
     # -- executions ------------------------------------------------------
     def state(self, e, now):
-        if e.manual:
-            return e.manual
-        return e.final if now >= e.finish else "RUNNING"
+        return e.manual or (e.final if now >= e.finish else "RUNNING")
 
     def updated(self, e, now):
         return e.finish if not e.manual and now >= e.finish else e.changed
 
     def create(self, wf, input_=None, params=None, ex_id=None, desc="", duration=None, now=None):
-        now = self.now() if now is None else now
-        e = Ex()
-        e.id, e.wf, e.desc = ex_id or str(uuid.uuid4()), wf, desc or ""
-        e.input, e.params = input_ or {}, params or {}
+        e, now = Ex(), self.now() if now is None else now
+        e.id, e.wf, e.desc, e.input, e.params = ex_id or str(uuid.uuid4()), wf, desc or "", input_ or {}, params or {}
         if duration is None:
             duration = e.input.get("sim_duration", self.duration + self.rng.uniform(0, self.jitter))
         e.created = e.changed = now
         e.duration = max(0.0, float(duration))
         e.finish = now + e.duration
         fail = e.input.get("sim_fail") or self.rng.random() < self.error_ratio
-        e.final, e.manual, e.remaining, e.timer = ("ERROR" if fail else "SUCCESS"), None, 0.0, None
+        e.final, e.manual, e.remaining, e.info, e.timer = "ERROR" if fail else "SUCCESS", None, 0.0, None, None
         e.notify = [n for n in (e.params.get("notify") or []) if isinstance(n, dict) and n.get("url")]
         self.execs[e.id] = e
         self.changes.append((now, e.id))
         return e
 
     def bulk(self, body):
+        """Create many executions at once ("spread": finishes spread over that many more seconds)."""
         ids = body.get("ids") or [str(uuid.uuid4()) for _ in range(int(body.get("count", 0)))]
         wf, dur = body.get("workflow_name", "sim.wf"), float(body.get("duration", self.duration))
-        spread, now = float(body.get("spread", 0.0)), self.now()
+        spread, now, new = float(body.get("spread", 0.0)), self.now(), []
         self.workflows.setdefault(wf, {"name": wf, "definition": "", "created_at": _stamp(now)})
-        new = []
         for i in ids:
             if i not in self.execs:
-                e = self.create(wf, ex_id=i, duration=dur + self.rng.uniform(0, spread), now=now)
-                new.append((e.finish, e.id))
+                new.append((self.create(wf, ex_id=i, duration=dur + self.rng.uniform(0, spread),
+                                        now=now).finish, i))
         self.finishes.extend(new)
-        self.finishes.sort()     # one sort for the batch: bulk create stays O(n log n)
+        self.finishes.sort()        # one sort per batch, not one insort per execution
         return {"ids": ids, "created": len(new)}
 
     def lookup(self, ex_id):
         e = self.execs.get(ex_id)
-        if e is None or ex_id in self.faults.get("not_found", ()):
-            if e is not None:
-                self.injected["not_found"] += 1
+        if e is not None and ex_id in self.faults.get("not_found", ()):
+            self.injected["not_found"] += 1
+            e = None
+        if e is None:
             raise Fault(404, "Object not found [id=%s]" % ex_id)
         return e
 
-    def view(self, e, now, fields=None):
+    def view(self, e, now, fields=FULL):
         st = self.state(e, now)
-        info = None
-        if st == "ERROR":
-            info = "Failure caused by error in tasks: task%d" % self.ntasks
-        elif st == "CANCELLED":
-            info = e.params.get("_state_info")
-        if fields is not None:     # light query: build only what was asked for
-            out = {"id": e.id}
-            for f in fields:
-                out[f] = (st if f == "state" else info if f == "state_info"
-                          else _stamp(self.updated(e, now)) if f == "updated_at"
-                          else self._field(e, f, st, info, now))
-            return out
-        return {k: self._field(e, k, st, info, now) for k in (
-            "id", "workflow_name", "workflow_id", "workflow_namespace", "description", "state",
-            "state_info", "input", "output", "params", "created_at", "updated_at",
-            "task_execution_id", "root_execution_id", "project_id", "tags")}
-
-    def _field(self, e, f, st, info, now):
-        if f == "output":
-            out = {} if st not in TERMINAL else (
-                {"result": "sim output of %s" % e.id} if st == "SUCCESS" else {"result": info})
-            return json.dumps(out)
-        simple = {"id": e.id, "workflow_name": e.wf, "workflow_id": "sim-" + e.wf, "state": st,
-                  "workflow_namespace": "", "description": e.desc, "state_info": info,
-                  "created_at": _stamp(e.created), "updated_at": _stamp(self.updated(e, now)),
-                  "project_id": "<default-project>", "tags": None, "task_execution_id": None,
-                  "root_execution_id": None}
-        if f in simple:
-            return simple[f]
-        if f in ("input", "params"):
-            return json.dumps({k: v for k, v in getattr(e, f).items() if not k.startswith("_")})
-        raise Fault(400, "Unknown field: %s" % f)
+        info = ("Failure caused by error in tasks: task%d" % self.ntasks if st == "ERROR"
+                else e.info if st == "CANCELLED" else None)
+        out = {"id": e.id}
+        for f in fields:       # only what was asked for: the light query stays cheap
+            if f == "state":
+                out[f] = st
+            elif f == "state_info":
+                out[f] = info
+            elif f in ("updated_at", "created_at"):
+                out[f] = _stamp(self.updated(e, now) if f == "updated_at" else e.created)
+            elif f in ("input", "params"):
+                out[f] = json.dumps(getattr(e, f))
+            elif f == "output":
+                out[f] = json.dumps({} if st not in TERMINAL else {"result": "sim output of %s" % e.id}
+                                    if st == "SUCCESS" else {"result": info})
+            elif f in FULL:
+                out[f] = {"workflow_name": e.wf, "workflow_id": "sim-" + e.wf, "description": e.desc,
+                          "project_id": "<default-project>", "workflow_namespace": ""}.get(f)
+            else:
+                raise Fault(400, "Unknown field: %s" % f)
+        return out
 
     def set_state(self, e, state, info, now):
+        """Mistral's PUT semantics; returns the webhook event, or None for a no-op."""
         st = self.state(e, now)
         if state not in EVENTS:
             raise Fault(400, "Invalid state: %s" % state)
-        if st in TERMINAL or st == state:
-            return None         # as Mistral: a no-op, the caller checks the state it gets back
+        if st in TERMINAL or st == state or (state == "RUNNING" and st != "PAUSED"):
+            return None         # as Mistral: unchanged; the caller checks the state it gets back
         if state == "RUNNING":
-            if st != "PAUSED":
-                return None
             e.manual, e.finish = None, now + e.remaining
             bisect.insort(self.finishes, (e.finish, e.id))
         else:
-            if state == "PAUSED":
-                e.remaining = e.finish - now
-            e.manual = state
-            if info is not None:
-                e.params["_state_info"] = info
+            e.remaining, e.manual, e.info = e.finish - now, state, info
         e.changed = now
         self.changes.append((now, e.id))
         return EVENTS[state]
 
-    # -- tasks -----------------------------------------------------------
+    def rerun(self, e, now):
+        # The rerun succeeds: the execution runs again for its whole duration.
+        e.manual, e.final, e.changed, e.finish = None, "SUCCESS", now, now + e.duration
+        self.changes.append((now, e.id))
+        bisect.insort(self.finishes, (e.finish, e.id))
+
+    # -- tasks: `ntasks` in sequence over the execution's duration -----------
     def tasks(self, e, now):
         st = self.state(e, now)
         at = now if st == "RUNNING" else self.updated(e, now)
         base, step, out = e.finish - e.duration, e.duration / self.ntasks, []
         for i in range(self.ntasks):
             start, end = base + i * step, base + (i + 1) * step
-            if start > at and st not in ("SUCCESS", "ERROR"):
-                break
-            tst = "SUCCESS" if end <= at else "RUNNING" if st == "RUNNING" else st
             if st in ("SUCCESS", "ERROR"):
                 tst = "ERROR" if st == "ERROR" and i == self.ntasks - 1 else "SUCCESS"
+            elif start > at:
+                break        # not started yet: Mistral has no task record for it
+            else:
+                tst = "SUCCESS" if end <= at else st
             tid = str(uuid.uuid5(uuid.NAMESPACE_URL, "%s/%d" % (e.id, i)))
             self.task_index[tid] = (e.id, i)
             done = tst in TERMINAL
@@ -239,76 +227,64 @@ class Sim:
         if tid not in self.task_index:
             raise Fault(404, "Object not found [id=%s]" % tid)
         ex_id, i = self.task_index[tid]
-        return self.lookup(ex_id), self.tasks(self.lookup(ex_id), now)[i]
+        e = self.lookup(ex_id)
+        return e, self.tasks(e, now)[i]
 
-    # -- listing ---------------------------------------------------------
+    # -- listing -----------------------------------------------------------
     def listing(self, q, now, base_url):
-        unknown = [k for k in q if k not in FILTERS + ("fields", "limit", "marker", "sort_keys",
-                                                       "sort_dirs", "all_projects")]
+        unknown = sorted(set(q) - set(LIST_ARGS))
         if unknown:
             raise Fault(400, "Unknown argument: %s" % ", ".join(unknown))
-        fields = [f for f in q.get("fields", "").split(",") if f] or None
+        fields = [f for f in q.get("fields", "").split(",") if f and f != "id"] or FULL[1:]
         limit = min(int(q.get("limit") or MAX_LIMIT), MAX_LIMIT)
-        if "task_execution_id" in q.get("not_nulls", ""):
-            rows = []      # the simulator has no sub-workflows
-        else:
-            rows = self._matching(q, now)
+        # The simulator has no sub-workflows: task_execution_id is always null.
+        rows = [] if "task_execution_id" in q.get("not_nulls", "") else self._matching(q, now)
         keys = [k for k in q.get("sort_keys", "created_at").split(",") if k]
         dirs = [d for d in q.get("sort_dirs", "").split(",") if d]
         if "id" not in keys:
-            keys.append("id")       # as Mistral: a stable order for marker paging
+            keys.append("id")       # as Mistral: a total order, so marker paging is stable
         dirs += [dirs[-1] if dirs else "asc"] * (len(keys) - len(dirs))
         keyfn = self._sort_key(keys, dirs, now)
         rows.sort(key=keyfn)
         if q.get("marker"):
-            marker = self.execs.get(q["marker"])
-            if marker is None:
+            if q["marker"] not in self.execs:
                 raise Fault(400, "Marker not found: %s" % q["marker"])
-            rows = rows[bisect.bisect_right(rows, keyfn(marker), key=keyfn):]
+            rows = rows[bisect.bisect_right(rows, keyfn(self.execs[q["marker"]]), key=keyfn):]
         page = [self.view(e, now, fields) for e in rows[:limit]]
         body = {"executions": page}
-        if page and len(page) == limit:
-            nxt = dict(q, marker=page[-1]["id"], limit=str(limit))
-            body["next"] = base_url + "/v2/executions?" + urlencode(nxt)
+        if len(page) == limit:      # Mistral links the next page only after a full one
+            body["next"] = base_url + "/v2/executions?" + urlencode(dict(q, marker=page[-1]["id"],
+                                                                          limit=limit))
         return body
 
     def _matching(self, q, now):
-        hidden = self.faults.get("not_found", ())
-        lo, hi = float("-inf"), float("inf")       # updated_at range, in event time
-        for term in q.get("updated_at", "").split(";") if q.get("updated_at") else ():
-            op, _, val = term.partition(":") if term[:3] in ("gte", "gt:", "lte", "lt:", "eq:") \
-                else ("eq", "", term)
+        lo, hi = float("-inf"), float("inf")        # the updated_at range, in event time
+        for term in filter(None, q.get("updated_at", "").split(";")):
+            op, val = term.split(":", 1) if term[:4] in ("gte:", "lte:") or term[:3] in ("gt:", "lt:", "eq:") \
+                else ("eq", term)
             t = _parse_time(val)
-            # Stamps are whole seconds: floor(x) >= t <=> x >= t, floor(x) > t <=> x >= t + 1.
-            if op in ("gte", "eq"):
-                lo = max(lo, t)
-            if op == "gt":
-                lo = max(lo, t + 1)
-            if op in ("lte", "eq"):
-                hi = min(hi, t + 1)
-            if op == "lt":
-                hi = min(hi, t)
-        if lo > float("-inf"):
+            # Stamps are whole seconds: floor(x) >= t <=> x >= t; floor(x) > t <=> x >= t + 1.
+            lo = max(lo, {"gte": t, "eq": t, "gt": t + 1}.get(op, lo))
+            hi = min(hi, {"lte": t + 1, "eq": t + 1, "lt": t}.get(op, hi))
+        if lo > float("-inf"):      # the indexes: only what changed since lo
             ids = {i for _, i in self.changes[bisect.bisect_left(self.changes, (lo, "")):]}
             f = self.finishes
             ids.update(i for _, i in f[bisect.bisect_left(f, (lo, "")):bisect.bisect_right(f, (now, "~"))])
             cands = [self.execs[i] for i in ids if i in self.execs]
         else:
             cands = list(self.execs.values())
+        hidden = self.faults.get("not_found", ())
         rows = [e for e in cands if lo <= self.updated(e, now) < hi and e.id not in hidden]
         for name, attr in (("workflow_name", lambda e: e.wf), ("state", lambda e: self.state(e, now)),
                            ("created_at", lambda e: _stamp(e.created))):
             if q.get(name):
-                op, _, val = q[name].partition(":") if ":" in q[name][:4] else ("eq", "", q[name])
-                if name == "created_at":
-                    val = _stamp(_parse_time(val))
-                vals = val.split(",")
-                test = {"eq": lambda v: v == val, "neq": lambda v: v != val, "in": lambda v: v in vals,
-                        "nin": lambda v: v not in vals, "gte": lambda v: v >= val,
-                        "gt": lambda v: v > val, "lte": lambda v: v <= val, "lt": lambda v: v < val}
-                if op not in test:
+                op, val = q[name].split(":", 1) if re.match(r"^[a-z]+:", q[name]) else ("eq", q[name])
+                val = _stamp(_parse_time(val)) if name == "created_at" else val
+                test = {"eq": val.__eq__, "neq": val.__ne__, "in": val.split(",").__contains__,
+                        "gte": val.__le__, "gt": val.__lt__, "lte": val.__ge__, "lt": val.__gt__}.get(op)
+                if test is None:
                     raise Fault(400, "Invalid filter operator: %s" % op)
-                rows = [e for e in rows if test[op](attr(e))]
+                rows = [e for e in rows if test(attr(e))]
         return rows
 
     def _sort_key(self, keys, dirs, now):
@@ -319,15 +295,14 @@ class Sim:
             if k not in getters or d not in ("asc", "desc"):
                 raise Fault(400, "Invalid sort key or direction: %s %s" % (k, d))
             g = getters[k]
-            if d == "asc":
-                parts.append(g)
-            elif k in ("created_at", "updated_at"):
-                parts.append(lambda e, g=g: -g(e))
-            else:
-                parts.append(lambda e, g=g: _Rev(g(e)))
+            parts.append(g if d == "asc" else (lambda e, g=g: -g(e)) if k.endswith("_at")
+                         else (lambda e, g=g: _Rev(g(e))))
+        if len(parts) == 2:      # the usual case, without a generator per row
+            a, b = parts
+            return lambda e: (a(e), b(e))
         return lambda e: tuple(p(e) for p in parts)
 
-    # -- stats -----------------------------------------------------------
+    # -- stats ---------------------------------------------------------------
     def count(self, key, light_id, now):
         self.counts[key] = self.counts.get(key, 0) + 1
         if light_id:
@@ -340,33 +315,31 @@ class Sim:
                 rec[2] = now
 
     def stats(self, per_execution=False):
-        now = self.now()
-        per = sorted(r[0] for r in self.lq.values())
-        gaps = sorted(self.gaps)
-        states = {}
+        now, states = self.now(), {}
         for e in self.execs.values():
             s = self.state(e, now)
             states[s] = states.get(s, 0) + 1
-        out = {"uptime_s": round(now - self.started, 3), "since_reset_s": round(now - self.stats_since, 3),
-               "requests": dict(sorted(self.counts.items())),
-               "requests_total": sum(v for k, v in self.counts.items() if " /v2" in k),
-               "injected": dict(self.injected), "webhooks": dict(self.webhooks),
-               "executions": {"total": len(self.execs), "by_state": states},
-               "light_queries": {"total": sum(per), "executions": len(per),
-                                 "per_execution": _summary(per), "gap_s": _summary(gaps),
-                                 "first_at": min((r[1] for r in self.lq.values()), default=None),
-                                 "last_at": max((r[2] for r in self.lq.values()), default=None)},
-               "cpu_s": round(time.process_time(), 3), "faults": self.fault_view()}
+        lq = {"total": sum(r[0] for r in self.lq.values()), "executions": len(self.lq),
+              "per_execution": _summary(sorted(r[0] for r in self.lq.values())),
+              "gap_s": _summary(sorted(self.gaps)),
+              "first_at": min((r[1] for r in self.lq.values()), default=None),
+              "last_at": max((r[2] for r in self.lq.values()), default=None)}
         if per_execution:
-            out["light_queries"]["by_execution"] = {k: {"count": r[0], "first_at": r[1], "last_at": r[2]}
-                                                    for k, r in self.lq.items()}
-        return out
+            lq["by_execution"] = {k: {"count": r[0], "first_at": r[1], "last_at": r[2]}
+                                  for k, r in self.lq.items()}
+        return {"uptime_s": round(now - self.started, 3), "since_reset_s": round(now - self.stats_since, 3),
+                "cpu_s": round(time.process_time(), 3), "requests": dict(sorted(self.counts.items())),
+                "requests_total": sum(v for k, v in self.counts.items() if " /v2" in k),
+                "injected": dict(self.injected), "webhooks": dict(self.webhooks),
+                "executions": {"total": len(self.execs), "by_state": states}, "light_queries": lq,
+                "faults": self.fault_view()}
 
     def fault_view(self):
-        return {k: (sorted(v) if isinstance(v, set) else v) for k, v in self.faults.items()}
+        return {k: sorted(v) if isinstance(v, set) else v for k, v in self.faults.items()}
 
 
 class _Rev:
+    """Reverses the order of a string sort key (sort_dirs=desc)."""
     __slots__ = ("v",)
 
     def __init__(self, v):
@@ -379,9 +352,330 @@ class _Rev:
         return self.v == other.v
 
 
-def _summary(sorted_values):
-    if not sorted_values:
-        return {"count": 0}
-    n = len(sorted_values)
-    return {"count": n, "min": sorted_values[0], "p50": sorted_values[n // 2],
-            "p99": sorted_values[min(n - 1, int(n * 0.99))], "max": sorted_values[-1]}
+def _summary(values):
+    n = len(values)
+    return {"count": n, "min": values[0], "p50": values[n // 2], "p99": values[min(n - 1, int(n * 0.99))],
+            "max": values[-1]} if n else {"count": 0}
+
+
+# -- HTTP ---------------------------------------------------------------------
+
+class App:
+    """Routes requests to the Sim, injects faults, owns the listening socket."""
+
+    def __init__(self, sim, host, port):
+        self.sim, self.host, self.port, self.server, self.conns = sim, host, port, None, set()
+
+    async def listen(self):
+        self.server = await asyncio.get_running_loop().create_server(
+            lambda: HttpProtocol(self), self.host, self.port, reuse_address=True, backlog=1024)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def go_down(self, seconds):
+        # Close the listener and every connection: clients get a true "connection refused".
+        self.server.close()
+        for c in list(self.conns):
+            c.t.close()
+        LOG.warning("simulated outage: refusing connections for %.1f s", seconds)
+        asyncio.get_running_loop().call_later(seconds, lambda: asyncio.ensure_future(self.listen()))
+
+    def dispatch(self, method, target, body):
+        """(status, JSON-able body, seconds to delay the answer)."""
+        sim, delay, u = self.sim, 0.0, urlsplit(target)
+        p = [s for s in u.path.split("/") if s][:4] or [""]
+        q = dict(parse_qsl(u.query, keep_blank_values=True))
+        try:
+            if p[0] == "_sim":
+                return self.admin(method, p[1:], q, body) + (0.0,)
+            if p[0] != "v2" or len(p) < 2:
+                raise Fault(404, "Resource not found")
+            now, f = sim.now(), sim.faults
+            light = p[2] if method == "GET" and len(p) == 3 and p[1] == "executions" and "fields" in q else None
+            sim.count("%s /v2/%s%s" % (method, p[1], "".join(("/{id}",) * (len(p) > 2) + tuple(
+                "/" + s for s in p[3:]))), light, now)
+            if f.get("latency_ms") or f.get("latency_jitter_ms"):
+                delay = (f.get("latency_ms", 0) + sim.rng.uniform(0, f.get("latency_jitter_ms", 0))) / 1000
+            if f.get("error_rate") and sim.rng.random() < f["error_rate"]:
+                sim.injected["errors"] += 1
+                raise Fault(500, "simulated engine failure (injected)")
+            return self.api(method, p[1:], q, body, now) + (delay,)
+        except Fault as exc:
+            return exc.status, {"faultcode": "Client" if exc.status < 500 else "Server",
+                                "faultstring": str(exc)}, delay
+        except Exception as exc:     # a simulator bug still answers like Mistral
+            LOG.exception("error handling %s %s", method, target)
+            return 500, {"faultcode": "Server", "faultstring": "simulator error: %s" % exc}, delay
+
+    def api(self, method, p, q, body, now):
+        sim, route = self.sim, (method, p[0], len(p), tuple(p[2:]))
+        if route == ("GET", "workflows", 2, ()):
+            if p[1] not in sim.workflows:
+                raise Fault(404, "Object not found [name=%s]" % p[1])
+            return 200, sim.workflows[p[1]]
+        if route == ("GET", "workflows", 1, ()):
+            return 200, {"workflows": list(sim.workflows.values())[:int(q.get("limit") or MAX_LIMIT)]}
+        if route[1:] == ("workflows", 1, ()) and method in ("POST", "PUT"):
+            return self.put_workflows(method, body.decode("utf-8", "replace"), now)
+        if route == ("GET", "executions", 1, ()):
+            return 200, sim.listing(q, now, "http://%s:%d" % (self.host, self.port))
+        if route == ("POST", "executions", 1, ()):
+            return self.start(_obj(body, "the request body"), now)
+        if route[:3] == ("GET", "tasks", 2):
+            return 200, sim.task(p[1], now)[1]
+        if route[:3] == ("PUT", "tasks", 2):
+            e, t = sim.task(p[1], now)
+            if t["state"] != "ERROR":
+                raise Fault(400, "Failed to rerun the task: it is not in ERROR state")
+            sim.rerun(e, now)
+            self.notify(e, "WORKFLOW_RERUN")
+            return 200, dict(t, state="RUNNING", state_info=None)
+        e = sim.lookup(p[1]) if p[0] == "executions" and len(p) > 1 else None
+        if route == ("GET", "executions", 2, ()):
+            fields = [f for f in q.get("fields", "").split(",") if f and f != "id"]
+            return 200, sim.view(e, now, fields if "fields" in q else FULL[1:])
+        if route == ("PUT", "executions", 2, ()):
+            b = _obj(body, "the request body")
+            if "state" not in b:
+                raise Fault(400, "state is required")
+            self.notify(e, sim.set_state(e, b["state"], b.get("state_info"), now))
+            return 200, sim.view(e, now, FULL[1:])
+        if route == ("GET", "executions", 3, ("tasks",)):
+            fields = [f for f in q.get("fields", "").split(",") if f]
+            return 200, {"tasks": [{k: t[k] for k in ["id"] + fields if k in t} if fields else t
+                                   for t in sim.tasks(e, now)]}
+        if route == ("GET", "executions", 3, ("report",)):
+            tasks = sim.tasks(e, now)
+            root = dict(sim.view(e, now, ("state", "state_info", "workflow_name")), name=e.wf)
+            root["task_executions"] = [
+                {"id": t["id"], "name": t["name"], "state": t["state"], "state_info": t["state_info"],
+                 "action_executions": [], "workflow_executions": []}
+                for t in tasks if t["state"] == "ERROR" or q.get("errors_only") != "true"]
+            stat = {"%s_tasks_count" % s.lower(): sum(t["state"] == s for t in tasks)
+                    for s in ("RUNNING", "SUCCESS", "ERROR", "PAUSED", "IDLE")}
+            return 200, {"root_workflow_execution": root, "statistics": dict(stat, total_tasks_count=len(tasks))}
+        raise Fault(404 if method == "GET" else 400, "Unsupported request: %s /v2/%s" % (method, "/".join(p)))
+
+    def put_workflows(self, method, text, now):
+        # No YAML parser in the stdlib: top-level keys are the workflow names.
+        names = [n.strip("'\"") for n in re.findall(r"^([^\s#:][^:]*):", text, re.M)]
+        names = [n for n in names if n not in ("version", "name", "description", "tags")]
+        if not names or not re.search(r"^version:", text, re.M):
+            raise Fault(400, "Invalid DSL: a 'version' and at least one workflow are required")
+        dup = [n for n in names if n in self.sim.workflows]
+        if method == "POST" and dup:
+            raise Fault(409, "Duplicate entry for WorkflowDefinition ['name', 'namespace', "
+                             "'project_id']: %s, , <default-project>" % dup[0])
+        out = []
+        for n in names:
+            old = self.sim.workflows.get(n, {})
+            out.append({"id": old.get("id") or str(uuid.uuid4()), "name": n, "namespace": "", "input": "",
+                        "definition": text, "tags": [], "scope": "private", "project_id": "<default-project>",
+                        "created_at": old.get("created_at") or _stamp(now), "updated_at": old and _stamp(now) or None})
+            self.sim.workflows[n] = out[-1]
+        return (201 if method == "POST" else 200), {"workflows": out}
+
+    def start(self, b, now):
+        sim = self.sim
+        if b.get("id") in sim.execs:
+            return 201, sim.view(sim.lookup(b["id"]), now, FULL[1:])    # idempotent, as Mistral
+        wf = b.get("workflow_name") or b.get("workflow_id")
+        if wf not in sim.workflows:
+            raise Fault(404, "Object not found [workflow_identifier=%s]" % wf)
+        e = sim.create(wf, _obj(b.get("input"), "input"), _obj(b.get("params"), "params"),
+                       b.get("id"), b.get("description"), now=now)
+        bisect.insort(sim.finishes, (e.finish, e.id))
+        self.notify(e, "WORKFLOW_LAUNCHED")
+        return 201, sim.view(e, now, FULL[1:])
+
+    def admin(self, method, p, q, body):
+        sim = self.sim
+        if (method, p) == ("POST", ["executions"]):
+            return 201, sim.bulk(_obj(body, "the request body"))
+        if (method, p) == ("GET", ["stats"]):
+            return 200, sim.stats(per_execution=q.get("per_execution") in ("1", "true"))
+        if (method, p) == ("POST", ["stats", "reset"]):
+            sim.reset_stats()
+            return 200, {"reset": True}
+        if p == ["faults"] and method in ("GET", "PUT"):
+            b = _obj(body, "the request body") if method == "PUT" else {}
+            if b.get("clear"):
+                sim.faults.clear()
+            sim.faults.update((k, float(b[k])) for k in ("error_rate", "latency_ms", "latency_jitter_ms") if k in b)
+            if "not_found" in b:
+                sim.faults["not_found"] = set(b["not_found"] or ())
+            for i in b.get("delete") or ():
+                sim.execs.pop(i, None)
+            if b.get("down"):       # after this answer is written
+                asyncio.get_running_loop().call_soon(self.go_down, float(b["down"]))
+            return 200, sim.fault_view()
+        raise Fault(404, "Unknown admin request: %s /_sim/%s" % (method, "/".join(p)))
+
+    # -- webhooks: best effort like Mistral, one POST each, never retried ------
+    def notify(self, e, event):
+        if not event or not e.notify:
+            return
+        now = self.sim.now()
+        payload = dict(self.sim.view(e, now, ("workflow_name", "workflow_namespace", "workflow_id", "state",
+                                               "state_info", "project_id", "task_execution_id",
+                                               "root_execution_id", "created_at", "updated_at")),
+                       name=e.wf, event=event)
+        for hook in e.notify:
+            if not hook.get("event_types") or event in hook["event_types"]:
+                asyncio.ensure_future(self._post(hook, payload))
+        if e.timer:
+            e.timer.cancel()
+        e.timer = None if payload["state"] != "RUNNING" else asyncio.get_running_loop().call_later(
+            max(0.0, e.finish - now) + 0.001, self._finished, e)
+
+    def _finished(self, e):
+        e.timer = None
+        if e.id in self.sim.execs and self.sim.state(e, self.sim.now()) == e.final:
+            self.notify(e, EVENTS[e.final])
+
+    async def _post(self, hook, payload):
+        u, data, w, ok = urlsplit(hook["url"]), json.dumps(payload).encode(), None, False
+        extra = "".join("%s: %s\r\n" % kv for kv in (hook.get("headers") or {}).items())
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection(u.hostname, u.port or 80), 5)
+            w.write(("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n"
+                     % (u.path or "/", u.netloc, len(data), extra)).encode() + data)
+            ok = (await asyncio.wait_for(r.readline(), 10)).split()[1:2] in ([b"200"], [b"201"])
+        except (OSError, asyncio.TimeoutError) as exc:
+            LOG.info("webhook %s to %s failed: %s (not retried)", payload["event"], hook["url"], exc)
+        finally:
+            if w is not None:
+                w.close()
+        self.sim.webhooks["sent" if ok else "failed"] += 1
+
+
+class HttpProtocol(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive; pipelined requests are answered in order."""
+
+    def __init__(self, app):
+        self.app, self.buf, self.t, self.waiting = app, bytearray(), None, False
+
+    def connection_made(self, transport):
+        self.t = transport
+        self.app.conns.add(self)
+
+    def connection_lost(self, exc):
+        self.app.conns.discard(self)
+
+    def data_received(self, data):
+        self.buf += data
+        if not self.waiting:
+            self.process()
+
+    def process(self):
+        while not self.waiting and not self.t.is_closing():
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > 65536:
+                    self.send(400, {"faultcode": "Client", "faultstring": "headers too large"}, False)
+                return
+            lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+            req, headers = lines[0].split(" "), {}
+            for line in lines[1:]:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+            if len(req) != 3 or "chunked" in headers.get("transfer-encoding", "").lower():
+                self.send(400, {"faultcode": "Client", "faultstring": "unsupported request framing"}, False)
+                return
+            size = end + 4 + int(headers.get("content-length") or 0)
+            if len(self.buf) < size:
+                return      # the body is still on its way
+            body = bytes(self.buf[end + 4:size])
+            del self.buf[:size]
+            conn = headers.get("connection", "").lower()
+            keep = conn != "close" if req[2] == "HTTP/1.1" else conn == "keep-alive"
+            status, obj, delay = self.app.dispatch(req[0], req[1], body)
+            if delay > 0:
+                self.waiting = True     # later requests wait, so answers stay in order
+                asyncio.get_running_loop().call_later(delay, self.send_later, status, obj, keep)
+            else:
+                self.send(status, obj, keep)
+
+    def send(self, status, obj, keep):
+        data = json.dumps(obj).encode()
+        self.t.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
+                     % (status, REASONS.get(status, b""), len(data),
+                        b"" if keep else b"Connection: close\r\n", data))
+        if not keep:
+            self.t.close()
+
+    def send_later(self, status, obj, keep):
+        self.waiting = False
+        if not self.t.is_closing():
+            self.send(status, obj, keep)
+            self.process()
+
+
+# -- running it -----------------------------------------------------------------
+
+async def _serve(opts, ready, stop):
+    sim = Sim(**{k: opts[k] for k in ("duration", "duration_jitter", "error_ratio", "tasks", "seed") if k in opts})
+    app = App(sim, opts.get("host", "127.0.0.1"), opts.get("port", 0))
+    await app.listen()
+    ready(app)
+    await stop.wait()
+    app.server.close()
+    for c in list(app.conns):
+        c.t.close()
+
+
+class Handle:
+    """A simulator on a thread: .url (…/v2), .base (for /_sim), .sim, .stop()."""
+
+    def __init__(self, app, loop, stop, thread):
+        self.sim, self._loop, self._stop, self._thread = app.sim, loop, stop, thread
+        self.base = "http://%s:%d" % (app.host, app.port)
+        self.url = self.base + "/v2"
+
+    def stop(self):
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def start_in_thread(**opts):
+    """Run a simulator on a daemon thread (port 0 picks a free port)."""
+    box, started = {}, threading.Event()
+
+    async def main():
+        box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        await _serve(opts, lambda app: (box.update(app=app), started.set()), box["stop"])
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), name="engine-sim", daemon=True)
+    thread.start()
+    if not started.wait(10):
+        raise RuntimeError("the engine simulator did not start")
+    return Handle(box["app"], box["loop"], box["stop"], thread)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8999, help="0 picks a free port")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds an execution runs by default")
+    ap.add_argument("--duration-jitter", type=float, default=0.0, help="up to this many seconds more")
+    ap.add_argument("--error-ratio", type=float, default=0.0, help="fraction of executions ending in ERROR")
+    ap.add_argument("--tasks", type=int, default=3, help="synthetic tasks per execution")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--log-level", default="WARNING")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s engine_sim %(levelname)s %(message)s")
+
+    async def run():
+        stop, loop = asyncio.Event(), asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await _serve(vars(a), lambda app: print("engine simulator listening on http://%s:%d/v2"
+                                                % (app.host, app.port), flush=True), stop)
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise SystemExit("engine_sim: error: %s" % exc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -47,7 +47,11 @@ class Tracker:
             engine, store, executor, owner=self.owner, query_interval=rt.query_interval,
             jitter_interval=rt.jitter_interval, lease_seconds=rt.lease_seconds,
             batch_size=rt.batch_size, sync_overlap=rt.sync_overlap,
-            verify_interval=rt.verify_interval, submit=runner.submit, clock=clock)
+            verify_interval=rt.verify_interval, batch_window=rt.batch_window,
+            # One back-off policy for the engine: the same as retried requests.
+            backoff_base=conf.engine.retry_exp_msec / 1000.0,
+            backoff_max=conf.engine.retry_exp_max_msec / 1000.0,
+            submit=runner.submit, clock=clock)
         self.service = registry.service_record(NAME, self.owner, clock())
         self.scheduler = BackgroundScheduler(daemon=True)
         self.stopping = False

@@ -75,7 +75,7 @@ class PollStats:
 class Poller:
     def __init__(self, engine, store, executor, *, owner, query_interval=5.0,
                  jitter_interval=0.1, lease_seconds=None, batch_size=1000,
-                 sync_overlap=3.0, verify_interval=300.0, backoff_base=1.0,
+                 batch_window=0.0, sync_overlap=3.0, verify_interval=300.0, backoff_base=1.0,
                  backoff_max=60.0, not_found_confirmations=3, submit=None,
                  clock=time.time, rng=random.random):
         self.engine = engine
@@ -88,6 +88,7 @@ class Poller:
         # daemon's heartbeat renews it for longer ones.
         self.lease_seconds = lease_seconds or max(60.0, 3 * query_interval)
         self.batch_size = batch_size
+        self.batch_window = batch_window
         self.sync_overlap = sync_overlap
         self.verify_interval = verify_interval
         self.backoff_base = backoff_base
@@ -110,10 +111,11 @@ class Poller:
         due = self.store.next_due_at()
         if due is None:
             return self.query_interval
-        wait = max(0.0, due - now)
-        if wait == 0.0 and not self.executor.free():
-            return POOL_FULL_WAIT
-        return wait
+        if due > now:
+            # Sleep a little past the first due time: whatever falls due
+            # meanwhile is claimed with it and checked by the same listing.
+            return due - now + self.batch_window
+        return 0.0 if self.executor.free() else POOL_FULL_WAIT
 
     def _dispatch(self, claimed, now, free):
         single = [r for r in claimed if self._needs_own_query(r, now)]
@@ -147,10 +149,13 @@ class Poller:
         """Check a batch with one change listing. Never raises."""
         started = self.clock()
         since = min(r.get("synced_at") or r["created_at"] for r in records) - self.sync_overlap
+        wanted = {r["engine_execution_id"] for r in records}
         try:
+            # Keep only this batch's rows while paging: a listing can hold every
+            # execution the engine changed lately, not just ours.
             listed = {row["id"]: row for row in self.engine.list_executions(
                 fields=LIGHT_FIELDS, updated_at="gte:" + engine_filter_time(since),
-                nulls="task_execution_id")}
+                nulls="task_execution_id") if row["id"] in wanted}
         except errors.EngineError as exc:
             self._back_off_batch(records, exc, started)
             return

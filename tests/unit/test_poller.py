@@ -284,3 +284,18 @@ def test_lateness_is_measured_against_the_due_time(env):
     lateness = poller.stats.take_lateness()
     assert lateness["count"] == 4 and lateness["p50"] == 500.0 and lateness["max"] == 500.0
     assert poller.stats.take_lateness()["count"] == 0
+
+
+def test_batch_window_groups_executions_due_close_together(env):
+    store, engine, clock, runner, poller = env
+    poller.batch_window = 0.25
+    first = start_many(runner, clock, 2)
+    clock.now += 0.1
+    second = start_many(runner, clock, 3)              # due 0.1 s after the first ones
+    assert poller.tick(clock.now) == pytest.approx(4.9 + 0.25)
+    clock.now += 4.9 + 0.25
+    engine.calls.clear()
+    poller.tick(clock.now)
+    # All five were claimed together and checked with one listing.
+    assert engine.count("list_executions") == 1 and engine.count("get_execution") == 0
+    assert all(store.get_execution(r["id"])["synced_at"] == clock.now for r in first + second)
