@@ -3,7 +3,9 @@
 import logging
 import sys
 
+from st2bridge import config
 from st2bridge.engine import MistralClient, RetryPolicy
+from st2bridge.runner import Runner
 from st2bridge.store import open_store
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
@@ -36,3 +38,9 @@ def build_engine(conf, retry=True):
 def build_store(conf):
     return open_store(conf.store.url, busy_timeout=conf.store.busy_timeout,
                       connect_timeout=conf.store.connect_timeout)
+
+
+def build_runner(conf, engine, store):
+    rt = conf.resultstracker
+    return Runner(engine, store, query_interval=rt.query_interval, mode=rt.mode,
+                  callback_url=config.callback_url(conf), stale_after=rt.stale_after)

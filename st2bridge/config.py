@@ -87,6 +87,10 @@ resultstracker_opts = [
                  help="Seconds between two heartbeats in the service registry."),
     cfg.FloatOpt("drain_timeout", default=20.0, min=0.0,
                  help="On SIGTERM, wait this long for in-flight checks."),
+    cfg.FloatOpt("stale_after", default=30.0, min=0.1,
+                 help="In hybrid mode, poll an execution only after it has "
+                      "sent no callback for this many seconds: a lost callback "
+                      "costs at most this long."),
 ]
 
 callback_opts = [
@@ -96,6 +100,8 @@ callback_opts = [
     cfg.URIOpt("url", schemes=["http", "https"],
                help="URL the engine posts callbacks to (default: built from "
                     "host and port)."),
+    cfg.IntOpt("max_body", default=65536, min=1024,
+               help="Largest callback body accepted (bytes); larger ones get 413."),
 ]
 
 db_upgrade_opts = [

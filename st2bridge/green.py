@@ -56,6 +56,38 @@ class GreenExecutor:
         return self._pool.running() == 0
 
 
+class WsgiServer:
+    """eventlet's WSGI server in a green thread: many concurrent connections,
+    keep-alive, no thread per request."""
+
+    def __init__(self, app, host, port, logger, max_connections=1024):
+        eventlet = _import_eventlet()
+        from eventlet import wsgi
+        self._sock = eventlet.listen((host, port))
+        self.address = self._sock.getsockname()[:2]
+        self._thread = eventlet.spawn(
+            wsgi.server, self._sock, app, log=_LoggerFile(logger), log_output=False,
+            max_size=max_connections, socket_timeout=60, debug=False)
+
+    def stop(self):
+        self._thread.kill()
+        self._sock.close()
+
+
+class _LoggerFile:
+    """eventlet.wsgi writes errors to a file-like object: send them to logging."""
+
+    def __init__(self, logger):
+        self.logger = logger
+
+    def write(self, message):
+        if message.strip():
+            self.logger.warning("callback listener: %s", message.strip())
+
+    def flush(self):
+        pass
+
+
 class InlineExecutor:
     """Runs each call at once in the caller (tests, and one-shot commands)."""
 

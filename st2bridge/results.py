@@ -74,7 +74,11 @@ def finish(engine, store, record, now, finished_by):
     Returns True if this call wrote it, False if another writer was first.
     Engine errors propagate: the record stays active for the next attempt.
     """
-    execution = engine.get_execution(record["engine_execution_id"])
-    tasks = engine.list_tasks(record["engine_execution_id"])
+    root = record["engine_execution_id"]
+    execution = engine.get_execution(root)
+    tasks = engine.list_tasks(root)
     changes = terminal_changes(execution, tasks, now, finished_by)
+    # Tasks of sub-workflows are known only from their callbacks: keep them.
+    changes["tasks"] += [t for t in record.get("tasks") or []
+                         if t.get("workflow_execution_id") not in (None, root)]
     return store.update_execution(record["id"], changes, if_active=True)

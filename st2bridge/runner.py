@@ -14,6 +14,7 @@ import yaml
 
 from st2bridge import errors, results, workflow
 from st2bridge import status as st
+from st2bridge.callbacks import secrets
 from st2bridge.store.base import new_execution_record
 
 LOG = logging.getLogger(__name__)
@@ -21,11 +22,24 @@ LOG = logging.getLogger(__name__)
 LIGHT_FIELDS = ["id", "state", "state_info", "updated_at"]
 
 
+CALLBACK_PATH = "/v1/callbacks/mistral/"
+
+
 class Runner:
-    def __init__(self, engine, store, *, query_interval=5.0, clock=time.time):
+    """`mode` says how the result will be learnt: "poll" (no callbacks),
+    "callback" (only callbacks, no polling), "hybrid" (callbacks, and polling
+    once an execution has been silent for `stale_after`)."""
+
+    def __init__(self, engine, store, *, query_interval=5.0, mode="poll",
+                 callback_url=None, stale_after=30.0, clock=time.time):
+        if mode != "poll" and not callback_url:
+            raise ValueError("mode %s needs a callback URL" % mode)
         self.engine = engine
         self.store = store
         self.query_interval = query_interval
+        self.mode = mode
+        self.callback_url = callback_url
+        self.stale_after = stale_after
         self.clock = clock
 
     # -- definitions ------------------------------------------------------
@@ -62,8 +76,9 @@ class Runner:
 
     # -- executions -------------------------------------------------------
 
-    def start(self, wf_file, workflow_name, input=None, *, timeout=None):
-        """Register, record and submit. Returns the record as stored."""
+    def start(self, wf_file, workflow_name, input=None, *, timeout=None, extra_notify=()):
+        """Register, record and submit. Returns the record as stored.
+        `extra_notify`: more webhook entries for Mistral's params.notify."""
         input = dict(input or {})
         workflow.check_input(wf_file, workflow_name, input)
         try:
@@ -72,22 +87,37 @@ class Runner:
             raise errors.InputError("workflow %s rejected by the engine: %s"
                                     % (wf_file.path, exc)) from None
         now = self.clock()
+        execution_id = str(uuid.uuid4())
+        notify = list(extra_notify)
+        secret = None
+        if self.mode != "poll":
+            secret = secrets.new_secret()
+            notify.insert(0, {
+                "type": "webhook", "url": self.callback_url + CALLBACK_PATH + execution_id,
+                "headers": {"Content-Type": "application/json", secrets.HEADER: secret}})
         record = new_execution_record(
-            id=str(uuid.uuid4()), workflow_name=workflow_name,
+            id=execution_id, workflow_name=workflow_name,
             engine_execution_id=str(uuid.uuid4()), status=st.REQUESTED,
-            input=input, created_at=now, updated_at=now, tracked=True,
-            next_poll_at=now + self.query_interval,
-            timeout_at=now + timeout if timeout else None)
+            input=input, created_at=now, updated_at=now,
+            # Callback mode is the prior art's "no polling"; `st2bridge track`
+            # attaches polling to one execution when needed.
+            tracked=self.mode != "callback",
+            next_poll_at=now + (self.stale_after if self.mode == "hybrid" else self.query_interval),
+            timeout_at=now + timeout if timeout else None,
+            callback_secret_hash=secrets.hash_secret(secret) if secret else None)
         self.store.create_execution(record)
-        return self.submit(record)
+        return self.submit(record, notify)
 
-    def submit(self, record):
-        """Ask the engine to run a recorded execution (safe to repeat)."""
+    def submit(self, record, notify=()):
+        """Ask the engine to run a recorded execution (safe to repeat: the
+        engine answers a known id with the existing execution)."""
+        params = {"env": {"st2bridge_execution_id": record["id"]}}
+        if notify:
+            params["notify"] = list(notify)
         try:
             execution = self.engine.start_execution(
                 record["workflow_name"], record["input"],
-                execution_id=record["engine_execution_id"],
-                params={"env": {"st2bridge_execution_id": record["id"]}},
+                execution_id=record["engine_execution_id"], params=params,
                 description="st2bridge execution %s" % record["id"])
         except errors.EngineClientError as exc:
             # Rejected: nothing runs in the engine. Close the record with the

@@ -14,7 +14,6 @@ import time
 from st2bridge import __version__, app, config, errors, workflow
 from st2bridge import status as st
 from st2bridge.cli import dbupgrade, output, services
-from st2bridge.runner import Runner
 
 LOG = logging.getLogger("st2bridge.cli")
 
@@ -95,7 +94,7 @@ def cmd_run(args, conf):
     inputs = parse_inputs(args.input, args.input_file)
     with app.build_store(conf) as store:
         engine = app.build_engine(conf)
-        runner = Runner(engine, store, query_interval=conf.resultstracker.query_interval)
+        runner = app.build_runner(conf, engine, store)
         record = runner.start(wf_file, name, inputs, timeout=args.timeout)
         if not args.wait:
             print(output.dumps(output.execution_view(record)) if args.json else record["id"])

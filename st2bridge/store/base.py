@@ -30,6 +30,10 @@ An execution record has these fields (all present; unset ones are None):
     verified_at         float: last time the execution was fetched on its own
                         (a listing cannot show that it was deleted)
     timeout_at          float or None: give up tracking with status "timeout"
+    -- callbacks --
+    callback_secret_hash  sha256 of the execution's callback secret (the
+                        secret itself is never stored)
+    last_event_at       float: when the last valid callback arrived
 
 A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}.
 """
@@ -47,7 +51,8 @@ EXECUTION_FIELDS = (
     "error", "tasks", "created_at", "updated_at", "ended_at", "engine_state",
     "engine_updated_at", "finished_by", "tracked", "next_poll_at",
     "lease_owner", "lease_expires_at", "poll_failures", "not_found_count",
-    "synced_at", "verified_at", "timeout_at",
+    "synced_at", "verified_at", "timeout_at", "callback_secret_hash",
+    "last_event_at",
 )
 
 

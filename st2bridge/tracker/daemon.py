@@ -25,7 +25,8 @@ from apscheduler.schedulers.background import BackgroundScheduler  # noqa: E402
 
 from st2bridge import app, config, errors, registry  # noqa: E402
 from st2bridge import status as st  # noqa: E402
-from st2bridge.runner import Runner  # noqa: E402
+from st2bridge.callbacks.app import make_app  # noqa: E402
+from st2bridge.callbacks.handler import CallbackHandler  # noqa: E402
 from st2bridge.tracker.poller import Poller  # noqa: E402
 
 NAME = "st2bridge-resultstracker"
@@ -42,7 +43,7 @@ class Tracker:
         self.clock = clock
         rt = conf.resultstracker
         self.owner = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
-        runner = Runner(engine, store, query_interval=rt.query_interval)
+        runner = app.build_runner(conf, engine, store)
         self.poller = Poller(
             engine, store, executor, owner=self.owner, query_interval=rt.query_interval,
             jitter_interval=rt.jitter_interval, lease_seconds=rt.lease_seconds,
@@ -53,6 +54,11 @@ class Tracker:
             backoff_max=conf.engine.retry_exp_max_msec / 1000.0,
             submit=runner.submit, clock=clock)
         self.service = registry.service_record(NAME, self.owner, clock())
+        self.callbacks = None
+        self.listener = None
+        if rt.mode != "poll":
+            self.callbacks = CallbackHandler(store, engine, mode=rt.mode,
+                                             stale_after=rt.stale_after, clock=clock)
         self.scheduler = BackgroundScheduler(daemon=True)
         self.stopping = False
         self._wake_r, self._wake_w = os.pipe()
@@ -97,7 +103,8 @@ class Tracker:
                 "lateness_ms": self.poller.stats.take_lateness(),
                 "tracked": self.store.count_executions(ACTIVE),
                 "in_flight": self.executor.running(),
-            }})
+                "callbacks": dict(self.callbacks.counts) if self.callbacks else None,
+            }, "callback_url": config.callback_url(self.conf) if self.listener else None})
             self.store.register_service(self.service)
         except errors.StoreError as exc:
             LOG.warning("heartbeat failed: %s; trying again in %.0f s", exc,
@@ -105,8 +112,19 @@ class Tracker:
 
     # -- the loop ---------------------------------------------------------
 
+    def start_listener(self):
+        """The callback endpoint, in this process's green threads."""
+        cb = self.conf.callback
+        self.listener = green.WsgiServer(
+            make_app(self.callbacks, max_body=cb.max_body), cb.host, cb.port,
+            logging.getLogger("st2bridge.callbacks"))
+        LOG.info("callback listener on http://%s:%d/v1/callbacks/mistral/<id> (engine posts to %s)",
+                 self.listener.address[0], self.listener.address[1], config.callback_url(self.conf))
+
     def run(self):
         rt = self.conf.resultstracker
+        if self.callbacks:
+            self.start_listener()
         self.store.register_service(self.service)
         self.scheduler.add_job(self.heartbeat, "interval", seconds=rt.heartbeat_interval,
                                id="heartbeat", max_instances=1, coalesce=True)
@@ -136,6 +154,8 @@ class Tracker:
         LOG.info("%s received: stopped claiming; waiting up to %.0f s for %d in-flight checks",
                  getattr(self, "_signal_name", "stop"), rt.drain_timeout, self.executor.running())
         self.scheduler.shutdown(wait=False)
+        if self.listener:
+            self.listener.stop()   # the engine's callbacks go unanswered; polling catches up
         if not self.executor.wait(rt.drain_timeout):
             LOG.warning("%d checks still running after %.0f s; their leases lapse and "
                         "another tracker takes them over", self.executor.running(),
@@ -163,7 +183,12 @@ def main(argv=None):
         return exc.exit_code
     tracker = Tracker(conf, store, engine, green.GreenExecutor(conf.resultstracker.thread_pool_size))
     tracker.install_signal_handlers()
-    return tracker.run()
+    try:
+        return tracker.run()
+    except OSError as exc:   # e.g. the callback port is taken
+        print("%s: error: cannot listen on %s:%d: %s" % (
+            NAME, conf.callback.host, conf.callback.port, exc.strerror or exc), file=sys.stderr)
+        return errors.EXIT_USAGE
 
 
 if __name__ == "__main__":
