@@ -71,13 +71,19 @@ class Bridge:
         self.api_url = api_url
         self.write()
 
-    def write(self, api_url=None, extra=""):
+    def write(self, api_url=None, extra="", mode="poll", callback_port=None, callback_url=None):
+        """`extra` lines go into [resultstracker]."""
+        callback = ""
+        if callback_port:
+            callback = "[callback]\nport = %d\n" % callback_port
+            if callback_url:
+                callback += "url = %s\n" % callback_url
         self.conf.write_text(
             "[DEFAULT]\nstate_path = %s\nlog_level = INFO\n"
             "[engine]\napi_url = %s\nretry_exp_msec = 100\nretry_exp_max_msec = 500\n"
-            "retry_stop_max_msec = 3000\n"
-            "[resultstracker]\nmode = poll\nquery_interval = 0.5\n%s"
-            % (self.dir, api_url or self.api_url, extra))
+            "retry_stop_max_msec = 3000\n%s"
+            "[resultstracker]\nmode = %s\nquery_interval = 0.5\n%s"
+            % (self.dir, api_url or self.api_url, callback, mode, extra))
 
     def env(self):
         env = dict(os.environ, ST2BRIDGE_CONFIG_FILE=str(self.conf))

@@ -1,0 +1,145 @@
+"""Completion callbacks from a real Mistral's webhook notifier to the tracker."""
+
+import json
+import signal
+import time
+import uuid
+
+import pytest
+import requests
+from conftest import free_port, write_workflow
+
+pytestmark = pytest.mark.integration
+
+QUICK = """version: '2.0'
+{name}:
+  input: [who]
+  output:
+    greeting: <% $.greeting %>
+  tasks:
+    greet:
+      action: std.echo output="hi <% $.who %>"
+      publish:
+        greeting: <% task().result %>
+      on-success: [done]
+    done:
+      action: std.noop
+"""
+
+NESTED = """version: '2.0'
+{name}:
+  output:
+    inner: <% $.inner %>
+  tasks:
+    first:
+      action: std.noop
+      on-success: [call_child]
+    call_child:
+      workflow: {name}_child
+      publish:
+        inner: <% task().result.value %>
+{name}_child:
+  output:
+    value: <% $.value %>
+  tasks:
+    child_a:
+      action: std.echo output=7
+      publish:
+        value: <% task().result %>
+      on-success: [child_b]
+    child_b:
+      action: std.noop
+"""
+
+
+def wait_final(bridge, execution_id, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = bridge.get(execution_id)
+        if record["status"] in ("succeeded", "failed", "canceled", "timeout", "abandoned"):
+            return record
+        time.sleep(0.2)
+    pytest.fail("execution %s did not finish: %s" % (execution_id, record))
+
+
+def run(bridge, path, *args):
+    proc = bridge.cli("run", path, *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+@pytest.fixture
+def hybrid(bridge):
+    port = free_port()
+    bridge.write(mode="hybrid", callback_port=port, extra="stale_after = 60\n")
+    tracker = bridge.start_tracker()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            requests.get("http://127.0.0.1:%d/v1/health" % port, timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    bridge.callback = "http://127.0.0.1:%d" % port
+    yield bridge
+    tracker.send_signal(signal.SIGTERM)
+    assert tracker.wait(timeout=30) == 0
+
+
+def test_workflow_finishes_by_callback_with_output(hybrid, tmp_path):
+    name = "cb_%s" % uuid.uuid4().hex[:8]
+    execution_id = run(hybrid, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=hook")
+    record = wait_final(hybrid, execution_id)
+    # stale_after is 60 s: only a callback can have finished it this fast.
+    assert record["status"] == "succeeded" and record["finished_by"] == "callback"
+    assert record["output"] == {"greeting": "hi hook"}
+    assert sorted(t["name"] for t in record["tasks"]) == ["done", "greet"]
+
+
+def test_sub_workflow_parent_finishes_and_shows_child_tasks(hybrid, tmp_path):
+    name = "nest_%s" % uuid.uuid4().hex[:8]
+    path = write_workflow(tmp_path, NESTED.format(name=name))
+    execution_id = run(hybrid, path, "--workflow", name)
+    record = wait_final(hybrid, execution_id)
+    assert record["status"] == "succeeded" and record["finished_by"] == "callback"
+    assert record["output"] == {"inner": 7}
+    names = sorted(t["name"] for t in record["tasks"])
+    assert names == ["call_child", "child_a", "child_b", "first"], names
+
+
+def test_bad_callbacks_to_the_real_listener_change_nothing(hybrid, tmp_path):
+    name = "bad_%s" % uuid.uuid4().hex[:8]
+    path = write_workflow(tmp_path, QUICK.format(name=name))
+    execution_id = run(hybrid, path, "-i", "who=x")
+    before = wait_final(hybrid, execution_id)
+    url = "%s/v1/callbacks/mistral/%s" % (hybrid.callback, execution_id)
+    forged = {"event": "WORKFLOW_FAILED", "id": before["engine_execution_id"], "state": "ERROR"}
+    answers = [
+        requests.post(url, json=forged, timeout=5).status_code,
+        requests.post(url, json=forged, headers={"X-St2bridge-Secret": "guess"}, timeout=5).status_code,
+        requests.post(url, data=b"x" * 70000, headers={"X-St2bridge-Secret": "guess"}, timeout=5).status_code,
+        requests.get(url, timeout=5).status_code,
+        requests.post(hybrid.callback + "/v1/callbacks/mistral/nope", json=forged, timeout=5).status_code,
+    ]
+    assert answers == [401, 403, 413, 405, 404]
+    assert hybrid.get(execution_id) == before
+    log = "".join(p.read_text() for p in hybrid.dir.glob("tracker-*.log"))
+    assert "guess" not in log
+
+
+def test_listener_unreachable_hybrid_finishes_by_polling(bridge, tmp_path):
+    # The engine is told to post to a port nobody listens on: every callback is lost.
+    bridge.write(mode="hybrid", callback_port=free_port(),
+                 callback_url="http://127.0.0.1:%d" % free_port(), extra="stale_after = 3\n")
+    tracker = bridge.start_tracker()
+    try:
+        name = "lost_%s" % uuid.uuid4().hex[:8]
+        started = time.monotonic()
+        execution_id = run(bridge, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=net")
+        record = wait_final(bridge, execution_id, timeout=40)
+        assert record["status"] == "succeeded" and record["finished_by"] == "poll"
+        assert record["output"] == {"greeting": "hi net"}
+        assert time.monotonic() - started >= 2.5     # only once it had been silent for stale_after
+    finally:
+        tracker.send_signal(signal.SIGTERM)
+        assert tracker.wait(timeout=30) == 0
