@@ -135,12 +135,12 @@ def _mongo(url, timeout=5.0):
     return client, client[_mongo_db(url)]
 
 
-def read_version(url, client=None):
+def read_version(url, client=None, timeout=10.0):
     """The recorded version; None for a new (absent or empty) store.
     StoreVersionMismatch for a database that is not an st2bridge store."""
     if kind(url) == "sqlite":
         path = sqlite_path(url)
-        conn = _sqlite_ro(path)
+        conn = _sqlite_ro(path, timeout)
         if conn is None:
             return None
         try:
@@ -151,6 +151,11 @@ def read_version(url, client=None):
                         "%s is a SQLite database but not an st2bridge store" % path)
                 return None
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise errors.UpgradeLocked("SQLite store %s stays locked (waited %.0f s)"
+                                           % (path, timeout)) from None
+            raise errors.DatabaseUnreachable("cannot read SQLite store %s: %s" % (path, exc)) from None
         except sqlite3.Error as exc:
             raise errors.DatabaseUnreachable("cannot read SQLite store %s: %s" % (path, exc)) from None
         finally:
@@ -229,7 +234,7 @@ def migrate(url, *, lock_timeout, say, client=None):
 
 
 def _migrate_sqlite(path, lock_timeout, say):
-    if read_version("sqlite:///" + path) is None:
+    if read_version("sqlite:///" + path, timeout=max(lock_timeout, 0.1)) is None:
         from st2bridge.store.sqlite import SqliteStore
         SqliteStore(path).close()
         say("created a new SQLite store %s at version %d" % (path, LATEST))

@@ -9,9 +9,6 @@ the same server and reads it back with SQLAlchemy's inspector.
 
 import configparser
 import datetime
-import decimal
-import base64
-import json
 import os
 import tempfile
 import time
@@ -321,84 +318,3 @@ def _scratch_config(engine_config_file, scratch_url):
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         parser.write(f)
     return path
-
-
-# -- changing the live database ------------------------------------------------
-
-def drop_statements(engine, objects):
-    """SQL statements that drop `objects` (from extra_objects), in order;
-    tables that reference others go before the tables they reference."""
-    q = engine.dialect.identifier_preparer.quote
-    pg = family(engine) == "postgresql"
-    sql = []
-    tables_done = False
-    for kind, table, name in objects:
-        if kind == "foreign_key":
-            sql.append("ALTER TABLE %s DROP %s %s"
-                       % (q(table), "CONSTRAINT" if pg else "FOREIGN KEY", q(name)))
-        elif kind == "unique":
-            sql.append("ALTER TABLE %s DROP %s %s"
-                       % (q(table), "CONSTRAINT" if pg else "INDEX", q(name)))
-        elif kind == "check":
-            sql.append("ALTER TABLE %s DROP CONSTRAINT %s" % (q(table), q(name)))
-        elif kind == "index":
-            sql.append("DROP INDEX %s" % q(name) if pg else
-                       "DROP INDEX %s ON %s" % (q(name), q(table)))
-        elif kind == "table" and not tables_done:
-            tables_done = True
-            tables = [n for k, _, n in objects if k == "table"]
-            sql += ["DROP TABLE %s" % q(t) for t in _drop_order(engine, tables)]
-        elif kind == "sequence":
-            sql.append("DROP SEQUENCE IF EXISTS %s" % q(name))
-        elif kind == "enum":
-            sql.append("DROP TYPE IF EXISTS %s" % q(name))
-    return sql
-
-
-def _drop_order(engine, tables):
-    """Tables that reference others first (reflected foreign keys)."""
-    metadata = sa.MetaData()
-    metadata.reflect(engine, only=tables)
-    ordered = [t.name for t in reversed(sa.schema.sort_tables(list(metadata.tables.values())))]
-    return [t for t in ordered if t in tables]
-
-
-def drop(engine, statements, say):
-    """Run the drop statements (one transaction where the database allows)."""
-    with engine.begin() as conn:
-        for statement in statements:
-            say("  %s" % statement)
-            conn.execute(sa.text(statement))
-
-
-def export_rows(engine, tables, directory, revision):
-    """Write every row of `tables` to a new JSON file in directory; its path."""
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    db = engine.url.database or "engine"
-    path = os.path.join(directory, "db-upgrade-%s-%s-%s.json" % (db, stamp, uuid.uuid4().hex[:6]))
-    q = engine.dialect.identifier_preparer.quote
-    doc = {"database": redact(engine.url), "revision": revision,
-           "exported_at": stamp, "tables": {}}
-    with engine.connect() as conn:
-        for table in tables:
-            result = conn.execute(sa.text("SELECT * FROM %s" % q(table)))
-            columns = list(result.keys())
-            doc["tables"][table] = {"columns": columns,
-                                    "rows": [[_jsonable(v) for v in row] for row in result]}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    return path
-
-
-def _jsonable(value):
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
-    return value

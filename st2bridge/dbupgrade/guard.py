@@ -18,17 +18,17 @@ import sys
 import time
 
 from st2bridge import errors
-from st2bridge.dbupgrade import bridge_store, engine_schema, migrate, services
+from st2bridge.dbupgrade import bridge_store, cleanup, engine_schema, migrate, services
 from st2bridge.dbupgrade.lock import DatabaseLock
 
 
 class Guard:
     def __init__(self, conf, *, target="engine", dry_run=False, check=False, force=False,
-                 yes=False, out=sys.stderr, confirm=None):
+                 yes=False, out=None, confirm=None):
         self.conf, self.du = conf, conf.db_upgrade
         self.target, self.dry_run, self.check = target, dry_run, check
         self.force, self.yes = force, yes
-        self.out = out
+        self.out = out or sys.stderr
         self.confirm = confirm
         self.redact = migrate.Redactor()
         self.report = {"target": target, "mode": "check" if check else
@@ -94,7 +94,7 @@ class Guard:
             raise errors.ServicesRunning(
                 "refusing: %d service%s still running (%s); stop %s and run db-upgrade again"
                 % (len(found), "s" if len(found) > 1 else "",
-                   "; ".join("%s: %s" % (f.check, f.what) for f in found),
+                   "; ".join("%s: %s" % (f.check, f.short) for f in found),
                    "it" if len(found) == 1 else "them"))
 
     # -- the engine database ----------------------------------------------------------
@@ -169,7 +169,7 @@ class Guard:
             seeds = expected.seeds or {}
             seeded = {t for t, n in rows.items() if n and engine_schema.only_seed_rows(
                 db, t, seeds.get(t), n)}
-        statements = engine_schema.drop_statements(db, extra) if extra else []
+        statements = cleanup.drop_statements(db, extra) if extra else []
         commands = [migrate.render(c, self.du.engine_config_file)
                     for c in self.du.migrate_commands]
         rep.update(objects=[{"kind": k, "table": t, "name": n, "rows": rows.get(n),
@@ -195,11 +195,11 @@ class Guard:
         if statements:
             self.services_check(["engine"])  # nothing started while we planned
             if at_risk:
-                path = engine_schema.export_rows(db, sorted(at_risk), self.du.export_dir, revision)
+                path = cleanup.export_rows(db, sorted(at_risk), self.du.export_dir, revision)
                 rep["export_file"] = path
                 self.say("exported the rows of %s to %s" % (_counts(at_risk), path))
             self.say("dropping %d auto-created objects" % len(extra))
-            engine_schema.drop(db, statements, self.say)
+            cleanup.drop(db, statements, self.say)
         self._run_commands(commands, db)
         after, _ = engine_schema.read_revision(db)
         rep["revision_after"] = after

@@ -28,8 +28,9 @@ BRIDGE_DEFAULT_CONFIG = "/etc/st2bridge/bridge.conf"
 class Finding:
     """One running service: `check` that found it, what it is, how to stop it."""
 
-    def __init__(self, check, what, stop, certain=True):
+    def __init__(self, check, what, stop, certain=True, short=None):
         self.check, self.what, self.stop, self.certain = check, what, stop, certain
+        self.short = short or what   # for the one-line error
 
     def as_dict(self):
         return {"check": self.check, "what": self.what, "stop": self.stop,
@@ -55,7 +56,7 @@ def systemd_units(units):
     for unit, state in zip(units, proc.stdout.split()):
         if state in ("active", "activating", "reloading", "deactivating"):
             found.append(Finding("systemd", "unit %s is %s" % (unit, state),
-                                 "systemctl stop %s" % unit))
+                                 "systemctl stop %s" % unit, short=unit))
     return found
 
 
@@ -123,7 +124,7 @@ def processes(patterns, uses_target, exclude=()):
     if not regexes or not os.path.isdir("/proc"):
         return []
     skip = {os.getpid()} | set(exclude)
-    found = []
+    matched = {}
     for name in sorted(os.listdir("/proc"), key=lambda n: (len(n), n)):
         if not name.isdigit() or int(name) in skip:
             continue
@@ -133,13 +134,37 @@ def processes(patterns, uses_target, exclude=()):
         if _state(name) == "Z":
             continue
         uses = uses_target(int(name))
-        if uses is False:
-            continue
-        short = line if len(line) <= 160 else line[:157] + "..."
-        found.append(Finding("process", "pid %s: %s" % (name, short),
-                             "its service manager, or kill -TERM %s" % name,
-                             certain=uses is True))
+        if uses is not False:
+            matched[int(name)] = (line, uses)
+    # A service's forked workers are listed under it, not one by one.
+    children = {pid: 0 for pid in matched}
+    for pid in matched:
+        top = _matched_ancestor(pid, matched)
+        if top != pid:
+            children[top] += 1
+            children.pop(pid)
+    found = []
+    for pid, workers in sorted(children.items()):
+        line, uses = matched[pid]
+        text = line if len(line) <= 160 else line[:157] + "..."
+        more = " (and %d child processes)" % workers if workers else ""
+        program = os.path.basename(line.split()[0]).rstrip(":")
+        found.append(Finding("process", "pid %d: %s%s" % (pid, text, more),
+                             "its service manager, or kill -TERM %d" % pid,
+                             certain=uses is True, short="pid %d %s%s" % (pid, program, more)))
     return found
+
+
+def _matched_ancestor(pid, matched, depth=5):
+    """The furthest ancestor of pid (within depth) that is also matched."""
+    top, current = pid, pid
+    for _ in range(depth):
+        current = parent(current)
+        if current <= 1:
+            break
+        if current in matched:
+            top = current
+    return top
 
 
 def _state(pid):
@@ -196,7 +221,8 @@ def engine_api(url, timeout=3.0):
         return []
     return [Finding("engine-api", "the engine API answers at %s (HTTP %d)"
                     % (url, response.status_code),
-                    "stop the engine's API service (mistral-api, or mistral-server)")]
+                    "stop the engine's API service (mistral-api, or mistral-server)",
+                    short="answers at %s" % url)]
 
 
 def heartbeats(services, stale_after, now=None):
@@ -212,7 +238,9 @@ def heartbeats(services, stale_after, now=None):
             % (svc.get("name") or "service", svc.get("host") or "?", svc.get("pid"),
                max(0.0, now - beat)),
             "on %s: systemctl stop %s, or kill -TERM %s"
-            % (svc.get("host") or "its host", _unit(svc.get("name")), svc.get("pid"))))
+            % (svc.get("host") or "its host", _unit(svc.get("name")), svc.get("pid")),
+            short="%s on %s pid %s, %.0f s ago" % (svc.get("name") or "service", svc.get("host"),
+                                                    svc.get("pid"), max(0.0, now - beat))))
     return found
 
 

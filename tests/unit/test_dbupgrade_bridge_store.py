@@ -1,0 +1,124 @@
+"""The bridge store's migrations: a migrated store equals a new one."""
+
+import sqlite3
+
+import mongomock
+import pytest
+
+from st2bridge import errors
+from st2bridge.dbupgrade import bridge_store
+from st2bridge.store.base import Store
+from st2bridge.store.mongo import MongoStore
+from st2bridge.store.sqlite import SqliteStore
+
+
+def schema(path):
+    conn = sqlite3.connect(path)
+    try:
+        return sorted((t, n, " ".join((sql or "").replace("IF NOT EXISTS ", "").split()))
+                      for t, n, sql in conn.execute(
+                          "SELECT type, name, sql FROM sqlite_master WHERE name != 'sqlite_sequence'"))
+    finally:
+        conn.close()
+
+
+def v1_store(path):
+    conn = sqlite3.connect(path)
+    conn.executescript(bridge_store.SQLITE_V1)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.commit()
+    conn.close()
+
+
+def test_latest_is_the_stores_version():
+    assert bridge_store.LATEST == Store.SCHEMA_VERSION
+    assert set(bridge_store.SQLITE_STEPS) == set(range(2, bridge_store.LATEST + 1))
+    assert set(bridge_store.MONGO_STEPS) == set(range(1, bridge_store.LATEST + 1))
+
+
+def test_a_migrated_sqlite_store_equals_a_new_one(tmp_path):
+    old, new = tmp_path / "old.db", tmp_path / "new.db"
+    v1_store(old)
+    said = []
+    before, after = bridge_store.migrate("sqlite:///%s" % old, lock_timeout=1, say=said.append)
+    assert (before, after) == (1, bridge_store.LATEST)
+    assert any("version 1 -> 2" in line for line in said)
+    SqliteStore(new).close()
+    assert schema(old) == schema(new)
+    with SqliteStore(old) as store:   # the store class accepts it now
+        assert store.schema_version() == Store.SCHEMA_VERSION
+
+
+def test_an_old_store_is_refused_by_the_store_class_and_left_alone(tmp_path):
+    path = tmp_path / "old.db"
+    v1_store(path)
+    before = schema(path)
+    with pytest.raises(errors.StoreVersionMismatch, match="db-upgrade"):
+        SqliteStore(path)
+    assert schema(path) == before
+
+
+def test_a_new_store_is_created_at_the_latest_version(tmp_path):
+    url = "sqlite:///%s" % (tmp_path / "sub" / "b.db")
+    assert bridge_store.read_version(url) is None
+    assert bridge_store.migrate(url, lock_timeout=1, say=lambda s: None) == (None, 2)
+    assert bridge_store.read_version(url) == bridge_store.LATEST
+
+
+def test_a_newer_or_foreign_store_is_refused(tmp_path):
+    with pytest.raises(errors.StoreVersionMismatch, match="newer st2bridge"):
+        bridge_store.pending(bridge_store.LATEST + 1)
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    with pytest.raises(errors.StoreVersionMismatch, match="not an st2bridge store"):
+        bridge_store.read_version("sqlite:///%s" % path)
+
+
+def test_a_locked_sqlite_store_is_reported(tmp_path):
+    path = tmp_path / "old.db"
+    v1_store(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(errors.UpgradeLocked):
+            bridge_store.migrate("sqlite:///%s" % path, lock_timeout=0.2, say=lambda s: None)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert bridge_store.read_version("sqlite:///%s" % path) == 1
+
+
+def test_mongo_store_migrated_from_version_1():
+    client = mongomock.MongoClient()
+    url = "mongodb://localhost/st2b"
+    db = client["st2b"]
+    db["meta"].insert_one({"_id": "schema_version", "value": 1})
+    db["services"].insert_one({"_id": "s1", "name": "st2bridge-resultstracker", "host": "h",
+                               "pid": 1, "heartbeat_at": 5.0})
+    assert bridge_store.read_version(url, client=client) == 1
+    assert bridge_store.migrate(url, lock_timeout=1, say=lambda s: None,
+                                client=client) == (1, bridge_store.LATEST)
+    assert "ix_name_host" in db["services"].index_information()
+    assert db["meta"].find_one({"_id": "db_upgrade_lock"}) is None
+    assert MongoStore(client=client, database="st2b").schema_version() == Store.SCHEMA_VERSION
+    assert bridge_store.read_services(url, client=client)[0]["heartbeat_at"] == 5.0
+
+
+def test_a_held_mongo_lock_refuses():
+    client = mongomock.MongoClient()
+    db = client["st2b"]
+    db["meta"].insert_one({"_id": "schema_version", "value": 1})
+    db["meta"].insert_one({"_id": "db_upgrade_lock", "owner": "x", "expires_at": 4e9})
+    with pytest.raises(errors.UpgradeLocked):
+        bridge_store.migrate("mongodb://localhost/st2b", lock_timeout=0, say=print, client=client)
+    assert db["meta"].find_one({"_id": "schema_version"})["value"] == 1
+
+
+def test_same_store():
+    assert bridge_store.same_store("sqlite:////a/b/../c.db", "sqlite:////a/c.db")
+    assert not bridge_store.same_store("sqlite:////a/c.db", "sqlite:////a/d.db")
+    assert bridge_store.same_store("mongodb://u:p@h1:27017/x", "mongodb://h1:27017/x")
+    assert not bridge_store.same_store("mongodb://h1/x", "sqlite:////x")
+    assert bridge_store.where("mongodb://u:secret@h1/x") == "h1/x"
