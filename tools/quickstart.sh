@@ -2,7 +2,7 @@
 # The main job, from a fresh clone: set up, start a local Mistral 23 and the
 # results tracker, run an example workflow through the bridge, and show the
 # result the tracker recorded.
-#   bash tools/quickstart.sh            (MISTRAL_PORT=8989 by default)
+#   bash tools/quickstart.sh     (MISTRAL_PORT=8989 and CALLBACK_PORT=9101 by default)
 # Everything it creates lives in .local/ (git-ignored). Mistral keeps running
 # afterwards; the last line says how to stop it.
 set -euo pipefail
@@ -27,9 +27,12 @@ state_path = $LOCAL
 [engine]
 api_url = http://127.0.0.1:$PORT/v2
 [resultstracker]
-# Callbacks are not wired yet: the tracker polls.
-mode = poll
-query_interval = 1
+# Mistral's webhook tells the tracker when the workflow ends; polling only
+# looks at executions that stay silent for stale_after.
+mode = hybrid
+stale_after = 10
+[callback]
+port = ${CALLBACK_PORT:-9101}
 CONF
 cat "$CONF"
 BRIDGE=(.venv/bin/st2bridge --config-file "$CONF")

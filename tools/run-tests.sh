@@ -3,7 +3,8 @@
 #   bash tools/run-tests.sh [pytest args...]
 # Unit tests need only Python. Integration tests start their own real Mistral
 # 23 (installed once per machine into its own virtualenv by
-# tools/mistral_local.py, with RabbitMQ from Debian when it is missing).
+# tools/mistral_local.py, with RabbitMQ from Debian when it is missing) and
+# use PostgreSQL and MariaDB (tools/ensure-services.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "python environment (.venv) with st2bridge and its test extras"
 bash tools/bootstrap.sh
+
+step "PostgreSQL and MariaDB for the db-upgrade tests (installed from Debian when missing)"
+bash tools/ensure-services.sh
 
 step "Mistral 23 in its own virtualenv (skipped when already installed)"
 python3 tools/mistral_local.py install

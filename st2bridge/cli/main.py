@@ -6,7 +6,6 @@ exit code (st2bridge.errors); tracebacks are for bugs only.
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -15,11 +14,11 @@ from st2bridge import __version__, app, config, errors, workflow
 from st2bridge import status as st
 from st2bridge.cli import dbupgrade, output, services
 
-LOG = logging.getLogger("st2bridge.cli")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="st2bridge", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="st2bridge", description="Run workflows on the Mistral engine and track their results.")
     parser.add_argument("--config-file", action="append", metavar="PATH",
                         help="config file (default /etc/st2bridge/bridge.conf, or "
                              "$ST2BRIDGE_CONFIG_FILE); may be repeated")
