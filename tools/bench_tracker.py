@@ -166,12 +166,15 @@ def idle_phase(tracker, seconds, label):
     return {"cpu_pct": round(pct, 3), "rss_kb": rss, "seconds": seconds, "load": [l0, load()]}
 
 
-def make_records(store, ids, now, due_from, spread):
+def make_records(store, ids, now, due_from, spread, engine_updated_at):
+    """Records as the runner leaves them after a submit: running, with the
+    engine's state and updated_at as the submit's answer gave them."""
     out = []
     for ex_id in ids:
         rec = new_execution_record(id=str(uuid.uuid4()), workflow_name="sim.wf", engine_execution_id=ex_id,
                                    status="running", tracked=True, created_at=now, updated_at=now,
-                                   engine_state="RUNNING", next_poll_at=due_from + random.random() * spread)
+                                   engine_state="RUNNING", engine_updated_at=engine_updated_at.get(ex_id),
+                                   next_poll_at=due_from + random.random() * spread)
         store.create_execution(rec)
         out.append(rec["id"])
     return out
@@ -347,7 +350,13 @@ def main(argv=None):
         else:
             res["empty"] = {"rss_kb": tracker.mem_kb()[0]}
         now = time.time()
-        recs = make_records(store, ids, recorded_at, now + 30 * 86400, 0)       # tracked, due in 30 days
+        # What each submit would have answered: the engine's updated_at of each execution.
+        lister = MistralClient(sim.url, retry=RetryPolicy(stop_max_msec=0))
+        wanted = set(ids)
+        seen_at = {row["id"]: row["updated_at"] for row in lister.list_executions(
+            fields=["id", "updated_at"]) if row["id"] in wanted}
+        lister.close()
+        recs = make_records(store, ids, recorded_at, now + 30 * 86400, 0, seen_at)   # due in 30 days
         if a.idle:
             res["idle"] = idle_phase(tracker, a.idle, "%d tracked, none due" % a.executions)
         # Make them due, spread uniformly over the next query_interval.

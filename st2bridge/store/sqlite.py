@@ -98,6 +98,10 @@ def _fetch(conn, table, id_):
     return None if row is None else json.loads(row[0])
 
 
+def _column_value(field, value):
+    return (1 if value else 0) if field == "tracked" else value
+
+
 def _in(column, values):
     return "%s IN (%s)" % (column, ", ".join("?" * len(values)))
 
@@ -271,45 +275,58 @@ class SqliteStore(Store):
         return True
 
     def update_many(self, updates, *, if_active=True, if_lease_owner=None):
-        updates = [(execution_id, prepare_changes(changes)) for execution_id, changes in updates]
-        applied = []
+        # The tracker reschedules thousands of records a second this way, so
+        # the document is patched inside SQLite (json_set) instead of being
+        # read, parsed and rewritten in Python. Updates with the same fields
+        # share one statement.
+        groups = {}
+        for execution_id, changes in updates:
+            changes = prepare_changes(changes)
+            if changes:
+                fields = tuple(sorted(changes))
+                groups.setdefault(fields, []).append((execution_id, changes))
+        applied = 0
         with self._write() as conn:
-            for start in range(0, len(updates), 500):   # SQLite's host-parameter limit
-                chunk = dict(updates[start:start + 500])
-                rows = conn.execute("SELECT doc FROM executions WHERE " + _in("id", chunk),
-                                    list(chunk)).fetchall()
-                for (doc,) in rows:
-                    record = complete_execution(json.loads(doc))
-                    if if_active and record["status"] in TERMINAL:
-                        continue
-                    if if_lease_owner is not None and record["lease_owner"] != if_lease_owner:
-                        continue
-                    record.update(chunk[record["id"]])
-                    applied.append(_row(record)[1:] + [record["id"]])
-            conn.executemany(_UPDATE, applied)
-        return len(applied)
+            for fields, items in groups.items():
+                columns = [f for f in fields if f in INDEXED_FIELDS]
+                sql = "UPDATE executions SET %s doc = json_set(doc, %s) WHERE id = ?" % (
+                    "".join("%s = ?, " % c for c in columns),
+                    ", ".join("'$.%s', json(?)" % f for f in fields))
+                if if_active:
+                    sql += " AND " + _ACTIVE
+                if if_lease_owner is not None:
+                    sql += " AND lease_owner = ?"
+                rows = []
+                for execution_id, changes in items:
+                    row = [_column_value(f, changes[f]) for f in columns]
+                    row += [_dumps(changes[f]) for f in fields] + [execution_id]
+                    if if_lease_owner is not None:
+                        row.append(if_lease_owner)
+                    rows.append(row)
+                try:
+                    applied += conn.executemany(sql, rows).rowcount
+                except sqlite3.IntegrityError as exc:
+                    raise Conflict("an engine execution id in this update exists already") from exc
+        return applied
 
     def claim_due(self, owner, now, lease_seconds, limit):
         if limit <= 0:
             return []
         # A valid lease excludes its holder too: its poll may still be running,
-        # and the tracker ticks again before it ends.
+        # and the tracker ticks again before it ends. One statement picks and
+        # leases the records (json_set patches the document inside SQLite).
         expires = now + lease_seconds
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT doc FROM executions WHERE tracked = 1 AND next_poll_at <= ? AND "
-                + _ACTIVE + " AND (lease_owner IS NULL OR lease_expires_at IS NULL OR "
-                "lease_expires_at <= ?) ORDER BY next_poll_at, id LIMIT ?",
-                (now, now, int(limit))).fetchall()
-            claimed = []
-            for (doc,) in rows:
-                record = complete_execution(json.loads(doc))
-                record["lease_owner"] = owner
-                record["lease_expires_at"] = expires
-                claimed.append(record)
-            conn.executemany(
-                "UPDATE executions SET lease_owner = ?, lease_expires_at = ?, doc = ? "
-                "WHERE id = ?", [(owner, expires, _dumps(r), r["id"]) for r in claimed])
+                "UPDATE executions SET lease_owner = ?, lease_expires_at = ?, "
+                "doc = json_set(doc, '$.lease_owner', ?, '$.lease_expires_at', ?) "
+                "WHERE id IN (SELECT id FROM executions WHERE tracked = 1 AND "
+                "next_poll_at <= ? AND " + _ACTIVE + " AND (lease_owner IS NULL OR "
+                "lease_expires_at IS NULL OR lease_expires_at <= ?) "
+                "ORDER BY next_poll_at, id LIMIT ?) RETURNING doc",
+                (owner, expires, owner, expires, now, now, int(limit))).fetchall()
+        claimed = [complete_execution(json.loads(doc)) for (doc,) in rows]
+        claimed.sort(key=lambda r: (r["next_poll_at"], r["id"]))   # RETURNING has no order
         return claimed
 
     def renew_leases(self, owner, expires_at):

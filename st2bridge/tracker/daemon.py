@@ -82,8 +82,12 @@ class Tracker:
         self._signal_name = signal.Signals(signum).name
 
     def _sleep(self, seconds):
-        """Sleep, but wake at once when a signal arrives (the pipe)."""
-        if seconds > 0:
+        """Sleep, but wake at once when a signal arrives (the pipe). Even with
+        nothing to wait for, yield: the checks just handed to the green pool
+        only run while this loop waits."""
+        if seconds <= 0:
+            self.executor.sleep(0)
+        else:
             readable, _, _ = select.select([self._wake_r], [], [], seconds)
             if readable:
                 try:

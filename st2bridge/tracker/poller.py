@@ -37,6 +37,9 @@ TASK_FIELDS = ["id", "name", "state", "state_info", "type", "created_at",
 POOL_FULL_WAIT = 0.05
 # Fewer due records than this are cheaper to GET one by one than to list.
 SMALL_BATCH = 4
+# Batches being checked at once. More would only hold more records in memory:
+# a batch is bound by the store and the tracker's own CPU, not by waiting.
+MAX_SYNCS = 2
 
 RELEASE = {"lease_owner": None, "lease_expires_at": None}
 
@@ -98,13 +101,14 @@ class Poller:
         self.clock = clock
         self.rng = rng
         self.stats = PollStats()
+        self._syncs = 0
 
     # -- the pass ---------------------------------------------------------
 
     def tick(self, now):
         """Claim what is due and start its checks; return seconds to wait."""
         free = self.executor.free()
-        if free:
+        if free and self._syncs < MAX_SYNCS:
             claimed = self.store.claim_due(self.owner, now, self.lease_seconds, self.batch_size)
             if claimed:
                 self._dispatch(claimed, now, free)
@@ -115,7 +119,7 @@ class Poller:
             # Sleep a little past the first due time: whatever falls due
             # meanwhile is claimed with it and checked by the same listing.
             return due - now + self.batch_window
-        return 0.0 if self.executor.free() else POOL_FULL_WAIT
+        return 0.0 if self.executor.free() and self._syncs < MAX_SYNCS else POOL_FULL_WAIT
 
     def _dispatch(self, claimed, now, free):
         single = [r for r in claimed if self._needs_own_query(r, now)]
@@ -124,6 +128,7 @@ class Poller:
             single, batch = single + batch, []
         if batch:
             free -= 1
+            self._syncs += 1
             self.executor.submit(self.sync, batch)
         if len(single) > free:
             # Hand back what this pass cannot start; the next pass takes it.
@@ -139,14 +144,24 @@ class Poller:
                 or (record.get("timeout_at") is not None and now >= record["timeout_at"])
                 or now - (record.get("verified_at") or record["created_at"]) >= self.verify_interval)
 
-    def next_poll_at(self, now):
-        """When an execution checked now is due again: interval plus jitter."""
-        return now + self.query_interval + self.rng() * self.jitter_interval
+    def next_poll_at(self, now, due=None):
+        """When an execution checked now is due again: one interval plus
+        jitter after its previous due time, so executions keep the spread
+        their start times gave them instead of bunching up behind a slow
+        pass; after it rather than `now` when it is more than an interval late."""
+        base = due if due is not None and now - due < self.query_interval else now
+        return max(now, base + self.query_interval + self.rng() * self.jitter_interval)
 
     # -- a batch: one listing -------------------------------------------------
 
     def sync(self, records):
         """Check a batch with one change listing. Never raises."""
+        try:
+            self._sync(records)
+        finally:
+            self._syncs -= 1
+
+    def _sync(self, records):
         started = self.clock()
         since = min(r.get("synced_at") or r["created_at"] for r in records) - self.sync_overlap
         wanted = {r["engine_execution_id"] for r in records}
@@ -170,8 +185,8 @@ class Poller:
             if row is None or (row.get("state"), row.get("updated_at")) == (
                     record.get("engine_state"), record.get("engine_updated_at")):
                 unchanged.append((record["id"], dict(
-                    RELEASE, next_poll_at=self.next_poll_at(started), synced_at=started,
-                    poll_failures=0)))
+                    RELEASE, next_poll_at=self.next_poll_at(started, record.get("next_poll_at")),
+                    synced_at=started, poll_failures=0)))
             else:
                 changed.append((record, row))
         try:
@@ -249,7 +264,7 @@ class Poller:
                 or record["status"] == st.REQUESTED:
             tasks = self.engine.list_tasks(record["engine_execution_id"], fields=TASK_FIELDS)
             changes.update(results.progress_changes(execution, tasks, now))
-        self._reschedule(record, self.next_poll_at(now), changes)
+        self._reschedule(record, self.next_poll_at(now, record.get("next_poll_at")), changes)
 
     def _not_found(self, record, now):
         count = (record.get("not_found_count") or 0) + 1
