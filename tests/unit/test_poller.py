@@ -299,3 +299,16 @@ def test_batch_window_groups_executions_due_close_together(env):
     # All five were claimed together and checked with one listing.
     assert engine.count("list_executions") == 1 and engine.count("get_execution") == 0
     assert all(store.get_execution(r["id"])["synced_at"] == clock.now for r in first + second)
+
+
+def test_a_late_check_keeps_the_execution_phase(env):
+    store, engine, clock, runner, poller = env
+    records = start_many(runner, clock, 4)
+    due = store.get_execution(records[0]["id"])["next_poll_at"]
+    clock.now = due + 0.75                                   # checked late
+    poller.tick(clock.now)
+    # Next due one interval (+ jitter 0.25) after the previous due time, not after the check.
+    assert store.get_execution(records[0]["id"])["next_poll_at"] == pytest.approx(due + 5.25)
+    clock.now = due + 5.25 + 9                               # more than an interval late: rebase
+    poller.tick(clock.now)
+    assert store.get_execution(records[0]["id"])["next_poll_at"] == pytest.approx(clock.now + 5.25)
