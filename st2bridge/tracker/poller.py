@@ -122,8 +122,9 @@ class Poller:
         return 0.0 if self.executor.free() and self._syncs < MAX_SYNCS else POOL_FULL_WAIT
 
     def _dispatch(self, claimed, now, free):
-        single = [r for r in claimed if self._needs_own_query(r, now)]
-        batch = [r for r in claimed if not self._needs_own_query(r, now)]
+        single, batch = [], []
+        for record in claimed:
+            (single if self._needs_own_query(record, now) else batch).append(record)
         if len(batch) < SMALL_BATCH:
             single, batch = single + batch, []
         if batch:
