@@ -51,6 +51,9 @@ def parse(text, path="<string>"):
         mark = getattr(exc, "problem_mark", None)
         where = " at line %d" % (mark.line + 1) if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start:   # e.g. an unclosed [ ... points at the end of the file
+            problem += " (%s started at line %d)" % (context, start.line + 1)
         raise InputError("invalid YAML in %s%s: %s" % (path, where, problem)) from None
     if not isinstance(doc, dict):
         raise InputError("%s is not a Mistral workflow file (expected a mapping)" % path)
