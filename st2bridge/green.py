@@ -49,6 +49,14 @@ class GreenExecutor:
     def sleep(self, seconds):
         self._eventlet.sleep(seconds)
 
+    def concurrently(self, *fns):
+        """Call the functions at the same time; their results, in order.
+        (Extra green threads, outside the pool: they are short requests made
+        on behalf of a call the pool already counts.)"""
+        others = [self._eventlet.spawn(fn) for fn in fns[1:]]
+        first = fns[0]()
+        return [first] + [thread.wait() for thread in others]
+
     def wait(self, timeout):
         """Wait up to `timeout` seconds for in-flight calls; True if all ended."""
         with self._eventlet.Timeout(timeout, False):
@@ -60,13 +68,13 @@ class WsgiServer:
     """eventlet's WSGI server in a green thread: many concurrent connections,
     keep-alive, no thread per request."""
 
-    def __init__(self, app, host, port, logger, max_connections=1024):
+    def __init__(self, app, host, port, logger, max_connections=1024, name="callback listener"):
         eventlet = _import_eventlet()
         from eventlet import wsgi
         self._sock = eventlet.listen((host, port))
         self.address = self._sock.getsockname()[:2]
         self._thread = eventlet.spawn(
-            wsgi.server, self._sock, app, log=_LoggerFile(logger), log_output=False,
+            wsgi.server, self._sock, app, log=_LoggerFile(logger, name), log_output=False,
             max_size=max_connections, socket_timeout=60, debug=False)
 
     def stop(self):
@@ -77,12 +85,13 @@ class WsgiServer:
 class _LoggerFile:
     """eventlet.wsgi writes errors to a file-like object: send them to logging."""
 
-    def __init__(self, logger):
+    def __init__(self, logger, name="callback listener"):
         self.logger = logger
+        self.name = name
 
     def write(self, message):
         if message.strip():
-            self.logger.warning("callback listener: %s", message.strip())
+            self.logger.warning("%s: %s", self.name, message.strip())
 
     def flush(self):
         pass
@@ -106,6 +115,9 @@ class InlineExecutor:
     def sleep(self, seconds):
         import time
         time.sleep(seconds)
+
+    def concurrently(self, *fns):
+        return [fn() for fn in fns]
 
     def wait(self, timeout):
         return True

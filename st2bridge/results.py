@@ -68,17 +68,21 @@ def terminal_changes(execution, tasks, now, finished_by):
     }
 
 
-def finish(engine, store, record, now, finished_by):
+def finish(engine, store, record, clock, finished_by, concurrently=None):
     """Fetch the final output and tasks and write the terminal record once.
 
-    Returns True if this call wrote it, False if another writer was first.
-    Engine errors propagate: the record stays active for the next attempt.
+    `concurrently(f, g)` runs the two engine requests at the same time (the
+    daemon's green threads); without it they run one after the other.
+    Returns True if this call wrote the record, False if another writer was
+    first. Engine errors propagate: the record stays active for a next attempt.
     """
     root = record["engine_execution_id"]
-    execution = engine.get_execution(root)
-    tasks = engine.list_tasks(root)
-    changes = terminal_changes(execution, tasks, now, finished_by)
-    # Tasks of sub-workflows are known only from their callbacks: keep them.
-    changes["tasks"] += [t for t in record.get("tasks") or []
+    fetches = (lambda: engine.get_execution(root), lambda: engine.list_tasks(root))
+    execution, tasks = concurrently(*fetches) if concurrently else [f() for f in fetches]
+    changes = terminal_changes(execution, tasks, clock(), finished_by)
+    # Tasks of sub-workflows are known only from their callbacks: keep them
+    # (re-read: callbacks may have added some while the engine answered).
+    current = store.get_execution(record["id"])
+    changes["tasks"] += [t for t in current.get("tasks") or []
                          if t.get("workflow_execution_id") not in (None, root)]
     return store.update_execution(record["id"], changes, if_active=True)

@@ -159,7 +159,7 @@ class Runner:
             execution = self.engine.get_execution(engine_id, fields=LIGHT_FIELDS)
             now = self.clock()
             if execution.get("state") in st.ENGINE_TERMINAL:
-                results.finish(self.engine, self.store, record, now, "wait")
+                results.finish(self.engine, self.store, record, self.clock, "wait")
                 continue
             # The CLI lists tasks on every round (one person watching), so
             # progress shows even while the execution's own state stands still.

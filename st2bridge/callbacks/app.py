@@ -3,8 +3,8 @@
     POST /v1/callbacks/mistral/<bridge execution id>   (header X-St2bridge-Secret)
     GET  /v1/health
 
-Answers: 200 recorded (or a harmless duplicate), 202 accepted but left to the
-poller, 400 malformed, 401 no secret, 403 wrong secret, 404 unknown execution
+Answers: 200 recorded (or a harmless duplicate; a terminal event: its result
+is being fetched), 400 malformed, 401 no secret, 403 wrong secret, 404 unknown execution
 or path, 405 wrong method, 411 no length, 413 body too large, 503 store down.
 """
 

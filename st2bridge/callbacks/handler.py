@@ -1,8 +1,10 @@
 """Handling one callback: authenticate, parse, record; finish on a terminal event.
 
-Every rejected request changes nothing. A terminal event triggers one fetch of
-the output and tasks; if that fails the record stays active and is marked due
-for the poller, so a lost fetch costs a poll, never the result.
+Every rejected request changes nothing. A terminal event is answered at once
+and its result fetched in the background (Mistral sends a run's webhooks one
+after the other, so a slow answer would hold up the rest); if the fetch fails
+the record stays active and is made due for the poller: a lost fetch costs a
+poll, never the result.
 """
 
 import logging
@@ -11,19 +13,26 @@ import time
 import weakref
 
 from st2bridge import errors, results
+from st2bridge import status as st
 from st2bridge.callbacks import events, secrets
+from st2bridge.green import InlineExecutor
 
 LOG = logging.getLogger(__name__)
 
 
 class CallbackHandler:
-    def __init__(self, store, engine, *, mode="hybrid", stale_after=30.0, clock=time.time):
+    def __init__(self, store, engine, *, mode="hybrid", stale_after=30.0, clock=time.time,
+                 executor=None):
         self.store = store
         self.engine = engine
         self.mode = mode
         self.stale_after = stale_after
         self.clock = clock
+        # Runs result fetches after the answer (inline in tests).
+        self.executor = executor or InlineExecutor()
         self.counts = {"accepted": 0, "rejected": 0}
+        self.observers = []     # metrics hooks: called with (HTTP status, seconds taken)
+        self._finishing = set()
         # One lock per execution: its task events arrive concurrently and each
         # one rewrites the task list (read-modify-write).
         self._locks = weakref.WeakValueDictionary()
@@ -38,63 +47,68 @@ class CallbackHandler:
 
     def handle(self, execution_id, secret, body):
         """(HTTP status, JSON-able answer) for one POST."""
-        status, answer = self._handle(execution_id, secret, body)
+        started = time.monotonic()
+        try:
+            status, answer = self._handle(execution_id, secret, body)
+        except errors.StoreError as exc:
+            LOG.warning("callback for execution %s not recorded: %s", execution_id, exc)
+            status, answer = 503, {"error": "store unavailable"}
         self.counts["accepted" if status < 300 else "rejected"] += 1
+        for observe in self.observers:
+            observe(status, time.monotonic() - started)
         return status, answer
 
     def _handle(self, execution_id, secret, body):
-        try:
-            record = self.store.get_execution(execution_id)
-        except errors.NotFound:
-            return 404, {"error": "no execution %s" % execution_id}
-        except errors.StoreError as exc:
-            LOG.warning("callback for execution %s not recorded: %s", execution_id, exc)
-            return 503, {"error": "store unavailable"}
-        if not secret:
-            return 401, {"error": "missing %s header" % secrets.HEADER}
-        if not secrets.matches(secret, record.get("callback_secret_hash")):
-            LOG.warning("callback for execution %s with a wrong secret rejected", execution_id)
-            return 403, {"error": "wrong secret for execution %s" % execution_id}
-        try:
-            event = events.parse(body)
-        except events.BadEvent as exc:
-            return 400, {"error": str(exc)}
         with self._lock(execution_id):
             try:
-                return self._record(execution_id, event)
+                record = self.store.get_execution(execution_id)
+            except errors.NotFound:
+                return 404, {"error": "no execution %s" % execution_id}
+            if not secret:
+                return 401, {"error": "missing %s header" % secrets.HEADER}
+            if not secrets.matches(secret, record.get("callback_secret_hash")):
+                LOG.warning("callback for execution %s with a wrong secret rejected", execution_id)
+                return 403, {"error": "wrong secret for execution %s" % execution_id}
+            try:
+                event = events.parse(body)
+                outcome = events.apply(record, event)
             except events.BadEvent as exc:
                 return 400, {"error": str(exc)}
-            except errors.StoreError as exc:
-                LOG.warning("callback for execution %s not recorded: %s", execution_id, exc)
-                return 503, {"error": "store unavailable"}
-
-    def _record(self, execution_id, event):
-        record = self.store.get_execution(execution_id)      # fresh, under the lock
-        outcome = events.apply(record, event)
-        now = self.clock()
-        if outcome.finish:
-            return self._finish(record, event, now)
-        if outcome.changes:
-            changes = dict(outcome.changes, last_event_at=now, updated_at=now)
-            if self.mode == "hybrid":
-                # Heard from: the poller leaves it alone until it goes silent.
-                changes["next_poll_at"] = now + self.stale_after
-            self.store.update_execution(execution_id, changes, if_active=True)
+            now = self.clock()
+            if outcome.finish:
+                return self._start_finish(record, event)
+            if outcome.changes:
+                changes = dict(outcome.changes, last_event_at=now, updated_at=now)
+                if self.mode == "hybrid":
+                    # Heard from: the poller leaves it alone until it goes silent.
+                    changes["next_poll_at"] = now + self.stale_after
+                self.store.update_execution(execution_id, changes, if_active=True)
         LOG.debug("callback %s for execution %s: %s", event["event"], execution_id, outcome.result)
         return 200, {"result": outcome.result}
 
-    def _finish(self, record, event, now):
+    def _start_finish(self, record, event):
+        if record["id"] in self._finishing:
+            return 200, {"result": "duplicate: finishing already"}
+        self._finishing.add(record["id"])
+        self.executor.submit(self._finish, record, event)
+        return 200, {"result": "finishing"}
+
+    def _finish(self, record, event):
         try:
-            written = results.finish(self.engine, self.store, record, now, "callback")
-        except errors.EngineError as exc:
-            # Leave it to the poller, now rather than after stale_after.
-            self.store.update_execution(record["id"], {
-                "tracked": True, "next_poll_at": now, "last_event_at": now}, if_active=True)
+            written = results.finish(self.engine, self.store, record, self.clock, "callback",
+                                     self.executor.concurrently)
+            if written:
+                LOG.info("execution %s %s (finished by callback)", record["id"],
+                         st.from_engine(event["state"]))
+        except (errors.EngineError, errors.StoreError) as exc:
             LOG.warning("execution %s ended (%s) but fetching its result failed: %s; "
                         "the poller finishes it", record["id"], event["state"], exc)
-            return 202, {"result": "ended; result fetch deferred to the poller"}
-        if written:
-            LOG.info("execution %s %s (finished by callback)", record["id"],
-                     results.st.from_engine(event["state"]))
-            return 200, {"result": "finished"}
-        return 200, {"result": "final: finished already"}
+            try:
+                # Due now rather than after stale_after.
+                self.store.update_execution(record["id"], {
+                    "tracked": True, "next_poll_at": self.clock(),
+                    "last_event_at": self.clock()}, if_active=True)
+            except errors.StoreError:
+                pass   # still active and tracked in hybrid mode: polled when silent
+        finally:
+            self._finishing.discard(record["id"])

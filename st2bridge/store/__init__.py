@@ -85,8 +85,10 @@ def complete_service(fields):
 
 
 def prepare_changes(changes):
-    """A private copy of update_execution's changes; ValueError if invalid."""
-    changes = copy.deepcopy(dict(changes))
+    """update_execution's changes, checked; ValueError if invalid. Not a deep
+    copy: both backends serialise what they store (SQLite the document,
+    MongoDB the nested fields), so callers' objects are never aliased."""
+    changes = dict(changes)
     unknown = set(changes) - set(EXECUTION_FIELDS)
     if unknown:
         raise ValueError("unknown execution fields: %s" % ", ".join(sorted(unknown)))

@@ -53,9 +53,6 @@ _COLUMNS = ", ".join(INDEXED_FIELDS)
 _ACTIVE = "COALESCE(status, '') NOT IN (%s)" % ", ".join("'%s'" % s for s in TERMINAL)
 _INSERT = "INSERT INTO executions (%s, doc) VALUES (%s)" % (
     _COLUMNS, ", ".join("?" * (len(INDEXED_FIELDS) + 1)))
-_UPDATE = "UPDATE executions SET %s, doc = ? WHERE id = ?" % ", ".join(
-    "%s = ?" % field for field in INDEXED_FIELDS if field != "id")
-
 # next_due_at: the earliest unleased record (the first index entry that is not
 # leased) and the earliest time a leased one frees up, max(due, lease expiry):
 # exact, and its cost grows with the leased records only, not with the tracked.
@@ -96,6 +93,15 @@ def _transaction(conn):
 def _fetch(conn, table, id_):
     row = conn.execute("SELECT doc FROM %s WHERE id = ?" % table, (id_,)).fetchone()
     return None if row is None else json.loads(row[0])
+
+
+def _conditions(if_active, if_lease_owner):
+    return ((" AND " + _ACTIVE) if if_active else "") + (
+        " AND lease_owner = ?" if if_lease_owner is not None else "")
+
+
+def _condition_params(if_lease_owner):
+    return [if_lease_owner] if if_lease_owner is not None else []
 
 
 def _column_value(field, value):
@@ -258,56 +264,49 @@ class SqliteStore(Store):
     def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
         changes = prepare_changes(changes)
         with self._write() as conn:
-            doc = _fetch(conn, "executions", execution_id)
-            if doc is None:
+            if changes:
+                applied = self._patch(conn, tuple(sorted(changes)), [(execution_id, changes)],
+                                      if_active, if_lease_owner)
+                if applied:
+                    return True
+            elif conn.execute("SELECT 1 FROM executions WHERE id = ?" + _conditions(
+                    if_active, if_lease_owner), [execution_id] + _condition_params(
+                    if_lease_owner)).fetchone():
+                return True
+            if conn.execute("SELECT 1 FROM executions WHERE id = ?",
+                            (execution_id,)).fetchone() is None:
                 raise NotFound("no execution %s" % execution_id)
-            record = complete_execution(doc)
-            if if_active and record["status"] in TERMINAL:
-                return False
-            if if_lease_owner is not None and record["lease_owner"] != if_lease_owner:
-                return False
-            record.update(changes)
-            try:
-                conn.execute(_UPDATE, _row(record)[1:] + [execution_id])
-            except sqlite3.IntegrityError as exc:
-                raise Conflict("an execution with engine execution id %s exists already"
-                               % record["engine_execution_id"]) from exc
-        return True
+        return False
 
     def update_many(self, updates, *, if_active=True, if_lease_owner=None):
-        # The tracker reschedules thousands of records a second this way, so
-        # the document is patched inside SQLite (json_set) instead of being
-        # read, parsed and rewritten in Python. Updates with the same fields
-        # share one statement.
+        # Updates with the same fields share one statement.
         groups = {}
         for execution_id, changes in updates:
             changes = prepare_changes(changes)
             if changes:
-                fields = tuple(sorted(changes))
-                groups.setdefault(fields, []).append((execution_id, changes))
-        applied = 0
+                groups.setdefault(tuple(sorted(changes)), []).append((execution_id, changes))
         with self._write() as conn:
-            for fields, items in groups.items():
-                columns = [f for f in fields if f in INDEXED_FIELDS]
-                sql = "UPDATE executions SET %s doc = json_set(doc, %s) WHERE id = ?" % (
-                    "".join("%s = ?, " % c for c in columns),
-                    ", ".join("'$.%s', json(?)" % f for f in fields))
-                if if_active:
-                    sql += " AND " + _ACTIVE
-                if if_lease_owner is not None:
-                    sql += " AND lease_owner = ?"
-                rows = []
-                for execution_id, changes in items:
-                    row = [_column_value(f, changes[f]) for f in columns]
-                    row += [_dumps(changes[f]) for f in fields] + [execution_id]
-                    if if_lease_owner is not None:
-                        row.append(if_lease_owner)
-                    rows.append(row)
-                try:
-                    applied += conn.executemany(sql, rows).rowcount
-                except sqlite3.IntegrityError as exc:
-                    raise Conflict("an engine execution id in this update exists already") from exc
-        return applied
+            return sum(self._patch(conn, fields, items, if_active, if_lease_owner)
+                       for fields, items in groups.items())
+
+    @staticmethod
+    def _patch(conn, fields, items, if_active, if_lease_owner):
+        """Apply changes of the same fields to many records in one statement.
+        The document is patched inside SQLite (json_set) instead of being read,
+        parsed and rewritten in Python: the tracker reschedules thousands of
+        records a second, and each callback rewrites a task list."""
+        columns = [f for f in fields if f in INDEXED_FIELDS]
+        sql = "UPDATE executions SET %s doc = json_set(doc, %s) WHERE id = ?%s" % (
+            "".join("%s = ?, " % c for c in columns),
+            ", ".join("'$.%s', json(?)" % f for f in fields),
+            _conditions(if_active, if_lease_owner))
+        rows = [[_column_value(f, changes[f]) for f in columns]
+                + [_dumps(changes[f]) for f in fields] + [execution_id]
+                + _condition_params(if_lease_owner) for execution_id, changes in items]
+        try:
+            return conn.executemany(sql, rows).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise Conflict("an execution with that engine execution id exists already") from exc
 
     def claim_due(self, owner, now, lease_seconds, limit):
         if limit <= 0:
@@ -317,6 +316,11 @@ class SqliteStore(Store):
         # leases the records (json_set patches the document inside SQLite).
         expires = now + lease_seconds
         with self._write() as conn:
+            # Leases that lapsed (their holder died or hung): a claim of one of
+            # these is a takeover. Few rows: only leased ones are indexed here.
+            lapsed = {i for (i,) in conn.execute(
+                "SELECT id FROM executions WHERE lease_owner IS NOT NULL AND "
+                "(lease_expires_at IS NULL OR lease_expires_at <= ?)", (now,))}
             rows = conn.execute(
                 "UPDATE executions SET lease_owner = ?, lease_expires_at = ?, "
                 "doc = json_set(doc, '$.lease_owner', ?, '$.lease_expires_at', ?) "
@@ -327,6 +331,7 @@ class SqliteStore(Store):
                 (owner, expires, owner, expires, now, now, int(limit))).fetchall()
         claimed = [complete_execution(json.loads(doc)) for (doc,) in rows]
         claimed.sort(key=lambda r: (r["next_poll_at"], r["id"]))   # RETURNING has no order
+        self.lease_takeovers += sum(1 for r in claimed if r["id"] in lapsed)
         return claimed
 
     def renew_leases(self, owner, expires_at):

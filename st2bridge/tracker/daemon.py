@@ -23,7 +23,7 @@ import uuid  # noqa: E402
 
 from apscheduler.schedulers.background import BackgroundScheduler  # noqa: E402
 
-from st2bridge import app, config, errors, registry  # noqa: E402
+from st2bridge import app, config, errors, logs, registry  # noqa: E402
 from st2bridge import status as st  # noqa: E402
 from st2bridge.callbacks.app import make_app  # noqa: E402
 from st2bridge.callbacks.handler import CallbackHandler  # noqa: E402
@@ -57,10 +57,15 @@ class Tracker:
         self.callbacks = None
         self.listener = None
         if rt.mode != "poll":
-            self.callbacks = CallbackHandler(store, engine, mode=rt.mode,
-                                             stale_after=rt.stale_after, clock=clock)
+            self.callbacks = CallbackHandler(
+                store, engine, mode=rt.mode, stale_after=rt.stale_after, clock=clock,
+                executor=green.GreenExecutor(rt.thread_pool_size))
         self.scheduler = BackgroundScheduler(daemon=True)
+        self.metrics = None
+        self.metrics_server = None
+        self._takeovers_seen = 0
         self.stopping = False
+        self.reload_requested = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -73,6 +78,10 @@ class Tracker:
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    def request_reload(self, signum, frame):
+        self.reload_requested = True
 
     def request_stop(self, signum, frame):
         if self.stopping:
@@ -113,6 +122,13 @@ class Tracker:
         except errors.StoreError as exc:
             LOG.warning("heartbeat failed: %s; trying again in %.0f s", exc,
                         self.conf.resultstracker.heartbeat_interval)
+        taken = getattr(self.store, "lease_takeovers", 0) - self._takeovers_seen
+        if taken:
+            self._takeovers_seen += taken
+            LOG.warning("took over %d executions whose lease had lapsed (a tracker died "
+                        "or hung); checking them now", taken)
+        if self.metrics:
+            self.metrics.refresh()
 
     # -- the loop ---------------------------------------------------------
 
@@ -125,8 +141,30 @@ class Tracker:
         LOG.info("callback listener on http://%s:%d/v1/callbacks/mistral/<id> (engine posts to %s)",
                  self.listener.address[0], self.listener.address[1], config.callback_url(self.conf))
 
+    def start_metrics(self):
+        """The Prometheus endpoint ([metrics] port; 0 disables it)."""
+        from st2bridge.metrics import TrackerMetrics
+        m = self.conf.metrics
+        self.metrics = TrackerMetrics(poller=self.poller, engine=self.engine, store=self.store,
+                                      executor=self.executor, callbacks=self.callbacks,
+                                      clock=self.clock)
+        self.metrics.refresh()
+        try:
+            self.metrics_server = green.WsgiServer(self.metrics.wsgi_app(), m.host, m.port,
+                                                   logging.getLogger("st2bridge.metrics"),
+                                                   name="metrics endpoint")
+        except OSError as exc:
+            # Tracking matters more than its metrics: go on without them (a
+            # scraper sees the target down).
+            LOG.error("metrics endpoint disabled: cannot listen on %s:%d ([metrics] port): %s",
+                      m.host, m.port, exc.strerror or exc)
+            return
+        LOG.info("metrics on http://%s:%d/metrics", *self.metrics_server.address)
+
     def run(self):
         rt = self.conf.resultstracker
+        if self.conf.metrics.port:
+            self.start_metrics()
         if self.callbacks:
             self.start_listener()
         self.store.register_service(self.service)
@@ -151,6 +189,9 @@ class Tracker:
             # Never sleep past one interval: records written meanwhile by other
             # processes are due one interval after they were written.
             self._sleep(min(wait, rt.query_interval))
+            if self.reload_requested:
+                self.reload_requested = False
+                logs.reload_level(self.conf)
         return self.shutdown()
 
     def shutdown(self):
@@ -160,6 +201,8 @@ class Tracker:
         self.scheduler.shutdown(wait=False)
         if self.listener:
             self.listener.stop()   # the engine's callbacks go unanswered; polling catches up
+        if self.metrics_server:
+            self.metrics_server.stop()
         if not self.executor.wait(rt.drain_timeout):
             LOG.warning("%d checks still running after %.0f s; their leases lapse and "
                         "another tracker takes them over", self.executor.running(),
@@ -179,7 +222,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         conf = config.load(argv, prog=NAME)
-        app.setup_logging(conf)
+        app.setup_logging(conf, component=NAME)
         store = app.build_store(conf)
         engine = app.build_engine(conf, retry=False)
     except errors.BridgeError as exc:

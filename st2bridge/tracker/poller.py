@@ -57,11 +57,16 @@ class PollStats:
     def __init__(self):
         self.polls = 0
         self.lateness = []
+        self.observe_lateness = None     # metrics hook: called with each lateness (s)
 
     def polled(self, record, now):
         self.polls += 1
-        if len(self.lateness) < self.WINDOW and record.get("next_poll_at"):
-            self.lateness.append(max(0.0, now - record["next_poll_at"]))
+        if record.get("next_poll_at"):
+            late = max(0.0, now - record["next_poll_at"])
+            if len(self.lateness) < self.WINDOW:
+                self.lateness.append(late)
+            if self.observe_lateness:
+                self.observe_lateness(late)
 
     def take_lateness(self):
         """p50/p99/max lateness (ms) since the last call, and the sample count."""
@@ -253,7 +258,8 @@ class Poller:
     def _apply(self, record, execution, now, verified=False):
         """Record what a light query or listing row says about one execution."""
         if execution.get("state") in st.ENGINE_TERMINAL:
-            if results.finish(self.engine, self.store, record, self.clock(), "poll"):
+            if results.finish(self.engine, self.store, record, self.clock, "poll",
+                              self.executor.concurrently):
                 LOG.info("execution %s %s (finished by poll)", record["id"],
                          st.from_engine(execution["state"]))
             return

@@ -1,6 +1,5 @@
 """Completion callbacks from a real Mistral's webhook notifier to the tracker."""
 
-import json
 import signal
 import time
 import uuid

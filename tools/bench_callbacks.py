@@ -1,0 +1,689 @@
+"""Benchmark of completion callbacks (issue 4). Prints each figure beside its goal with PASS/MISS;
+asserts nothing about timing.
+
+    .venv/bin/python tools/bench_callbacks.py [--part latency|requests|ingest|all] [--api-url URL]
+        [--executions 30] [--concurrency 5] [--req-executions 10] [--sleep 10]
+        [--ingest-records 1000] [--ingest-seconds 20] [--procs 2] [--threads 8] [--profile]
+        [--json-out FILE]
+
+latency   a real Mistral (private: own home, port and RabbitMQ vhost, unless --api-url) runs M small
+          workflows in `hybrid` and in `poll` mode (query_interval 5, pool 10, jitter 0.1). Latency =
+          the moment the benchmark sees the terminal record in the bridge's SQLite file (polled every
+          2 ms) - the arrival of the engine's terminal webhook POST. Mistral posts the entries of
+          params.notify one after the other and the bridge's own entry comes first, so the probe
+          registered with extra_notify only hears of the end after the bridge has answered. The
+          arrival is therefore taken by a tap: the bridge's [callback] url points at this script,
+          which notes the time and forwards to the tracker's listener (the hop is counted in the
+          latency). In poll mode the probe is the only entry, so its arrival is the engine's POST.
+requests  a counting proxy between the bridge (runner and tracker) and Mistral; workflows of
+          --sleep s; engine requests per execution besides the submit (workflow GET/POST/PUT and
+          POST /executions), hybrid vs poll.
+ingest    one tracker in `callback` mode on a SQLite store, K records made directly in the store;
+          load generator processes post valid non-terminal TASK_* events (keep-alive http.client)
+          for a fixed time: events/s, client-side p50/p99, errors by status, tracker CPU.
+"""
+
+import argparse
+import collections
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+
+import requests  # noqa: E402
+
+from bench_tracker import Proc, load  # noqa: E402  (process groups, /proc figures, load average)
+from st2bridge import app, config, workflow  # noqa: E402
+from st2bridge.callbacks import secrets  # noqa: E402
+from st2bridge.store.base import new_execution_record  # noqa: E402
+
+TERMINAL_EVENTS = ("WORKFLOW_CANCELLED", "WORKFLOW_FAILED", "WORKFLOW_SUCCEEDED")
+TERMINAL = ("succeeded", "failed", "canceled", "timeout", "abandoned")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+STOP = threading.Event()
+WF = """version: '2.0'
+%(name)s:
+  input: [n]
+  output: {n: <%% $.n %%>, echoed: <%% $.echoed %%>}
+  tasks:
+    first: {action: %(first)s, on-success: [echo]}
+    echo: {action: std.echo output=<%% $.n %%>, publish: {echoed: <%% task().result %%>}, on-success: [last]}
+    last: {action: std.noop}
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values, p):
+    """Nearest-rank percentile (None for no values)."""
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(len(values) * p / 100.0))], 1) if values else None
+
+
+def dist(values):
+    return {"n": len(values), "p50": pct(values, 50), "p99": pct(values, 99),
+            "max": round(max(values), 1) if values else None}
+
+
+# -- small HTTP servers (threaded; whole response in one write + TCP_NODELAY: no delayed-ACK stalls)
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, handler, **attrs):
+        super().__init__(("127.0.0.1", 0), handler)
+        self.lock, self.log = threading.Lock(), collections.defaultdict(list)
+        self.counts = collections.Counter()
+        self.__dict__.update(attrs)
+        self.url = "http://127.0.0.1:%d" % self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def note(self, kind, key, value):
+        with self.lock:
+            self.log[kind, key].append(value)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, *args):
+        pass
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def reply(self, status, body=b"{}", ctype="application/json"):
+        head = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
+            status, http.client.responses.get(status, "-"), ctype, len(body))
+        self.wfile.write(head.encode() + body)
+
+
+class Probe(Handler):
+    """POST /probe: the extra_notify listener. POST /v1/callbacks/...: the tap in front of the
+    tracker's listener (server.target). Both note when a root terminal event arrived."""
+
+    def do_POST(self):
+        body = self.body()
+        arrived = (time.monotonic(), time.time())
+        try:
+            ev = json.loads(body)
+        except ValueError:
+            ev = {}
+        terminal = ev.get("event") in TERMINAL_EVENTS and not ev.get("task_execution_id")
+        if self.path.startswith("/probe"):
+            if terminal:
+                self.server.note("probe", ev["id"], arrived)
+            return self.reply(200)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        conn = http.client.HTTPConnection(*self.server.target, timeout=60)
+        try:
+            conn.request("POST", self.path, body, headers)
+            resp = conn.getresponse()
+            status, answer = resp.status, resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            status, answer = 502, json.dumps({"error": str(exc)}).encode()
+        finally:
+            conn.close()
+        if terminal:
+            self.server.note("tap", ev["id"], arrived + (status, answer.decode(errors="replace"),
+                                                         time.monotonic()))
+        self.reply(status, answer)
+
+
+class Counting(Handler):
+    """Forwards every request to server.upstream (host, port), one upstream connection per client
+    connection, and counts requests by method and path template."""
+
+    def forward(self):
+        body = self.body()
+        key = "%s %s" % (self.command, UUID.sub("{id}", self.path.split("?")[0]))
+        with self.server.lock:
+            self.server.counts[key] += 1
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("host", "connection", "keep-alive")}
+        for attempt in (1, 2):
+            if getattr(self, "up", None) is None:
+                self.up = http.client.HTTPConnection(*self.server.upstream, timeout=120)
+            try:
+                self.up.request(self.command, self.path, body or None, headers)
+                resp = self.up.getresponse()
+                answer = resp.read()
+                break
+            except (OSError, http.client.HTTPException):
+                self.up.close()
+                self.up = None
+                if attempt == 2:
+                    return self.reply(502, b'{"faultstring": "proxy: upstream failed"}')
+        self.reply(resp.status, answer, resp.getheader("Content-Type", "application/json"))
+
+    do_GET = do_POST = do_PUT = do_DELETE = forward
+
+
+# -- the bridge under test -----------------------------------------------------------------------
+
+class Watcher(threading.Thread):
+    """Polls the bridge's SQLite file every 2 ms: when each record is first seen terminal (the time
+    of the query that saw it first: the commit happened before it and after the previous one)."""
+
+    def __init__(self, db):
+        super().__init__(daemon=True)
+        self.db, self.seen, self.halt = db, {}, threading.Event()
+
+    def run(self):
+        conn = sqlite3.connect(str(self.db), timeout=5)
+        query = "SELECT id FROM executions WHERE status IN (%s)" % ",".join("'%s'" % s for s in TERMINAL)
+        while not self.halt.is_set():
+            t = time.monotonic()
+            try:
+                for (rid,) in conn.execute(query):
+                    self.seen.setdefault(rid, t)
+            except sqlite3.OperationalError:
+                pass
+            time.sleep(0.002)
+        conn.close()
+
+
+class Bridge:
+    """A config in its own dir, a tracker subprocess, and an in-process runner on the same store."""
+
+    def __init__(self, tmp, name, mode, api_url, a, callback_url=None):
+        self.dir = tmp / name
+        self.dir.mkdir()
+        self.db, self.port, self.mode = self.dir / "bridge.db", free_port(), mode
+        path = self.dir / "bridge.conf"
+        path.write_text(
+            "[DEFAULT]\nstate_path = %s\nlog_level = %s\n[store]\nurl = sqlite:///%s\n"
+            "[engine]\napi_url = %s\n[resultstracker]\nmode = %s\nquery_interval = %s\n"
+            "thread_pool_size = %d\njitter_interval = %s\nstale_after = %s\n"
+            "[callback]\nhost = 127.0.0.1\nport = %d\n%s"
+            % (self.dir, a.log_level, self.db, api_url, mode, a.query_interval, a.pool, a.jitter,
+               a.stale_after, self.port, "url = %s\n" % callback_url if callback_url else ""))
+        self.conf = config.load(["--config-file", str(path)], config_files=[])
+        self.store = app.build_store(self.conf)
+        self.engine = app.build_engine(self.conf)
+        self.runner = app.build_runner(self.conf, self.engine, self.store)
+        self.watcher = Watcher(self.db)
+        self.watcher.start()
+        self.tracker = Proc([sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file",
+                             str(path)], self.dir / "tracker.log")
+        deadline = time.monotonic() + 60
+        while not self.ready():
+            if self.tracker.p.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("bench: the tracker did not start:\n%s"
+                                 % (self.dir / "tracker.log").read_text()[-3000:])
+            time.sleep(0.2)
+
+    def ready(self):
+        if self.mode == "poll":
+            return any(s.get("pid") == self.tracker.pid for s in self.store.list_services())
+        try:
+            return requests.get("http://127.0.0.1:%d/v1/health" % self.port, timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    def close(self):
+        self.watcher.halt.set()
+        code = self.tracker.stop(timeout=30)
+        if code is None:
+            self.tracker.kill()
+        self.engine.close()
+        self.store.close()
+        return code
+
+
+def run_executions(bridge, first, name, n, concurrency, timeout, label, probe_url=None):
+    """Start n executions (at most `concurrency` at a time) and wait until each record is terminal."""
+    wf = workflow.parse(WF % {"name": name, "first": first}, "%s.yaml" % name)
+    extra = [{"type": "webhook", "url": probe_url + "/probe", "event_types": list(TERMINAL_EVENTS),
+              "headers": {"Content-Type": "application/json"}}] if probe_url else []
+    runs = {}
+    bridge.runner.register(wf)      # once, not by every thread at once
+
+    def one(i):
+        if STOP.is_set():
+            return
+        rec = bridge.runner.start(wf, name, {"n": i}, extra_notify=extra)
+        runs[rec["id"]] = {"n": i, "engine_id": rec["engine_execution_id"]}
+        deadline = time.monotonic() + timeout
+        while rec["id"] not in bridge.watcher.seen and time.monotonic() < deadline and not STOP.is_set():
+            time.sleep(0.01)
+
+    t0, last = time.monotonic(), 0.0
+    with ThreadPoolExecutor(concurrency) as pool:
+        futures = [pool.submit(one, i) for i in range(n)]
+        while not all(f.done() for f in futures):
+            time.sleep(0.2)
+            if time.monotonic() - last >= 5:
+                last = time.monotonic()
+                print("  [%s %3.0fs] submitted %d/%d, finished %d, load %.2f" % (
+                    label, last - t0, len(runs), n, sum(r in bridge.watcher.seen for r in runs), load()),
+                    flush=True)
+        for f in futures:
+            f.result()
+    return runs
+
+
+def fetch_costs(engine, ids):
+    """Wall ms of the finish fetch's two GETs (as the handler makes them) and of lighter variants."""
+    light = ["id", "state", "state_info", "output", "updated_at"]
+    calls = {"GET execution (full)": lambda i: engine.get_execution(i),
+             "GET execution ?fields=state,state_info,output,updated_at":
+                 lambda i: engine.get_execution(i, fields=light),
+             "GET execution tasks (full)": lambda i: engine.list_tasks(i),
+             "GET execution tasks ?fields=<task view>":
+                 lambda i: engine.list_tasks(i, fields=["id", "name", "state", "state_info", "type",
+                                                        "created_at", "updated_at", "started_at",
+                                                        "finished_at"])}
+    out = {}
+    for name, call in calls.items():
+        times = []
+        for i in ids:
+            t0 = time.perf_counter()
+            call(i)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[name] = dist(times)
+    print("  engine fetch cost (ms): %s" % {k: v["p50"] for k, v in out.items()}, flush=True)
+    return out
+
+
+def engine_count(api_url, name):
+    """Executions of a workflow in the engine (a duplicated submit would show here)."""
+    resp = requests.get(api_url + "/executions", params={"fields": "id,workflow_name", "limit": 1000,
+                                                         "workflow_name": name}, timeout=60)
+    return sum(e.get("workflow_name") == name for e in resp.json()["executions"])
+
+
+# -- part 1: detection latency ------------------------------------------------------------------
+
+def latency_mode(a, tmp, api_url, mode, probe):
+    tap = probe.url if mode == "hybrid" else None
+    bridge = Bridge(tmp, "latency-" + mode, mode, api_url, a, callback_url=tap)
+    name = "bench_cb_fast_%s_%s" % (mode, uuid.uuid4().hex[:6])
+    try:
+        probe.target = ("127.0.0.1", bridge.port)
+        timeout = a.stale_after * 3 if mode == "hybrid" else a.query_interval * 6 + 30
+        runs = run_executions(bridge, "std.noop", name, a.executions, a.concurrency, timeout,
+                              "latency " + mode, probe.url)
+        time.sleep(1.0)     # late duplicates, if any
+        lat, lat_upd, probe_after_tap, by, lost, dup = [], [], [], collections.Counter(), 0, 0
+        answered, unfinished = [], 0
+        with probe.lock:
+            logs = dict(probe.log)
+        for rid, run in runs.items():
+            rec, eid = bridge.store.get_execution(rid), run["engine_id"]
+            by[rec["finished_by"]] += 1
+            seen, probes, taps = bridge.watcher.seen.get(rid), logs.get(("probe", eid), []), logs.get(("tap", eid), [])
+            ref = (taps or [None])[0] if mode == "hybrid" else (probes or [None])[0]
+            if seen is None and not probes:
+                unfinished += 1     # the engine never ended it (no terminal webhook): not the bridge's
+            elif seen is None or rec["output"] != {"n": run["n"], "echoed": run["n"]}:
+                lost += 1
+            dup += max(0, len(probes) - 1) + max(0, sum('"finished"' in t[3] for t in taps) - 1)
+            if seen is not None and ref:
+                lat.append((seen - ref[0]) * 1000)
+                lat_upd.append((rec["updated_at"] - ref[1]) * 1000)
+                if mode == "hybrid":
+                    answered.append((ref[4] - ref[0]) * 1000)
+            if taps and probes:
+                probe_after_tap.append((probes[0][0] - taps[0][0]) * 1000)
+        dup += max(0, engine_count(api_url, name) - len(runs))
+        out = {"latency_ms": dist(lat), "updated_at_minus_arrival_ms": dist(lat_upd),
+               "finished_by": dict(by), "lost": lost, "duplicated": dup, "executions": len(runs),
+               "engine_never_ended": unfinished, "tracker_answered_after_arrival_ms": dist(answered),
+               "load": load(), "tap_answers": collections.Counter(
+                   "%d %s" % (t[2], json.loads(t[3]).get("result", t[3])) for k, v in logs.items()
+                   if k[0] == "tap" and k[1] in {r["engine_id"] for r in runs.values()} for t in v)}
+        if probe_after_tap:
+            out["probe_arrival_after_tap_ms"] = dist(probe_after_tap)
+        if mode == "hybrid":
+            out["engine_fetch_ms"] = fetch_costs(bridge.engine, [r["engine_id"] for r in runs.values()])
+        print("  %s: latency %s; finished_by %s; lost %d, duplicated %d (load %.2f)"
+              % (mode, out["latency_ms"], dict(by), lost, dup, load()), flush=True)
+        return out
+    finally:
+        out_code = bridge.close()
+        print("  %s tracker stopped (exit %s)" % (mode, out_code))
+
+
+# -- part 2: engine requests per execution -----------------------------------------------------
+
+def requests_mode(a, tmp, api_url, mode):
+    up = urlsplit(api_url)
+    proxy = Server(Counting, upstream=(up.hostname, up.port or 80))
+    bridge = Bridge(tmp, "requests-" + mode, mode, proxy.url + up.path, a)
+    name = "bench_cb_sleep_%s_%s" % (mode, uuid.uuid4().hex[:6])
+    try:
+        proxy.counts.clear()
+        n = a.req_executions
+        runs = run_executions(bridge, "std.sleep seconds=%g" % a.sleep, name, n, n,
+                              a.sleep + a.stale_after * 3, "requests " + mode)
+        time.sleep(1.0)
+        counts = dict(proxy.counts)
+        submit = sum(v for k, v in counts.items() if "/workflows" in k or k == "POST /v2/executions")
+        other = sum(counts.values()) - submit
+        by = collections.Counter(bridge.store.get_execution(r)["finished_by"] for r in runs)
+        out = {"per_execution": round(other / max(1, len(runs)), 2), "executions": len(runs),
+               "submit_requests": submit, "other_requests": other, "by_path": counts,
+               "finished_by": dict(by), "load": load()}
+        print("  %s: %.2f engine requests per execution besides the submit; %s; finished_by %s"
+              % (mode, out["per_execution"], counts, dict(by)), flush=True)
+        return out
+    finally:
+        bridge.close()
+        proxy.shutdown()
+
+
+# -- part 3: callback ingest -----------------------------------------------------------------------
+
+def loadgen(spec_path):
+    """A load generator process (run by this script with --loadgen SPEC): prints JSON results."""
+    spec = json.loads(Path(spec_path).read_text())
+    host, port, start, results = "127.0.0.1", spec["port"], spec["start_at"], []
+
+    def worker(tid, recs):
+        conn, lat, counts, ok_total, seq = None, [], collections.Counter(), 0, 0
+        measure_from, end = start + spec["warmup"], start + spec["warmup"] + spec["seconds"]
+        base = time.time() - 86400
+        while time.time() < end:
+            rid, eid, secret = recs[seq % len(recs)]
+            ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(base + seq))
+            body = json.dumps({
+                "event": "TASK_LAUNCHED", "id": "task-%d-%d-%d" % (spec["proc"], tid, seq),
+                "name": "t%d" % seq, "workflow_execution_id": eid, "workflow_name": "bench.ingest",
+                "state": "RUNNING", "state_info": None, "type": "ACTION", "created_at": ts,
+                "updated_at": ts, "started_at": ts, "finished_at": None}).encode()
+            t0, measured = time.perf_counter(), time.time() >= measure_from
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(host, port, timeout=30)
+                conn.request("POST", "/v1/callbacks/mistral/" + rid, body, {
+                    "Content-Type": "application/json", secrets.HEADER: secret})
+                resp = conn.getresponse()
+                resp.read()
+                status = resp.status
+            except (OSError, http.client.HTTPException) as exc:
+                status = type(exc).__name__
+                conn.close() if conn else None
+                conn = None
+            ok_total += status == 200
+            if measured:
+                counts[str(status)] += 1
+                lat.append(round((time.perf_counter() - t0) * 1000, 3))
+            seq += 1
+        results.append((counts, lat, ok_total))
+
+    threads = [threading.Thread(target=worker, args=(t, recs)) for t, recs in enumerate(spec["records"])]
+    while time.time() < start:
+        time.sleep(0.01)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    counts = sum((r[0] for r in results), collections.Counter())
+    print(json.dumps({"counts": counts, "lat_ms": [x for r in results for x in r[1]],
+                      "ok_total": sum(r[2] for r in results), "cpu_s": time.process_time()}))
+    return 0
+
+
+def wait_for_quiet(limit, seconds):
+    t0 = time.monotonic()
+    while load() >= limit and time.monotonic() - t0 < seconds:
+        print("  waiting for load < %.1f (now %.2f, %.0f s left)" % (
+            limit, load(), seconds - (time.monotonic() - t0)), flush=True)
+        time.sleep(10)
+    return load()
+
+
+def ingest(a, tmp):
+    bridge = Bridge(tmp, "ingest", "callback", "http://127.0.0.1:9/v2", a)
+    gens, spy = [], None
+    try:
+        now, recs = time.time(), []
+        for _ in range(a.ingest_records):
+            secret, rid, eid = secrets.new_secret(), str(uuid.uuid4()), str(uuid.uuid4())
+            bridge.store.create_execution(new_execution_record(
+                id=rid, workflow_name="bench.ingest", engine_execution_id=eid, status="running",
+                engine_state="RUNNING", created_at=now, updated_at=now,
+                callback_secret_hash=secrets.hash_secret(secret)))
+            recs.append((rid, eid, secret))
+        slots = a.procs * a.threads
+        load_at_start = wait_for_quiet(1.5, a.wait_load)
+        start = time.time() + 1.0
+        for p in range(a.procs):
+            spec = tmp / ("loadgen-%d.json" % p)
+            spec.write_text(json.dumps({"port": bridge.port, "start_at": start, "warmup": a.warmup,
+                                        "seconds": a.ingest_seconds, "proc": p, "records": [
+                                            recs[p * a.threads + t::slots] for t in range(a.threads)]}))
+            gens.append(Proc([sys.executable, __file__, "--loadgen", str(spec)],
+                             tmp / ("loadgen-%d.log" % p), pipe_stdout=True))
+        print("ingest: %d records, %d load generator processes x %d connections, %.0f s warm-up + "
+              "%.0f s measured (load %.2f)" % (len(recs), a.procs, a.threads, a.warmup,
+                                               a.ingest_seconds, load_at_start), flush=True)
+        time.sleep(max(0.0, start + a.warmup - time.time()))
+        c0, t0, seen0, q0 = bridge.tracker.cpu(), time.monotonic(), health(bridge), runq(bridge.tracker.pid)
+        if a.profile:
+            spy = Proc([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                        str(bridge.tracker.pid), "--duration", str(int(a.ingest_seconds)), "--rate",
+                        "200", "--format", "raw", "--output", str(tmp / "ingest.pyspy.txt")],
+                       tmp / "py-spy.log")
+        last = (t0, seen0)
+        while time.monotonic() - t0 < a.ingest_seconds:
+            time.sleep(min(5.0, a.ingest_seconds - (time.monotonic() - t0)))
+            now, seen = time.monotonic(), health(bridge)
+            print("  [ingest %3.0fs] accepted %5.0f/s, tracker CPU %3.0f%% so far, load %.2f" % (
+                now - t0, (seen - last[1]) / (now - last[0]),
+                (bridge.tracker.cpu() - c0) / (now - t0) * 100, load()), flush=True)
+            last = (now, seen)
+        cpu, wall, q1 = bridge.tracker.cpu() - c0, time.monotonic() - t0, runq(bridge.tracker.pid)
+        outs = [json.loads(g.p.communicate(timeout=a.ingest_seconds + 60)[0]) for g in gens]
+        counts = sum((collections.Counter(o["counts"]) for o in outs), collections.Counter())
+        lat = [x for o in outs for x in o["lat_ms"]]
+        written = sum(len(bridge.store.get_execution(r[0])["tasks"]) for r in recs)
+        ok_total = sum(o["ok_total"] for o in outs)
+        out = {"events_per_s": round(counts.get("200", 0) / a.ingest_seconds, 1),
+               "handling_ms": {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat or [0])},
+               "status_counts": dict(counts), "tracker_cpu_pct": round(cpu / wall * 100, 1),
+               "accepted_total": ok_total, "tasks_written": written, "load_start": load_at_start,
+               "load_end": load(), "connections": slots, "records": len(recs),
+               "tracker_runqueue_wait_pct": round((q1 - q0) / wall * 100, 1),
+               "loadgen_cpu_pct": round(sum(o["cpu_s"] for o in outs) / (a.warmup + a.ingest_seconds) * 100, 1)}
+        if spy:
+            spy.p.wait(30)
+            out["profile"] = profile_summary(tmp / "ingest.pyspy.txt")
+        return out
+    finally:
+        for proc in gens + ([spy] if spy else []):
+            if proc.p.poll() is None:
+                proc.kill()
+        bridge.close()
+
+
+def runq(pid):
+    """Seconds the process's threads have waited, runnable, for a CPU (/proc/PID/task/*/schedstat)."""
+    return sum(int(open("/proc/%d/task/%s/schedstat" % (pid, t)).read().split()[1])
+               for t in os.listdir("/proc/%d/task" % pid)) / 1e9
+
+
+def health(bridge):
+    resp = requests.get("http://127.0.0.1:%d/v1/health" % bridge.port, timeout=10).json()
+    return resp["callbacks"]["accepted"]
+
+
+def profile_summary(path, top=15):
+    """Share of samples in which each function appears (inclusive) and is the leaf (self)."""
+    incl, self_, total = collections.Counter(), collections.Counter(), 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = [re.sub(r" \(.*?/((?:site-packages|st2bridge|lib/python3[.\d]*)/.*)\)", r" (\1)", f)
+                  for f in stack.split(";") if f]
+        total += int(n)
+        for f in set(frames):
+            incl[f] += int(n)
+        if frames:
+            self_[frames[-1]] += int(n)
+    share = lambda c: [("%.1f%%" % (100.0 * v / total), f) for f, v in c.most_common(top)]  # noqa: E731
+    return {"samples": total, "inclusive": share(incl), "self": share(self_), "raw": str(path)}
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+def report(res):
+    lh, lp = res.get("latency", {}).get("hybrid", {}), res.get("latency", {}).get("poll", {})
+    rh, rp, ing = res.get("requests", {}).get("hybrid", {}), res.get("requests", {}).get("poll", {}), \
+        res.get("ingest", {})
+    g = lambda d, *k: (d.get(k[0], {}) or {}).get(k[1]) if len(k) == 2 else d.get(k[0])  # noqa: E731
+    rows = [
+        ("latency hybrid p50 ms", g(lh, "latency_ms", "p50"), "<= 20", lambda v: v <= 20),
+        ("latency hybrid p99 ms", g(lh, "latency_ms", "p99"), "<= 100", lambda v: v <= 100),
+        ("latency hybrid max ms", g(lh, "latency_ms", "max"), "(info)", None),
+        ("latency poll p50 / p99 / max ms", lp and "%s / %s / %s" % tuple(
+            g(lp, "latency_ms", k) for k in ("p50", "p99", "max")), "(info: side by side)", None),
+        ("hybrid finished_by", g(lh, "finished_by"), "all 'callback'",
+         lambda v: set(v) == {"callback"}),
+        ("engine never ended (hybrid/poll)", (lh or lp) and (lh.get("engine_never_ended"),
+         lp.get("engine_never_ended")), "(info: Mistral's own failures)", None),
+        ("lost / duplicated (hybrid)", lh and (lh["lost"], lh["duplicated"]), "0 / 0",
+         lambda v: v == (0, 0)),
+        ("lost / duplicated (poll)", lp and (lp["lost"], lp["duplicated"]), "0 / 0",
+         lambda v: v == (0, 0)),
+        ("engine req/execution hybrid", g(rh, "per_execution"), "<= 2 besides submit", lambda v: v <= 2),
+        ("engine req/execution poll", g(rp, "per_execution"), "(info: grows with duration)", None),
+        ("ingest events/s accepted", g(ing, "events_per_s"), ">= 2000", lambda v: v >= 2000),
+        ("ingest p50 / p99 ms (client)", ing and "%s / %s" % (
+            ing["handling_ms"]["p50"], ing["handling_ms"]["p99"]), "(info)", None),
+        ("ingest non-200 answers", ing and sum(v for k, v in ing["status_counts"].items() if k != "200"),
+         "0", lambda v: v == 0),
+        ("ingest tracker CPU % of a core", g(ing, "tracker_cpu_pct"), "(info)", None),
+        ("ingest tracker waiting for a CPU %", g(ing, "tracker_runqueue_wait_pct"), "(info: runnable, "
+         "not running)", None),
+        ("ingest load generators CPU %", g(ing, "loadgen_cpu_pct"), "(info: shares the 2 cores)", None),
+    ]
+    print("\n== results (load avg now %.2f; at each part: %s) ==" % (load(), json.dumps(
+        {k: v.get("load") for k, v in [("latency-hybrid", lh), ("latency-poll", lp),
+                                        ("requests-hybrid", rh), ("requests-poll", rp)] if v}
+        | ({"ingest": [ing["load_start"], ing["load_end"]]} if ing else {}))))
+    res["verdicts"] = {}
+    for name, value, goal, ok in rows:
+        if value in (None, {}, ()):
+            continue
+        verdict = "" if ok is None else "PASS" if ok(value) else "MISS"
+        res["verdicts"][name] = verdict
+        print("  %-32s %20s   goal %-30s %s" % (name, value, goal, verdict))
+    for p in (ing.get("profile") or {}).get("inclusive", [])[:12]:
+        print("  profile (inclusive) %6s  %s" % p)
+
+
+def stop_mistral(a, args):
+    """Stop the private Mistral, delete its vhost (and database). Returns None (nothing left)."""
+    if args:
+        subprocess.run(args[:2] + ["stop"] + args[2:], capture_output=True)
+        if shutil.which("rabbitmqctl"):
+            subprocess.run(["rabbitmqctl", "delete_vhost", args[-1]], capture_output=True)
+        if a.mistral_db == "postgresql":
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-w", "-c",
+                            'DROP DATABASE IF EXISTS "%s"' % args[-1]], capture_output=True)
+        print("private Mistral stopped, vhost %s deleted" % args[-1], flush=True)
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--loadgen":
+        return loadgen(sys.argv[2])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--part", choices=["latency", "requests", "ingest", "all"], default="all")
+    ap.add_argument("--api-url", help="an engine to use (default: start a private Mistral)")
+    ap.add_argument("--mistral-db", choices=["sqlite", "postgresql"], default="sqlite",
+                    help="the private Mistral's database (SQLite locks under concurrent submits)")
+    ap.add_argument("--executions", type=int, default=30, help="latency: executions per mode")
+    ap.add_argument("--concurrency", type=int, default=3, help="latency: executions at once")
+    ap.add_argument("--query-interval", type=float, default=5.0)
+    ap.add_argument("--pool", type=int, default=10, help="[resultstracker] thread_pool_size")
+    ap.add_argument("--jitter", type=float, default=0.1)
+    ap.add_argument("--stale-after", type=float, default=30.0)
+    ap.add_argument("--req-executions", type=int, default=10, help="requests: executions per mode")
+    ap.add_argument("--sleep", type=float, default=10.0, help="requests: std.sleep seconds")
+    ap.add_argument("--ingest-records", type=int, default=1000)
+    ap.add_argument("--ingest-seconds", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=3.0, help="ingest warm-up seconds")
+    ap.add_argument("--procs", type=int, default=2, help="ingest load generator processes")
+    ap.add_argument("--threads", type=int, default=8, help="connections per load generator")
+    ap.add_argument("--wait-load", type=float, default=120.0, help="wait this long for load < 1.5")
+    ap.add_argument("--profile", action="store_true", help="py-spy the tracker during ingest")
+    ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--json-out")
+    a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # run the finally blocks
+    parts = ["latency", "requests", "ingest"] if a.part == "all" else [a.part]
+    tmp = Path(tempfile.mkdtemp(prefix="st2bridge-bench-cb-"))
+    res = {"args": vars(a), "load_start": load(), "git": subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()}
+    mistral_args, probe = None, None
+    try:
+        api_url = a.api_url
+        if api_url is None and set(parts) & {"latency", "requests"}:
+            port, vhost = free_port(), "st2bridge-bench-%s" % uuid.uuid4().hex[:8]
+            mistral_args = [sys.executable, str(ROOT / "tools" / "mistral_local.py"), "--home",
+                            str(tmp / "mistral"), "--port", str(port), "--db", a.mistral_db,
+                            "--vhost", vhost]
+            print("starting a private Mistral (port %d, vhost %s)" % (port, vhost), flush=True)
+            if subprocess.run(mistral_args[:2] + ["up"] + mistral_args[2:]).returncode != 0:
+                raise SystemExit("bench: could not start Mistral")
+            api_url = "http://127.0.0.1:%d/v2" % port
+        if "latency" in parts:
+            probe = Server(Probe, target=None)
+            res["latency"] = {}
+            for mode in ("hybrid", "poll"):
+                print("latency, %s mode: %d executions, %d at a time (load %.2f)"
+                      % (mode, a.executions, a.concurrency, load()), flush=True)
+                res["latency"][mode] = latency_mode(a, tmp, api_url, mode, probe)
+        if "requests" in parts:
+            res["requests"] = {}
+            for mode in ("hybrid", "poll"):
+                print("engine requests, %s mode: %d executions of a %g s workflow at once"
+                      % (mode, a.req_executions, a.sleep), flush=True)
+                res["requests"][mode] = requests_mode(a, tmp, api_url, mode)
+        if "ingest" in parts:
+            mistral_args = stop_mistral(a, mistral_args)     # its load would skew the figures
+            res["ingest"] = ingest(a, tmp)
+        report(res)
+    except KeyboardInterrupt:
+        print("interrupted: cleaning up", flush=True)
+    finally:
+        STOP.set()
+        if probe:
+            probe.shutdown()
+        stop_mistral(a, mistral_args)
+        if a.json_out:
+            Path(a.json_out).write_text(json.dumps(res, default=str) + "\n")
+        print("JSON " + json.dumps(res, default=str))
+        print("logs kept in %s" % tmp)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
