@@ -1,27 +1,22 @@
 """Building the bridge's parts from configuration (shared by CLI and daemons)."""
 
-import logging
 import sys
 
-from st2bridge import config
+from st2bridge import config, logs
 from st2bridge.engine import MistralClient, RetryPolicy
+from st2bridge.engine import auth
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+LOG_FORMAT = logs.FORMAT
 
 
-def setup_logging(conf, stream=sys.stderr, quiet=False):
+def setup_logging(conf, stream=None, quiet=False, component=logs.TRACKER):
     """Daemons log at [DEFAULT] log_level; commands (`quiet`) show only
-    warnings and errors on stderr unless DEBUG is asked for."""
-    level = logging.getLevelName(conf.log_level)
-    if quiet and level != logging.DEBUG:
-        level = max(level, logging.WARNING)
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=stream, force=True)
-    # urllib3 logs every new connection, APScheduler every job run: keep
-    # them to warnings.
-    for noisy in ("urllib3", "apscheduler"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
+    warnings and errors on stderr unless DEBUG is asked for. With
+    [DEFAULT] log_dir, each component also has its own file (st2bridge.logs)."""
+    return logs.setup(conf, component, stream=stream or sys.stderr, quiet=quiet,
+                      strict=not quiet)
 
 
 def build_engine(conf, retry=True):
@@ -32,7 +27,8 @@ def build_engine(conf, retry=True):
                          stop_max_msec=e.retry_stop_max_msec if retry else 0)
     verify = False if e.insecure else (e.cacert or True)
     return MistralClient(e.api_url, auth_token=e.auth_token, connect_timeout=e.connect_timeout,
-                         read_timeout=e.read_timeout, verify=verify, retry=policy)
+                         read_timeout=e.read_timeout, verify=verify, retry=policy,
+                         token_provider=auth.from_config(e, verify=verify))
 
 
 def build_store(conf):

@@ -19,8 +19,14 @@ default_opts = [
     cfg.StrOpt("state_path", default="/var/lib/st2bridge",
                help="Directory for the embedded store and other state."),
     cfg.StrOpt("log_level", default="INFO",
-               choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-               help="Log level of the bridge's commands and daemons."),
+               choices=["DEBUG", "INFO", "WARNING", "ERROR"], mutable=True,
+               help="Log level of the bridge's commands and daemons. A daemon "
+                    "re-reads it from its config files on SIGHUP."),
+    cfg.StrOpt("log_dir",
+               help="Directory for log files, one per component "
+                    "(st2bridge-resultstracker.log, st2bridge.log, "
+                    "st2bridge-db-upgrade.log); reopened after logrotate moves "
+                    "them. Unset: log to stderr (journald under systemd)."),
 ]
 
 engine_opts = [
@@ -42,6 +48,22 @@ engine_opts = [
     cfg.IntOpt("retry_stop_max_msec", default=120000, min=0,
                help="Give up retrying an engine request after this long (ms); "
                     "0 never retries."),
+    cfg.StrOpt("auth_type", default="token", choices=["token", "keystone"],
+               help="token: send auth_token as is (or nothing). keystone: get "
+                    "tokens from Keystone with a password (needs the "
+                    "st2bridge[keystone] extra) and renew them before they expire."),
+    cfg.URIOpt("auth_url", schemes=["http", "https"],
+               help="Keystone's identity API, e.g. http://keystone:5000/v3 "
+                    "(auth_type = keystone)."),
+    cfg.StrOpt("username", help="Keystone user (auth_type = keystone)."),
+    cfg.StrOpt("password", secret=True,
+               help="Keystone password (auth_type = keystone); never logged."),
+    cfg.StrOpt("project_name", help="Keystone project to scope tokens to."),
+    cfg.StrOpt("user_domain_name", default="Default", help="Domain of the user."),
+    cfg.StrOpt("project_domain_name", default="Default", help="Domain of the project."),
+    cfg.FloatOpt("token_renew_margin", default=300.0, min=0.0,
+                 help="Get a new Keystone token this many seconds before the "
+                      "current one expires (and once on a 401)."),
 ]
 
 store_opts = [
@@ -102,6 +124,13 @@ callback_opts = [
                     "host and port)."),
     cfg.IntOpt("max_body", default=65536, min=1024,
                help="Largest callback body accepted (bytes); larger ones get 413."),
+]
+
+metrics_opts = [
+    cfg.HostAddressOpt("host", default="127.0.0.1",
+                       help="Address the tracker's Prometheus endpoint binds to."),
+    cfg.PortOpt("port", default=9102,
+                help="Port of the Prometheus endpoint (GET /metrics); 0 disables it."),
 ]
 
 db_upgrade_opts = [
@@ -180,6 +209,7 @@ GROUPS = [
     ("store", store_opts),
     ("resultstracker", resultstracker_opts),
     ("callback", callback_opts),
+    ("metrics", metrics_opts),
     ("db_upgrade", db_upgrade_opts),
 ]
 

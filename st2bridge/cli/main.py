@@ -12,7 +12,8 @@ import time
 
 from st2bridge import __version__, app, config, errors, workflow
 from st2bridge import status as st
-from st2bridge.cli import dbupgrade, output, services
+from st2bridge.cli import dbupgrade, executions, output, services
+from st2bridge.cli import collect
 
 
 
@@ -39,13 +40,7 @@ def build_parser():
     run.add_argument("--json", action="store_true", help="print the record as JSON")
     run.set_defaults(handler=cmd_run)
 
-    execution = commands.add_parser("execution", help="inspect executions")
-    ex_commands = execution.add_subparsers(dest="execution_command", metavar="COMMAND",
-                                           required=True)
-    get = ex_commands.add_parser("get", help="show one execution")
-    get.add_argument("id")
-    get.add_argument("--json", action="store_true")
-    get.set_defaults(handler=cmd_execution_get)
+    executions.add_parsers(commands)     # execution list/get/tasks/watch/…, task rerun
 
     track = commands.add_parser("track", help="have the trackers poll an execution again")
     track.add_argument("id")
@@ -59,6 +54,7 @@ def build_parser():
     svc.set_defaults(handler=services.cmd_services)
 
     dbupgrade.add_parser(commands)
+    collect.add_parser(commands)
     return parser
 
 
@@ -106,14 +102,6 @@ def cmd_run(args, conf):
         return errors.EXIT_OK if record["status"] == st.SUCCEEDED else errors.EXIT_FAILED
 
 
-def cmd_execution_get(args, conf):
-    with app.build_store(conf) as store:
-        record = store.get_execution(args.id)
-    print(output.dumps(output.execution_view(record)) if args.json
-          else output.execution_text(record))
-    return errors.EXIT_OK
-
-
 def cmd_track(args, conf):
     """Attach polling again (the prior art's st2-track-result): for an
     execution whose callbacks were lost or that was untracked."""
@@ -152,7 +140,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         conf = config.load(oslo_args(args))
-        app.setup_logging(conf, quiet=True)
+        app.setup_logging(conf, quiet=True, component=app.logs.command_component(args.command))
         return args.handler(args, conf)
     except errors.BridgeError as exc:
         print("st2bridge: error: %s" % _one_line(exc), file=sys.stderr)

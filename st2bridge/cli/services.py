@@ -3,8 +3,12 @@ its engine and store."""
 
 import time
 
-from st2bridge import app, errors, registry
+import requests
+
+from st2bridge import app, config, errors, registry
 from st2bridge.cli import output
+
+HEALTH_TIMEOUT = 3.0
 
 
 def collect(conf, now=None):
@@ -37,7 +41,42 @@ def collect(conf, now=None):
                      "detail": str(exc)})
     finally:
         engine.close()
+    listener = callback_listener(conf)
+    if listener:
+        rows.append(listener)
     return rows
+
+
+def callback_listener(conf, timeout=HEALTH_TIMEOUT):
+    """GET {callback url}/v1/health: can the engine reach the trackers'
+    callback listener? None in poll mode (no callbacks are asked for)."""
+    if conf.resultstracker.mode == "poll":
+        return None
+    url = config.callback_url(conf)
+    row = {"name": "callback listener", "where": url, "state": "down"}
+    try:
+        resp = requests.get(url + "/v1/health", timeout=timeout)
+    except requests.ConnectionError as exc:
+        refused = "refused" in str(exc).lower()
+        row["detail"] = "connection refused (no tracker listening?)" if refused else \
+            "cannot connect: %s" % type(exc).__name__
+        return row
+    except requests.Timeout:
+        row["detail"] = "no answer within %g s" % timeout
+        return row
+    except requests.RequestException as exc:
+        row["detail"] = "request failed: %s" % type(exc).__name__
+        return row
+    if resp.status_code != 200:
+        row["detail"] = "GET /v1/health answered HTTP %d" % resp.status_code
+        return row
+    try:
+        counts = resp.json().get("callbacks") or {}
+    except ValueError:
+        counts = {}
+    row.update(state="up", detail="answers; %s callbacks accepted, %s rejected" % (
+        counts.get("accepted", "?"), counts.get("rejected", "?")))
+    return row
 
 
 def cmd_services(args, conf):

@@ -21,7 +21,7 @@ from urllib3.exceptions import NewConnectionError
 
 from st2bridge.errors import (
     EngineAuthError, EngineBadRequest, EngineClientError, EngineConflict,
-    EngineNotFound, EngineServerError, EngineUnavailable)
+    EngineError, EngineNotFound, EngineServerError, EngineUnavailable)
 from st2bridge.engine.retry import RetryPolicy, one_line
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class MistralClient:
 
     def __init__(self, api_url, *, auth_token=None, connect_timeout=5.0,
                  read_timeout=30.0, rpc_read_timeout=65.0, verify=True,
-                 retry=None, session=None, pool_size=20):
+                 retry=None, session=None, pool_size=20, token_provider=None):
         parts = urlsplit(api_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("engine API URL must look like "
@@ -92,6 +92,10 @@ class MistralClient:
         self._session = session
         self._count_lock = threading.Lock()
         self.request_count = 0      # HTTP requests attempted, retries included
+        self.error_counts = {}      # failed attempts by error class name (metrics)
+        # get_token() before each request, invalidate(token) on a 401
+        # (st2bridge.engine.auth); None: the static auth_token.
+        self.token_provider = token_provider
 
     @property
     def auth_token(self):
@@ -246,19 +250,27 @@ class MistralClient:
     def _call(self, method, path, action, *, params=None, json_body=None,
               text=None, timeout=None, retry_if=_retry_safe):
         def attempt():
-            return self._send(method, path, action, params, json_body, text,
-                              timeout or self.read_timeout)
+            try:
+                return self._send(method, path, action, params, json_body, text,
+                                  timeout or self.read_timeout)
+            except EngineError as exc:
+                with self._count_lock:
+                    kind = type(exc).__name__
+                    self.error_counts[kind] = self.error_counts.get(kind, 0) + 1
+                raise
         if retry_if is None:
             return attempt()
         return self.retry.call(attempt, retry_if=retry_if,
                                describe="%s %s" % (method, path))
 
-    def _send(self, method, path, action, params, json_body, text, read_timeout):
+    def _send(self, method, path, action, params, json_body, text, read_timeout,
+              renewed=False):
         # No "Accept: application/json": Mistral's text/plain workflow
         # endpoints answer it with 406 Not Acceptable.
         headers = {}
-        if self._auth_token:
-            headers["X-Auth-Token"] = self._auth_token
+        token = self.token_provider.get_token() if self.token_provider else self._auth_token
+        if token:
+            headers["X-Auth-Token"] = token
         data = None
         if text is not None:
             headers["Content-Type"] = "text/plain"
@@ -281,6 +293,12 @@ class MistralClient:
         status = resp.status_code
         log.debug("engine %s %s: HTTP %d in %.1f ms", method, path, status,
                   (time.monotonic() - started) * 1000)
+        if status == 401 and self.token_provider and not renewed \
+                and self.token_provider.renewable:
+            # Expired or revoked early: one more try with a new token.
+            self.token_provider.invalidate(token)
+            return self._send(method, path, action, params, json_body, text,
+                              read_timeout, renewed=True)
         if status >= 400:
             cls = _STATUS_ERRORS.get(status) or (
                 EngineServerError if status >= 500 else EngineClientError)

@@ -79,6 +79,10 @@ class Store(abc.ABC):
     # the steps that bring an older store forward (`st2bridge db-upgrade`).
     SCHEMA_VERSION = 2
 
+    # Claims of a record whose previous lease had lapsed (its tracker died or
+    # hung), counted by claim_due in this process (metrics).
+    lease_takeovers = 0
+
     # -- executions ---------------------------------------------------------
 
     @abc.abstractmethod

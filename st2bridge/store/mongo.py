@@ -292,10 +292,15 @@ class MongoStore(Store):
                  "$or": [{"lease_owner": None}, {"lease_expires_at": None},
                          {"lease_expires_at": {"$lte": now}}],
                  "_id": {"$nin": [record["id"] for record in claimed]}},
-                lease, sort=[("next_poll_at", 1), ("_id", 1)], return_document=_AFTER)
+                lease, sort=[("next_poll_at", 1), ("_id", 1)],
+                return_document=pymongo.ReturnDocument.BEFORE)
             if doc is None:
                 break
-            claimed.append(_execution(doc))
+            record = _execution(doc)
+            if record["lease_owner"] is not None:    # its lease had lapsed
+                self.lease_takeovers += 1
+            record.update(lease["$set"])
+            claimed.append(record)
         return claimed
 
     @_translated

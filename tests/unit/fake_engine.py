@@ -93,6 +93,39 @@ class FakeEngine:
         self._call("list_tasks", execution_id)
         return [dict(t) for t in self.tasks.get(execution_id, [])]
 
+    def update_execution_state(self, execution_id, state, state_info=None):
+        """Like Mistral: pause/resume/cancel a live execution; a finished one
+        answers 400. (No sub-workflows here: Mistral cascades on its own.)"""
+        self._call("update_execution_state", execution_id, state)
+        if execution_id not in self.executions:
+            raise errors.EngineNotFound("execution %s not found" % execution_id, 404)
+        ex = self.executions[execution_id]
+        if ex["state"] in ("SUCCESS", "ERROR", "CANCELLED"):
+            raise errors.EngineBadRequest("Can't change state from %s to %s" % (ex["state"], state),
+                                          400)
+        if not (state == "RUNNING" and ex["state"] != "PAUSED"):
+            self.set_state(execution_id, state, state_info=state_info)
+        return dict(ex)
+
+    def get_task(self, task_id):
+        self._call("get_task", task_id)
+        for tasks in self.tasks.values():
+            for task in tasks:
+                if task["id"] == task_id:
+                    return dict(task)
+        raise errors.EngineNotFound("task %s not found" % task_id, 404)
+
+    def rerun_task(self, task_id, reset=True):
+        self._call("rerun_task", task_id, reset)
+        task = next((t for ts in self.tasks.values() for t in ts if t["id"] == task_id), None)
+        if task is None:
+            raise errors.EngineNotFound("task %s not found" % task_id, 404)
+        if task["state"] != "ERROR":
+            raise errors.EngineBadRequest("The current task execution must be in ERROR", 400)
+        task.update(state="RUNNING", updated_at=self._stamp())
+        self.set_state(task["workflow_execution_id"], "RUNNING")
+        return dict(task)
+
     # -- test controls
     def set_state(self, execution_id, state, output=None, state_info=None):
         ex = self.executions[execution_id]
@@ -103,7 +136,7 @@ class FakeEngine:
     def add_task(self, execution_id, name, state):
         self.tasks[execution_id].append({
             "id": "%s-%s" % (execution_id, name), "name": name, "state": state,
-            "state_info": None, "type": "ACTION", "created_at": self._stamp(),
+            "workflow_execution_id": execution_id, "state_info": None, "type": "ACTION", "created_at": self._stamp(),
             "updated_at": self._stamp(), "started_at": None, "finished_at": None})
 
     def _stamp(self):

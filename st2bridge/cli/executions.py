@@ -1,0 +1,305 @@
+"""`st2bridge execution …` and `st2bridge task rerun`: the operator's commands.
+
+list/get read the store (get also asks the engine for the error tree of a
+failure); tasks and watch read the engine; cancel/pause/resume and rerun
+change it (st2bridge.control). Text for people, `--json` for scripts.
+"""
+
+import json
+import sys
+import time
+
+from st2bridge import app, control, errors, errortree, results
+from st2bridge import status as st
+from st2bridge.cli import output, timespec
+
+LIST_COLUMNS = ["id", "workflow", "status", "started", "duration", "finished_by"]
+TASK_COLUMNS = ["name", "state", "started", "duration", "retries", "workflow", "id"]
+
+
+def add_parsers(commands):
+    execution = commands.add_parser("execution", help="inspect and control executions")
+    sub = execution.add_subparsers(dest="execution_command", metavar="COMMAND", required=True)
+
+    ls = sub.add_parser("list", help="executions, newest first")
+    ls.add_argument("--status", metavar="S", help="only these statuses (comma-separated): "
+                    + ", ".join(st.ALL))
+    ls.add_argument("--workflow", metavar="W", help="only executions of this workflow")
+    ls.add_argument("--since", metavar="T", help="started at or after T: an ISO time "
+                    "(UTC unless it has an offset) or a span back from now (30m, 1h, 2d)")
+    ls.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=cmd_list)
+
+    get = sub.add_parser("get", help="one execution; for a failure, what failed and the fix")
+    get.add_argument("id")
+    get.add_argument("--json", action="store_true")
+    get.set_defaults(handler=cmd_get)
+
+    tasks = sub.add_parser("tasks", help="an execution's tasks, sub-workflows included")
+    tasks.add_argument("id")
+    tasks.add_argument("--json", action="store_true")
+    tasks.set_defaults(handler=cmd_tasks)
+
+    watch = sub.add_parser("watch", help="follow an execution until it ends "
+                           "(exit 0 if it succeeded, 1 otherwise)")
+    watch.add_argument("id")
+    watch.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                       help="how often to ask the engine (default 1)")
+    watch.add_argument("--json", action="store_true", help="JSON lines: progress, then the record")
+    watch.set_defaults(handler=cmd_watch)
+
+    for name, text in (("cancel", "cancel an execution and its sub-workflows"),
+                       ("pause", "pause an execution and its sub-workflows"),
+                       ("resume", "resume a paused execution and its sub-workflows")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(handler=cmd_change, action=name)
+
+    task = commands.add_parser("task", help="act on one engine task")
+    task_sub = task.add_subparsers(dest="task_command", metavar="COMMAND", required=True)
+    rerun = task_sub.add_parser("rerun", help="re-run a failed task; its execution is "
+                                "tracked again until it ends")
+    rerun.add_argument("task_id", metavar="TASK_ID")
+    rerun.add_argument("--no-reset", dest="reset", action="store_false",
+                       help="keep the task's successful with-items iterations")
+    rerun.add_argument("--json", action="store_true")
+    rerun.set_defaults(handler=cmd_rerun)
+
+
+# -- list -----------------------------------------------------------------------
+
+def parse_statuses(text):
+    if not text:
+        return None
+    wanted = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in st.ALL]
+    if unknown:
+        raise errors.InputError("unknown status %s (one of: %s)"
+                                % (", ".join(unknown), ", ".join(st.ALL)))
+    return wanted
+
+
+def list_row(record, now):
+    end = record.get("ended_at")
+    took = (end if end is not None else now) - record["created_at"]
+    return {"id": record["id"], "workflow_name": record["workflow_name"],
+            "status": record["status"], "started_at": output.iso(record["created_at"]),
+            "ended_at": output.iso(end), "duration_s": round(max(0.0, took), 3),
+            "finished_by": record.get("finished_by"),
+            "engine_execution_id": record["engine_execution_id"]}
+
+
+def list_text(rows):
+    """Rows of list_row as a table; an active execution's duration so far ends in '+'."""
+    shown = [{"id": r["id"], "workflow": r["workflow_name"], "status": r["status"],
+              "started": (r["started_at"] or "")[:19].replace("T", " ") or None,
+              "duration": timespec.duration(r["duration_s"]) + ("" if r["ended_at"] else "+"),
+              "finished_by": r["finished_by"]} for r in rows]
+    return output.table(shown, LIST_COLUMNS) if shown else "no executions"
+
+
+def cmd_list(args, conf):
+    now = time.time()
+    since = timespec.parse_since(args.since, now) if args.since else None
+    if args.limit < 1:
+        raise errors.InputError("--limit must be at least 1")
+    with app.build_store(conf) as store:
+        records = store.list_executions(status=parse_statuses(args.status),
+                                        workflow_name=args.workflow, since=since,
+                                        limit=args.limit)
+    rows = [list_row(r, now) for r in records]
+    print(output.dumps(rows) if args.json else list_text(rows))
+    return errors.EXIT_OK
+
+
+# -- get ------------------------------------------------------------------------
+
+def error_tree(engine, record):
+    """The engine's error tree of a failed execution; None when there is none
+    or it cannot be had (a note goes to stderr)."""
+    if record["status"] != st.FAILED or record.get("engine_state") != "ERROR":
+        return None
+    try:
+        return errortree.from_report(engine.execution_report(record["engine_execution_id"]))
+    except errors.EngineError as exc:
+        print("st2bridge: note: no error tree from the engine: %s" % output_line(exc),
+              file=sys.stderr)
+        return None
+
+
+def get_text(record, tree):
+    if tree:
+        # The engine's message repeats the whole tree: its first line is enough here.
+        # Mistral's output of a failed execution is that same message.
+        short = errortree.first_line(record.get("error"))
+        out = record.get("output")
+        if isinstance(out, dict) and list(out) == ["result"] and out["result"] == record.get("error"):
+            out = {"result": short}
+        record = dict(record, error=short, output=out)
+    lines = [output.execution_text(record)]
+    if tree:
+        lines.append("error tree (from the engine):")
+        lines += errortree.render(tree)
+        leaves = errortree.failed_leaves(tree)
+        if leaves:
+            lines.append("re-run the failed task%s with:" % ("s" if len(leaves) > 1 else ""))
+            lines += ["  " + errortree.rerun_command(task["id"]) for task, _ in leaves]
+    return "\n".join(lines)
+
+
+def cmd_get(args, conf):
+    with app.build_store(conf) as store:
+        record = store.get_execution(args.id)
+    tree = None
+    if record["status"] == st.FAILED:
+        with app.build_engine(conf, retry=False) as engine:
+            tree = error_tree(engine, record)
+    if args.json:
+        view = output.execution_view(record)
+        view["error_tree"] = tree
+        print(output.dumps(view))
+    else:
+        print(get_text(record, tree))
+    return errors.EXIT_OK
+
+
+# -- tasks ----------------------------------------------------------------------
+
+def task_rows(engine, root_id, now):
+    """Every task of an execution and of its sub-workflows: each workflow's
+    tasks by creation, a sub-workflow's tasks right after the task that ran it."""
+    subs = {}
+    for sub in engine.list_executions(root_execution_id=root_id,
+                                      fields=["id", "workflow_name", "task_execution_id"]):
+        subs.setdefault(sub.get("task_execution_id"), []).append(sub)
+    rows = []
+
+    def add(execution_id, workflow):
+        tasks = sorted(engine.list_tasks(execution_id), key=lambda t: t.get("created_at") or "")
+        for task in tasks:
+            rows.append(_task_row(task, workflow, now))
+            for sub in subs.get(task.get("id"), []):
+                add(sub["id"], sub.get("workflow_name"))
+
+    add(root_id, None)
+    return rows
+
+
+def _task_row(task, workflow, now):
+    started = results.engine_time(task.get("started_at"))
+    finished = results.engine_time(task.get("finished_at"))
+    end = finished if finished is not None else (None if task.get("state") in
+                                                  st.ENGINE_TERMINAL else now)
+    context = task.get("runtime_context") if isinstance(task.get("runtime_context"), dict) else {}
+    retries = (context.get("retry_task_policy") or {}).get("retry_no")
+    return {"id": task.get("id"), "name": task.get("name"), "state": task.get("state"),
+            "workflow": workflow, "workflow_execution_id": task.get("workflow_execution_id"),
+            "created_at": task.get("created_at"), "started_at": task.get("started_at"),
+            "finished_at": task.get("finished_at"),
+            "duration_s": round(end - started, 3) if started is not None and end else None,
+            "retries": retries, "state_info": errortree.first_line(task.get("state_info"))}
+
+
+def tasks_text(rows):
+    if not rows:
+        return "no tasks"
+    return output.table([dict(r, started=r["started_at"], duration=_task_duration(r))
+                         for r in rows], TASK_COLUMNS)
+
+
+def _task_duration(row):
+    """The engine's task times have one-second resolution: below that, '<1s'."""
+    if row["duration_s"] is None:
+        return None
+    text = "<1s" if row["duration_s"] < 1 else timespec.duration(row["duration_s"])
+    return text + ("" if row["finished_at"] else "+")
+
+
+def cmd_tasks(args, conf):
+    with app.build_store(conf) as store:
+        record = store.get_execution(args.id)
+    with app.build_engine(conf) as engine:
+        rows = task_rows(engine, record["engine_execution_id"], time.time())
+    print(output.dumps(rows) if args.json else tasks_text(rows))
+    return errors.EXIT_OK
+
+
+# -- watch ----------------------------------------------------------------------
+
+def progress(record):
+    tasks = record.get("tasks") or []
+    return {"id": record["id"], "status": record["status"],
+            "tasks_done": sum(1 for t in tasks if t.get("status") in st.TERMINAL),
+            "tasks_total": len(tasks),
+            "running": [t.get("name") for t in tasks if t.get("status") not in st.TERMINAL]}
+
+
+def cmd_watch(args, conf):
+    def show(record):
+        if args.json:
+            print(json.dumps(progress(record), ensure_ascii=False), flush=True)
+        else:
+            print("%s  %s" % (time.strftime("%H:%M:%S"), output.progress_line(record)), flush=True)
+
+    with app.build_store(conf) as store:
+        record = store.get_execution(args.id)
+        if not st.is_terminal(record["status"]):
+            if not args.json:
+                print("watching execution %s (workflow %s); Ctrl-C stops watching, not the "
+                      "execution" % (record["id"], record["workflow_name"]), flush=True)
+            with app.build_engine(conf) as engine:
+                runner = app.build_runner(conf, engine, store)
+                record = runner.wait(args.id, interval=max(0.2, args.interval), on_progress=show)
+    tree = None
+    if record["status"] == st.FAILED:
+        with app.build_engine(conf, retry=False) as engine:
+            tree = error_tree(engine, record)
+    if args.json:
+        view = dict(output.execution_view(record), error_tree=tree)
+        print(json.dumps(view, ensure_ascii=False))
+    else:
+        print(get_text(record, tree))
+    return errors.EXIT_OK if record["status"] == st.SUCCEEDED else errors.EXIT_FAILED
+
+
+# -- cancel / pause / resume, rerun ----------------------------------------------------
+
+CONFIRMED_BY = "a tracker, a callback or `st2bridge execution watch` records"
+
+
+def cmd_change(args, conf):
+    with app.build_store(conf) as store, app.build_engine(conf) as engine:
+        result = control.change_state(engine, store, args.id, args.action)
+    if args.json:
+        print(output.dumps({"id": result.id, "action": result.action, "status": result.status,
+                            "engine_state": result.engine_state, "changed": result.changed}))
+    elif not result.changed:
+        print("execution %s is %s already; nothing to do" % (result.id, result.status))
+    else:
+        done = control.ACTIONS[result.action].done
+        print("execution %s is %s: the engine has it %s, sub-workflows included; %s `%s` "
+              "when it sees that" % (result.id, result.status, result.engine_state,
+                                     CONFIRMED_BY, done))
+    return errors.EXIT_OK
+
+
+def cmd_rerun(args, conf):
+    with app.build_store(conf) as store, app.build_engine(conf) as engine:
+        result = control.rerun_task(engine, store, args.task_id, reset=args.reset)
+    if args.json:
+        print(output.dumps({"execution_id": result.execution_id, "task_id": result.task_id,
+                            "task_name": result.task_name, "workflow_name": result.workflow_name,
+                            "reopened": result.reopened, "reset": result.reset,
+                            "status": st.RUNNING}))
+    else:
+        print("task %s (%s, workflow %s) is running again; execution %s is %stracked until it "
+              "ends (st2bridge execution watch %s)" % (
+                  result.task_name, result.task_id, result.workflow_name, result.execution_id,
+                  "reopened and " if result.reopened else "", result.execution_id))
+    return errors.EXIT_OK
+
+
+def output_line(exc):
+    return " ".join(str(exc).split())

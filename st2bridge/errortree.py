@@ -1,0 +1,106 @@
+"""What went wrong in a failed execution, from the engine's own report.
+
+`GET /v2/executions/{id}/report?errors_only=true` gives the failed tasks of
+an execution and of its sub-workflows, nested. This module turns it into a
+smaller, stable tree and finds the failed tasks at its leaves: the ones whose
+own action failed, which are the ones to re-run (re-running a task inside a
+sub-workflow re-runs its parents too).
+
+Tree shape (JSON-able):
+    {"execution_id", "workflow", "state", "error",
+     "tasks": [{"id", "name", "state", "error", "retry_count",
+                "actions": [{"id", "name", "state"}],
+                "workflows": [<a tree of the same shape>]}]}
+`error` is the engine's state_info: for a task that ran an action, the
+action's error; for a task that ran a sub-workflow, its first line only (the
+engine repeats the whole sub-tree in it).
+"""
+
+
+def first_line(text):
+    if not text:
+        return None
+    return str(text).strip().splitlines()[0] if str(text).strip() else None
+
+
+def from_report(report):
+    """The tree of an engine report (None when the report has no root)."""
+    root = (report or {}).get("root_workflow_execution")
+    return _workflow(root) if root else None
+
+
+def _workflow(entry):
+    return {
+        "execution_id": entry.get("id"),
+        "workflow": entry.get("name"),
+        "state": entry.get("state"),
+        "error": first_line(entry.get("state_info")),
+        "tasks": [_task(t) for t in entry.get("task_executions") or []],
+    }
+
+
+def _task(entry):
+    workflows = [_workflow(w) for w in entry.get("workflow_executions") or []]
+    return {
+        "id": entry.get("id"),
+        "name": entry.get("name"),
+        "state": entry.get("state"),
+        "error": first_line(entry.get("state_info")) if workflows else entry.get("state_info"),
+        "retry_count": entry.get("retry_count") or 0,
+        "actions": [{"id": a.get("id"), "name": a.get("name"), "state": a.get("state")}
+                    for a in entry.get("action_executions") or []],
+        "workflows": workflows,
+    }
+
+
+def failed_leaves(tree):
+    """Failed tasks that failed themselves (not through a failed sub-workflow),
+    depth first, each as (task, path of workflow names down to it)."""
+    found = []
+
+    def walk(wf, path):
+        for task in wf["tasks"]:
+            if task["state"] != "ERROR":
+                continue
+            failed_children = [w for w in task["workflows"] if w["state"] == "ERROR" and w["tasks"]]
+            if failed_children:
+                for child in failed_children:
+                    walk(child, path + [child["workflow"]])
+            else:
+                found.append((task, path))
+
+    if tree:
+        walk(tree, [tree["workflow"]])
+    return found
+
+
+def rerun_command(task_id):
+    return "st2bridge task rerun %s" % task_id
+
+
+def render(tree):
+    """The tree as indented text lines."""
+    lines = []
+
+    def wf_lines(wf, depth):
+        pad = "  " * depth
+        lines.append("%sworkflow %s (%s)  %s" % (pad, wf["workflow"], wf["state"],
+                                                wf["execution_id"]))
+        for task in wf["tasks"]:
+            retries = ", %d %s" % (task["retry_count"], "retry" if task["retry_count"] == 1
+                                    else "retries") if task["retry_count"] else ""
+            lines.append("%s  task %s (%s%s)  %s" % (pad, task["name"], task["state"], retries,
+                                                    task["id"]))
+            if task["workflows"]:
+                for child in task["workflows"]:
+                    wf_lines(child, depth + 2)
+                continue
+            names = sorted({a["name"] for a in task["actions"]})
+            attempts = " x%d" % len(task["actions"]) if len(task["actions"]) > 1 else ""
+            error = str(task["error"] or "no error message").strip().replace(
+                "\n", "\n" + pad + "      ")
+            lines.append("%s    action %s%s: %s" % (pad, ", ".join(names) or "-", attempts, error))
+
+    if tree:
+        wf_lines(tree, 1)
+    return lines

@@ -1,0 +1,145 @@
+"""Logging of the bridge's commands and daemons.
+
+- Where: stderr by default (journald under systemd); with `[DEFAULT] log_dir`
+  one file per component, `<log_dir>/<component>.log`, written through a
+  WatchedFileHandler, which reopens the file when logrotate has moved it
+  (no copytruncate, no signal needed).
+- How much: `[DEFAULT] log_level`. A daemon re-reads it on SIGHUP
+  (`reload_level`), so DEBUG can be switched on without a restart.
+- Never a secret: every line goes through a formatter that masks the
+  configuration's secrets and passwords inside URLs (st2bridge.redact),
+  tracebacks included. The engine client does not log tokens in the first
+  place; this is the net under it.
+"""
+
+import logging
+import logging.handlers
+import os
+import sys
+
+from st2bridge import config, errors, redact
+
+LOG = logging.getLogger(__name__)
+FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+
+TRACKER = "st2bridge-resultstracker"
+CLI = "st2bridge"
+DB_UPGRADE = "st2bridge-db-upgrade"
+
+# Libraries that log every connection, job run or request: kept to warnings
+# whatever the bridge's level (keystoneauth's debug lines show request bodies).
+NOISY = ("urllib3", "apscheduler", "keystoneauth", "stevedore")
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats as usual, then masks every secret in the whole text."""
+
+    def __init__(self, secrets, fmt=FORMAT):
+        super().__init__(fmt)
+        self.secrets = set(secrets)
+
+    def format(self, record):
+        return redact.redact(super().format(record), self.secrets)
+
+
+def log_path(conf, component):
+    return os.path.join(conf.log_dir, component + ".log") if conf.log_dir else None
+
+
+def setup(conf, component, stream=None, quiet=False, strict=True):
+    """Configure the root logger for one component.
+
+    Daemons (`quiet=False`) log at log_level to the component's file, or to
+    `stream` when log_dir is unset. Commands (`quiet=True`) keep stderr to
+    warnings and errors (unless DEBUG) and write log_level to their file.
+    A log file that cannot be opened is a ConfigError when `strict` (daemons);
+    a command warns once on stderr and goes on.
+    """
+    stream = stream or sys.stderr
+    level = logging.getLevelName(conf.log_level)
+    formatter = RedactingFormatter(redact.secret_values(conf))
+    handlers = []
+    path = log_path(conf, component)
+    file_problem = None
+    if path:
+        try:
+            os.makedirs(conf.log_dir, exist_ok=True)
+            handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            file_problem = "cannot write log file %s: %s" % (path, exc.strerror or exc)
+            if strict:
+                raise errors.ConfigError(file_problem + " (check [DEFAULT] log_dir)") from None
+        else:
+            handler.setLevel(level)
+            handler.st2bridge_follows_level = True
+            handlers.append(handler)
+    if quiet or not handlers:
+        handler = logging.StreamHandler(stream)
+        if quiet and level != logging.DEBUG:
+            handler.setLevel(max(level, logging.WARNING))
+        else:
+            handler.setLevel(level)
+            handler.st2bridge_follows_level = True
+        handlers.append(handler)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    _set_levels(level)
+    if file_problem:
+        LOG.warning("%s; logging to stderr only", file_problem)
+    return path if not file_problem else None
+
+
+def command_component(command):
+    """The log file of a `st2bridge COMMAND` run."""
+    return DB_UPGRADE if command == "db-upgrade" else CLI
+
+
+def _set_levels(level):
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, "st2bridge_follows_level", False):
+            handler.setLevel(level)
+    root.setLevel(min([level] + [h.level for h in root.handlers if h.level]))
+    for name in NOISY:
+        logging.getLogger(name).setLevel(max(logging.WARNING, level))
+
+
+def reload_level(conf):
+    """Re-read the config files and apply their log_level (SIGHUP).
+
+    The files are first loaded into a fresh configuration, so a broken file
+    leaves everything as it was (and says why). Only log_level changes in
+    the running daemon (it is the one option marked mutable); oslo.config
+    warns about any other option that changed and needs a restart.
+    Returns the level now in effect.
+    """
+    old = conf.log_level
+    argv = []
+    for path in conf.config_file or []:
+        argv += ["--config-file", path]
+    if conf.config_dir:
+        argv += ["--config-dir", conf.config_dir]
+    try:
+        config.load(argv, config_files=[])
+        conf.mutate_config_files()
+        new = conf.log_level
+    except errors.ConfigError as exc:
+        LOG.warning("SIGHUP: configuration not re-read: %s; log level stays %s", exc, old)
+        return old
+    old_no, new_no = logging.getLevelName(old), logging.getLevelName(new)
+    # Say it while the more verbose of the two levels is in effect.
+    say_at = max(logging.INFO, min(old_no, new_no))
+    if new_no > old_no:
+        LOG.log(say_at, "SIGHUP: log level changed from %s to %s", old, new)
+    _set_levels(new_no)
+    if new_no < old_no:
+        LOG.log(say_at, "SIGHUP: log level changed from %s to %s", old, new)
+    elif new_no == old_no:
+        LOG.log(say_at, "SIGHUP: configuration re-read; log level stays %s", new)
+    return new

@@ -1,0 +1,109 @@
+"""Keeping secrets out of logs and bug reports.
+
+A secret is the value of any option registered with `secret=True` (the
+engine token, the Keystone password, the store URL, the db-upgrade
+connections) and any password written inside a URL (`scheme://user:PASSWORD@host`),
+in whatever option it appears. `redact()` masks both in a text.
+"""
+
+import re
+from urllib.parse import unquote
+
+from st2bridge import config
+
+MASK = "***"
+# Shorter values are not masked inside texts: masking every "ab" would garble
+# the text, and a secret that short protects nothing anyway.
+MIN_SECRET_LEN = 4
+
+# scheme://user:PASSWORD@host -- the user part may be empty (redis://:pw@host).
+_URL_PASSWORD = re.compile(r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)(?=@)")
+
+
+def mask_urls(text):
+    """The text with every password inside a URL replaced by ***."""
+    return _URL_PASSWORD.sub(lambda m: m.group("pre") + MASK, text)
+
+
+def url_passwords(text):
+    """The passwords written inside URLs in `text`, as written and URL-decoded."""
+    found = set()
+    for match in _URL_PASSWORD.finditer(text):
+        found.update((match.group("pw"), unquote(match.group("pw"))))
+    return found
+
+
+def _values(value):
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    if isinstance(value, dict):
+        return ["%s:%s" % item for item in value.items()]
+    return [str(value)]
+
+
+def _options(conf):
+    """(group name, opt, value) for every bridge option."""
+    for group, opts in config.GROUPS:
+        node = conf if group is None else conf[group]
+        for opt in opts:
+            yield group or "DEFAULT", opt, getattr(node, opt.dest)
+
+
+def secret_values(conf):
+    """Every secret the configuration holds (see the module docstring)."""
+    secrets = set()
+    for _, opt, value in _options(conf):
+        for text in _values(value):
+            if opt.secret and not _is_url(text):
+                secrets.add(text)
+            secrets.update(url_passwords(text))
+    return {s for s in secrets if len(s) >= MIN_SECRET_LEN}
+
+
+def _is_url(value):
+    """A URL's secret is its password (masked on its own): the rest of it,
+    such as an SQLite path, helps whoever reads a bug report."""
+    return isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) is not None
+
+
+def redact(text, secrets):
+    """`text` without any of `secrets` nor URL passwords (longest first, so a
+    secret that contains another is masked whole)."""
+    text = mask_urls(text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def effective_config(conf):
+    """{group: {option: value}} as the bridge sees it, with every secret
+    option shown as *** when set (a URL: its password), and URL passwords
+    masked everywhere."""
+    out = {}
+    for group, opt, value in _options(conf):
+        if opt.secret and value not in (None, "", []) and not _is_url(value):
+            value = MASK
+        elif isinstance(value, str):
+            value = mask_urls(value)
+        elif isinstance(value, (list, tuple)):
+            value = [mask_urls(v) if isinstance(v, str) else v for v in value]
+        out.setdefault(group, {})[opt.name] = value
+    return out
+
+
+def config_text(conf):
+    """The effective configuration as an INI text (values redacted)."""
+    lines = ["# effective configuration of st2bridge; secrets shown as %s" % MASK,
+             "# read from: %s" % (", ".join(conf.config_file or []) or "(defaults only)")]
+    for group, values in effective_config(conf).items():
+        lines.append("\n[%s]" % group)
+        for name, value in values.items():
+            if isinstance(value, list):
+                for item in value or [""]:
+                    lines.append("%s = %s" % (name, item))
+            else:
+                lines.append("%s = %s" % (name, "" if value is None else value))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,149 @@
+"""Prometheus metrics: lease takeovers counted by both stores, and the
+endpoint of a real tracker process whose values move."""
+
+import importlib.util
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import mongomock
+import pytest
+import requests
+
+from st2bridge import status as st
+from st2bridge.metrics import callback_outcome
+from st2bridge.store import open_store
+from st2bridge.store.base import new_execution_record
+from st2bridge.store.mongo import MongoStore
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("engine_sim", ROOT / "tools" / "engine_sim.py")
+engine_sim = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(engine_sim)
+
+
+def running(eid, now):
+    return new_execution_record(id=str(uuid.uuid4()), workflow_name="wf", engine_execution_id=eid,
+                                status=st.RUNNING, created_at=now, updated_at=now, tracked=True,
+                                next_poll_at=now)
+
+
+@pytest.fixture(params=["sqlite", "mongo"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = open_store("sqlite:///%s" % (tmp_path / "b.db"))
+    else:
+        with mongomock.patch(servers=(("localhost", 27017),)):
+            s = MongoStore("mongodb://localhost:27017/t", database="t")
+    yield s
+    s.close()
+
+
+def test_a_claim_of_a_lapsed_lease_is_a_takeover(store):
+    now = 1000.0
+    for i in range(3):
+        store.create_execution(running("e%d" % i, now))
+    assert len(store.claim_due("a", now, 10, 10)) == 3 and store.lease_takeovers == 0
+    # "a" finishes one check (releases it) and dies with two in flight.
+    first = store.list_executions()[0]["id"]
+    store.update_execution(first, {"lease_owner": None, "lease_expires_at": None})
+    claimed = store.claim_due("b", now + 11, 10, 10)
+    assert len(claimed) == 3 and store.lease_takeovers == 2
+    assert {r["lease_owner"] for r in claimed} == {"b"}
+    assert {r["lease_expires_at"] for r in claimed} == {now + 21}
+
+
+def test_callback_outcomes():
+    assert [callback_outcome(c) for c in (200, 202, 401, 404, 503)] == [
+        "accepted", "deferred", "rejected", "rejected", "error"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(url):
+    """{'name{labels}': value} of one scrape."""
+    values = {}
+    for line in requests.get(url, timeout=5).text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            values[key] = float(value)
+    return values
+
+
+def test_endpoint_of_a_real_tracker(tmp_path):
+    sim = engine_sim.start_in_thread(duration=1)
+    port, cb_port = free_port(), free_port()
+    proc = None
+    try:
+        ids = requests.post(sim.base + "/_sim/executions", json={"count": 4, "duration": 3},
+                            timeout=5).json()["ids"]
+        gone = ids[0]
+        requests.put(sim.base + "/_sim/faults", json={"not_found": [gone]}, timeout=5)
+        with open_store("sqlite:///%s" % (tmp_path / "bridge.db")) as s:
+            now = time.time()
+            for eid in ids:
+                s.create_execution(running(eid, now))
+        conf = tmp_path / "bridge.conf"
+        conf.write_text(
+            "[DEFAULT]\nstate_path = %s\n[engine]\napi_url = %s\nretry_exp_msec = 100\n"
+            "[resultstracker]\nmode = hybrid\nstale_after = 0.2\nquery_interval = 0.2\n"
+            "heartbeat_interval = 0.3\n[callback]\nport = %d\n[metrics]\nport = %d\n"
+            % (tmp_path, sim.url, cb_port, port))
+        proc = subprocess.Popen([sys.executable, "-m", "st2bridge.tracker.daemon",
+                                 "--config-file", str(conf)], cwd=str(ROOT),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = "http://127.0.0.1:%d/metrics" % port
+        deadline = time.monotonic() + 20
+        first = None
+        while time.monotonic() < deadline:
+            try:
+                values = scrape(url)
+            except requests.ConnectionError:
+                time.sleep(0.2)
+                continue
+            first = first or values
+            if values.get('st2bridge_executions{status="succeeded"}', 0) \
+                    + values.get('st2bridge_executions{status="failed"}', 0) == 3:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("executions never finished: %s" % {k: v for k, v in values.items()
+                                                            if "executions" in k})
+        assert first['st2bridge_executions{status="running"}'] == 4
+        assert values['st2bridge_executions{status="running"}'] \
+            + values['st2bridge_executions{status="abandoned"}'] == 1        # the 404 one
+        assert values["st2bridge_checks_total"] > first.get("st2bridge_checks_total", 0)
+        assert values["st2bridge_engine_requests_total"] >= 4
+        assert values['st2bridge_engine_errors_total{kind="not_found"}'] >= 1
+        assert values["st2bridge_check_lateness_seconds_count"] >= 4
+        assert values["st2bridge_lease_takeovers_total"] == 0
+        assert values["st2bridge_heartbeat_timestamp_seconds"] > time.time() - 10
+        # A callback the listener rejects (unknown execution) is counted with its latency.
+        requests.post("http://127.0.0.1:%d/v1/callbacks/mistral/nope" % cb_port, json={},
+                      timeout=5)
+        values = scrape(url)
+        assert values['st2bridge_callbacks_total{code="404",outcome="rejected"}'] == 1
+        assert values["st2bridge_callback_duration_seconds_count"] == 1
+        assert requests.get(url.replace("/metrics", "/other"), timeout=5).status_code == 404
+    finally:
+        if proc:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        sim.stop()
+
+
+def test_metrics_port_0_disables_the_endpoint(tmp_path):
+    from st2bridge import config
+    path = tmp_path / "bridge.conf"
+    path.write_text("[metrics]\nport = 0\n")
+    assert config.load(["--config-file", str(path)]).metrics.port == 0
+    assert re.search(r"port = 9102", (ROOT / "conf" / "bridge.conf.sample").read_text())
