@@ -177,14 +177,28 @@ def task_rows(engine, root_id, now):
     rows = []
 
     def add(execution_id, workflow):
-        tasks = sorted(engine.list_tasks(execution_id), key=lambda t: t.get("created_at") or "")
-        for task in tasks:
+        for task in _in_order(engine.list_tasks(execution_id)):
             rows.append(_task_row(task, workflow, now))
             for sub in subs.get(task.get("id"), []):
                 add(sub["id"], sub.get("workflow_name"))
 
     add(root_id, None)
     return rows
+
+
+def _in_order(tasks):
+    """By creation; within one second (the engine's resolution) a task comes
+    after the task that triggered it (runtime_context.triggered_by)."""
+    by_id = {t.get("id"): t for t in tasks}
+
+    def depth(task, seen=()):
+        context = task.get("runtime_context") if isinstance(task.get("runtime_context"), dict) else {}
+        parents = [by_id[p["task_id"]] for p in context.get("triggered_by") or []
+                   if isinstance(p, dict) and p.get("task_id") in by_id
+                   and p["task_id"] not in seen]
+        return 1 + max(depth(p, seen + (task.get("id"),)) for p in parents) if parents else 0
+
+    return sorted(tasks, key=lambda t: (t.get("created_at") or "", depth(t)))
 
 
 def _task_row(task, workflow, now):

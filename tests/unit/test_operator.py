@@ -315,3 +315,12 @@ def test_rerun_of_an_execution_the_bridge_did_not_start(env):
     engine.add_task("other", "t", "ERROR")
     with pytest.raises(errors.NotFound, match="which this bridge did not start"):
         control.rerun_task(engine, store, "other-t", clock=clock)
+
+
+def test_tasks_of_one_second_are_ordered_by_what_triggered_them():
+    second = "2026-11-21 12:00:00"
+    tasks = [{"id": "c", "created_at": second, "runtime_context": {"triggered_by": [{"task_id": "b"}]}},
+             {"id": "b", "created_at": second, "runtime_context": {"triggered_by": [{"task_id": "a"}]}},
+             {"id": "a", "created_at": second, "runtime_context": {}},
+             {"id": "z", "created_at": "2026-11-21 11:59:59"}]
+    assert [t["id"] for t in executions._in_order(tasks)] == ["z", "a", "b", "c"]
