@@ -9,8 +9,11 @@ import time
 
 from st2bridge import status as st
 
-TASK_FIELDS = ("id", "name", "state", "state_info", "type", "created_at",
-               "updated_at", "started_at", "finished_at")
+# What the bridge asks the engine for (`fields=`), so the engine sends no more.
+LIGHT_FIELDS = ["id", "state", "state_info", "updated_at"]
+FINAL_FIELDS = LIGHT_FIELDS + ["output"]
+TASK_FIELDS = ["id", "name", "state", "state_info", "type", "created_at",
+               "updated_at", "started_at", "finished_at"]
 
 
 def engine_time(value):
@@ -77,7 +80,8 @@ def finish(engine, store, record, clock, finished_by, concurrently=None):
     first. Engine errors propagate: the record stays active for a next attempt.
     """
     root = record["engine_execution_id"]
-    fetches = (lambda: engine.get_execution(root), lambda: engine.list_tasks(root))
+    fetches = (lambda: engine.get_execution(root, fields=FINAL_FIELDS),
+               lambda: engine.list_tasks(root, fields=TASK_FIELDS))
     execution, tasks = concurrently(*fetches) if concurrently else [f() for f in fetches]
     changes = terminal_changes(execution, tasks, clock(), finished_by)
     # Tasks of sub-workflows are known only from their callbacks: keep them

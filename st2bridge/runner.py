@@ -19,7 +19,6 @@ from st2bridge.store.base import new_execution_record
 
 LOG = logging.getLogger(__name__)
 
-LIGHT_FIELDS = ["id", "state", "state_info", "updated_at"]
 
 
 CALLBACK_PATH = "/v1/callbacks/mistral/"
@@ -156,7 +155,7 @@ class Runner:
             if st.is_terminal(record["status"]):
                 return record
             engine_id = record["engine_execution_id"]
-            execution = self.engine.get_execution(engine_id, fields=LIGHT_FIELDS)
+            execution = self.engine.get_execution(engine_id, fields=results.LIGHT_FIELDS)
             now = self.clock()
             if execution.get("state") in st.ENGINE_TERMINAL:
                 results.finish(self.engine, self.store, record, self.clock, "wait")

@@ -25,12 +25,9 @@ import time
 from st2bridge import errors, results
 from st2bridge import status as st
 from st2bridge.engine.retry import backoff_delay
+from st2bridge.results import LIGHT_FIELDS, TASK_FIELDS
 
 LOG = logging.getLogger(__name__)
-
-LIGHT_FIELDS = ["id", "state", "state_info", "updated_at"]
-TASK_FIELDS = ["id", "name", "state", "state_info", "type", "created_at",
-               "updated_at", "started_at", "finished_at"]
 
 # While the pool is full and work is due, wait this long for a free slot
 # instead of spinning.
