@@ -41,6 +41,10 @@ import urllib.request
 from pathlib import Path
 
 MISTRAL_VERSION = "23.0.0"
+# Every component but the event engine: Mistral 23's event engine spins on
+# queue.get_nowait() with no wait (event_engine/default_event_engine.py,
+# _loop), burning a whole core while idle. The bridge uses no event triggers.
+SERVERS = "api,engine,executor,notifier,periodic"
 VENV_NAME = f"mistral-{MISTRAL_VERSION}-venv"
 RABBIT_PORT, PG_PORT = 5672, 5432
 EXIT_OK, EXIT_FAIL, EXIT_DOWN = 0, 1, 3  # 2 (usage) comes from argparse
@@ -127,7 +131,7 @@ class Instance:
         self.marker = self.venv / f".st2bridge-mistral-{MISTRAL_VERSION}"
 
     # mistral-server renames its processes (setproctitle): the master becomes "mistral-server: master
-    # process [.../mistral-server --server all --config-file F]", each forked component "mistral-server:
+    # process [.../mistral-server --server ... --config-file F]", each forked component "mistral-server:
     # ServiceWrapper worker(0)" (no config path); all stay in the master's process group.
     def recorded_pid(self) -> int | None:
         try:
@@ -277,7 +281,7 @@ host = {inst.host}
 port = {inst.port}
 
 [cron_trigger]
-# `--server all` runs the periodic component, which processes cron triggers. Left True, the API runs a
+# The periodic component runs, and processes cron triggers. Left True, the API runs a
 # second, competing loop, and the server no longer exits on SIGTERM (`stop` needs SIGKILL after 20 s).
 run_in_api = False
 
@@ -343,14 +347,14 @@ def cmd_start(inst: Instance) -> None:
         ensure_postgresql(inst)
     write_config(inst)
     prepare_db(inst)
-    say(f"starting mistral-server --server all (log {inst.log})")
+    say(f"starting mistral-server --server {SERVERS} (log {inst.log})")
     t0 = time.monotonic()
     with open(inst.log, "ab") as log:
         log.write(f"---- mistral_local.py start {time.strftime('%Y-%m-%d %H:%M:%S')} ----\n".encode())
         log.flush()
-        # Its own session, so that `stop` can signal the whole group: --server all forks one process
-        # per component (api, engine, executor, notifier, event-engine, periodic).
-        proc = subprocess.Popen([str(inst.bin / "mistral-server"), "--server", "all", "--config-file",
+        # Its own session, so that `stop` can signal the whole group: mistral-server forks one process
+        # per component.
+        proc = subprocess.Popen([str(inst.bin / "mistral-server"), "--server", SERVERS, "--config-file",
                                  str(inst.conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 cwd=inst.home, env=VENV_ENV, start_new_session=True)
     inst.pidfile.write_text(f"{proc.pid}\n")
