@@ -5,9 +5,13 @@ CLI's --wait), so all of them write the same record the same way.
 """
 
 import calendar
+import logging
 import time
 
 from st2bridge import status as st
+from st2bridge.errors import BridgeError
+
+LOG = logging.getLogger(__name__)
 
 # What the bridge asks the engine for (`fields=`), so the engine sends no more.
 LIGHT_FIELDS = ["id", "state", "state_info", "updated_at"]
@@ -52,41 +56,66 @@ def progress_changes(execution, tasks, now):
 
 
 def terminal_changes(execution, tasks, now, finished_by):
-    """Changes that end a record: final status, output, error, tasks."""
+    """Changes that end a record: final status, output, error (and tasks,
+    unless `tasks` is None: then the record keeps the ones it has)."""
     state = execution.get("state")
     status = st.from_engine(state)
     failed = status in (st.FAILED, st.CANCELED)
-    return {
+    changes = {
         "status": status,
         "engine_state": state,
         "engine_updated_at": execution.get("updated_at"),
         "output": execution.get("output") if isinstance(execution.get("output"), dict) else {},
         "error": (execution.get("state_info") or None) if failed else None,
-        "tasks": tasks_view(tasks),
         "ended_at": engine_time(execution.get("updated_at")) or now,
         "updated_at": now,
         "finished_by": finished_by,
         "lease_owner": None,
         "lease_expires_at": None,
     }
+    if tasks is not None:
+        changes["tasks"] = tasks_view(tasks)
+    return changes
 
 
-def finish(engine, store, record, clock, finished_by, concurrently=None):
+def finish(engine, store, record, clock, finished_by, concurrently=None, tasks_after=False):
     """Fetch the final output and tasks and write the terminal record once.
 
     `concurrently(f, g)` runs the two engine requests at the same time (the
     daemon's green threads); without it they run one after the other.
+    `tasks_after`: the record's task view is current already (kept up by task
+    callbacks), so write the terminal record as soon as the output is known
+    and refresh the tasks from the engine right after.
     Returns True if this call wrote the record, False if another writer was
     first. Engine errors propagate: the record stays active for a next attempt.
     """
     root = record["engine_execution_id"]
-    fetches = (lambda: engine.get_execution(root, fields=FINAL_FIELDS),
-               lambda: engine.list_tasks(root, fields=TASK_FIELDS))
-    execution, tasks = concurrently(*fetches) if concurrently else [f() for f in fetches]
+    get_execution = lambda: engine.get_execution(root, fields=FINAL_FIELDS)  # noqa: E731
+    get_tasks = lambda: engine.list_tasks(root, fields=TASK_FIELDS)  # noqa: E731
+    if tasks_after:
+        execution, tasks = get_execution(), None
+    elif concurrently:
+        execution, tasks = concurrently(get_execution, get_tasks)
+    else:
+        execution, tasks = get_execution(), get_tasks()
     changes = terminal_changes(execution, tasks, clock(), finished_by)
-    # Tasks of sub-workflows are known only from their callbacks: keep them
-    # (re-read: callbacks may have added some while the engine answered).
+    if tasks is not None:
+        changes["tasks"] += _child_tasks(store, record, root)
+    written = store.update_execution(record["id"], changes, if_active=True)
+    if written and tasks_after:
+        # The record is final already; this only completes its task view.
+        try:
+            tasks = tasks_view(get_tasks()) + _child_tasks(store, record, root)
+            store.update_execution(record["id"], {"tasks": tasks}, if_active=False)
+        except BridgeError as exc:
+            LOG.warning("execution %s finished; its task view was not refreshed from the "
+                        "engine (%s): it shows the tasks its callbacks reported", record["id"], exc)
+    return written
+
+
+def _child_tasks(store, record, root):
+    """Tasks of sub-workflows are known only from their callbacks: keep them
+    (re-read: callbacks may have added some while the engine answered)."""
     current = store.get_execution(record["id"])
-    changes["tasks"] += [t for t in current.get("tasks") or []
-                         if t.get("workflow_execution_id") not in (None, root)]
-    return store.update_execution(record["id"], changes, if_active=True)
+    return [t for t in current.get("tasks") or []
+            if t.get("workflow_execution_id") not in (None, root)]

@@ -31,6 +31,7 @@ class Outcome:
     result: str               # what happened, for the answer and the log
     changes: dict = dataclasses.field(default_factory=dict)
     finish: bool = False      # the workflow ended: fetch output and finish
+    task: tuple = None        # (index in the record's tasks or None to append, task view)
 
 
 def parse(body):
@@ -87,8 +88,7 @@ def _task_event(record, event, root):
     view["workflow_execution_id"] = event["workflow_execution_id"]
     if event["workflow_execution_id"] != root:
         view["workflow_name"] = event.get("workflow_name")
-    tasks = [dict(t) for t in record.get("tasks") or []]
-    for i, known in enumerate(tasks):
+    for index, known in enumerate(record.get("tasks") or []):
         if known.get("id") != event["id"]:
             continue
         if (known.get("state"), known.get("updated_at")) == (view["state"], view["updated_at"]):
@@ -96,11 +96,8 @@ def _task_event(record, event, root):
         if _older(view["updated_at"], known.get("updated_at")) or (
                 known.get("status") in st.TERMINAL and view["status"] not in st.TERMINAL):
             return Outcome("ignored: older than the recorded task state")
-        tasks[i] = dict(known, **view)
-        break
-    else:
-        tasks.append(view)
-    return Outcome("task %s %s" % (view["name"], view["state"]), changes={"tasks": tasks})
+        return Outcome("task %s %s" % (view["name"], view["state"]), task=(index, dict(known, **view)))
+    return Outcome("task %s %s" % (view["name"], view["state"]), task=(None, view))
 
 
 def _older(theirs, ours):

@@ -77,12 +77,15 @@ class CallbackHandler:
             now = self.clock()
             if outcome.finish:
                 return self._start_finish(record, event)
-            if outcome.changes:
+            if outcome.changes or outcome.task:
                 changes = dict(outcome.changes, last_event_at=now, updated_at=now)
                 if self.mode == "hybrid":
                     # Heard from: the poller leaves it alone until it goes silent.
                     changes["next_poll_at"] = now + self.stale_after
-                self.store.update_execution(execution_id, changes, if_active=True)
+                if outcome.task:
+                    self.store.update_task(execution_id, *outcome.task, changes, if_active=True)
+                else:
+                    self.store.update_execution(execution_id, changes, if_active=True)
         LOG.debug("callback %s for execution %s: %s", event["event"], execution_id, outcome.result)
         return 200, {"result": outcome.result}
 
@@ -95,8 +98,10 @@ class CallbackHandler:
 
     def _finish(self, record, event):
         try:
+            # Task callbacks kept the task view current: the output is all the
+            # terminal record waits for; the tasks are refreshed right after.
             written = results.finish(self.engine, self.store, record, self.clock, "callback",
-                                     self.executor.concurrently)
+                                     tasks_after=True)
             if written:
                 LOG.info("execution %s %s (finished by callback)", record["id"],
                          st.from_engine(event["state"]))

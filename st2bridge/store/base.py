@@ -112,6 +112,14 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def update_task(self, execution_id, index, task, changes=None, *, if_active=True):
+        """Set one entry of the record's task list (`index` None appends) and
+        the top-level `changes`, atomically, under update_execution's
+        `if_active` condition. Returns True if written, False if the condition
+        did not hold; NotFound if no record. (A callback changes one task: the
+        list is not rewritten.)"""
+
+    @abc.abstractmethod
     def update_many(self, updates, *, if_active=True, if_lease_owner=None):
         """Apply many (execution_id, changes) pairs, each under the same
         conditions as update_execution, in one transaction or round trip.

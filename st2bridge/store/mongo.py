@@ -259,6 +259,32 @@ class MongoStore(Store):
         return False
 
     @_translated
+    def update_task(self, execution_id, index, task, changes=None, *, if_active=True):
+        # Tasks are stored as JSON text (see _encode), so the list is read and
+        # written back; the write is conditional on the text read, so a
+        # concurrent change makes it retry instead of being lost.
+        changes = prepare_changes(changes or {})
+        if "tasks" in changes:
+            raise ValueError("update_task sets one task; do not also pass 'tasks'")
+        while True:
+            doc = self._executions.find_one({"_id": execution_id}, {"tasks": 1, "status": 1})
+            if doc is None:
+                raise NotFound("no execution %s" % execution_id)
+            if if_active and doc.get("status") in TERMINAL:
+                return False
+            tasks = json.loads(doc["tasks"]) if isinstance(doc.get("tasks"), str) else []
+            if index is None:
+                tasks.append(task)
+            else:
+                tasks[index] = task
+            query = {"_id": execution_id, "tasks": doc.get("tasks")}
+            if if_active:
+                query["status"] = {"$nin": list(TERMINAL)}
+            update = _encode(dict(changes, tasks=tasks), _EXECUTION_PAYLOAD)
+            if self._executions.update_one(query, {"$set": update}).matched_count:
+                return True
+
+    @_translated
     def update_many(self, updates, *, if_active=True, if_lease_owner=None):
         # One conditional update_one each. (bulk_write would save round trips;
         # mongomock 4.3 cannot run pymongo 4.x's UpdateOne, so the contract

@@ -278,6 +278,27 @@ class SqliteStore(Store):
                 raise NotFound("no execution %s" % execution_id)
         return False
 
+    def update_task(self, execution_id, index, task, changes=None, *, if_active=True):
+        changes = prepare_changes(changes or {})
+        if "tasks" in changes:
+            raise ValueError("update_task sets one task; do not also pass 'tasks'")
+        path = "$.tasks[#]" if index is None else "$.tasks[%d]" % int(index)
+        fields = tuple(sorted(changes))
+        columns = [f for f in fields if f in INDEXED_FIELDS]
+        sql = "UPDATE executions SET %s doc = json_set(doc, %s) WHERE id = ?%s" % (
+            "".join("%s = ?, " % c for c in columns),
+            ", ".join(["'%s', json(?)" % path] + ["'$.%s', json(?)" % f for f in fields]),
+            _conditions(if_active, None))
+        row = ([_column_value(f, changes[f]) for f in columns] + [_dumps(task)]
+               + [_dumps(changes[f]) for f in fields] + [execution_id])
+        with self._write() as conn:
+            if conn.execute(sql, row).rowcount:
+                return True
+            if conn.execute("SELECT 1 FROM executions WHERE id = ?",
+                            (execution_id,)).fetchone() is None:
+                raise NotFound("no execution %s" % execution_id)
+        return False
+
     def update_many(self, updates, *, if_active=True, if_lease_owner=None):
         # Updates with the same fields share one statement.
         groups = {}

@@ -278,7 +278,7 @@ def test_rerun_reopens_the_record_and_tracks_it_to_the_end(env):
     engine_id = record["engine_execution_id"]
     task_event = {"event": "TASK_RERUN", "id": task_id, "workflow_execution_id": engine_id,
                   "name": "t1", "state": "RUNNING", "updated_at": engine._stamp()}
-    assert events.apply(reopened, task_event).changes["tasks"][0]["state"] == "RUNNING"
+    assert events.apply(reopened, task_event).task[1]["state"] == "RUNNING"
     assert events.apply(reopened, {"event": "WORKFLOW_SUCCEEDED", "id": engine_id,
                                    "state": "SUCCESS"}).finish
     engine.tasks[engine_id][0]["state"] = "SUCCESS"

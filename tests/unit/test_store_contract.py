@@ -578,3 +578,20 @@ def test_close_twice_and_use_after_close(backend):
     with pytest.raises(StoreError):
         store.create_execution(rec(id="e2"))
     assert backend.open().get_execution("e1")["id"] == "e1"
+
+
+def test_update_task_sets_one_entry_under_the_condition(store):
+    store.create_execution(rec(id="t0", tasks=[{"id": "a", "state": "RUNNING"}]))
+    assert store.update_task("t0", None, {"id": "b", "state": "RUNNING"}, {"last_event_at": T0 + 1})
+    assert store.update_task("t0", 0, {"id": "a", "state": "SUCCESS"})
+    got = store.get_execution("t0")
+    assert got["tasks"] == [{"id": "a", "state": "SUCCESS"}, {"id": "b", "state": "RUNNING"}]
+    assert got["last_event_at"] == T0 + 1
+    store.update_execution("t0", {"status": st.SUCCEEDED})
+    assert store.update_task("t0", None, {"id": "c"}) is False
+    assert len(store.get_execution("t0")["tasks"]) == 2
+    assert store.update_task("t0", None, {"id": "c"}, if_active=False) is True
+    with pytest.raises(NotFound):
+        store.update_task("missing", None, {"id": "x"})
+    with pytest.raises(ValueError):
+        store.update_task("t0", 0, {"id": "a"}, {"tasks": []})
