@@ -16,6 +16,7 @@ from st2bridge import errors, results
 from st2bridge import status as st
 from st2bridge.callbacks import events, secrets
 from st2bridge.green import InlineExecutor
+from st2bridge.store.group_commit import GroupCommit
 
 LOG = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class CallbackHandler:
         # Runs result fetches after the answer (inline in tests).
         self.executor = executor or InlineExecutor()
         self.counts = {"accepted": 0, "rejected": 0}
+        # Events arriving together share one store transaction.
+        self.commits = GroupCommit(store)
         self.observers = []     # metrics hooks: called with (HTTP status, seconds taken)
         self._finishing = set()
         # One lock per execution: its task events arrive concurrently and each
@@ -83,9 +86,11 @@ class CallbackHandler:
                     # Heard from: the poller leaves it alone until it goes silent.
                     changes["next_poll_at"] = now + self.stale_after
                 if outcome.task:
-                    self.store.update_task(execution_id, *outcome.task, changes, if_active=True)
+                    self.commits.run(lambda: self.store.update_task(
+                        execution_id, *outcome.task, changes, if_active=True))
                 else:
-                    self.store.update_execution(execution_id, changes, if_active=True)
+                    self.commits.run(lambda: self.store.update_execution(
+                        execution_id, changes, if_active=True))
         LOG.debug("callback %s for execution %s: %s", event["event"], execution_id, outcome.result)
         return 200, {"result": outcome.result}
 

@@ -39,6 +39,7 @@ A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}
 """
 
 import abc
+import contextlib
 
 # Indexed fields that list/claim queries filter or sort on. Backends keep them
 # queryable (columns in SQLite, indexes in MongoDB); every other field is opaque.
@@ -172,6 +173,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def remove_service(self, service_id):
         """Delete a service record; a missing one is not an error."""
+
+    def transaction(self):
+        """A context in which several writes share one transaction (one
+        commit), where the backend has them; each write keeps its own
+        conditions. A write that raises inside it does not undo the others.
+        Default: no grouping (MongoDB writes are single-document atomic)."""
+        return contextlib.nullcontext()
 
     # -- housekeeping -------------------------------------------------------
 

@@ -118,7 +118,8 @@ class SqliteStore(Store):
     def __init__(self, path, busy_timeout=10.0):
         self.path = os.fspath(path)
         self.busy_timeout = float(busy_timeout)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()   # transaction() holds it around nested writes
+        self._grouped = False
         self._conn = None
         with self._errors():
             if self.path != ":memory:":
@@ -211,9 +212,27 @@ class SqliteStore(Store):
     @contextlib.contextmanager
     def _write(self):
         """One BEGIN IMMEDIATE transaction: the write lock is held from the
-        first read, so whatever the body checks still holds when it writes."""
-        with self._lock, self._errors(), _transaction(self._connection()) as conn:
-            yield conn
+        first read, so whatever the body checks still holds when it writes.
+        Inside transaction() it is part of that one."""
+        with self._lock, self._errors():
+            if self._grouped:
+                yield self._connection()
+                return
+            with _transaction(self._connection()) as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def transaction(self):
+        with self._lock, self._errors():
+            if self._grouped:       # nested: part of the outer one
+                yield
+                return
+            with _transaction(self._connection()):
+                self._grouped = True
+                try:
+                    yield
+                finally:
+                    self._grouped = False
 
     # -- executions ---------------------------------------------------------
 
