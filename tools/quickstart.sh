@@ -37,10 +37,14 @@ CONF
 cat "$CONF"
 BRIDGE=(.venv/bin/st2bridge --config-file "$CONF")
 
-step "results tracker (log: .local/resultstracker.log)"
 if [ -f "$LOCAL/resultstracker.pid" ] && kill -0 "$(cat "$LOCAL/resultstracker.pid")" 2>/dev/null; then
-    kill -TERM "$(cat "$LOCAL/resultstracker.pid")"; sleep 2
+    kill -TERM "$(cat "$LOCAL/resultstracker.pid")"; sleep 2    # a tracker left by an earlier run
 fi
+
+step "bridge store schema (st2bridge db-upgrade: a no-op when current)"
+"${BRIDGE[@]}" db-upgrade --target bridge --yes
+
+step "results tracker (log: .local/resultstracker.log)"
 .venv/bin/st2bridge-resultstracker --config-file "$CONF" >> "$LOCAL/resultstracker.log" 2>&1 &
 TRACKER=$!
 echo "$TRACKER" > "$LOCAL/resultstracker.pid"

@@ -52,7 +52,9 @@ def execution_text(record):
     view = execution_view(record)
     took = ""
     if record.get("ended_at") and record.get("created_at"):
-        took = " (took %.1f s)" % max(0.0, record["ended_at"] - record["created_at"])
+        # The engine's end time has one-second resolution.
+        seconds = record["ended_at"] - record["created_at"]
+        took = " (took %.0f s)" % seconds if seconds >= 1 else " (took under 1 s)"
     finished = " (finished by %s)" % view["finished_by"] if view["finished_by"] else ""
     lines = [
         "id:         %s" % view["id"],
