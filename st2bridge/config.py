@@ -133,6 +133,19 @@ metrics_opts = [
                 help="Port of the Prometheus endpoint (GET /metrics); 0 disables it."),
 ]
 
+web_opts = [
+    cfg.HostAddressOpt("host", default="127.0.0.1",
+                       help="Address the tracker's read-only web view of executions "
+                            "binds to. Any address other than a loopback one needs "
+                            "a token."),
+    cfg.PortOpt("port", default=9103,
+                help="Port of the web view (GET /executions); 0 disables it."),
+    cfg.StrOpt("token", secret=True,
+               help="Token the web view requires (header Authorization: Bearer "
+                    "TOKEN, or ?token=TOKEN once, which sets a cookie). Required "
+                    "when host is not a loopback address."),
+]
+
 db_upgrade_opts = [
     cfg.StrOpt("engine_config_file", default="/etc/mistral/mistral.conf",
                help="The engine's (Mistral's) config file: the migration commands "
@@ -210,6 +223,7 @@ GROUPS = [
     ("resultstracker", resultstracker_opts),
     ("callback", callback_opts),
     ("metrics", metrics_opts),
+    ("web", web_opts),
     ("db_upgrade", db_upgrade_opts),
 ]
 
@@ -249,7 +263,26 @@ def load(argv=(), conf=None, prog="st2bridge", config_files=None):
     except cfg.ConfigDirNotFoundError as exc:
         raise errors.ConfigError("config directory not found: %s" % exc.config_dir) from None
     _validate(conf)
+    _check_web(conf)
     return conf
+
+
+def is_loopback(host):
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_web(conf):
+    """The web view shows inputs and outputs: off loopback only with a token."""
+    if conf.web.port and not is_loopback(conf.web.host) and not conf.web.token:
+        raise errors.ConfigError(
+            "[web] token is required when [web] host (%s) is not a loopback address"
+            % conf.web.host)
 
 
 def _validate(conf):

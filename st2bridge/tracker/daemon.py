@@ -63,6 +63,7 @@ class Tracker:
         self.scheduler = BackgroundScheduler(daemon=True)
         self.metrics = None
         self.metrics_server = None
+        self.web_server = None
         self._takeovers_seen = 0
         self.stopping = False
         self.reload_requested = False
@@ -161,10 +162,27 @@ class Tracker:
             return
         LOG.info("metrics on http://%s:%d/metrics", *self.metrics_server.address)
 
+    def start_web(self):
+        """The read-only web view of executions ([web] port; 0 disables it)."""
+        from st2bridge.web.app import make_app as make_web_app
+        w = self.conf.web
+        try:
+            self.web_server = green.WsgiServer(
+                make_web_app(self.store, self.engine, token=w.token, clock=self.clock),
+                w.host, w.port, logging.getLogger("st2bridge.web"), name="web view")
+        except OSError as exc:
+            LOG.error("web view disabled: cannot listen on %s:%d ([web] port): %s",
+                      w.host, w.port, exc.strerror or exc)
+            return
+        LOG.info("web view on http://%s:%d/executions%s", *self.web_server.address,
+                 " (token required)" if w.token else "")
+
     def run(self):
         rt = self.conf.resultstracker
         if self.conf.metrics.port:
             self.start_metrics()
+        if self.conf.web.port:
+            self.start_web()
         if self.callbacks:
             self.start_listener()
         self.store.register_service(self.service)
@@ -203,6 +221,8 @@ class Tracker:
             self.listener.stop()   # the engine's callbacks go unanswered; polling catches up
         if self.metrics_server:
             self.metrics_server.stop()
+        if self.web_server:
+            self.web_server.stop()
         if not self.executor.wait(rt.drain_timeout):
             LOG.warning("%d checks still running after %.0f s; their leases lapse and "
                         "another tracker takes them over", self.executor.running(),

@@ -1,0 +1,1 @@
+"""The tracker's read-only web view of executions (app, data, graph, pages)."""

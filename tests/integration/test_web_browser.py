@@ -1,0 +1,198 @@
+"""The tracker's web view in headless Chromium (Selenium), against the real
+daemon and executions of the real Mistral. Screenshots go to test-output/web/."""
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+
+import pytest
+import requests
+from conftest import ROOT, Bridge, free_port, write_workflow
+
+pytestmark = pytest.mark.integration
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+SHOTS = ROOT / "test-output" / "web"
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+FLOWS = """version: '2.0'
+{p}_ok:
+  output:
+    html: "<script>window.__pwned = 1</script><b>bold</b>"
+    inner: <% $.inner %>
+  tasks:
+    first:
+      action: std.noop
+      on-success: [call_child]
+    call_child:
+      workflow: {p}_child
+      publish:
+        inner: <% task().result.value %>
+      on-complete: [last]
+    last:
+      action: std.noop
+{p}_child:
+  output:
+    value: <% $.value %>
+  tasks:
+    child_a:
+      with-items: i in <% [1, 2, 3] %>
+      action: std.echo output=<% $.i %>
+      publish:
+        value: <% task().result %>
+      on-success: [child_b]
+    child_b:
+      action: std.noop
+{p}_fail:
+  tasks:
+    first:
+      action: std.noop
+      on-success: [boom]
+    boom:
+      action: std.fail
+      on-success: [never]
+    never:
+      action: std.noop
+{p}_slow:
+  tasks:
+    nap:
+      action: std.sleep seconds=6
+      on-success: [after]
+    after:
+      action: std.noop
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, mistral):
+    bridge = Bridge(tmp_path_factory.mktemp("web"), mistral.api_url)
+    port = free_port()
+    bridge.write(mode="hybrid", callback_port=free_port(), extra="stale_after = 5\n")
+    bridge.conf.write_text(bridge.conf.read_text() + "[metrics]\nport = 0\n[web]\nport = %d\n" % port)
+    tracker = bridge.start_tracker()
+    base = "http://127.0.0.1:%d" % port
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            requests.get(base + "/v1/health", timeout=1)
+            break
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, "web view did not come up"
+            time.sleep(0.2)
+    prefix = "web_%s" % uuid.uuid4().hex[:6]
+    path = write_workflow(bridge.dir, FLOWS.format(p=prefix))
+    ids = {}
+    for kind in ("slow", "fail", "ok"):
+        proc = bridge.cli("run", path, "--workflow", "%s_%s" % (prefix, kind))
+        assert proc.returncode == 0, proc.stderr
+        ids[kind] = proc.stdout.strip()
+    yield {"base": base, "ids": ids, "bridge": bridge, "prefix": prefix}
+    tracker.send_signal(signal.SIGTERM)
+    assert tracker.wait(timeout=30) == 0
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("Debian's chromium and chromium-driver are not installed "
+                    "(tools/ensure-services.sh installs them)")
+    from selenium.webdriver.chrome.service import Service
+    profile = tempfile.mkdtemp(prefix="st2bridge-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1400,900", "--user-data-dir=" + profile):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_status(site, kind, timeout=40):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = site["bridge"].get(site["ids"][kind])
+        if record["status"] in ("succeeded", "failed", "canceled"):
+            return record
+        time.sleep(0.3)
+    pytest.fail("%s did not finish" % kind)
+
+
+def shot(driver, name):
+    # The whole page, not only the window.
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1400, max(900, min(height + 40, 2400)))
+    driver.save_screenshot(str(SHOTS / ("%s.png" % name)))
+
+
+def test_page_updates_while_the_workflow_runs(site, browser):
+    browser.get("%s/executions/%s" % (site["base"], site["ids"]["slow"]))
+    status = browser.find_element(By.ID, "status")
+    assert status.text in ("running", "requested"), status.text
+    nap = browser.find_element(By.CSS_SELECTOR, 'g.node[data-task="nap"]')
+    assert "state-RUNNING" in nap.get_attribute("class") or \
+        "state-NONE" in nap.get_attribute("class")
+    shot(browser, "running")
+    # No reload by the test: the page's own polling turns it green.
+    WebDriverWait(browser, 30, 0.3).until(
+        lambda d: d.find_element(By.ID, "status").text == "succeeded")
+    WebDriverWait(browser, 10, 0.3).until(lambda d: "state-SUCCESS" in d.find_element(
+        By.CSS_SELECTOR, 'g.node[data-task="after"]').get_attribute("class"))
+    shot(browser, "finished")
+
+
+def test_list_shows_the_executions_newest_first(site, browser):
+    for kind in ("fail", "ok"):
+        wait_status(site, kind)
+    browser.get(site["base"] + "/executions")
+    rows = [r.get_attribute("data-id") for r in browser.find_elements(By.CSS_SELECTOR, "#rows tr")]
+    ids = site["ids"]
+    assert rows.index(ids["ok"]) < rows.index(ids["fail"]) < rows.index(ids["slow"])
+    row = browser.find_element(By.CSS_SELECTOR, '#rows tr[data-id="%s"]' % ids["fail"])
+    assert "failed" in row.text and "st-failed" in row.find_element(
+        By.CSS_SELECTOR, ".badge").get_attribute("class")
+    shot(browser, "list")
+    browser.get(site["base"] + "/executions?status=failed&workflow=%s_fail" % site["prefix"])
+    rows = [r.get_attribute("data-id") for r in browser.find_elements(By.CSS_SELECTOR, "#rows tr")]
+    assert rows == [ids["fail"]]
+
+
+def test_failed_execution_shows_the_failed_node_and_its_error(site, browser):
+    wait_status(site, "fail")
+    browser.get("%s/executions/%s" % (site["base"], site["ids"]["fail"]))
+    assert browser.find_element(By.ID, "status").text == "failed"
+    boom = browser.find_element(By.CSS_SELECTOR, 'g.node[data-task="boom"]')
+    assert "failed" in boom.get_attribute("class").split() and "state-ERROR" in boom.get_attribute("class")
+    first = browser.find_element(By.CSS_SELECTOR, 'g.node[data-task="first"]')
+    assert "state-SUCCESS" in first.get_attribute("class")
+    never = browser.find_element(By.CSS_SELECTOR, 'g.node[data-task="never"]')
+    assert "state-NONE" in never.get_attribute("class")
+    failure = browser.find_element(By.ID, "failure")
+    assert "boom" in failure.text
+    error = failure.find_element(By.CSS_SELECTOR, "li pre.error").text
+    assert error.strip(), failure.text
+    shot(browser, "failed")
+
+
+def test_script_bearing_output_shows_as_text(site, browser):
+    record = wait_status(site, "ok")
+    assert record["status"] == "succeeded", record
+    browser.get("%s/executions/%s" % (site["base"], site["ids"]["ok"]))
+    output = browser.find_element(By.ID, "output")
+    assert "<script>window.__pwned = 1</script><b>bold</b>" in output.text
+    assert browser.execute_script("return window.__pwned") is None
+    assert not output.find_elements(By.TAG_NAME, "b")
+    # The sub-workflow is there, expandable, with its with-items task.
+    sub = browser.find_element(By.CSS_SELECTOR, 'details.sub[data-task="call_child"]')
+    sub.find_element(By.TAG_NAME, "summary").click()
+    child = sub.find_element(By.CSS_SELECTOR, 'g.node[data-task="child_a"]')
+    assert "state-SUCCESS" in child.get_attribute("class") and "3 items" in child.text
+    shot(browser, "execution")
