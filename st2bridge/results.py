@@ -84,8 +84,8 @@ def finish(engine, store, record, clock, finished_by, concurrently=None, tasks_a
     `concurrently(f, g)` runs the two engine requests at the same time (the
     daemon's green threads); without it they run one after the other.
     `tasks_after`: the record's task view is current already (kept up by task
-    callbacks), so write the terminal record as soon as the output is known
-    and refresh the tasks from the engine right after.
+    callbacks), so write the terminal record as soon as the output is known;
+    the caller then calls refresh_tasks().
     Returns True if this call wrote the record, False if another writer was
     first. Engine errors propagate: the record stays active for a next attempt.
     """
@@ -101,16 +101,20 @@ def finish(engine, store, record, clock, finished_by, concurrently=None, tasks_a
     changes = terminal_changes(execution, tasks, clock(), finished_by)
     if tasks is not None:
         changes["tasks"] += _child_tasks(store, record, root)
-    written = store.update_execution(record["id"], changes, if_active=True)
-    if written and tasks_after:
-        # The record is final already; this only completes its task view.
-        try:
-            tasks = tasks_view(get_tasks()) + _child_tasks(store, record, root)
-            store.update_execution(record["id"], {"tasks": tasks}, if_active=False)
-        except BridgeError as exc:
-            LOG.warning("execution %s finished; its task view was not refreshed from the "
-                        "engine (%s): it shows the tasks its callbacks reported", record["id"], exc)
-    return written
+    return store.update_execution(record["id"], changes, if_active=True)
+
+
+def refresh_tasks(engine, store, record):
+    """Complete a final record's task view from the engine (after a
+    finish(tasks_after=True)); on failure it keeps what callbacks reported."""
+    root = record["engine_execution_id"]
+    try:
+        tasks = tasks_view(engine.list_tasks(root, fields=TASK_FIELDS))
+        store.update_execution(record["id"], {"tasks": tasks + _child_tasks(store, record, root)},
+                               if_active=False)
+    except BridgeError as exc:
+        LOG.warning("execution %s finished; its task view was not refreshed from the "
+                    "engine (%s): it shows the tasks its callbacks reported", record["id"], exc)
 
 
 def _child_tasks(store, record, root):

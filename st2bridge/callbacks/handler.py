@@ -110,6 +110,7 @@ class CallbackHandler:
             if written:
                 LOG.info("execution %s %s (finished by callback)", record["id"],
                          st.from_engine(event["state"]))
+                results.refresh_tasks(self.engine, self.store, record)
         except (errors.EngineError, errors.StoreError) as exc:
             LOG.warning("execution %s ended (%s) but fetching its result failed: %s; "
                         "the poller finishes it", record["id"], event["state"], exc)

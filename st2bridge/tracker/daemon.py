@@ -223,6 +223,9 @@ class Tracker:
             self.metrics_server.stop()
         if self.web_server:
             self.web_server.stop()
+        if self.callbacks:
+            # Results being fetched after terminal callbacks finish first.
+            self.callbacks.executor.wait(rt.drain_timeout)
         if not self.executor.wait(rt.drain_timeout):
             LOG.warning("%d checks still running after %.0f s; their leases lapse and "
                         "another tracker takes them over", self.executor.running(),
