@@ -50,6 +50,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 import requests  # noqa: E402
 
 from bench_tracker import Proc, load  # noqa: E402
+from tcp_relay import Relay  # noqa: E402
 from st2bridge import app, config, workflow  # noqa: E402
 from st2bridge import status as st  # noqa: E402
 from st2bridge.callbacks import secrets  # noqa: E402
@@ -96,93 +97,6 @@ def engine_epoch(ts):
 def pct(values, p):
     values = sorted(values)
     return round(values[min(len(values) - 1, int(len(values) * p / 100.0))], 2) if values else None
-
-
-class Relay:
-    """A TCP relay that can be taken down (as tests/integration/tcp_proxy.py): while down its
-    port refuses connections and open ones are cut. Several upstreams: each connection goes to
-    the first that accepts, starting from a rotating one (trackers that are down are skipped)."""
-
-    def __init__(self, upstream_ports):
-        self.upstreams = list(upstream_ports)
-        self.port, self._down, self._open, self._lock, self._n = free_port(), False, [], threading.Lock(), 0
-        self._listen()
-
-    def _listen(self):
-        self._server = socket.socket()
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind(("127.0.0.1", self.port))
-        self._server.listen(128)
-        threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
-
-    def _accept(self, server):
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            if self._down:
-                client.close()
-                return
-            upstream, self._n = None, self._n + 1
-            for k in range(len(self.upstreams)):
-                try:
-                    upstream = socket.create_connection(
-                        ("127.0.0.1", self.upstreams[(self._n + k) % len(self.upstreams)]), timeout=5)
-                    upstream.settimeout(None)
-                    break
-                except OSError:
-                    continue
-            if upstream is None:
-                client.close()
-                continue
-            with self._lock:
-                self._open += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            with self._lock:
-                for s in (src, dst):
-                    if s in self._open:
-                        self._open.remove(s)
-                        s.close()
-
-    def down(self):
-        self._down = True
-        try:
-            self._server.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._server.close()
-        with self._lock:
-            for s in self._open:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                    s.close()
-                except OSError:
-                    pass
-            self._open = []
-
-    def up(self):
-        self._down = False
-        self._listen()
-
-    close = down
 
 
 class Tracker:

@@ -2,20 +2,13 @@
 workflows: each runs to success on the real engine through the bridge, with
 the number of tasks its topology promises."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+import reference_workflows as ref
 from conftest import write_workflow
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("reference_workflows",
-                                               ROOT / "tools" / "reference_workflows.py")
-ref = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ref)
 
 N, X = 3, 2
 

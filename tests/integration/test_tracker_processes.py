@@ -9,7 +9,7 @@ import time
 import uuid
 
 import pytest
-from tcp_proxy import TcpProxy
+import tcp_relay
 
 from st2bridge import status as st
 from st2bridge import workflow
@@ -124,7 +124,7 @@ def test_sigterm_drains_releases_and_leaves_the_registry(bridge, mistral):
 
 
 def test_engine_api_down_30s_nothing_lost(bridge, mistral):
-    proxy = TcpProxy(int(mistral.api_url.split(":")[2].split("/")[0]))
+    proxy = tcp_relay.Relay([int(mistral.api_url.split(":")[2].split("/")[0])])
     api_via_proxy = "http://127.0.0.1:%d/v2" % proxy.port
     try:
         bridge.write(api_url=api_via_proxy, extra=FAST_TRACKER)

@@ -5,7 +5,6 @@ v2 API the bridge sends. Durations are fractions of a second; the whole file
 runs in a few seconds.
 """
 
-import importlib.util
 import json
 import re
 import socket
@@ -13,19 +12,15 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
 
+import engine_sim
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.errors import (EngineBadRequest, EngineConflict, EngineNotFound,
                               EngineServerError, EngineUnavailable)
 
-_spec = importlib.util.spec_from_file_location(
-    "engine_sim", Path(__file__).resolve().parents[2] / "tools" / "engine_sim.py")
-engine_sim = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(engine_sim)
 
 WF = "version: '2.0'\nsim.wf:\n  tasks:\n    t1:\n      action: std.noop\n"
 LIGHT = ["state", "state_info", "updated_at"]

@@ -1,7 +1,6 @@
 """Logging: a file per component (logrotate-friendly), secrets masked, the
 level re-read on SIGHUP -- in-process and in a real tracker process."""
 
-import importlib.util
 import logging
 import os
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+import engine_sim
 from st2bridge import config, errors, logs
 from st2bridge import status as st
 from st2bridge.store import open_store
@@ -125,9 +125,6 @@ def test_reload_level(tmp_path):
 
 # -- a real tracker process ---------------------------------------------------
 
-_spec = importlib.util.spec_from_file_location("engine_sim", ROOT / "tools" / "engine_sim.py")
-engine_sim = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(engine_sim)
 
 
 def wait_for(predicate, timeout=15.0, what="condition"):

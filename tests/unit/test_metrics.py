@@ -1,7 +1,6 @@
 """Prometheus metrics: lease takeovers counted by both stores, and the
 endpoint of a real tracker process whose values move."""
 
-import importlib.util
 import re
 import signal
 import socket
@@ -15,6 +14,7 @@ import mongomock
 import pytest
 import requests
 
+import engine_sim
 from st2bridge import status as st
 from st2bridge.metrics import callback_outcome
 from st2bridge.store import open_store
@@ -22,9 +22,6 @@ from st2bridge.store.base import new_execution_record
 from st2bridge.store.mongo import MongoStore
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("engine_sim", ROOT / "tools" / "engine_sim.py")
-engine_sim = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(engine_sim)
 
 
 def running(eid, now):

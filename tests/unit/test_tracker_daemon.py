@@ -1,7 +1,6 @@
 """st2bridge-resultstracker as a real process against the engine simulator
 (no Mistral needed): draining, a second SIGTERM, and track/untrack."""
 
-import importlib.util
 import json
 import signal
 import subprocess
@@ -13,15 +12,13 @@ from pathlib import Path
 import pytest
 import requests
 
+import engine_sim
 from st2bridge import status as st
 from st2bridge.cli.main import main as cli
 from st2bridge.store import open_store
 from st2bridge.store.base import new_execution_record
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("engine_sim", ROOT / "tools" / "engine_sim.py")
-engine_sim = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(engine_sim)
 
 
 @pytest.fixture

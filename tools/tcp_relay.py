@@ -1,26 +1,27 @@
-"""A TCP relay in front of the engine's API that can be taken down: while
-down, its port refuses connections and open ones are cut, as when the
-engine's API service is stopped (the engine itself keeps running)."""
+"""A TCP relay that can be taken down: the engine API or the callback path
+going away for a while, in tests and in tools/fault_campaign.py."""
 
 import socket
 import threading
 
 
-class TcpProxy:
-    def __init__(self, upstream_port, host="127.0.0.1"):
-        self.upstream = (host, upstream_port)
-        self.host = host
-        self._server = socket.socket()
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind((host, 0))
-        self.port = self._server.getsockname()[1]
-        self._open = []
-        self._lock = threading.Lock()
-        self._down = False
+class Relay:
+    """A TCP relay on 127.0.0.1 that can be taken down: while down its port
+    refuses connections and open ones are cut, as when a service stops. Several
+    upstreams: each connection goes to the first that accepts, starting from a
+    rotating one (upstreams that are down are skipped)."""
+
+    def __init__(self, upstream_ports):
+        self.upstreams = list(upstream_ports)
+        self.port, self._down, self._open, self._lock, self._n = 0, False, [], threading.Lock(), 0
         self._listen()
 
     def _listen(self):
-        self._server.listen(64)
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", self.port))   # port 0 the first time: a free one
+        self.port = self._server.getsockname()[1]
+        self._server.listen(128)
         threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
 
     def _accept(self, server):
@@ -28,13 +29,20 @@ class TcpProxy:
             try:
                 client, _ = server.accept()
             except OSError:
-                return      # closed by down()
+                return
             if self._down:
                 client.close()
                 return
-            try:
-                upstream = socket.create_connection(self.upstream)
-            except OSError:
+            upstream, self._n = None, self._n + 1
+            for k in range(len(self.upstreams)):
+                try:
+                    upstream = socket.create_connection(
+                        ("127.0.0.1", self.upstreams[(self._n + k) % len(self.upstreams)]), timeout=5)
+                    upstream.settimeout(None)
+                    break
+                except OSError:
+                    continue
+            if upstream is None:
                 client.close()
                 continue
             with self._lock:
@@ -42,8 +50,7 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src, dst):
+    def _pipe(self, src, dst):
         try:
             while True:
                 data = src.recv(65536)
@@ -58,6 +65,11 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+            with self._lock:
+                for s in (src, dst):
+                    if s in self._open:
+                        self._open.remove(s)
+                        s.close()
 
     def down(self):
         """Refuse new connections and cut the open ones."""
@@ -80,10 +92,6 @@ class TcpProxy:
 
     def up(self):
         self._down = False
-        self._server = socket.socket()
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind((self.host, self.port))
         self._listen()
 
-    def close(self):
-        self.down()
+    close = down
