@@ -4,6 +4,7 @@ own (own home, port and RabbitMQ vhost), and bridge configs pointing at it."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -116,6 +117,68 @@ class Bridge:
 @pytest.fixture
 def bridge(tmp_path, mistral):
     return Bridge(tmp_path, mistral.api_url)
+
+
+@pytest.fixture
+def hybrid(bridge):
+    """The bridge with a tracker in hybrid mode; with stale_after at 60 s,
+    only callbacks can act within a test. `bridge.callback` is its URL."""
+    port = free_port()
+    bridge.write(mode="hybrid", callback_port=port, extra="stale_after = 60\n")
+    tracker = bridge.start_tracker()
+    bridge.callback = "http://127.0.0.1:%d" % port
+    wait_for("the callback listener", lambda: _answers(bridge.callback + "/v1/health"), timeout=15)
+    yield bridge
+    tracker.send_signal(signal.SIGTERM)
+    assert tracker.wait(timeout=30) == 0
+
+
+def _answers(url):
+    try:
+        requests.get(url, timeout=1)
+        return True
+    except requests.ConnectionError:
+        return False
+
+
+def wait_for(what, check, timeout=30, interval=0.2):
+    """check()'s first true value, polled until `timeout`; fail otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail("timed out waiting for %s" % what)
+        time.sleep(interval)
+
+
+FINAL = ("succeeded", "failed", "canceled", "timeout", "abandoned")
+
+
+def wait_status(bridge, execution_id, wanted=FINAL, timeout=30):
+    """The execution's record once its status is one of `wanted`."""
+    def reached():
+        record = bridge.get(execution_id)
+        return record if record["status"] in wanted else None
+    return wait_for("%s to be %s" % (execution_id, wanted), reached, timeout)
+
+
+# A quick two-task workflow with an input and a published output.
+QUICK = """version: '2.0'
+{name}:
+  input: [who]
+  output:
+    greeting: <% $.greeting %>
+  tasks:
+    greet:
+      action: std.echo output="hi <% $.who %>"
+      publish:
+        greeting: <% task().result %>
+      on-success: [done]
+    done:
+      action: std.noop
+"""
 
 
 def write_workflow(tmp_path, text, name="wf.yaml"):

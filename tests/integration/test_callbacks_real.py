@@ -6,24 +6,9 @@ import uuid
 
 import pytest
 import requests
-from conftest import free_port, write_workflow
+from conftest import QUICK, free_port, wait_status, write_workflow
 
 pytestmark = pytest.mark.integration
-
-QUICK = """version: '2.0'
-{name}:
-  input: [who]
-  output:
-    greeting: <% $.greeting %>
-  tasks:
-    greet:
-      action: std.echo output="hi <% $.who %>"
-      publish:
-        greeting: <% task().result %>
-      on-success: [done]
-    done:
-      action: std.noop
-"""
 
 NESTED = """version: '2.0'
 {name}:
@@ -51,44 +36,16 @@ NESTED = """version: '2.0'
 """
 
 
-def wait_final(bridge, execution_id, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = bridge.get(execution_id)
-        if record["status"] in ("succeeded", "failed", "canceled", "timeout", "abandoned"):
-            return record
-        time.sleep(0.2)
-    pytest.fail("execution %s did not finish: %s" % (execution_id, record))
-
-
 def run(bridge, path, *args):
     proc = bridge.cli("run", path, *args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
 
-@pytest.fixture
-def hybrid(bridge):
-    port = free_port()
-    bridge.write(mode="hybrid", callback_port=port, extra="stale_after = 60\n")
-    tracker = bridge.start_tracker()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            requests.get("http://127.0.0.1:%d/v1/health" % port, timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    bridge.callback = "http://127.0.0.1:%d" % port
-    yield bridge
-    tracker.send_signal(signal.SIGTERM)
-    assert tracker.wait(timeout=30) == 0
-
-
 def test_workflow_finishes_by_callback_with_output(hybrid, tmp_path):
     name = "cb_%s" % uuid.uuid4().hex[:8]
     execution_id = run(hybrid, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=hook")
-    record = wait_final(hybrid, execution_id)
+    record = wait_status(hybrid, execution_id)
     # stale_after is 60 s: only a callback can have finished it this fast.
     assert record["status"] == "succeeded" and record["finished_by"] == "callback"
     assert record["output"] == {"greeting": "hi hook"}
@@ -99,7 +56,7 @@ def test_sub_workflow_parent_finishes_and_shows_child_tasks(hybrid, tmp_path):
     name = "nest_%s" % uuid.uuid4().hex[:8]
     path = write_workflow(tmp_path, NESTED.format(name=name))
     execution_id = run(hybrid, path, "--workflow", name)
-    record = wait_final(hybrid, execution_id)
+    record = wait_status(hybrid, execution_id)
     assert record["status"] == "succeeded" and record["finished_by"] == "callback"
     assert record["output"] == {"inner": 7}
     names = sorted(t["name"] for t in record["tasks"])
@@ -110,7 +67,7 @@ def test_bad_callbacks_to_the_real_listener_change_nothing(hybrid, tmp_path):
     name = "bad_%s" % uuid.uuid4().hex[:8]
     path = write_workflow(tmp_path, QUICK.format(name=name))
     execution_id = run(hybrid, path, "-i", "who=x")
-    before = wait_final(hybrid, execution_id)
+    before = wait_status(hybrid, execution_id)
     url = "%s/v1/callbacks/mistral/%s" % (hybrid.callback, execution_id)
     forged = {"event": "WORKFLOW_FAILED", "id": before["engine_execution_id"], "state": "ERROR"}
     answers = [
@@ -135,7 +92,7 @@ def test_listener_unreachable_hybrid_finishes_by_polling(bridge, tmp_path):
         name = "lost_%s" % uuid.uuid4().hex[:8]
         started = time.monotonic()
         execution_id = run(bridge, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=net")
-        record = wait_final(bridge, execution_id, timeout=40)
+        record = wait_status(bridge, execution_id, timeout=40)
         assert record["status"] == "succeeded" and record["finished_by"] == "poll"
         assert record["output"] == {"greeting": "hi net"}
         assert time.monotonic() - started >= 2.5     # only once it had been silent for stale_after

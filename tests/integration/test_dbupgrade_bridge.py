@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from st2bridge.dbupgrade import bridge_store
 from st2bridge.store import open_store
@@ -20,12 +21,6 @@ from st2bridge.store.base import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

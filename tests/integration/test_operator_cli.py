@@ -4,32 +4,13 @@
 import json
 import signal
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
-from conftest import free_port, write_workflow
+from conftest import FINAL, QUICK, wait_for, wait_status, write_workflow
 
 pytestmark = pytest.mark.integration
-
-FINAL = ("succeeded", "failed", "canceled", "timeout", "abandoned")
-
-QUICK = """version: '2.0'
-{name}:
-  input: [who]
-  output:
-    greeting: <% $.greeting %>
-  tasks:
-    greet:
-      action: std.echo output="hi <% $.who %>"
-      publish:
-        greeting: <% task().result %>
-      on-success: [done]
-    done:
-      action: std.noop
-"""
 
 # A parent whose sub-workflow fails in its second task (after one retry).
 NESTED_FAIL = """version: '2.0'
@@ -101,23 +82,6 @@ def cli_json(bridge, *args):
     return json.loads(cli_ok(bridge, *args, "--json"))
 
 
-def wait_for(what, check, timeout=30, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("timed out waiting for %s" % what)
-        time.sleep(interval)
-
-
-def wait_status(bridge, execution_id, wanted, timeout=30):
-    return wait_for("%s to be %s" % (execution_id, wanted),
-                    lambda: (lambda r: r if r["status"] in wanted else None)(
-                        bridge.get(execution_id)), timeout)
-
-
 def children(mistral, record):
     return mistral.get("/executions", root_execution_id=record["engine_execution_id"],
                        fields="id,state,workflow_name")["executions"]
@@ -125,28 +89,6 @@ def children(mistral, record):
 
 def name_of(kind):
     return "%s_%s" % (kind, uuid.uuid4().hex[:8])
-
-
-@pytest.fixture
-def hybrid(bridge):
-    """The bridge with a tracker in hybrid mode; only callbacks can act
-    within stale_after (60 s)."""
-    port = free_port()
-    bridge.write(mode="hybrid", callback_port=port, extra="stale_after = 60\n")
-    tracker = bridge.start_tracker()
-    wait_for("the callback listener", lambda: _answers("http://127.0.0.1:%d/v1/health" % port),
-             timeout=15)
-    yield bridge
-    tracker.send_signal(signal.SIGTERM)
-    assert tracker.wait(timeout=30) == 0
-
-
-def _answers(url):
-    try:
-        requests.get(url, timeout=1)
-        return True
-    except requests.ConnectionError:
-        return False
 
 
 def stop(tracker):
