@@ -56,6 +56,16 @@ def _decode(doc, payload):
     return fields
 
 
+def _conditions(execution_id, if_active, if_lease_owner):
+    """The filter of a conditional update (see Store.update_execution)."""
+    query = {"_id": execution_id}
+    if if_active:
+        query["status"] = {"$nin": list(TERMINAL)}
+    if if_lease_owner is not None:
+        query["lease_owner"] = if_lease_owner
+    return query
+
+
 def _execution(doc):
     return complete_execution(_decode(doc, _EXECUTION_PAYLOAD))
 
@@ -238,11 +248,7 @@ class MongoStore(Store):
     @_translated
     def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
         changes = prepare_changes(changes)
-        query = {"_id": execution_id}
-        if if_active:
-            query["status"] = {"$nin": list(TERMINAL)}
-        if if_lease_owner is not None:
-            query["lease_owner"] = if_lease_owner
+        query = _conditions(execution_id, if_active, if_lease_owner)
         try:
             if changes:
                 matched = self._executions.update_one(
@@ -277,9 +283,7 @@ class MongoStore(Store):
                 tasks.append(task)
             else:
                 tasks[index] = task
-            query = {"_id": execution_id, "tasks": doc.get("tasks")}
-            if if_active:
-                query["status"] = {"$nin": list(TERMINAL)}
+            query = dict(_conditions(execution_id, if_active, None), tasks=doc.get("tasks"))
             update = _encode(dict(changes, tasks=tasks), _EXECUTION_PAYLOAD)
             if self._executions.update_one(query, {"$set": update}).matched_count:
                 return True
@@ -292,14 +296,10 @@ class MongoStore(Store):
         applied = 0
         for execution_id, changes in updates:
             changes = prepare_changes(changes)
-            query = {"_id": execution_id}
-            if if_active:
-                query["status"] = {"$nin": list(TERMINAL)}
-            if if_lease_owner is not None:
-                query["lease_owner"] = if_lease_owner
             if changes:
                 applied += self._executions.update_one(
-                    query, {"$set": _encode(changes, _EXECUTION_PAYLOAD)}).matched_count
+                    _conditions(execution_id, if_active, if_lease_owner),
+                    {"$set": _encode(changes, _EXECUTION_PAYLOAD)}).matched_count
         return applied
 
     @_translated

@@ -95,6 +95,11 @@ def _fetch(conn, table, id_):
     return None if row is None else json.loads(row[0])
 
 
+def _must_exist(conn, execution_id):
+    if conn.execute("SELECT 1 FROM executions WHERE id = ?", (execution_id,)).fetchone() is None:
+        raise NotFound("no execution %s" % execution_id)
+
+
 def _conditions(if_active, if_lease_owner):
     return ((" AND " + _ACTIVE) if if_active else "") + (
         " AND lease_owner = ?" if if_lease_owner is not None else "")
@@ -284,17 +289,14 @@ class SqliteStore(Store):
         changes = prepare_changes(changes)
         with self._write() as conn:
             if changes:
-                applied = self._patch(conn, tuple(sorted(changes)), [(execution_id, changes)],
-                                      if_active, if_lease_owner)
-                if applied:
+                if self._patch(conn, tuple(sorted(changes)), [(execution_id, changes)],
+                               if_active, if_lease_owner):
                     return True
             elif conn.execute("SELECT 1 FROM executions WHERE id = ?" + _conditions(
                     if_active, if_lease_owner), [execution_id] + _condition_params(
                     if_lease_owner)).fetchone():
                 return True
-            if conn.execute("SELECT 1 FROM executions WHERE id = ?",
-                            (execution_id,)).fetchone() is None:
-                raise NotFound("no execution %s" % execution_id)
+            _must_exist(conn, execution_id)
         return False
 
     def update_task(self, execution_id, index, task, changes=None, *, if_active=True):
@@ -302,20 +304,11 @@ class SqliteStore(Store):
         if "tasks" in changes:
             raise ValueError("update_task sets one task; do not also pass 'tasks'")
         path = "$.tasks[#]" if index is None else "$.tasks[%d]" % int(index)
-        fields = tuple(sorted(changes))
-        columns = [f for f in fields if f in INDEXED_FIELDS]
-        sql = "UPDATE executions SET %s doc = json_set(doc, %s) WHERE id = ?%s" % (
-            "".join("%s = ?, " % c for c in columns),
-            ", ".join(["'%s', json(?)" % path] + ["'$.%s', json(?)" % f for f in fields]),
-            _conditions(if_active, None))
-        row = ([_column_value(f, changes[f]) for f in columns] + [_dumps(task)]
-               + [_dumps(changes[f]) for f in fields] + [execution_id])
         with self._write() as conn:
-            if conn.execute(sql, row).rowcount:
+            if self._patch(conn, tuple(sorted(changes)), [(execution_id, changes)],
+                           if_active, None, extra=(path, task)):
                 return True
-            if conn.execute("SELECT 1 FROM executions WHERE id = ?",
-                            (execution_id,)).fetchone() is None:
-                raise NotFound("no execution %s" % execution_id)
+            _must_exist(conn, execution_id)
         return False
 
     def update_many(self, updates, *, if_active=True, if_lease_owner=None):
@@ -330,19 +323,23 @@ class SqliteStore(Store):
                        for fields, items in groups.items())
 
     @staticmethod
-    def _patch(conn, fields, items, if_active, if_lease_owner):
-        """Apply changes of the same fields to many records in one statement.
-        The document is patched inside SQLite (json_set) instead of being read,
-        parsed and rewritten in Python: the tracker reschedules thousands of
-        records a second, and each callback rewrites a task list."""
+    def _patch(conn, fields, items, if_active, if_lease_owner, extra=None):
+        """Apply changes of the same fields to many records in one statement
+        (`extra`: one more (JSON path, value) set in each document, such as
+        one task). The document is patched inside SQLite (json_set) instead of
+        being read, parsed and rewritten in Python: the tracker reschedules
+        thousands of records a second, and each callback changes one task."""
+        paths = ["$.%s" % f for f in fields] + ([extra[0]] if extra else [])
+        extra_value = [_dumps(extra[1])] if extra else []
         columns = [f for f in fields if f in INDEXED_FIELDS]
         sql = "UPDATE executions SET %s doc = json_set(doc, %s) WHERE id = ?%s" % (
             "".join("%s = ?, " % c for c in columns),
-            ", ".join("'$.%s', json(?)" % f for f in fields),
+            ", ".join("'%s', json(?)" % p for p in paths),
             _conditions(if_active, if_lease_owner))
         rows = [[_column_value(f, changes[f]) for f in columns]
-                + [_dumps(changes[f]) for f in fields] + [execution_id]
-                + _condition_params(if_lease_owner) for execution_id, changes in items]
+                + [_dumps(changes[f]) for f in fields] + extra_value
+                + [execution_id] + _condition_params(if_lease_owner)
+                for execution_id, changes in items]
         try:
             return conn.executemany(sql, rows).rowcount
         except sqlite3.IntegrityError as exc:
