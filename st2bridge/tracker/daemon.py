@@ -111,11 +111,16 @@ class Tracker:
         now = self.clock()
         try:
             self.store.renew_leases(self.owner, now + self.conf.resultstracker.lease_seconds)
+            if self.metrics:
+                self.metrics.refresh()      # counts records by status: reuse them
+                tracked = sum(self.metrics.status_counts.get(s, 0) for s in ACTIVE)
+            else:
+                tracked = self.store.count_executions(ACTIVE)
             self.service.update(heartbeat_at=now, info={"stats": {
                 "polls": self.poller.stats.polls,
                 "engine_requests": self.engine.request_count,
                 "lateness_ms": self.poller.stats.take_lateness(),
-                "tracked": self.store.count_executions(ACTIVE),
+                "tracked": tracked,
                 "in_flight": self.executor.running(),
                 "callbacks": dict(self.callbacks.counts) if self.callbacks else None,
             }, "callback_url": config.callback_url(self.conf) if self.listener else None})
@@ -128,8 +133,6 @@ class Tracker:
             self._takeovers_seen += taken
             LOG.warning("took over %d executions whose lease had lapsed (a tracker died "
                         "or hung); checking them now", taken)
-        if self.metrics:
-            self.metrics.refresh()
 
     # -- the loop ---------------------------------------------------------
 
