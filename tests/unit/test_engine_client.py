@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from fake_time import FakeTime
 
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.errors import (
@@ -92,19 +93,6 @@ def stub():
     yield server.stub
     server.shutdown()
     server.server_close()
-
-
-class FakeTime:
-    def __init__(self):
-        self.now = 0.0
-        self.slept = []
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import datetime
 
 import pytest
 from fake_engine import FakeEngine
+from fake_time import Clock
 
 from st2bridge import control, errors, errortree, workflow
 from st2bridge import status as st
@@ -161,18 +162,10 @@ def test_confirmed(action, state, ok):
     assert control.confirmed(control.ACTIONS[action], state) is ok
 
 
-class Clock:
-    def __init__(self):
-        self.now = NOW
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def env(tmp_path):
     store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
-    clock = Clock()
+    clock = Clock(NOW)
     engine = FakeEngine(clock=clock)
     runner = Runner(engine, store, query_interval=5.0, clock=clock)
     poller = Poller(engine, store, InlineExecutor(10), owner="t1", query_interval=5.0,

@@ -4,6 +4,7 @@ import time
 
 import pytest
 from fake_engine import FakeEngine
+from fake_time import Clock
 
 from st2bridge import errors, workflow
 from st2bridge import status as st
@@ -16,18 +17,10 @@ WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
 T0 = 1_800_000_000.0
 
 
-class Clock:
-    def __init__(self, now=T0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def env(tmp_path):
     store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
-    clock = Clock()
+    clock = Clock(T0)
     engine = FakeEngine(clock=clock)
     runner = Runner(engine, store, query_interval=5.0, clock=clock)
     poller = Poller(engine, store, InlineExecutor(10), owner="t1", query_interval=5.0,

@@ -6,22 +6,9 @@ import re
 
 import pytest
 
+from fake_time import FakeTime
+
 from st2bridge.engine.retry import RetryPolicy, backoff_delay
-
-
-class FakeTime:
-    """A clock that only moves when the policy sleeps or a test advances it."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.slept = []
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 class Transient(Exception):
@@ -33,19 +20,19 @@ def policy(fake, rng=lambda: 1.0, **kw):
 
 
 def test_delays_double_up_to_the_cap_and_stop_within_the_budget():
-    fake = FakeTime()
+    fake = FakeTime(now=1000.0)
     # rng=1.0: the full ceiling each time; the budget ends before 91 + 30 > 120.
     assert list(policy(fake).delays()) == [1, 2, 4, 8, 16, 30, 30]
 
 
 def test_equal_jitter_keeps_at_least_half_of_each_ceiling():
-    fake = FakeTime()
+    fake = FakeTime(now=1000.0)
     assert list(policy(fake, rng=lambda: 0.0, stop_max_msec=40000).delays()) == [
         0.5, 1, 2, 4, 8, 15]
 
 
 def test_jittered_delays_stay_between_half_and_full_ceiling():
-    fake = FakeTime()
+    fake = FakeTime(now=1000.0)
     rng = random.Random(7).random
     delays = list(policy(fake, rng=rng, exp_msec=100, exp_max_msec=1600,
                          stop_max_msec=60000).delays())
@@ -56,7 +43,7 @@ def test_jittered_delays_stay_between_half_and_full_ceiling():
 
 
 def test_zero_budget_never_retries():
-    fake = FakeTime()
+    fake = FakeTime(now=1000.0)
     p = policy(fake, stop_max_msec=0)
     assert list(p.delays()) == []
     calls = []
@@ -72,7 +59,7 @@ def test_zero_budget_never_retries():
 
 
 def test_call_retries_until_success_and_reports_each_retry():
-    fake = FakeTime()
+    fake = FakeTime(now=1000.0)
     outcomes = [Transient("one"), Transient("two"), "ok"]
     seen = []
 
@@ -90,7 +77,7 @@ def test_call_retries_until_success_and_reports_each_retry():
 
 
 def test_call_does_not_retry_when_retry_if_says_no():
-    fake = FakeTime()
+    fake = FakeTime(now=1000.0)
     calls = []
 
     def fn():
@@ -105,7 +92,7 @@ def test_call_does_not_retry_when_retry_if_says_no():
 
 
 def test_call_gives_up_with_the_last_error_once_the_budget_is_spent():
-    fake = FakeTime()
+    fake = FakeTime(now=1000.0)
     attempts = []
 
     def fn():
@@ -119,7 +106,7 @@ def test_call_gives_up_with_the_last_error_once_the_budget_is_spent():
 
 
 def test_time_spent_in_attempts_counts_against_the_budget():
-    fake = FakeTime()
+    fake = FakeTime(now=1000.0)
     attempts = []
 
     def slow():
@@ -135,7 +122,7 @@ def test_time_spent_in_attempts_counts_against_the_budget():
 
 
 def test_retry_log_line_says_what_happens_next(caplog):
-    fake = FakeTime()
+    fake = FakeTime(now=1000.0)
     outcomes = [Transient("engine said no\nsecond line"), "ok"]
 
     def fn():
@@ -153,7 +140,7 @@ def test_retry_log_line_says_what_happens_next(caplog):
 
 
 def test_giving_up_after_retries_is_logged(caplog):
-    fake = FakeTime()
+    fake = FakeTime(now=1000.0)
 
     def fn():
         raise Transient("refused")
