@@ -29,7 +29,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -50,6 +49,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 import requests  # noqa: E402
 
 from bench_tracker import Proc, load  # noqa: E402  (process groups, /proc figures, load average)
+from mistral_local import PrivateMistral  # noqa: E402
 from st2bridge import app, config, workflow  # noqa: E402
 from st2bridge.callbacks import secrets  # noqa: E402
 from st2bridge.store.base import new_execution_record  # noqa: E402
@@ -599,16 +599,22 @@ def report(res):
         print("  profile (inclusive) %6s  %s" % p)
 
 
-def stop_mistral(a, args):
+def start_mistral(a, tmp):
+    """A private Mistral for the run (tools/mistral_local.py: own port and vhost)."""
+    instance = PrivateMistral(tmp / "mistral", db=a.mistral_db, prefix="st2bridge-bench")
+    print("starting a private Mistral (port %d, vhost %s, load %.2f)"
+          % (instance.port, instance.vhost, load()), flush=True)
+    if not instance.up():
+        instance.stop()
+        raise SystemExit("bench: could not start Mistral")
+    return instance
+
+
+def stop_mistral(instance):
     """Stop the private Mistral, delete its vhost (and database). Returns None (nothing left)."""
-    if args:
-        subprocess.run(args[:2] + ["stop"] + args[2:], capture_output=True)
-        if shutil.which("rabbitmqctl"):
-            subprocess.run(["rabbitmqctl", "delete_vhost", args[-1]], capture_output=True)
-        if a.mistral_db == "postgresql":
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-w", "-c",
-                            'DROP DATABASE IF EXISTS "%s"' % args[-1]], capture_output=True)
-        print("private Mistral stopped, vhost %s deleted" % args[-1], flush=True)
+    if instance:
+        instance.stop()
+        print("private Mistral stopped, vhost %s deleted" % instance.vhost, flush=True)
 
 
 def main():
@@ -642,18 +648,12 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="st2bridge-bench-cb-"))
     res = {"args": vars(a), "load_start": load(), "git": subprocess.run(
         ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()}
-    mistral_args, probe = None, None
+    mistral, probe = None, None
     try:
         api_url = a.api_url
         if api_url is None and set(parts) & {"latency", "requests"}:
-            port, vhost = free_port(), "st2bridge-bench-%s" % uuid.uuid4().hex[:8]
-            mistral_args = [sys.executable, str(ROOT / "tools" / "mistral_local.py"), "--home",
-                            str(tmp / "mistral"), "--port", str(port), "--db", a.mistral_db,
-                            "--vhost", vhost]
-            print("starting a private Mistral (port %d, vhost %s)" % (port, vhost), flush=True)
-            if subprocess.run(mistral_args[:2] + ["up"] + mistral_args[2:]).returncode != 0:
-                raise SystemExit("bench: could not start Mistral")
-            api_url = "http://127.0.0.1:%d/v2" % port
+            mistral = start_mistral(a, tmp)
+            api_url = mistral.api_url
         if "latency" in parts:
             probe = Server(Probe, target=None)
             res["latency"] = {}
@@ -668,7 +668,7 @@ def main():
                       % (mode, a.req_executions, a.sleep), flush=True)
                 res["requests"][mode] = requests_mode(a, tmp, api_url, mode)
         if "ingest" in parts:
-            mistral_args = stop_mistral(a, mistral_args)     # its load would skew the figures
+            mistral = stop_mistral(mistral)     # its load would skew the figures
             res["ingest"] = ingest(a, tmp)
         report(res)
     except KeyboardInterrupt:
@@ -677,7 +677,7 @@ def main():
         STOP.set()
         if probe:
             probe.shutdown()
-        stop_mistral(a, mistral_args)
+        stop_mistral(mistral)
         if a.json_out:
             Path(a.json_out).write_text(json.dumps(res, default=str) + "\n")
         print("JSON " + json.dumps(res, default=str))

@@ -418,17 +418,6 @@ def finish_row(row, execs, e2e, det, outside=(), launches=()):
     return row
 
 
-def start_mistral(a, tmp):
-    port, vhost = bc.free_port(), "st2bridge-bench-%s" % uuid.uuid4().hex[:8]
-    args = [sys.executable, str(ROOT / "tools" / "mistral_local.py"), "--home", str(tmp / "mistral"),
-            "--port", str(port), "--db", a.mistral_db, "--vhost", vhost]
-    print("starting a private Mistral (port %d, vhost %s, load %.2f)" % (port, vhost, load()), flush=True)
-    if subprocess.run(args[:2] + ["up"] + args[2:]).returncode != 0:
-        bc.stop_mistral(a, args)
-        raise SystemExit("bench: could not start Mistral")
-    return args, "http://127.0.0.1:%d/v2" % port
-
-
 def run_scale(a, tmp):
     import bench_tracker
     out = tmp / "scale.json"
@@ -542,12 +531,13 @@ def main(argv=None):
     res = {"args": vars(a), "load_start": load(), "machine": machine(), "rows": [],
            "git": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
                                  capture_output=True, text=True).stdout.strip()}
-    mistral_args, probe, bridges, servers = None, None, {}, []
+    mistral, probe, bridges, servers = None, None, {}, []
     total, done, t_start = len(topologies) * len(modes), 0, time.monotonic()
     try:
         api_url = a.api_url
         if api_url is None:
-            mistral_args, api_url = start_mistral(a, tmp)
+            mistral = bc.start_mistral(a, tmp)
+            api_url = mistral.api_url
         probe = bc.Server(RefProbe, target=None)
         for mode in modes:
             if mode != "engine":
@@ -580,7 +570,7 @@ def main(argv=None):
         res["rows"].sort(key=lambda r: (rw.TOPOLOGIES.index(r["topology"]), order[r["mode"]]))
         add_overheads(res["rows"])
         if a.with_scale:
-            mistral_args = bc.stop_mistral(a, mistral_args)     # its load would skew the figures
+            mistral = bc.stop_mistral(mistral)     # its load would skew the figures
             res["scale"] = run_scale(a, tmp)
         res["goals"] = goals(res["rows"])
         res["load_end"] = load()
@@ -597,7 +587,7 @@ def main(argv=None):
             bridge.close()
         for server in servers + ([probe] if probe else []):
             server.shutdown()
-        bc.stop_mistral(a, mistral_args)
+        bc.stop_mistral(mistral)
         if a.json_out:
             Path(a.json_out).write_text(json.dumps(res, default=str) + "\n")
         print("logs kept in %s" % tmp)

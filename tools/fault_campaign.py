@@ -50,6 +50,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 import requests  # noqa: E402
 
 from bench_tracker import Proc, load  # noqa: E402
+from mistral_local import PrivateMistral  # noqa: E402
 from tcp_relay import Relay  # noqa: E402
 from st2bridge import app, config, workflow  # noqa: E402
 from st2bridge import status as st  # noqa: E402
@@ -591,32 +592,26 @@ def main(argv=None):
         a.rabbit = False
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="st2bridge-campaign-"))
-    port, vhost = free_port(), "st2bridge-campaign-%s" % uuid.uuid4().hex[:8]
-    margs = [sys.executable, str(ROOT / "tools" / "mistral_local.py"), "--home", str(tmp / "mistral"),
-             "--port", str(port), "--db", a.mistral_db, "--vhost", vhost]
+    mistral = PrivateMistral(tmp / "mistral", db=a.mistral_db, prefix="st2bridge-campaign")
     res, ok, started = {}, False, time.monotonic()
     say("load %.2f; %d workflows over %.0f s, %d trackers; logs in %s" % (
         load(), a.workflows, a.span, a.trackers, tmp))
     try:
-        say("starting a private Mistral (port %d, vhost %s, db %s)" % (port, vhost, a.mistral_db))
-        proc = subprocess.run(margs[:2] + ["up"] + margs[2:], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit("campaign: could not start Mistral:\n%s%s" % (proc.stdout[-2000:], proc.stderr[-2000:]))
+        say("starting a private Mistral (port %d, vhost %s, db %s)"
+            % (mistral.port, mistral.vhost, a.mistral_db))
+        if not mistral.up(capture=True):
+            raise SystemExit("campaign: could not start Mistral:\n%s" % mistral.output[-4000:])
         say("Mistral up in %.0f s" % (time.monotonic() - started))
-        res = run(a, tmp, "http://127.0.0.1:%d/v2" % port)
+        res = run(a, tmp, mistral.api_url)
         res["load_end"] = open("/proc/loadavg").read().strip()
         ok = report(res, a)
     except KeyboardInterrupt:
         say("interrupted: cleaning up")
     finally:
         STOP.set()
-        subprocess.run(margs[:2] + ["stop"] + margs[2:], capture_output=True)
-        if shutil.which("rabbitmqctl"):
-            subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
-        if a.mistral_db == "postgresql":
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-w", "-c",
-                            'DROP DATABASE IF EXISTS "%s"' % vhost], capture_output=True)
-        say("private Mistral stopped, vhost %s deleted; total %.0f s" % (vhost, time.monotonic() - started))
+        mistral.stop()
+        say("private Mistral stopped, vhost %s deleted; total %.0f s"
+            % (mistral.vhost, time.monotonic() - started))
         if a.json_out:
             Path(a.json_out).write_text(json.dumps(dict(res, args=vars(a)), default=str) + "\n")
         if ok and not a.keep:

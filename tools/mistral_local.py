@@ -445,6 +445,42 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--db must be sqlite or postgresql, not {args.db!r}")
 
 
+class PrivateMistral:
+    """A Mistral of its own for one test or benchmark run: its own home, a free
+    port and its own RabbitMQ vhost (and PostgreSQL database, named after the
+    vhost, with db="postgresql"). Driven through this file's CLI in a child
+    process; stop() also removes the vhost and the database."""
+
+    def __init__(self, home, db="sqlite", prefix="st2bridge-private"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.home, self.db = Path(home), db
+        self.vhost = f"{prefix}-{os.urandom(4).hex()}"
+        self.api_url = f"http://127.0.0.1:{self.port}/v2"
+        self.output = ""
+
+    def _run(self, command, capture):
+        return subprocess.run([sys.executable, str(Path(__file__).resolve()), command, "--home",
+                               str(self.home), "--port", str(self.port), "--db", self.db,
+                               "--vhost", self.vhost], capture_output=capture, text=True)
+
+    def up(self, capture=False) -> bool:
+        """True once the API answers. With `capture`, the tool's output is kept
+        in .output instead of shown."""
+        proc = self._run("up", capture)
+        self.output = (proc.stdout or "") + (proc.stderr or "")
+        return proc.returncode == 0
+
+    def stop(self) -> None:
+        self._run("stop", capture=True)
+        if shutil.which("rabbitmqctl"):
+            subprocess.run(["rabbitmqctl", "delete_vhost", self.vhost], capture_output=True)
+        if self.db == "postgresql":
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-w", "-c",
+                            f'DROP DATABASE IF EXISTS "{self.vhost}"'], capture_output=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a local Mistral 23 engine for st2bridge.",
                                      epilog="Defaults: see the module docstring (python3 -m pydoc FILE).")

@@ -3,20 +3,18 @@ own (own home, port and RabbitMQ vhost), and bridge configs pointing at it."""
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
+from mistral_local import PrivateMistral
 
 ROOT = Path(__file__).resolve().parents[2]
-MISTRAL_LOCAL = ROOT / "tools" / "mistral_local.py"
 
 
 def free_port():
@@ -27,31 +25,22 @@ def free_port():
 
 @pytest.fixture(scope="session")
 def mistral(tmp_path_factory):
-    """A running Mistral engine; yields its API URL (…/v2)."""
-    home = tmp_path_factory.mktemp("mistral")
-    port = free_port()
-    vhost = "st2bridge-test-%s" % uuid.uuid4().hex[:8]
-    args = [sys.executable, str(MISTRAL_LOCAL), "--home", str(home),
-            "--port", str(port), "--vhost", vhost]
+    """A running Mistral engine of this test session's own."""
+    instance = PrivateMistral(tmp_path_factory.mktemp("mistral"), prefix="st2bridge-test")
     started = time.monotonic()
-    proc = subprocess.run(args[:2] + ["up"] + args[2:], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail("could not start Mistral:\n%s\n%s" % (proc.stdout[-3000:], proc.stderr[-3000:]))
-    print("Mistral up on port %d in %.1f s" % (port, time.monotonic() - started))
-    engine = Engine("http://127.0.0.1:%d/v2" % port, home, args)
-    yield engine
-    subprocess.run(args[:2] + ["stop"] + args[2:], capture_output=True)
-    if shutil.which("rabbitmqctl"):
-        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
+    if not instance.up(capture=True):
+        pytest.fail("could not start Mistral:\n%s" % instance.output[-6000:])
+    print("Mistral up on port %d in %.1f s" % (instance.port, time.monotonic() - started))
+    yield Engine(instance.api_url, instance.home)
+    instance.stop()
 
 
 class Engine:
     """The test's own view of Mistral, straight over HTTP (not via the bridge)."""
 
-    def __init__(self, api_url, home, args):
+    def __init__(self, api_url, home):
         self.api_url = api_url
         self.home = home
-        self.args = args
 
     def get(self, path, **params):
         response = requests.get(self.api_url + path, params=params, timeout=30)
