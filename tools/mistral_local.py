@@ -189,9 +189,12 @@ def cmd_install(inst: Instance) -> None:
 
 
 def ensure_db_driver(inst: Instance) -> None:
-    if inst.db == "postgresql" and run([str(inst.bin / "python"), "-c", "import psycopg2"],
-                                       check=False, quiet=True, env=VENV_ENV).returncode != 0:
-        pip_install(inst, "psycopg2-binary")
+    """The drivers for both engine databases the bridge is tested with (PostgreSQL, MariaDB):
+    Mistral's own requirements include neither."""
+    for module, package in (("psycopg2", "psycopg2-binary"), ("pymysql", "PyMySQL")):
+        if run([str(inst.bin / "python"), "-c", "import " + module],
+               check=False, quiet=True, env=VENV_ENV).returncode != 0:
+            pip_install(inst, package)
 
 
 # ---- services: RabbitMQ and PostgreSQL ----------------------------------------------------------

@@ -56,11 +56,6 @@ def mistral_venv():
     if not (VENV / "bin" / "mistral-db-manage").exists():
         unavailable("Mistral 23 is not installed in %s (python3 tools/mistral_local.py install)"
                     % VENV)
-    # Mistral talks to MariaDB through PyMySQL, which mistral_local does not install.
-    if subprocess.run([str(VENV / "bin" / "python"), "-c", "import pymysql"], env=VENV_ENV,
-                      capture_output=True).returncode != 0:
-        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "PyMySQL"], env=VENV_ENV,
-                       check=True, capture_output=True)
     return VENV
 
 
