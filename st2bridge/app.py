@@ -39,4 +39,5 @@ def build_store(conf):
 def build_runner(conf, engine, store):
     rt = conf.resultstracker
     return Runner(engine, store, query_interval=rt.query_interval, mode=rt.mode,
-                  callback_url=config.callback_url(conf), stale_after=rt.stale_after)
+                  callback_url=config.callback_url(conf), stale_after=rt.stale_after,
+                  definition_cache_seconds=conf.engine.definition_cache_seconds)

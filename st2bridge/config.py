@@ -38,6 +38,11 @@ engine_opts = [
                  help="Seconds to wait for the engine's answer."),
     cfg.StrOpt("auth_token", secret=True,
                help="Static token sent as X-Auth-Token (none when unset)."),
+    cfg.FloatOpt("definition_cache_seconds", default=60.0, min=0.0,
+                 help="How long a long-lived runner trusts a workflow definition it "
+                      "registered without reading it back from the engine (0: read it "
+                      "on every start). A definition deleted in the engine meanwhile is "
+                      "registered again when the submit is rejected."),
     cfg.StrOpt("cacert", help="CA bundle to verify the engine's TLS certificate."),
     cfg.BoolOpt("insecure", default=False,
                 help="Do not verify the engine's TLS certificate."),

@@ -6,6 +6,8 @@ asked, and the engine is asked with that id, so a retried or repeated submit
 finds the same execution instead of starting a second one.
 """
 
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -19,18 +21,22 @@ from st2bridge.store.base import new_execution_record
 
 LOG = logging.getLogger(__name__)
 
-
-
 CALLBACK_PATH = "/v1/callbacks/mistral/"
 
 
 class Runner:
     """`mode` says how the result will be learnt: "poll" (no callbacks),
     "callback" (only callbacks, no polling), "hybrid" (callbacks, and polling
-    once an execution has been silent for `stale_after`)."""
+    once an execution has been silent for `stale_after`).
+
+    `definition_cache_seconds`: how long a definition this runner registered
+    is trusted without asking the engine again (0: ask on every start). A
+    long-lived runner then starts executions with one engine request, not
+    two; an engine that lost the definition meanwhile is caught at submit."""
 
     def __init__(self, engine, store, *, query_interval=5.0, mode="poll",
-                 callback_url=None, stale_after=30.0, clock=time.time):
+                 callback_url=None, stale_after=30.0, definition_cache_seconds=0.0,
+                 clock=time.time):
         if mode != "poll" and not callback_url:
             raise ValueError("mode %s needs a callback URL" % mode)
         self.engine = engine
@@ -39,13 +45,33 @@ class Runner:
         self.mode = mode
         self.callback_url = callback_url
         self.stale_after = stale_after
+        self.definition_cache_seconds = definition_cache_seconds
         self.clock = clock
+        self._registered = {}   # workflow name -> (digest of its spec, when registered)
 
     # -- definitions ------------------------------------------------------
 
     def register(self, wf_file):
         """Create the file's workflows in the engine, or update them when they
-        changed. Returns 'created', 'updated' or 'unchanged'."""
+        changed. Returns 'created', 'updated', 'unchanged', or 'cached' when
+        this runner registered the same definitions less than
+        `definition_cache_seconds` ago (the engine is not asked)."""
+        now = self.clock()
+        digests = {name: _digest(wf_file.spec(name)) for name in wf_file.workflows}
+        if all(self._registered.get(name, (None, None))[0] == digest
+               and now - self._registered[name][1] < self.definition_cache_seconds
+               for name, digest in digests.items()):
+            return "cached"
+        outcome = self._register(wf_file)
+        self._registered.update((name, (digest, now)) for name, digest in digests.items())
+        return outcome
+
+    def forget(self, wf_file):
+        """Drop the file's workflows from the definition cache."""
+        for name in wf_file.workflows:
+            self._registered.pop(name, None)
+
+    def _register(self, wf_file):
         existing = {}
         for name in wf_file.workflows:
             try:
@@ -80,11 +106,7 @@ class Runner:
         `extra_notify`: more webhook entries for Mistral's params.notify."""
         input = dict(input or {})
         workflow.check_input(wf_file, workflow_name, input)
-        try:
-            self.register(wf_file)
-        except errors.EngineBadRequest as exc:
-            raise errors.InputError("workflow %s rejected by the engine: %s"
-                                    % (wf_file.path, exc)) from None
+        registered = self._register_or_reject(wf_file)
         now = self.clock()
         execution_id = str(uuid.uuid4())
         notify = list(extra_notify)
@@ -105,19 +127,40 @@ class Runner:
             timeout_at=now + timeout if timeout else None,
             callback_secret_hash=secrets.hash_secret(secret) if secret else None)
         self.store.create_execution(record)
-        return self.submit(record, notify)
+        # A definition taken from the cache may have been deleted or changed in
+        # the engine since: on a rejection, register it afresh and submit again.
+        reregister = (lambda: (self.forget(wf_file), self.register(wf_file))) \
+            if registered == "cached" else None
+        return self.submit(record, notify, reregister=reregister)
 
-    def submit(self, record, notify=()):
+    def _register_or_reject(self, wf_file):
+        try:
+            return self.register(wf_file)
+        except errors.EngineBadRequest as exc:
+            raise errors.InputError("workflow %s rejected by the engine: %s"
+                                    % (wf_file.path, exc)) from None
+
+    def submit(self, record, notify=(), reregister=None):
         """Ask the engine to run a recorded execution (safe to repeat: the
-        engine answers a known id with the existing execution)."""
+        engine answers a known id with the existing execution). `reregister`:
+        called once, then the submit repeated, if the engine rejects it."""
         params = {"env": {"st2bridge_execution_id": record["id"]}}
         if notify:
             params["notify"] = list(notify)
+        start = lambda: self.engine.start_execution(  # noqa: E731
+            record["workflow_name"], record["input"],
+            execution_id=record["engine_execution_id"], params=params,
+            description="st2bridge execution %s" % record["id"])
         try:
-            execution = self.engine.start_execution(
-                record["workflow_name"], record["input"],
-                execution_id=record["engine_execution_id"], params=params,
-                description="st2bridge execution %s" % record["id"])
+            try:
+                execution = start()
+            except (errors.EngineNotFound, errors.EngineBadRequest):
+                if reregister is None:
+                    raise
+                LOG.info("engine rejected a submit of workflow %s registered from the cache: "
+                         "registering it again", record["workflow_name"])
+                reregister()
+                execution = start()
         except errors.EngineClientError as exc:
             # Rejected: nothing runs in the engine. Close the record with the
             # engine's reason instead of leaving it half-done.
@@ -170,6 +213,10 @@ class Runner:
                 if on_progress:
                     on_progress(dict(record, **changes))
             sleep(interval)
+
+
+def _digest(spec):
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _same_spec(engine_workflow, name, spec):

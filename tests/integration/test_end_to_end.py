@@ -161,3 +161,31 @@ def test_tracker_process_finishes_executions_started_without_wait(bridge, tmp_pa
     finally:
         tracker.send_signal(signal.SIGTERM)
         assert tracker.wait(timeout=30) == 0
+
+
+def test_cached_definition_deleted_in_the_engine_is_registered_again(mistral, tmp_path):
+    """A long-lived runner trusts a definition it registered for
+    definition_cache_seconds; if the engine lost it meanwhile, the rejected
+    submit registers it again and the execution starts once."""
+    import requests
+
+    from st2bridge import workflow
+    from st2bridge.engine import MistralClient
+    from st2bridge.runner import Runner
+    from st2bridge.store import open_store
+
+    name = unique("cached")
+    wf = workflow.parse(THREE_TASKS.format(name=name))
+    engine = MistralClient(mistral.api_url)
+    store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
+    try:
+        runner = Runner(engine, store, definition_cache_seconds=600)
+        first = runner.start(wf, name, {"who": "a"})
+        assert runner.register(wf) == "cached"
+        assert requests.delete("%s/workflows/%s" % (mistral.api_url, name), timeout=10).status_code == 204
+        second = runner.start(wf, name, {"who": "b"})
+        assert second["status"] == "running"
+        ids = sorted(e["id"] for e in mistral.executions(name))
+        assert ids == sorted([first["engine_execution_id"], second["engine_execution_id"]])
+    finally:
+        store.close()

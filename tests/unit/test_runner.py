@@ -64,6 +64,49 @@ def test_register_mixed_file_registers_each_workflow(engine, store):
     assert set(engine.workflows) == {"wf", "other"}
 
 
+def test_definition_cache_skips_the_engine_until_it_expires(engine, store):
+    now = [1000.0]
+    runner = Runner(engine, store, definition_cache_seconds=60, clock=lambda: now[0])
+    wf = workflow.parse(WF)
+    assert runner.register(wf) == "created"
+    now[0] += 59
+    assert runner.register(wf) == "cached"
+    runner.start(wf, "wf", {"x": 1})
+    assert engine.count("get_workflow") == 1
+    # A changed definition is never taken from the cache.
+    changed = workflow.parse(WF.replace("$.x", "$.x + 1"))
+    assert runner.register(changed) == "updated"
+    assert runner.register(changed) == "cached"
+    now[0] += 61
+    assert runner.register(changed) == "unchanged"
+    assert engine.count("get_workflow") == 3
+
+
+def test_definition_deleted_in_the_engine_is_registered_again_at_submit(engine, store):
+    runner = Runner(engine, store, definition_cache_seconds=60, clock=lambda: 1000.0)
+    wf = workflow.parse(WF)
+    runner.register(wf)
+    del engine.workflows["wf"]          # deleted behind the runner's back
+    record = runner.start(wf, "wf", {"x": 1})
+    assert store.get_execution(record["id"])["status"] == st.RUNNING
+    assert "wf" in engine.workflows
+    assert list(engine.executions) == [record["engine_execution_id"]]
+
+
+def test_cached_definition_rejected_twice_closes_the_record(engine, store):
+    runner = Runner(engine, store, definition_cache_seconds=60, clock=lambda: 1000.0)
+    wf = workflow.parse(WF)
+    runner.register(wf)
+    # the cached submit, the definition's read-back, the second submit
+    engine.fail_next = [errors.EngineBadRequest("Invalid input [x]", 400), None,
+                        errors.EngineBadRequest("Invalid input [x]", 400)]
+    with pytest.raises(errors.InputError, match="rejected its input"):
+        runner.start(wf, "wf", {"x": 1})
+    (record,) = store.list_executions()
+    assert record["status"] == st.FAILED and record["tracked"] is False
+    assert engine.executions == {}
+
+
 def test_unknown_input_records_nothing(engine, store):
     runner = make_runner(engine, store)
     with pytest.raises(errors.InputError, match="unknown input 'y'"):
