@@ -9,7 +9,8 @@ and the executions-by-status gauge is refreshed on the heartbeat.
     st2bridge_checks_total                       executions checked by the poller
     st2bridge_check_lateness_seconds             how late after its due time a check ran
     st2bridge_checks_in_flight                   checks running now
-    st2bridge_callbacks_total{outcome,code}      callbacks answered (accepted, deferred, rejected, error)
+    st2bridge_callbacks_total{outcome,code}      callbacks answered (accepted, rejected, error)
+    st2bridge_callback_results_left_to_poller_total  terminal callbacks whose result fetch failed
     st2bridge_callback_duration_seconds          time to handle one callback
     st2bridge_engine_requests_total              HTTP requests to the engine API (retries included)
     st2bridge_engine_errors_total{kind}          failed engine requests by kind
@@ -42,8 +43,6 @@ ERROR_KINDS = {
 
 
 def callback_outcome(code):
-    if code == 202:
-        return "deferred"       # ended, result left to the poller
     if code < 300:
         return "accepted"
     return "rejected" if code < 500 else "error"
@@ -57,6 +56,7 @@ class TrackerMetrics:
         self.engine = engine
         self.store = store
         self.executor = executor
+        self.callback_handler = callbacks
         self.clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
         self.lateness = Histogram(
@@ -80,10 +80,10 @@ class TrackerMetrics:
         self.callback_seconds.observe(seconds)
 
     def refresh(self):
-        """Count the records by status (from the heartbeat; indexed counts)."""
+        """Count the records by status (from the heartbeat; one grouped count)."""
         try:
-            self.status_counts = {status: self.store.count_executions(status)
-                                  for status in st.ALL}
+            counts = self.store.count_by_status()
+            self.status_counts = {status: counts.get(status, 0) for status in st.ALL}
         except errors.StoreError as exc:
             LOG.warning("metrics: counting executions failed: %s; the gauge keeps its "
                         "last values", exc)
@@ -135,6 +135,11 @@ class _LiveCollector:
         for kind in sorted(set(ERROR_KINDS.values()) | set(counts)):
             errors_.add_metric([kind], counts.get(kind, 0))
         yield errors_
+        if m.callback_handler is not None:
+            yield CounterMetricFamily(
+                "st2bridge_callback_results_left_to_poller", "Terminal callbacks whose "
+                "result fetch from the engine failed: the poller finishes those executions.",
+                value=m.callback_handler.counts["left_to_poller"])
         yield CounterMetricFamily("st2bridge_lease_takeovers", "Executions claimed after "
                                   "their previous lease lapsed (a tracker died or hung).",
                                   value=m.store.lease_takeovers)

@@ -31,7 +31,8 @@ class CallbackHandler:
         self.clock = clock
         # Runs result fetches after the answer (inline in tests).
         self.executor = executor or InlineExecutor()
-        self.counts = {"accepted": 0, "rejected": 0}
+        # left_to_poller: terminal events whose result fetch failed.
+        self.counts = {"accepted": 0, "rejected": 0, "left_to_poller": 0}
         # Events arriving together share one store transaction.
         self.commits = GroupCommit(store)
         self.observers = []     # metrics hooks: called with (HTTP status, seconds taken)
@@ -114,6 +115,7 @@ class CallbackHandler:
         except (errors.EngineError, errors.StoreError) as exc:
             LOG.warning("execution %s ended (%s) but fetching its result failed: %s; "
                         "the poller finishes it", record["id"], event["state"], exc)
+            self.counts["left_to_poller"] += 1
             try:
                 # Due now rather than after stale_after.
                 self.store.update_execution(record["id"], {

@@ -41,6 +41,8 @@ A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}
 import abc
 import contextlib
 
+from st2bridge import status as st
+
 # Indexed fields that list/claim queries filter or sort on. Backends keep them
 # queryable (columns in SQLite, indexes in MongoDB); every other field is opaque.
 INDEXED_FIELDS = ("id", "engine_execution_id", "status", "workflow_name",
@@ -155,6 +157,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_executions(self, status=None):
         """Number of records, optionally with that status (or statuses)."""
+
+    def count_by_status(self):
+        """{status: number of records} for the statuses that have any. A
+        backend that can group in one query overrides this."""
+        counts = {status: self.count_executions(status) for status in st.ALL}
+        return {status: n for status, n in counts.items() if n}
 
     # -- services -----------------------------------------------------------
 

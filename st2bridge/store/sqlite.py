@@ -407,6 +407,10 @@ class SqliteStore(Store):
             return conn.execute("SELECT COUNT(*) FROM executions WHERE " +
                                 _in("status", statuses), statuses).fetchone()[0]
 
+    def count_by_status(self):
+        with self._read() as conn:
+            return dict(conn.execute("SELECT status, COUNT(*) FROM executions GROUP BY status"))
+
     # -- services -----------------------------------------------------------
 
     def register_service(self, record):

@@ -207,3 +207,4 @@ def test_engine_down_at_the_terminal_event_leaves_it_to_the_poller(env):
     assert status == 200   # answered at once; the fetch failed afterwards
     stored = env.store.get_execution(record["id"])
     assert stored["status"] == st.RUNNING and stored["next_poll_at"] == env.now
+    assert env.handler.counts["left_to_poller"] == 1

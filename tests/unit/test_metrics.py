@@ -56,8 +56,8 @@ def test_a_claim_of_a_lapsed_lease_is_a_takeover(store):
 
 
 def test_callback_outcomes():
-    assert [callback_outcome(c) for c in (200, 202, 401, 404, 503)] == [
-        "accepted", "deferred", "rejected", "rejected", "error"]
+    assert [callback_outcome(c) for c in (200, 401, 404, 503)] == [
+        "accepted", "rejected", "rejected", "error"]
 
 
 def free_port():
@@ -123,6 +123,7 @@ def test_endpoint_of_a_real_tracker(tmp_path):
         assert values['st2bridge_engine_errors_total{kind="not_found"}'] >= 1
         assert values["st2bridge_check_lateness_seconds_count"] >= 4
         assert values["st2bridge_lease_takeovers_total"] == 0
+        assert values["st2bridge_callback_results_left_to_poller_total"] == 0
         assert values["st2bridge_heartbeat_timestamp_seconds"] > time.time() - 10
         # A callback the listener rejects (unknown execution) is counted with its latency.
         requests.post("http://127.0.0.1:%d/v1/callbacks/mistral/nope" % cb_port, json={},

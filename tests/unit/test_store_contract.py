@@ -235,6 +235,7 @@ def test_count_executions(store):
     assert store.count_executions([st.FAILED, st.SUCCEEDED]) == 2
     assert store.count_executions(st.PAUSED) == 0
     assert store.count_executions([]) == 0
+    assert store.count_by_status() == {st.RUNNING: 2, st.FAILED: 1, st.SUCCEEDED: 1}
 
 
 # -- update ---------------------------------------------------------------------
