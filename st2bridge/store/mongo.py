@@ -6,6 +6,13 @@ one filtered find_one_and_update/update_one, which MongoDB applies
 atomically to the document, so the condition and the write cannot be split
 by another process.
 
+A claim is several writes, and a write's outcome is unknown when the
+connection fails (the server may have applied it before the answer was
+lost): claim_due remembers the lease expiry of a claim that failed, and the
+owner's next claim_due or renew_leases first releases the leases with exactly
+that expiry: they were never handed out, and the tracker's heartbeat would
+otherwise renew them for as long as it lives, so nothing would check them.
+
 The payload fields (an execution's input, output and tasks, a service's
 info) are stored as JSON text: workflow data often has keys with dots or a
 leading "$" (hostnames, JSON schema) and integers beyond 64 bits, which BSON
@@ -129,6 +136,8 @@ class MongoStore(Store):
             except ValueError as exc:  # pymongo's URI parser, e.g. a bad port
                 raise ConfigError("invalid MongoDB store URL: %s" % _short(exc)) from exc
         self._client = client
+        # owner -> lease expiries of its claims that failed (see the module docstring)
+        self._unsettled = {}
         db = client[database]
         self._executions = db["executions"]
         self._services = db["services"]
@@ -308,18 +317,25 @@ class MongoStore(Store):
         # owners never get the same record. A valid lease excludes its holder
         # too (its poll may still be running); the ids already claimed are
         # excluded as well so a lease_seconds <= 0 cannot loop forever.
+        self._settle(owner)
         lease = {"$set": {"lease_owner": owner, "lease_expires_at": now + lease_seconds}}
         claimed = []
         while len(claimed) < limit:
-            doc = self._executions.find_one_and_update(
-                {"tracked": True,
-                 "next_poll_at": {"$lte": now},
-                 "status": {"$nin": list(TERMINAL)},
-                 "$or": [{"lease_owner": None}, {"lease_expires_at": None},
-                         {"lease_expires_at": {"$lte": now}}],
-                 "_id": {"$nin": [record["id"] for record in claimed]}},
-                lease, sort=[("next_poll_at", 1), ("_id", 1)],
-                return_document=pymongo.ReturnDocument.BEFORE)
+            try:
+                doc = self._executions.find_one_and_update(
+                    {"tracked": True,
+                     "next_poll_at": {"$lte": now},
+                     "status": {"$nin": list(TERMINAL)},
+                     "$or": [{"lease_owner": None}, {"lease_expires_at": None},
+                             {"lease_expires_at": {"$lte": now}}],
+                     "_id": {"$nin": [record["id"] for record in claimed]}},
+                    lease, sort=[("next_poll_at", 1), ("_id", 1)],
+                    return_document=pymongo.ReturnDocument.BEFORE)
+            except mongo_errors.PyMongoError:
+                # This claim may have been applied, and those before it are not
+                # handed out either: released before this owner's next lease write.
+                self._unsettled.setdefault(owner, set()).add(now + lease_seconds)
+                raise
             if doc is None:
                 break
             record = _execution(doc)
@@ -329,8 +345,20 @@ class MongoStore(Store):
             claimed.append(record)
         return claimed
 
+    def _settle(self, owner):
+        """Release the leases that failed claims of `owner` may have taken
+        (matched by their exact expiry, which only renew_leases changes, and
+        it settles first)."""
+        expiries = self._unsettled.get(owner)
+        if expiries:
+            self._executions.update_many(
+                {"lease_owner": owner, "lease_expires_at": {"$in": sorted(expiries)}},
+                {"$set": {"lease_owner": None, "lease_expires_at": None}})
+            self._unsettled.pop(owner, None)
+
     @_translated
     def renew_leases(self, owner, expires_at):
+        self._settle(owner)
         return self._executions.update_many(
             {"lease_owner": owner}, {"$set": {"lease_expires_at": expires_at}}).modified_count
 
@@ -338,6 +366,7 @@ class MongoStore(Store):
     def release_leases(self, owner):
         result = self._executions.update_many(
             {"lease_owner": owner}, {"$set": {"lease_owner": None, "lease_expires_at": None}})
+        self._unsettled.pop(owner, None)
         return result.modified_count
 
     @_translated
