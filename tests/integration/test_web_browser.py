@@ -15,6 +15,7 @@ from conftest import ROOT, Bridge, free_port, write_workflow
 pytestmark = pytest.mark.integration
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 SHOTS = ROOT / "test-output" / "web"
@@ -141,10 +142,12 @@ def test_page_updates_while_the_workflow_runs(site, browser):
     assert "state-RUNNING" in nap.get_attribute("class") or \
         "state-NONE" in nap.get_attribute("class")
     shot(browser, "running")
-    # No reload by the test: the page's own polling turns it green.
-    WebDriverWait(browser, 30, 0.3).until(
+    # No reload by the test: the page's own polling turns it green (and may replace an
+    # element between its lookup and its reading: a stale element is read again).
+    WebDriverWait(browser, 30, 0.3, ignored_exceptions=[StaleElementReferenceException]).until(
         lambda d: d.find_element(By.ID, "status").text == "succeeded")
-    WebDriverWait(browser, 10, 0.3).until(lambda d: "state-SUCCESS" in d.find_element(
+    WebDriverWait(browser, 10, 0.3, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: "state-SUCCESS" in d.find_element(
         By.CSS_SELECTOR, 'g.node[data-task="after"]').get_attribute("class"))
     shot(browser, "finished")
 
