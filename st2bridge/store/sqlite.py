@@ -26,96 +26,11 @@ import threading
 
 from st2bridge.errors import (Conflict, NotFound, StoreError, StoreUnavailable,
                               StoreVersionMismatch)
-from st2bridge.store import (TERMINAL, complete_execution, complete_service,
+from st2bridge.store import (complete_execution, complete_service,
                              prepare_changes, prepare_execution, prepare_service, status_list,
                              version_mismatch_message)
+from st2bridge.store import sqlite_sql as sql
 from st2bridge.store.base import INDEXED_FIELDS, Store
-
-_SCHEMA = """
-CREATE TABLE executions (
-    id TEXT PRIMARY KEY, engine_execution_id TEXT, status TEXT, workflow_name TEXT,
-    created_at REAL, tracked INTEGER NOT NULL DEFAULT 0, next_poll_at REAL,
-    lease_owner TEXT, lease_expires_at REAL,
-    doc TEXT NOT NULL
-);
-CREATE UNIQUE INDEX ix_executions_engine_execution_id ON executions (engine_execution_id);
-CREATE INDEX ix_executions_status ON executions (status);
-CREATE INDEX ix_executions_created_at ON executions (created_at);
-CREATE INDEX ix_executions_workflow_name ON executions (workflow_name);
-CREATE INDEX ix_executions_tracked_next_poll_at ON executions (tracked, next_poll_at);
-CREATE INDEX ix_executions_lease_owner ON executions (lease_owner);
-CREATE TABLE services (id TEXT PRIMARY KEY, name TEXT, host TEXT, doc TEXT NOT NULL);
-CREATE INDEX ix_services_name_host ON services (name, host);
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-_COLUMNS = ", ".join(INDEXED_FIELDS)
-_ACTIVE = "COALESCE(status, '') NOT IN (%s)" % ", ".join("'%s'" % s for s in TERMINAL)
-_INSERT = "INSERT INTO executions (%s, doc) VALUES (%s)" % (
-    _COLUMNS, ", ".join("?" * (len(INDEXED_FIELDS) + 1)))
-# next_due_at: the earliest unleased record (the first index entry that is not
-# leased) and the earliest time a leased one frees up, max(due, lease expiry):
-# exact, and its cost grows with the leased records only, not with the tracked.
-_NEXT_DUE = (
-    "SELECT (SELECT next_poll_at FROM executions WHERE tracked = 1 AND "
-    "next_poll_at IS NOT NULL AND (lease_owner IS NULL OR lease_expires_at IS NULL) AND "
-    + _ACTIVE + " ORDER BY next_poll_at LIMIT 1), "
-    "(SELECT MIN(MAX(next_poll_at, lease_expires_at)) FROM executions "
-    "INDEXED BY ix_executions_lease_owner WHERE lease_owner IS NOT NULL AND "
-    "lease_expires_at IS NOT NULL AND tracked = 1 AND next_poll_at IS NOT NULL AND "
-    + _ACTIVE + ")")
-
-
-def _dumps(value):
-    # json writes floats with repr(), which reads back to the same float.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _row(record):
-    """Column values for a record, in INDEXED_FIELDS order, then its doc."""
-    values = [record[field] for field in INDEXED_FIELDS]
-    values[INDEXED_FIELDS.index("tracked")] = 1 if record["tracked"] else 0
-    return values + [_dumps(record)]
-
-
-@contextlib.contextmanager
-def _transaction(conn):
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def _fetch(conn, table, id_):
-    row = conn.execute("SELECT doc FROM %s WHERE id = ?" % table, (id_,)).fetchone()
-    return None if row is None else json.loads(row[0])
-
-
-def _must_exist(conn, execution_id):
-    if conn.execute("SELECT 1 FROM executions WHERE id = ?", (execution_id,)).fetchone() is None:
-        raise NotFound("no execution %s" % execution_id)
-
-
-def _conditions(if_active, if_lease_owner):
-    return ((" AND " + _ACTIVE) if if_active else "") + (
-        " AND lease_owner = ?" if if_lease_owner is not None else "")
-
-
-def _condition_params(if_lease_owner):
-    return [if_lease_owner] if if_lease_owner is not None else []
-
-
-def _column_value(field, value):
-    return (1 if value else 0) if field == "tracked" else value
-
-
-def _in(column, values):
-    return "%s IN (%s)" % (column, ", ".join("?" * len(values)))
-
 
 class SqliteStore(Store):
     """The Store in one SQLite file (see the module docstring)."""
@@ -153,11 +68,11 @@ class SqliteStore(Store):
         conn.execute("PRAGMA synchronous = NORMAL")
         version = self._recorded_version(conn)
         if version is None:
-            with _transaction(conn):
+            with sql.transaction(conn):
                 version = self._recorded_version(conn)  # another process may have won
                 if version is None:
                     # Not executescript(): it would commit our transaction first.
-                    for statement in _SCHEMA.split(";"):
+                    for statement in sql.SCHEMA.split(";"):
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -223,7 +138,7 @@ class SqliteStore(Store):
             if self._grouped:
                 yield self._connection()
                 return
-            with _transaction(self._connection()) as conn:
+            with sql.transaction(self._connection()) as conn:
                 yield conn
 
     @contextlib.contextmanager
@@ -232,7 +147,7 @@ class SqliteStore(Store):
             if self._grouped:       # nested: part of the outer one
                 yield
                 return
-            with _transaction(self._connection()):
+            with sql.transaction(self._connection()):
                 self._grouped = True
                 try:
                     yield
@@ -245,7 +160,7 @@ class SqliteStore(Store):
         record = prepare_execution(record)
         with self._write() as conn:
             try:
-                conn.execute(_INSERT, _row(record))
+                conn.execute(sql.INSERT, sql.row(record))
             except sqlite3.IntegrityError as exc:
                 if "engine_execution_id" in str(exc):
                     raise Conflict("an execution with engine execution id %s exists already"
@@ -255,7 +170,7 @@ class SqliteStore(Store):
 
     def get_execution(self, execution_id):
         with self._read() as conn:
-            doc = _fetch(conn, "executions", execution_id)
+            doc = sql.fetch(conn, "executions", execution_id)
         if doc is None:
             raise NotFound("no execution %s" % execution_id)
         return complete_execution(doc)
@@ -268,7 +183,7 @@ class SqliteStore(Store):
         if statuses is not None:
             if not statuses:
                 return []
-            where.append(_in("status", statuses))
+            where.append(sql.in_("status", statuses))
             params += statuses
         if workflow_name is not None:
             where.append("workflow_name = ?")
@@ -276,14 +191,14 @@ class SqliteStore(Store):
         if since is not None:
             where.append("created_at >= ?")
             params.append(since)
-        sql = "SELECT doc FROM executions"
+        query = "SELECT doc FROM executions"
         if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC"
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY created_at DESC, id DESC"
         if limit is not None:
-            sql += " LIMIT %d" % int(limit)
+            query += " LIMIT %d" % int(limit)
         with self._read() as conn:
-            return [complete_execution(json.loads(doc)) for (doc,) in conn.execute(sql, params)]
+            return [complete_execution(json.loads(doc)) for (doc,) in conn.execute(query, params)]
 
     def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
         changes = prepare_changes(changes)
@@ -292,11 +207,11 @@ class SqliteStore(Store):
                 if self._patch(conn, tuple(sorted(changes)), [(execution_id, changes)],
                                if_active, if_lease_owner):
                     return True
-            elif conn.execute("SELECT 1 FROM executions WHERE id = ?" + _conditions(
-                    if_active, if_lease_owner), [execution_id] + _condition_params(
+            elif conn.execute("SELECT 1 FROM executions WHERE id = ?" + sql.conditions(
+                    if_active, if_lease_owner), [execution_id] + sql.condition_params(
                     if_lease_owner)).fetchone():
                 return True
-            _must_exist(conn, execution_id)
+            sql.must_exist(conn, execution_id)
         return False
 
     def update_task(self, execution_id, index, task, changes=None, *, if_active=True):
@@ -308,7 +223,7 @@ class SqliteStore(Store):
             if self._patch(conn, tuple(sorted(changes)), [(execution_id, changes)],
                            if_active, None, extra=(path, task)):
                 return True
-            _must_exist(conn, execution_id)
+            sql.must_exist(conn, execution_id)
         return False
 
     def update_many(self, updates, *, if_active=True, if_lease_owner=None):
@@ -330,18 +245,18 @@ class SqliteStore(Store):
         being read, parsed and rewritten in Python: the tracker reschedules
         thousands of records a second, and each callback changes one task."""
         paths = ["$.%s" % f for f in fields] + ([extra[0]] if extra else [])
-        extra_value = [_dumps(extra[1])] if extra else []
+        extra_value = [sql.dumps(extra[1])] if extra else []
         columns = [f for f in fields if f in INDEXED_FIELDS]
-        sql = "UPDATE executions SET %s doc = json_set(doc, %s) WHERE id = ?%s" % (
+        query = "UPDATE executions SET %s doc = json_set(doc, %s) WHERE id = ?%s" % (
             "".join("%s = ?, " % c for c in columns),
             ", ".join("'%s', json(?)" % p for p in paths),
-            _conditions(if_active, if_lease_owner))
-        rows = [[_column_value(f, changes[f]) for f in columns]
-                + [_dumps(changes[f]) for f in fields] + extra_value
-                + [execution_id] + _condition_params(if_lease_owner)
+            sql.conditions(if_active, if_lease_owner))
+        rows = [[sql.column_value(f, changes[f]) for f in columns]
+                + [sql.dumps(changes[f]) for f in fields] + extra_value
+                + [execution_id] + sql.condition_params(if_lease_owner)
                 for execution_id, changes in items]
         try:
-            return conn.executemany(sql, rows).rowcount
+            return conn.executemany(query, rows).rowcount
         except sqlite3.IntegrityError as exc:
             raise Conflict("an execution with that engine execution id exists already") from exc
 
@@ -362,7 +277,7 @@ class SqliteStore(Store):
                 "UPDATE executions SET lease_owner = ?, lease_expires_at = ?, "
                 "doc = json_set(doc, '$.lease_owner', ?, '$.lease_expires_at', ?) "
                 "WHERE id IN (SELECT id FROM executions WHERE tracked = 1 AND "
-                "next_poll_at <= ? AND " + _ACTIVE + " AND (lease_owner IS NULL OR "
+                "next_poll_at <= ? AND " + sql.ACTIVE + " AND (lease_owner IS NULL OR "
                 "lease_expires_at IS NULL OR lease_expires_at <= ?) "
                 "ORDER BY next_poll_at, id LIMIT ?) RETURNING doc",
                 (owner, expires, owner, expires, now, now, int(limit))).fetchall()
@@ -386,14 +301,14 @@ class SqliteStore(Store):
             for (doc,) in rows:
                 record = complete_execution(json.loads(doc))
                 record["lease_owner"] = record["lease_expires_at"] = None
-                updates.append((_dumps(record), record["id"]))
+                updates.append((sql.dumps(record), record["id"]))
             conn.executemany("UPDATE executions SET lease_owner = NULL, "
                              "lease_expires_at = NULL, doc = ? WHERE id = ?", updates)
         return len(updates)
 
     def next_due_at(self):
         with self._read() as conn:
-            unleased, leased = conn.execute(_NEXT_DUE).fetchone()
+            unleased, leased = conn.execute(sql.NEXT_DUE).fetchone()
         times = [t for t in (unleased, leased) if t is not None]
         return min(times) if times else None
 
@@ -405,7 +320,7 @@ class SqliteStore(Store):
             if not statuses:
                 return 0
             return conn.execute("SELECT COUNT(*) FROM executions WHERE " +
-                                _in("status", statuses), statuses).fetchone()[0]
+                                sql.in_("status", statuses), statuses).fetchone()[0]
 
     def count_by_status(self):
         with self._read() as conn:
@@ -418,18 +333,18 @@ class SqliteStore(Store):
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO services (id, name, host, doc) "
                          "VALUES (?, ?, ?, ?)",
-                         (record["id"], record["name"], record["host"], _dumps(record)))
+                         (record["id"], record["name"], record["host"], sql.dumps(record)))
         return record
 
     def heartbeat_service(self, service_id, now):
         with self._write() as conn:
-            doc = _fetch(conn, "services", service_id)
+            doc = sql.fetch(conn, "services", service_id)
             if doc is None:
                 return False
             record = complete_service(doc)
             record["heartbeat_at"] = now
             conn.execute("UPDATE services SET doc = ? WHERE id = ?",
-                         (_dumps(record), service_id))
+                         (sql.dumps(record), service_id))
         return True
 
     def list_services(self):

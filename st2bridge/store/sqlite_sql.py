@@ -1,0 +1,96 @@
+"""The SQL of the SQLite store: its schema, the fragments its queries share,
+and how a record maps to a row (indexed columns + the whole record as JSON).
+SqliteStore (sqlite.py) holds the behaviour: locking, transactions, errors.
+"""
+
+import contextlib
+import json
+
+from st2bridge.errors import NotFound
+from st2bridge.store import TERMINAL
+from st2bridge.store.base import INDEXED_FIELDS
+
+SCHEMA = """
+CREATE TABLE executions (
+    id TEXT PRIMARY KEY, engine_execution_id TEXT, status TEXT, workflow_name TEXT,
+    created_at REAL, tracked INTEGER NOT NULL DEFAULT 0, next_poll_at REAL,
+    lease_owner TEXT, lease_expires_at REAL,
+    doc TEXT NOT NULL
+);
+CREATE UNIQUE INDEX ix_executions_engine_execution_id ON executions (engine_execution_id);
+CREATE INDEX ix_executions_status ON executions (status);
+CREATE INDEX ix_executions_created_at ON executions (created_at);
+CREATE INDEX ix_executions_workflow_name ON executions (workflow_name);
+CREATE INDEX ix_executions_tracked_next_poll_at ON executions (tracked, next_poll_at);
+CREATE INDEX ix_executions_lease_owner ON executions (lease_owner);
+CREATE TABLE services (id TEXT PRIMARY KEY, name TEXT, host TEXT, doc TEXT NOT NULL);
+CREATE INDEX ix_services_name_host ON services (name, host);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+COLUMNS = ", ".join(INDEXED_FIELDS)
+ACTIVE = "COALESCE(status, '') NOT IN (%s)" % ", ".join("'%s'" % s for s in TERMINAL)
+INSERT = "INSERT INTO executions (%s, doc) VALUES (%s)" % (
+    COLUMNS, ", ".join("?" * (len(INDEXED_FIELDS) + 1)))
+# next_due_at: the earliest unleased record (the first index entry that is not
+# leased) and the earliest time a leased one frees up, max(due, lease expiry):
+# exact, and its cost grows with the leased records only, not with the tracked.
+NEXT_DUE = (
+    "SELECT (SELECT next_poll_at FROM executions WHERE tracked = 1 AND "
+    "next_poll_at IS NOT NULL AND (lease_owner IS NULL OR lease_expires_at IS NULL) AND "
+    + ACTIVE + " ORDER BY next_poll_at LIMIT 1), "
+    "(SELECT MIN(MAX(next_poll_at, lease_expires_at)) FROM executions "
+    "INDEXED BY ix_executions_lease_owner WHERE lease_owner IS NOT NULL AND "
+    "lease_expires_at IS NOT NULL AND tracked = 1 AND next_poll_at IS NOT NULL AND "
+    + ACTIVE + ")")
+
+
+def dumps(value):
+    # json writes floats with repr(), which reads back to the same float.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def row(record):
+    """Column values for a record, in INDEXED_FIELDS order, then its doc."""
+    values = [record[field] for field in INDEXED_FIELDS]
+    values[INDEXED_FIELDS.index("tracked")] = 1 if record["tracked"] else 0
+    return values + [dumps(record)]
+
+
+@contextlib.contextmanager
+def transaction(conn):
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def fetch(conn, table, id_):
+    row = conn.execute("SELECT doc FROM %s WHERE id = ?" % table, (id_,)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def must_exist(conn, execution_id):
+    if conn.execute("SELECT 1 FROM executions WHERE id = ?", (execution_id,)).fetchone() is None:
+        raise NotFound("no execution %s" % execution_id)
+
+
+def conditions(if_active, if_lease_owner):
+    return ((" AND " + ACTIVE) if if_active else "") + (
+        " AND lease_owner = ?" if if_lease_owner is not None else "")
+
+
+def condition_params(if_lease_owner):
+    return [if_lease_owner] if if_lease_owner is not None else []
+
+
+def column_value(field, value):
+    return (1 if value else 0) if field == "tracked" else value
+
+
+def in_(column, values):
+    return "%s IN (%s)" % (column, ", ".join("?" * len(values)))
