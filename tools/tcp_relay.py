@@ -57,7 +57,7 @@ class Relay:
                 if not data:
                     break
                 dst.sendall(data)
-        except OSError:
+        except (OSError, EOFError):     # EOFError: eventlet's green socket, closed by the other side
             pass
         finally:
             for s in (src, dst):
