@@ -178,6 +178,18 @@ class Runner:
                 "%s; execution %s stays 'requested' and a running "
                 "st2bridge-resultstracker submits it once the engine answers"
                 % (exc, record["id"]), exc.status) from None
+        if execution.get("state") in st.ENGINE_TERMINAL:
+            # A repeated submit answered with an execution that has ended (the
+            # first submit got through late): its final status must come with
+            # its output, so finish it; if that fails the record stays active
+            # and the tracker (or --wait) finishes it.
+            try:
+                results.finish(self.engine, self.store, record, self.clock, "submit")
+            except errors.BridgeError as exc:
+                LOG.warning("execution %s has ended in the engine already; fetching its "
+                            "result failed (%s): it is finished later", record["id"], exc)
+            record.update(self.store.get_execution(record["id"]))
+            return record
         changes = results.progress_changes(execution, None, self.clock())
         self.store.update_execution(record["id"], changes, if_active=True)
         record.update(changes)
