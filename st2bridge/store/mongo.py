@@ -385,6 +385,11 @@ class MongoStore(Store):
     def count_executions(self, status=None):
         return self._executions.count_documents(self._status_filter({}, status))
 
+    @_translated
+    def count_by_status(self):
+        groups = self._executions.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+        return {g["_id"]: g["n"] for g in groups if g["_id"] is not None}
+
     # -- services -----------------------------------------------------------
 
     @_translated
