@@ -40,4 +40,5 @@ def build_runner(conf, engine, store):
     rt = conf.resultstracker
     return Runner(engine, store, query_interval=rt.query_interval, mode=rt.mode,
                   callback_url=config.callback_url(conf), stale_after=rt.stale_after,
-                  definition_cache_seconds=conf.engine.definition_cache_seconds)
+                  definition_cache_seconds=conf.engine.definition_cache_seconds,
+                  task_events=conf.callback.task_events)

@@ -129,6 +129,11 @@ callback_opts = [
                     "host and port)."),
     cfg.IntOpt("max_body", default=65536, min=1024,
                help="Largest callback body accepted (bytes); larger ones get 413."),
+    cfg.BoolOpt("task_events", default=True,
+                help="Also ask the engine for task events, which keep an execution's "
+                     "task view current while it runs. Off: the engine posts two "
+                     "webhooks per execution (start and end) instead of two per task, "
+                     "and the task view is read from the engine when the execution ends."),
 ]
 
 metrics_opts = [

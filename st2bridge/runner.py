@@ -16,7 +16,7 @@ import yaml
 
 from st2bridge import errors, results, workflow
 from st2bridge import status as st
-from st2bridge.callbacks import secrets
+from st2bridge.callbacks import events, secrets
 from st2bridge.store.base import new_execution_record
 
 LOG = logging.getLogger(__name__)
@@ -29,6 +29,9 @@ class Runner:
     "callback" (only callbacks, no polling), "hybrid" (callbacks, and polling
     once an execution has been silent for `stale_after`).
 
+    `task_events`: whether the webhook asks for task events too (live task
+    progress) or only for the workflow's own.
+
     `definition_cache_seconds`: how long a definition this runner registered
     is trusted without asking the engine again (0: ask on every start). A
     long-lived runner then starts executions with one engine request, not
@@ -36,7 +39,7 @@ class Runner:
 
     def __init__(self, engine, store, *, query_interval=5.0, mode="poll",
                  callback_url=None, stale_after=30.0, definition_cache_seconds=0.0,
-                 clock=time.time):
+                 task_events=True, clock=time.time):
         if mode != "poll" and not callback_url:
             raise ValueError("mode %s needs a callback URL" % mode)
         self.engine = engine
@@ -46,6 +49,7 @@ class Runner:
         self.callback_url = callback_url
         self.stale_after = stale_after
         self.definition_cache_seconds = definition_cache_seconds
+        self.task_events = task_events
         self.clock = clock
         self._registered = {}   # workflow name -> (digest of its spec, when registered)
 
@@ -113,9 +117,12 @@ class Runner:
         secret = None
         if self.mode != "poll":
             secret = secrets.new_secret()
-            notify.insert(0, {
+            webhook = {
                 "type": "webhook", "url": self.callback_url + CALLBACK_PATH + execution_id,
-                "headers": {"Content-Type": "application/json", secrets.HEADER: secret}})
+                "headers": {"Content-Type": "application/json", secrets.HEADER: secret}}
+            if not self.task_events:
+                webhook["event_types"] = sorted(events.WORKFLOW_EVENTS)
+            notify.insert(0, webhook)
         record = new_execution_record(
             id=execution_id, workflow_name=workflow_name,
             engine_execution_id=str(uuid.uuid4()), status=st.REQUESTED,

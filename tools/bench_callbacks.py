@@ -212,7 +212,7 @@ class Watcher(threading.Thread):
 class Bridge:
     """A config in its own dir, a tracker subprocess, and an in-process runner on the same store."""
 
-    def __init__(self, tmp, name, mode, api_url, a, callback_url=None):
+    def __init__(self, tmp, name, mode, api_url, a, callback_url=None, task_events=True):
         self.dir = tmp / name
         self.dir.mkdir()
         self.db, self.port, self.mode = self.dir / "bridge.db", free_port(), mode
@@ -221,9 +221,10 @@ class Bridge:
             "[DEFAULT]\nstate_path = %s\nlog_level = %s\n[store]\nurl = sqlite:///%s\n"
             "[engine]\napi_url = %s\n[resultstracker]\nmode = %s\nquery_interval = %s\n"
             "thread_pool_size = %d\njitter_interval = %s\nstale_after = %s\n"
-            "[callback]\nhost = 127.0.0.1\nport = %d\n%s"
+            "[callback]\nhost = 127.0.0.1\nport = %d\ntask_events = %s\n%s"
             % (self.dir, a.log_level, self.db, api_url, mode, a.query_interval, a.pool, a.jitter,
-               a.stale_after, self.port, "url = %s\n" % callback_url if callback_url else ""))
+               a.stale_after, self.port, task_events,
+               "url = %s\n" % callback_url if callback_url else ""))
         self.conf = config.load(["--config-file", str(path)], config_files=[])
         self.store = app.build_store(self.conf)
         self.engine = app.build_engine(self.conf)

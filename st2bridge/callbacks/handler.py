@@ -23,10 +23,13 @@ LOG = logging.getLogger(__name__)
 
 class CallbackHandler:
     def __init__(self, store, engine, *, mode="hybrid", stale_after=30.0, clock=time.time,
-                 executor=None):
+                 executor=None, task_events=True):
         self.store = store
         self.engine = engine
         self.mode = mode
+        # With task events the record's task view is current when the
+        # workflow ends; without, the tasks are fetched with the output.
+        self.task_events = task_events
         self.stale_after = stale_after
         self.clock = clock
         # Runs result fetches after the answer (inline in tests).
@@ -107,11 +110,13 @@ class CallbackHandler:
             # Task callbacks kept the task view current: the output is all the
             # terminal record waits for; the tasks are refreshed right after.
             written = results.finish(self.engine, self.store, record, self.clock, "callback",
-                                     tasks_after=True)
+                                     concurrently=self.executor.concurrently,
+                                     tasks_after=self.task_events)
             if written:
                 LOG.info("execution %s %s (finished by callback)", record["id"],
                          st.from_engine(event["state"]))
-                results.refresh_tasks(self.engine, self.store, record)
+                if self.task_events:
+                    results.refresh_tasks(self.engine, self.store, record)
         except (errors.EngineError, errors.StoreError) as exc:
             LOG.warning("execution %s ended (%s) but fetching its result failed: %s; "
                         "the poller finishes it", record["id"], event["state"], exc)

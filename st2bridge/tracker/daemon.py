@@ -59,7 +59,8 @@ class Tracker:
         if rt.mode != "poll":
             self.callbacks = CallbackHandler(
                 store, engine, mode=rt.mode, stale_after=rt.stale_after, clock=clock,
-                executor=green.GreenExecutor(rt.thread_pool_size))
+                executor=green.GreenExecutor(rt.thread_pool_size),
+                task_events=conf.callback.task_events)
         self.scheduler = BackgroundScheduler(daemon=True)
         self.metrics = None
         self.metrics_server = None

@@ -61,11 +61,12 @@ class Bridge:
         self.api_url = api_url
         self.write()
 
-    def write(self, api_url=None, extra="", mode="poll", callback_port=None, callback_url=None):
-        """`extra` lines go into [resultstracker]."""
+    def write(self, api_url=None, extra="", mode="poll", callback_port=None, callback_url=None,
+              callback_extra=""):
+        """`extra` lines go into [resultstracker], `callback_extra` ones into [callback]."""
         callback = ""
         if callback_port:
-            callback = "[callback]\nport = %d\n" % callback_port
+            callback = "[callback]\nport = %d\n%s" % (callback_port, callback_extra)
             if callback_url:
                 callback += "url = %s\n" % callback_url
         self.conf.write_text(
@@ -114,12 +115,19 @@ def hybrid(bridge):
     only callbacks can act within a test. `bridge.callback` is its URL."""
     port = free_port()
     bridge.write(mode="hybrid", callback_port=port, extra="stale_after = 60\n")
-    tracker = bridge.start_tracker()
-    bridge.callback = "http://127.0.0.1:%d" % port
-    wait_for("the callback listener", lambda: _answers(bridge.callback + "/v1/health"), timeout=15)
+    tracker = start_listening_tracker(bridge, port)
     yield bridge
     tracker.send_signal(signal.SIGTERM)
     assert tracker.wait(timeout=30) == 0
+
+
+def start_listening_tracker(bridge, port):
+    """Start a tracker whose config listens on `port`; return it once its
+    listener answers (bridge.callback is then the listener's URL)."""
+    tracker = bridge.start_tracker()
+    bridge.callback = "http://127.0.0.1:%d" % port
+    wait_for("the callback listener", lambda: _answers(bridge.callback + "/v1/health"), timeout=15)
+    return tracker
 
 
 def _answers(url):

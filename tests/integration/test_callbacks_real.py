@@ -1,12 +1,13 @@
 """Completion callbacks from a real Mistral's webhook notifier to the tracker."""
 
+import json
 import signal
 import time
 import uuid
 
 import pytest
 import requests
-from conftest import QUICK, free_port, wait_status, write_workflow
+from conftest import QUICK, free_port, start_listening_tracker, wait_status, write_workflow
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +51,27 @@ def test_workflow_finishes_by_callback_with_output(hybrid, tmp_path):
     assert record["status"] == "succeeded" and record["finished_by"] == "callback"
     assert record["output"] == {"greeting": "hi hook"}
     assert sorted(t["name"] for t in record["tasks"]) == ["done", "greet"]
+
+
+def test_workflow_events_only_still_finish_with_output_and_tasks(bridge, mistral, tmp_path):
+    """[callback] task_events = false: Mistral posts only the workflow's own events; the
+    end brings the output and the task view in one go."""
+    port = free_port()
+    bridge.write(mode="callback", callback_port=port, callback_extra="task_events = false\n")
+    tracker = start_listening_tracker(bridge, port)
+    try:
+        name = "lean_%s" % uuid.uuid4().hex[:8]
+        execution_id = run(bridge, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=lean")
+        record = wait_status(bridge, execution_id)
+        assert record["status"] == "succeeded" and record["finished_by"] == "callback"
+        assert record["output"] == {"greeting": "hi lean"}
+        assert sorted(t["name"] for t in record["tasks"]) == ["done", "greet"]
+        params = mistral.get("/executions/%s" % record["engine_execution_id"])["params"]
+        (webhook,) = json.loads(params)["notify"]
+        assert webhook["event_types"] and all(e.startswith("WORKFLOW_") for e in webhook["event_types"])
+    finally:
+        tracker.send_signal(signal.SIGTERM)
+        assert tracker.wait(timeout=30) == 0
 
 
 def test_sub_workflow_parent_finishes_and_shows_child_tasks(hybrid, tmp_path):

@@ -115,3 +115,14 @@ def test_charts_written(br, tmp_path):
     written = br.charts({"rows": rows}, tmp_path)
     assert [Path(p).name for p in written] == ["reference-detection.png", "reference-e2e.png"]
     assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+
+
+def test_goals_of_callback_with_workflow_events_only(br):
+    rows = br.add_overheads([row(br, "sequence", "engine", [1000.0], outside=[200.0]),
+                             row(br, "sequence", "callback", [1030.0], det=[20.0], outside=[230.0]),
+                             row(br, "sequence", "callback-wf", [1004.0], det=[20.0], outside=[204.0])])
+    g = {name: (value, verdict) for name, value, _, verdict in br.goals(rows)}
+    assert g["callback net overhead % (sum over topologies; engine run time taken out)"] == (3.0, "MISS")
+    assert g["callback-wf net overhead % (sum over topologies; engine run time taken out)"] == (0.4, "PASS")
+    assert g["callback-wf overhead % (worst topology)"] == (0.4, "PASS")
+    assert g["callback-wf: lost / duplicated completions"] == ("0 / 0", "PASS")

@@ -20,15 +20,16 @@ WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
 
 
 class Env:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, task_events=True):
         self.now = float(calendar.timegm((2026, 11, 21, 12, 0, 0)))   # events below are later
         self.store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
         self.engine = FakeEngine(clock=lambda: self.now)
         self.runner = Runner(self.engine, self.store, mode="hybrid",
                              callback_url="http://127.0.0.1:9101", stale_after=30,
-                             clock=lambda: self.now)
+                             task_events=task_events, clock=lambda: self.now)
         self.handler = CallbackHandler(self.store, self.engine, mode="hybrid",
-                                       stale_after=30, clock=lambda: self.now)
+                                       stale_after=30, clock=lambda: self.now,
+                                       task_events=task_events)
         self.app = make_app(self.handler, max_body=4096)
 
     def start(self):
@@ -95,6 +96,26 @@ def test_terminal_callback_finishes_with_output_from_the_engine(env):
     status, answer = env.post(record["id"], wf_event(record, "RUNNING", "WORKFLOW_LAUNCHED"), secret)
     assert status == 200 and answer["result"].startswith("final")
     assert env.store.get_execution(record["id"]) == final
+
+
+def test_without_task_events_the_webhook_asks_for_workflow_events_and_the_end_reads_tasks(tmp_path):
+    env = Env(tmp_path, task_events=False)
+    try:
+        record, notify = env.start()
+        assert notify["event_types"] == sorted(e for e in notify["event_types"]
+                                               if e.startswith("WORKFLOW_"))
+        assert "WORKFLOW_SUCCEEDED" in notify["event_types"]
+        env.engine.add_task(record["engine_execution_id"], "t1", "SUCCESS")
+        env.engine.set_state(record["engine_execution_id"], "SUCCESS", output={"x": 1})
+        env.engine.calls.clear()
+        env.post(record["id"], wf_event(record, "SUCCESS", "WORKFLOW_SUCCEEDED"),
+                 notify["headers"][secrets.HEADER])
+        final = env.store.get_execution(record["id"])
+        assert final["status"] == st.SUCCEEDED and final["output"] == {"x": 1}
+        assert [t["name"] for t in final["tasks"]] == ["t1"]     # written with the end
+        assert sorted(c[0] for c in env.engine.calls) == ["get_execution", "list_tasks"]
+    finally:
+        env.store.close()
 
 
 @pytest.mark.parametrize("secret, expected", [(None, 401), ("", 401), ("forged", 403)])
