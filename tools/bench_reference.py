@@ -29,6 +29,7 @@ Figures (ms from time.monotonic() of this process):
 import argparse
 import collections
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -540,6 +541,9 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one execution")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds to wait for late duplicates")
     ap.add_argument("--with-scale", action="store_true", help="also run tools/bench_tracker.py")
+    ap.add_argument("--pin-engine", metavar="CPUS",
+                    help="emulate an engine host of its own: the private Mistral and RabbitMQ on these "
+                         "CPUs (taskset list, e.g. 0), this benchmark and the trackers on the others")
     ap.add_argument("--scale-executions", type=int, default=2000)
     ap.add_argument("--scale-measure", type=float, default=30.0)
     ap.add_argument("--scale-idle", type=float, default=10.0)
@@ -567,6 +571,8 @@ def main(argv=None):
         api_url = a.api_url
         if api_url is None:
             mistral = bc.start_mistral(a, tmp)
+            if a.pin_engine:
+                res["pinned"] = pin(a.pin_engine, mistral.home)
             api_url = mistral.api_url
         probe = bc.Server(RefProbe, target=None)
         for mode in modes:
@@ -619,10 +625,50 @@ def main(argv=None):
         for server in servers + ([probe] if probe else []):
             server.shutdown()
         bc.stop_mistral(mistral)
+        if a.pin_engine:
+            unpin_broker()
         if a.json_out:
             Path(a.json_out).write_text(json.dumps(res, default=str) + "\n")
         print("logs kept in %s" % tmp)
     return 0
+
+
+def _pids(*pgrep_args):
+    return subprocess.run(["pgrep"] + list(pgrep_args), capture_output=True, text=True).stdout.split()
+
+
+def _taskset(cpus, pid):
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], capture_output=True, check=True)
+
+
+def pin(engine_cpus, mistral_home):
+    """Mistral (every process of this private instance) and RabbitMQ on `engine_cpus`; this process
+    (all its threads, and the trackers it starts later) on the other CPUs."""
+    everything = set(range(os.cpu_count()))
+    engine = {c for part in engine_cpus.split(",") for c in (
+        range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1))}
+    rest = sorted(everything - engine)
+    if not engine <= everything or not rest:
+        raise SystemExit("--pin-engine %s: leaves no CPU for the bridge (CPUs 0-%d)"
+                         % (engine_cpus, len(everything) - 1))
+    engine_pids, todo = [], _pids("-f", str(mistral_home))
+    while todo:          # the master and every worker it forked (workers rename themselves)
+        pid = todo.pop()
+        engine_pids.append(pid)
+        todo += _pids("-P", pid)
+    engine_pids += _pids("-x", "beam.smp")
+    for pid in engine_pids:
+        _taskset(engine_cpus, pid)
+    _taskset(",".join(map(str, rest)), os.getpid())
+    print("pinned: Mistral + RabbitMQ (%d processes) on CPU %s; benchmark and trackers on CPU %s"
+          % (len(engine_pids), engine_cpus, ",".join(map(str, rest))), flush=True)
+    return {"engine_cpus": engine_cpus, "bridge_cpus": rest, "engine_processes": len(engine_pids)}
+
+
+def unpin_broker():
+    """RabbitMQ serves the whole machine: give it every CPU back."""
+    for pid in _pids("-x", "beam.smp"):
+        _taskset("0-%d" % (os.cpu_count() - 1), pid)
 
 
 def machine():
