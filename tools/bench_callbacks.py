@@ -3,7 +3,7 @@ asserts nothing about timing.
 
     .venv/bin/python tools/bench_callbacks.py [--part latency|requests|ingest|all] [--api-url URL]
         [--executions 30] [--concurrency 5] [--req-executions 10] [--sleep 10]
-        [--ingest-records 1000] [--ingest-seconds 20] [--procs 2] [--threads 8] [--profile]
+        [--ingest-records 1000] [--ingest-tasks 0] [--ingest-seconds 20] [--procs 2] [--threads 8] [--profile]
         [--json-out FILE]
 
 latency   a real Mistral (private: own home, port and RabbitMQ vhost, unless --api-url) runs M small
@@ -471,7 +471,11 @@ def ingest(a, tmp):
             bridge.store.create_execution(new_execution_record(
                 id=rid, workflow_name="bench.ingest", engine_execution_id=eid, status="running",
                 engine_state="RUNNING", created_at=now, updated_at=now,
-                callback_secret_hash=secrets.hash_secret(secret)))
+                callback_secret_hash=secrets.hash_secret(secret), tasks=[
+                    {"id": "old-%s-%d" % (rid, i), "name": "old%d" % i, "state": "SUCCESS",
+                     "status": "succeeded", "type": "ACTION", "workflow_execution_id": eid,
+                     "created_at": "2026-01-01 00:00:00", "updated_at": "2026-01-01 00:00:00"}
+                    for i in range(a.ingest_tasks)]))
             recs.append((rid, eid, secret))
         slots = a.procs * a.threads
         load_at_start = wait_for_quiet(1.5, a.wait_load)
@@ -635,6 +639,8 @@ def main():
     ap.add_argument("--req-executions", type=int, default=10, help="requests: executions per mode")
     ap.add_argument("--sleep", type=float, default=10.0, help="requests: std.sleep seconds")
     ap.add_argument("--ingest-records", type=int, default=1000)
+    ap.add_argument("--ingest-tasks", type=int, default=0,
+                    help="tasks each record holds before the load starts (large records)")
     ap.add_argument("--ingest-seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=3.0, help="ingest warm-up seconds")
     ap.add_argument("--procs", type=int, default=2, help="ingest load generator processes")

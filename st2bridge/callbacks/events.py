@@ -88,7 +88,10 @@ def _task_event(record, event, root):
     view["workflow_execution_id"] = event["workflow_execution_id"]
     if event["workflow_execution_id"] != root:
         view["workflow_name"] = event.get("workflow_name")
-    for index, known in enumerate(record.get("tasks") or []):
+    # `tasks` may be a window of the record's tasks that starts at `tasks_from`
+    # (Store.callback_view holds only the event's own task).
+    first = record.get("tasks_from") or 0
+    for index, known in enumerate(record.get("tasks") or [], first):
         if known.get("id") != event["id"]:
             continue
         if (known.get("state"), known.get("updated_at")) == (view["state"], view["updated_at"]):

@@ -66,9 +66,16 @@ class CallbackHandler:
         return status, answer
 
     def _handle(self, execution_id, secret, body):
+        # The body is parsed first only to know which task to read; a bad one
+        # is answered after the execution and the secret are checked, as ever.
+        try:
+            event, bad = events.parse(body), None
+        except events.BadEvent as exc:
+            event, bad = None, exc
+        task_id = event["id"] if event and event["event"] in events.TASK_EVENTS else None
         with self._lock(execution_id):
             try:
-                record = self.store.get_execution(execution_id)
+                record = self.store.callback_view(execution_id, task_id)
             except errors.NotFound:
                 return 404, {"error": "no execution %s" % execution_id}
             if not secret:
@@ -77,7 +84,8 @@ class CallbackHandler:
                 LOG.warning("callback for execution %s with a wrong secret rejected", execution_id)
                 return 403, {"error": "wrong secret for execution %s" % execution_id}
             try:
-                event = events.parse(body)
+                if bad:
+                    raise bad
                 outcome = events.apply(record, event)
             except events.BadEvent as exc:
                 return 400, {"error": str(exc)}

@@ -45,6 +45,14 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 SQLITE_STEPS = {
     2: ("index services by (name, host), the order list_services returns",
         ["CREATE INDEX IF NOT EXISTS ix_services_name_host ON services (name, host)"]),
+    3: ("tasks in a table of their own, one row each (a callback rewrites one task, not the "
+        "record)",
+        ["CREATE TABLE tasks (execution_id TEXT NOT NULL, idx INTEGER NOT NULL, task_id TEXT,"
+         "\n                    doc TEXT NOT NULL, PRIMARY KEY (execution_id, idx)) WITHOUT ROWID",
+         "CREATE INDEX ix_tasks_execution_id_task_id ON tasks (execution_id, task_id)",
+         "INSERT INTO tasks (execution_id, idx, task_id, doc) SELECT e.id, CAST(t.key AS INTEGER), "
+         "json_extract(t.value, '$.id'), t.value FROM executions e, json_each(e.doc, '$.tasks') t",
+         "UPDATE executions SET doc = json_remove(doc, '$.tasks')"]),
 }
 
 
@@ -66,6 +74,8 @@ def _mongo_v2(db):
 MONGO_STEPS = {
     1: ("the executions indexes", _mongo_v1),
     2: ("index services by (name, host), the order list_services returns", _mongo_v2),
+    3: ("nothing to do (version 3 moved SQLite's tasks to a table; a MongoDB document "
+        "updates one task in place)", lambda db: None),
 }
 
 

@@ -43,6 +43,10 @@ import contextlib
 
 from st2bridge import status as st
 
+# The fields of a record a callback reads (Store.callback_view).
+CALLBACK_FIELDS = ("id", "status", "engine_execution_id", "engine_state", "engine_updated_at",
+                   "callback_secret_hash")
+
 # Indexed fields that list/claim queries filter or sort on. Backends keep them
 # queryable (columns in SQLite, indexes in MongoDB); every other field is opaque.
 INDEXED_FIELDS = ("id", "engine_execution_id", "status", "workflow_name",
@@ -80,7 +84,7 @@ class Store(abc.ABC):
 
     # Bumped with each schema change; st2bridge/dbupgrade/bridge_store.py holds
     # the steps that bring an older store forward (`st2bridge db-upgrade`).
-    SCHEMA_VERSION = 2
+    SCHEMA_VERSION = 3
 
     # Claims of a record whose previous lease had lapsed (its tracker died or
     # hung), counted by claim_due in this process (metrics).
@@ -96,6 +100,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get_execution(self, execution_id):
         """Return the record. NotFound if there is none."""
+
+    def callback_view(self, execution_id, task_id=None):
+        """What a callback needs of a record: CALLBACK_FIELDS, and of its tasks
+        only the one whose id is `task_id` (`tasks` holds it, or nothing;
+        `tasks_from` is its index in the record). NotFound if there is none.
+        Backends that can read part of a record override this: a callback
+        then costs the same for a record of 5 tasks or of 500."""
+        record = self.get_execution(execution_id)
+        view = {field: record.get(field) for field in CALLBACK_FIELDS}
+        view["tasks"], view["tasks_from"] = [], None
+        for index, task in enumerate(record.get("tasks") or []):
+            if task_id is not None and task.get("id") == task_id:
+                view["tasks"], view["tasks_from"] = [task], index
+                break
+        return view
 
     @abc.abstractmethod
     def list_executions(self, status=None, workflow_name=None, since=None, limit=50):

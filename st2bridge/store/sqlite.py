@@ -14,8 +14,10 @@ Concurrency model:
   * claim_due skips every record under a valid lease, its holder's too.
 
 Each execution is a row of the INDEXED_FIELDS as columns (what queries use)
-plus `doc`, the whole record as JSON (what reads return), so records
-round-trip exactly; the columns are recomputed from `doc` on every write.
+plus `doc`, the record as JSON but for its tasks, which are rows of the
+`tasks` table (one per task: a callback writes one small row, whatever the
+size of the record). Records round-trip exactly; the columns are recomputed
+from `doc` on every write.
 """
 
 import contextlib
@@ -30,7 +32,7 @@ from st2bridge.store import (complete_execution, complete_service,
                              prepare_changes, prepare_execution, prepare_service, status_list,
                              version_mismatch_message)
 from st2bridge.store import sqlite_sql as sql
-from st2bridge.store.base import INDEXED_FIELDS, Store
+from st2bridge.store.base import CALLBACK_FIELDS, INDEXED_FIELDS, Store
 
 class SqliteStore(Store):
     """The Store in one SQLite file (see the module docstring)."""
@@ -166,14 +168,26 @@ class SqliteStore(Store):
                     raise Conflict("an execution with engine execution id %s exists already"
                                    % record["engine_execution_id"]) from exc
                 raise Conflict("execution %s exists already" % record["id"]) from exc
+            sql.replace_tasks(conn, record["id"], record["tasks"])
         return record
 
     def get_execution(self, execution_id):
         with self._read() as conn:
-            doc = sql.fetch(conn, "executions", execution_id)
-        if doc is None:
+            record = sql.fetch_record(conn, execution_id)
+        if record is None:
             raise NotFound("no execution %s" % execution_id)
-        return complete_execution(doc)
+        return complete_execution(record)
+
+    def callback_view(self, execution_id, task_id=None):
+        # The record's own fields, and of its tasks only the event's one.
+        with self._read() as conn:
+            doc = sql.fetch(conn, "executions", execution_id)
+            if doc is None:
+                raise NotFound("no execution %s" % execution_id)
+            index, task = sql.fetch_task(conn, execution_id, task_id) if task_id else (None, None)
+        view = {field: doc.get(field) for field in CALLBACK_FIELDS}
+        view["tasks"], view["tasks_from"] = ([task], index) if task else ([], None)
+        return view
 
     def list_executions(self, status=None, workflow_name=None, since=None, limit=50):
         if limit is not None and limit <= 0:
@@ -198,7 +212,8 @@ class SqliteStore(Store):
         if limit is not None:
             query += " LIMIT %d" % int(limit)
         with self._read() as conn:
-            return [complete_execution(json.loads(doc)) for (doc,) in conn.execute(query, params)]
+            return sql.attach_tasks(conn, [complete_execution(json.loads(doc))
+                                           for (doc,) in conn.execute(query, params)])
 
     def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
         changes = prepare_changes(changes)
@@ -207,9 +222,7 @@ class SqliteStore(Store):
                 if self._patch(conn, tuple(sorted(changes)), [(execution_id, changes)],
                                if_active, if_lease_owner):
                     return True
-            elif conn.execute("SELECT 1 FROM executions WHERE id = ?" + sql.conditions(
-                    if_active, if_lease_owner), [execution_id] + sql.condition_params(
-                    if_lease_owner)).fetchone():
+            elif self._matches(conn, execution_id, if_active, if_lease_owner):
                 return True
             sql.must_exist(conn, execution_id)
         return False
@@ -218,13 +231,23 @@ class SqliteStore(Store):
         changes = prepare_changes(changes or {})
         if "tasks" in changes:
             raise ValueError("update_task sets one task; do not also pass 'tasks'")
-        path = "$.tasks[#]" if index is None else "$.tasks[%d]" % int(index)
         with self._write() as conn:
-            if self._patch(conn, tuple(sorted(changes)), [(execution_id, changes)],
-                           if_active, None, extra=(path, task)):
+            if changes:
+                matched = self._patch(conn, tuple(sorted(changes)), [(execution_id, changes)],
+                                      if_active, None)
+            else:
+                matched = self._matches(conn, execution_id, if_active, None)
+            if matched:
+                sql.put_task(conn, execution_id, None if index is None else int(index), task)
                 return True
             sql.must_exist(conn, execution_id)
         return False
+
+    @staticmethod
+    def _matches(conn, execution_id, if_active, if_lease_owner):
+        return conn.execute("SELECT 1 FROM executions WHERE id = ?" + sql.conditions(
+            if_active, if_lease_owner), [execution_id] + sql.condition_params(
+            if_lease_owner)).fetchone() is not None
 
     def update_many(self, updates, *, if_active=True, if_lease_owner=None):
         # Updates with the same fields share one statement.
@@ -237,22 +260,29 @@ class SqliteStore(Store):
             return sum(self._patch(conn, fields, items, if_active, if_lease_owner)
                        for fields, items in groups.items())
 
-    @staticmethod
-    def _patch(conn, fields, items, if_active, if_lease_owner, extra=None):
-        """Apply changes of the same fields to many records in one statement
-        (`extra`: one more (JSON path, value) set in each document, such as
-        one task). The document is patched inside SQLite (json_set) instead of
-        being read, parsed and rewritten in Python: the tracker reschedules
-        thousands of records a second, and each callback changes one task."""
-        paths = ["$.%s" % f for f in fields] + ([extra[0]] if extra else [])
-        extra_value = [sql.dumps(extra[1])] if extra else []
+    @classmethod
+    def _patch(cls, conn, fields, items, if_active, if_lease_owner):
+        """Apply changes of the same fields to many records in one statement.
+        The document is patched inside SQLite (json_set) instead of being read,
+        parsed and rewritten in Python: the tracker reschedules thousands of
+        records a second. New `tasks` replace the record's rows in the tasks
+        table, for the records the conditions let through."""
+        if "tasks" in fields:
+            others = tuple(f for f in fields if f != "tasks")
+            matched = 0
+            for execution_id, changes in items:
+                if (cls._patch(conn, others, [(execution_id, changes)], if_active, if_lease_owner)
+                        if others else cls._matches(conn, execution_id, if_active, if_lease_owner)):
+                    sql.replace_tasks(conn, execution_id, changes["tasks"])
+                    matched += 1
+            return matched
         columns = [f for f in fields if f in INDEXED_FIELDS]
         query = "UPDATE executions SET %s doc = json_set(doc, %s) WHERE id = ?%s" % (
             "".join("%s = ?, " % c for c in columns),
-            ", ".join("'%s', json(?)" % p for p in paths),
+            ", ".join("'$.%s', json(?)" % f for f in fields),
             sql.conditions(if_active, if_lease_owner))
         rows = [[sql.column_value(f, changes[f]) for f in columns]
-                + [sql.dumps(changes[f]) for f in fields] + extra_value
+                + [sql.dumps(changes[f]) for f in fields]
                 + [execution_id] + sql.condition_params(if_lease_owner)
                 for execution_id, changes in items]
         try:
@@ -281,7 +311,8 @@ class SqliteStore(Store):
                 "lease_expires_at IS NULL OR lease_expires_at <= ?) "
                 "ORDER BY next_poll_at, id LIMIT ?) RETURNING doc",
                 (owner, expires, owner, expires, now, now, int(limit))).fetchall()
-        claimed = [complete_execution(json.loads(doc)) for (doc,) in rows]
+            claimed = sql.attach_tasks(conn, [complete_execution(json.loads(doc))
+                                              for (doc,) in rows])
         claimed.sort(key=lambda r: (r["next_poll_at"], r["id"]))   # RETURNING has no order
         self.lease_takeovers += sum(1 for r in claimed if r["id"] in lapsed)
         return claimed
@@ -295,16 +326,10 @@ class SqliteStore(Store):
 
     def release_leases(self, owner):
         with self._write() as conn:
-            rows = conn.execute("SELECT doc FROM executions WHERE lease_owner = ?",
-                                (owner,)).fetchall()
-            updates = []
-            for (doc,) in rows:
-                record = complete_execution(json.loads(doc))
-                record["lease_owner"] = record["lease_expires_at"] = None
-                updates.append((sql.dumps(record), record["id"]))
-            conn.executemany("UPDATE executions SET lease_owner = NULL, "
-                             "lease_expires_at = NULL, doc = ? WHERE id = ?", updates)
-        return len(updates)
+            return conn.execute(
+                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, "
+                "doc = json_set(doc, '$.lease_owner', NULL, '$.lease_expires_at', NULL) "
+                "WHERE lease_owner = ?", (owner,)).rowcount
 
     def next_due_at(self):
         with self._read() as conn:

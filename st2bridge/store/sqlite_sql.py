@@ -26,6 +26,9 @@ CREATE INDEX ix_executions_lease_owner ON executions (lease_owner);
 CREATE TABLE services (id TEXT PRIMARY KEY, name TEXT, host TEXT, doc TEXT NOT NULL);
 CREATE INDEX ix_services_name_host ON services (name, host);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tasks (execution_id TEXT NOT NULL, idx INTEGER NOT NULL, task_id TEXT,
+                    doc TEXT NOT NULL, PRIMARY KEY (execution_id, idx)) WITHOUT ROWID;
+CREATE INDEX ix_tasks_execution_id_task_id ON tasks (execution_id, task_id);
 """
 
 COLUMNS = ", ".join(INDEXED_FIELDS)
@@ -51,10 +54,66 @@ def dumps(value):
 
 
 def row(record):
-    """Column values for a record, in INDEXED_FIELDS order, then its doc."""
+    """Column values for a record, in INDEXED_FIELDS order, then its doc (all
+    but the tasks, which are rows of the tasks table)."""
     values = [record[field] for field in INDEXED_FIELDS]
     values[INDEXED_FIELDS.index("tracked")] = 1 if record["tracked"] else 0
-    return values + [dumps(record)]
+    return values + [dumps({k: v for k, v in record.items() if k != "tasks"})]
+
+
+# Tasks live in a table of their own, one small row each: a callback changes
+# one task, and rewriting a record with its whole task list made the cost of
+# an event grow with the record (SQLite rewrites the full row).
+
+# One record with its tasks as one JSON array, assembled by SQLite: one query,
+# one decode in Python.
+RECORD = ("SELECT e.doc, (SELECT json_group_array(json(doc)) FROM (SELECT doc FROM tasks "
+          "WHERE execution_id = e.id ORDER BY idx)) FROM executions e WHERE e.id = ?")
+
+
+def fetch_record(conn, execution_id):
+    """The record's fields and its tasks, or None."""
+    row = conn.execute(RECORD, (execution_id,)).fetchone()
+    if row is None:
+        return None
+    record = json.loads(row[0])
+    record["tasks"] = json.loads(row[1])
+    return record
+
+
+def fetch_task(conn, execution_id, task_id):
+    """(index, task) of the execution's task with that id, or (None, None)."""
+    row = conn.execute("SELECT idx, doc FROM tasks WHERE execution_id = ? AND task_id = ?",
+                       (execution_id, task_id)).fetchone()
+    return (row[0], json.loads(row[1])) if row else (None, None)
+
+
+def attach_tasks(conn, records):
+    """Set each record's `tasks` from the tasks table (in index order)."""
+    by_id = {r["id"]: r for r in records}
+    for r in records:
+        r["tasks"] = []
+    ids = list(by_id)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for execution_id, doc in conn.execute(
+                "SELECT execution_id, doc FROM tasks WHERE " + in_("execution_id", chunk)
+                + " ORDER BY execution_id, idx", chunk):
+            by_id[execution_id]["tasks"].append(json.loads(doc))
+    return records
+
+
+def replace_tasks(conn, execution_id, tasks):
+    conn.execute("DELETE FROM tasks WHERE execution_id = ?", (execution_id,))
+    conn.executemany("INSERT INTO tasks (execution_id, idx, task_id, doc) VALUES (?, ?, ?, ?)",
+                     [(execution_id, i, t.get("id"), dumps(t)) for i, t in enumerate(tasks or [])])
+
+
+def put_task(conn, execution_id, index, task):
+    """Set the task at `index`, or append it (index None)."""
+    conn.execute("INSERT OR REPLACE INTO tasks (execution_id, idx, task_id, doc) VALUES (?, "
+                 "COALESCE(?, (SELECT COALESCE(MAX(idx) + 1, 0) FROM tasks WHERE execution_id = ?)), "
+                 "?, ?)", (execution_id, index, execution_id, task.get("id"), dumps(task)))
 
 
 @contextlib.contextmanager

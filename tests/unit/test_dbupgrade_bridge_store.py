@@ -49,6 +49,36 @@ def test_a_migrated_sqlite_store_equals_a_new_one(tmp_path):
         assert store.schema_version() == Store.SCHEMA_VERSION
 
 
+def test_migration_moves_each_records_tasks_to_the_task_table(tmp_path):
+    import json
+    path = tmp_path / "old.db"
+    v1_store(path)
+    tasks = [{"id": "t%d" % i, "name": "n%d" % i, "state": "SUCCESS", "result": [i]} for i in range(12)]
+    conn = sqlite3.connect(path)
+    for rid, its_tasks in (("e1", tasks), ("e2", [])):
+        doc = {"id": rid, "workflow_name": "w", "engine_execution_id": "g" + rid, "status": "running",
+               "created_at": 1.0, "updated_at": 1.0, "tracked": True, "next_poll_at": 5.0,
+               "output": {"x": 1}, "tasks": its_tasks}
+        conn.execute("INSERT INTO executions VALUES (?, ?, 'running', 'w', 1.0, 1, 5.0, NULL, NULL, ?)",
+                     (rid, "g" + rid, json.dumps(doc)))
+    conn.commit()
+    conn.close()
+    bridge_store.migrate("sqlite:///%s" % path, lock_timeout=1, say=lambda line: None)
+    conn = sqlite3.connect(path)
+    docs = [json.loads(d) for (d,) in conn.execute("SELECT doc FROM executions")]
+    conn.close()
+    assert all("tasks" not in d for d in docs)
+    with SqliteStore(path) as store:
+        assert store.get_execution("e1")["tasks"] == tasks
+        assert store.get_execution("e2")["tasks"] == []
+        assert store.get_execution("e1")["output"] == {"x": 1}
+        # and the store goes on from there: one task changed, one appended
+        assert store.update_task("e1", 3, dict(tasks[3], state="ERROR"))
+        assert store.update_task("e1", None, {"id": "t12", "name": "n12"})
+        after = store.get_execution("e1")["tasks"]
+        assert after[3]["state"] == "ERROR" and after[12]["id"] == "t12" and len(after) == 13
+
+
 def test_an_old_store_is_refused_by_the_store_class_and_left_alone(tmp_path):
     path = tmp_path / "old.db"
     v1_store(path)
@@ -61,7 +91,7 @@ def test_an_old_store_is_refused_by_the_store_class_and_left_alone(tmp_path):
 def test_a_new_store_is_created_at_the_latest_version(tmp_path):
     url = "sqlite:///%s" % (tmp_path / "sub" / "b.db")
     assert bridge_store.read_version(url) is None
-    assert bridge_store.migrate(url, lock_timeout=1, say=lambda s: None) == (None, 2)
+    assert bridge_store.migrate(url, lock_timeout=1, say=lambda s: None) == (None, Store.SCHEMA_VERSION)
     assert bridge_store.read_version(url) == bridge_store.LATEST
 
 

@@ -238,6 +238,23 @@ def test_count_executions(store):
     assert store.count_by_status() == {st.RUNNING: 2, st.FAILED: 1, st.SUCCEEDED: 1}
 
 
+def test_callback_view_reads_the_fields_and_one_task(store):
+    tasks = [{"id": "t%d" % i, "name": "n%d" % i, "state": "RUNNING", "result": None}
+             for i in range(3)]
+    store.create_execution(rec(id="e1", engine_execution_id="g1", engine_state="RUNNING",
+                               engine_updated_at="2026-01-01 00:00:01", callback_secret_hash="h",
+                               tasks=tasks, output={"big": "x" * 100}))
+    view = store.callback_view("e1", "t2")
+    assert view == {"id": "e1", "status": st.RUNNING, "engine_execution_id": "g1",
+                    "engine_state": "RUNNING", "engine_updated_at": "2026-01-01 00:00:01",
+                    "callback_secret_hash": "h", "tasks": [tasks[2]], "tasks_from": 2}
+    assert store.callback_view("e1")["tasks"] == [] and store.callback_view("e1", "t9")["tasks"] == []
+    store.create_execution(rec(id="e2", tasks=[]))
+    assert store.callback_view("e2", "t0")["tasks_from"] is None
+    with pytest.raises(NotFound):
+        store.callback_view("nope", "t1")
+
+
 # -- update ---------------------------------------------------------------------
 
 def test_update_replaces_top_level_fields(store):
