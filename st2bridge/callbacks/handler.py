@@ -56,7 +56,7 @@ class CallbackHandler:
         """(HTTP status, JSON-able answer) for one POST."""
         started = time.monotonic()
         try:
-            status, answer = self._handle(execution_id, secret, body)
+            status, answer = self._handle(execution_id, secret, body, started)
         except errors.StoreError as exc:
             LOG.warning("callback for execution %s not recorded: %s", execution_id, exc)
             status, answer = 503, {"error": "store unavailable"}
@@ -65,7 +65,7 @@ class CallbackHandler:
             observe(status, time.monotonic() - started)
         return status, answer
 
-    def _handle(self, execution_id, secret, body):
+    def _handle(self, execution_id, secret, body, arrived):
         # The body is parsed first only to know which task to read; a bad one
         # is answered after the execution and the secret are checked, as ever.
         try:
@@ -91,7 +91,7 @@ class CallbackHandler:
                 return 400, {"error": str(exc)}
             now = self.clock()
             if outcome.finish:
-                return self._start_finish(record, event)
+                return self._start_finish(record, event, arrived)
             if outcome.changes or outcome.task:
                 changes = dict(outcome.changes, last_event_at=now, updated_at=now)
                 if self.mode == "hybrid":
@@ -106,14 +106,15 @@ class CallbackHandler:
         LOG.debug("callback %s for execution %s: %s", event["event"], execution_id, outcome.result)
         return 200, {"result": outcome.result}
 
-    def _start_finish(self, record, event):
+    def _start_finish(self, record, event, arrived):
         if record["id"] in self._finishing:
             return 200, {"result": "duplicate: finishing already"}
         self._finishing.add(record["id"])
-        self.executor.submit(self._finish, record, event)
+        self.executor.submit(self._finish, record, event, arrived)
         return 200, {"result": "finishing"}
 
-    def _finish(self, record, event):
+    def _finish(self, record, event, arrived):
+        begun = time.monotonic()
         try:
             # Task callbacks kept the task view current: the output is all the
             # terminal record waits for; the tasks are refreshed right after.
@@ -121,8 +122,11 @@ class CallbackHandler:
                                      concurrently=self.executor.concurrently,
                                      tasks_after=self.task_events)
             if written:
-                LOG.info("execution %s %s (finished by callback)", record["id"],
-                         st.from_engine(event["state"]))
+                done = time.monotonic()
+                LOG.info("execution %s %s (finished by callback) %.1f ms after its callback "
+                         "(%.1f ms waiting to start, %.1f ms fetching and writing)", record["id"],
+                         st.from_engine(event["state"]), (done - arrived) * 1000,
+                         (begun - arrived) * 1000, (done - begun) * 1000)
                 if self.task_events:
                     results.refresh_tasks(self.engine, self.store, record)
         except (errors.EngineError, errors.StoreError) as exc:
