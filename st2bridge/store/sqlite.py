@@ -34,6 +34,7 @@ from st2bridge.store import (complete_execution, complete_service,
 from st2bridge.store import sqlite_sql as sql
 from st2bridge.store.base import CALLBACK_FIELDS, INDEXED_FIELDS, Store
 
+
 class SqliteStore(Store):
     """The Store in one SQLite file (see the module docstring)."""
 
