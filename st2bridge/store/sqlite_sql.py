@@ -65,20 +65,15 @@ def row(record):
 # one task, and rewriting a record with its whole task list made the cost of
 # an event grow with the record (SQLite rewrites the full row).
 
-# One record with its tasks as one JSON array, assembled by SQLite: one query,
-# one decode in Python.
-RECORD = ("SELECT e.doc, (SELECT json_group_array(json(doc)) FROM (SELECT doc FROM tasks "
-          "WHERE execution_id = e.id ORDER BY idx)) FROM executions e WHERE e.id = ?")
-
-
 def fetch_record(conn, execution_id):
-    """The record's fields and its tasks, or None."""
-    row = conn.execute(RECORD, (execution_id,)).fetchone()
-    if row is None:
-        return None
-    record = json.loads(row[0])
-    record["tasks"] = json.loads(row[1])
-    return record
+    """The record's fields and its tasks, or None. The task rows are joined
+    into one JSON array text and decoded once."""
+    doc = fetch(conn, "executions", execution_id)
+    if doc is not None:
+        rows = conn.execute("SELECT doc FROM tasks WHERE execution_id = ? ORDER BY idx",
+                            (execution_id,)).fetchall()
+        doc["tasks"] = json.loads("[%s]" % ",".join(row[0] for row in rows))
+    return doc
 
 
 def fetch_task(conn, execution_id, task_id):
