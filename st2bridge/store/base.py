@@ -41,8 +41,6 @@ A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}
 import abc
 import contextlib
 
-from st2bridge import status as st
-
 # The fields of a record a callback reads (Store.callback_view).
 CALLBACK_FIELDS = ("id", "status", "engine_execution_id", "engine_state", "engine_updated_at",
                    "callback_secret_hash")
@@ -177,11 +175,10 @@ class Store(abc.ABC):
     def count_executions(self, status=None):
         """Number of records, optionally with that status (or statuses)."""
 
+    @abc.abstractmethod
     def count_by_status(self):
-        """{status: number of records} for the statuses that have any. A
-        backend that can group in one query overrides this."""
-        counts = {status: self.count_executions(status) for status in st.ALL}
-        return {status: n for status, n in counts.items() if n}
+        """{status: number of records} for the statuses that have any (one
+        grouped query: the metrics gauge asks on every heartbeat)."""
 
     # -- services -----------------------------------------------------------
 
