@@ -43,14 +43,20 @@ def run(bridge, path, *args):
     return proc.stdout.strip()
 
 
-def test_workflow_finishes_by_callback_with_output(hybrid, tmp_path):
+def quick_finished_by_callback(bridge, tmp_path, who):
+    """Run the QUICK workflow; its record, checked finished by callback with output and tasks."""
     name = "cb_%s" % uuid.uuid4().hex[:8]
-    execution_id = run(hybrid, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=hook")
-    record = wait_status(hybrid, execution_id)
-    # stale_after is 60 s: only a callback can have finished it this fast.
+    execution_id = run(bridge, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=" + who)
+    record = wait_status(bridge, execution_id)
     assert record["status"] == "succeeded" and record["finished_by"] == "callback"
-    assert record["output"] == {"greeting": "hi hook"}
+    assert record["output"] == {"greeting": "hi " + who}
     assert sorted(t["name"] for t in record["tasks"]) == ["done", "greet"]
+    return record
+
+
+def test_workflow_finishes_by_callback_with_output(hybrid, tmp_path):
+    # stale_after is 60 s: only a callback can have finished it this fast.
+    quick_finished_by_callback(hybrid, tmp_path, "hook")
 
 
 def test_workflow_events_only_still_finish_with_output_and_tasks(bridge, mistral, tmp_path):
@@ -60,12 +66,7 @@ def test_workflow_events_only_still_finish_with_output_and_tasks(bridge, mistral
     bridge.write(mode="callback", callback_port=port, callback_extra="task_events = false\n")
     tracker = start_listening_tracker(bridge, port)
     try:
-        name = "lean_%s" % uuid.uuid4().hex[:8]
-        execution_id = run(bridge, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=lean")
-        record = wait_status(bridge, execution_id)
-        assert record["status"] == "succeeded" and record["finished_by"] == "callback"
-        assert record["output"] == {"greeting": "hi lean"}
-        assert sorted(t["name"] for t in record["tasks"]) == ["done", "greet"]
+        record = quick_finished_by_callback(bridge, tmp_path, "lean")
         params = mistral.get("/executions/%s" % record["engine_execution_id"])["params"]
         (webhook,) = json.loads(params)["notify"]
         assert webhook["event_types"] and all(e.startswith("WORKFLOW_") for e in webhook["event_types"])
