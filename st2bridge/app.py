@@ -15,30 +15,47 @@ def setup_logging(conf, stream=None, quiet=False, component=logs.TRACKER):
     """Daemons log at [DEFAULT] log_level; commands (`quiet`) show only
     warnings and errors on stderr unless DEBUG is asked for. With
     [DEFAULT] log_dir, each component also has its own file (st2bridge.logs)."""
-    return logs.setup(conf, component, stream=stream or sys.stderr, quiet=quiet,
-                      strict=not quiet)
+    return logs.setup(conf, component, stream=stream or sys.stderr, quiet=quiet, strict=not quiet)
 
 
 def build_engine(conf, retry=True):
     """The engine client. `retry=False` for callers that back off on their own
     (the tracker reschedules a failed poll instead of blocking a green thread)."""
     e = conf.engine
-    policy = RetryPolicy(exp_msec=e.retry_exp_msec, exp_max_msec=e.retry_exp_max_msec,
-                         stop_max_msec=e.retry_stop_max_msec if retry else 0)
+    policy = RetryPolicy(
+        exp_msec=e.retry_exp_msec,
+        exp_max_msec=e.retry_exp_max_msec,
+        stop_max_msec=e.retry_stop_max_msec if retry else 0,
+    )
     verify = False if e.insecure else (e.cacert or True)
-    return MistralClient(e.api_url, auth_token=e.auth_token, connect_timeout=e.connect_timeout,
-                         read_timeout=e.read_timeout, verify=verify, retry=policy,
-                         token_provider=auth.from_config(e, verify=verify))
+    return MistralClient(
+        e.api_url,
+        auth_token=e.auth_token,
+        connect_timeout=e.connect_timeout,
+        read_timeout=e.read_timeout,
+        verify=verify,
+        retry=policy,
+        token_provider=auth.from_config(e, verify=verify),
+    )
 
 
 def build_store(conf):
-    return open_store(conf.store.url, busy_timeout=conf.store.busy_timeout,
-                      connect_timeout=conf.store.connect_timeout)
+    return open_store(
+        conf.store.url,
+        busy_timeout=conf.store.busy_timeout,
+        connect_timeout=conf.store.connect_timeout,
+    )
 
 
 def build_runner(conf, engine, store):
     rt = conf.resultstracker
-    return Runner(engine, store, query_interval=rt.query_interval, mode=rt.mode,
-                  callback_url=config.callback_url(conf), stale_after=rt.stale_after,
-                  definition_cache_seconds=conf.engine.definition_cache_seconds,
-                  task_events=conf.callback.task_events)
+    return Runner(
+        engine,
+        store,
+        query_interval=rt.query_interval,
+        mode=rt.mode,
+        callback_url=config.callback_url(conf),
+        stale_after=rt.stale_after,
+        definition_cache_seconds=conf.engine.definition_cache_seconds,
+        task_events=conf.callback.task_events,
+    )

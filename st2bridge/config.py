@@ -16,214 +16,393 @@ DEFAULT_CONFIG_FILE = "/etc/st2bridge/bridge.conf"
 DEFAULT_CONFIG_DIR = "/etc/st2bridge/bridge.conf.d"
 
 default_opts = [
-    cfg.StrOpt("state_path", default="/var/lib/st2bridge",
-               help="Directory for the embedded store and other state."),
-    cfg.StrOpt("log_level", default="INFO",
-               choices=["DEBUG", "INFO", "WARNING", "ERROR"], mutable=True,
-               help="Log level of the bridge's commands and daemons. A daemon "
-                    "re-reads it from its config files on SIGHUP."),
-    cfg.StrOpt("log_dir",
-               help="Directory for log files, one per component "
-                    "(st2bridge-resultstracker.log, st2bridge.log, "
-                    "st2bridge-db-upgrade.log); reopened after logrotate moves "
-                    "them. Unset: log to stderr (journald under systemd)."),
+    cfg.StrOpt(
+        "state_path",
+        default="/var/lib/st2bridge",
+        help="Directory for the embedded store and other state.",
+    ),
+    cfg.StrOpt(
+        "log_level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        mutable=True,
+        help="Log level of the bridge's commands and daemons. A daemon "
+        "re-reads it from its config files on SIGHUP.",
+    ),
+    cfg.StrOpt(
+        "log_dir",
+        help="Directory for log files, one per component "
+        "(st2bridge-resultstracker.log, st2bridge.log, "
+        "st2bridge-db-upgrade.log); reopened after logrotate moves "
+        "them. Unset: log to stderr (journald under systemd).",
+    ),
 ]
 
 engine_opts = [
-    cfg.URIOpt("api_url", default="http://127.0.0.1:8989/v2", schemes=["http", "https"],
-               help="Base URL of Mistral's REST API v2."),
-    cfg.FloatOpt("connect_timeout", default=5.0, min=0.1,
-                 help="Seconds to wait for a connection to the engine."),
-    cfg.FloatOpt("read_timeout", default=30.0, min=0.1,
-                 help="Seconds to wait for the engine's answer."),
-    cfg.StrOpt("auth_token", secret=True,
-               help="Static token sent as X-Auth-Token (none when unset)."),
-    cfg.FloatOpt("definition_cache_seconds", default=60.0, min=0.0,
-                 help="How long a long-lived runner trusts a workflow definition it "
-                      "registered without reading it back from the engine (0: read it "
-                      "on every start). A definition deleted in the engine meanwhile is "
-                      "registered again when the submit is rejected."),
+    cfg.URIOpt(
+        "api_url",
+        default="http://127.0.0.1:8989/v2",
+        schemes=["http", "https"],
+        help="Base URL of Mistral's REST API v2.",
+    ),
+    cfg.FloatOpt(
+        "connect_timeout",
+        default=5.0,
+        min=0.1,
+        help="Seconds to wait for a connection to the engine.",
+    ),
+    cfg.FloatOpt(
+        "read_timeout", default=30.0, min=0.1, help="Seconds to wait for the engine's answer."
+    ),
+    cfg.StrOpt(
+        "auth_token", secret=True, help="Static token sent as X-Auth-Token (none when unset)."
+    ),
+    cfg.FloatOpt(
+        "definition_cache_seconds",
+        default=60.0,
+        min=0.0,
+        help="How long a long-lived runner trusts a workflow definition it "
+        "registered without reading it back from the engine (0: read it "
+        "on every start). A definition deleted in the engine meanwhile is "
+        "registered again when the submit is rejected.",
+    ),
     cfg.StrOpt("cacert", help="CA bundle to verify the engine's TLS certificate."),
-    cfg.BoolOpt("insecure", default=False,
-                help="Do not verify the engine's TLS certificate."),
-    cfg.IntOpt("retry_exp_msec", default=1000, min=0,
-               help="First back-off delay after a failed engine request (ms)."),
-    cfg.IntOpt("retry_exp_max_msec", default=30000, min=0,
-               help="Longest back-off delay between retries (ms)."),
-    cfg.IntOpt("retry_stop_max_msec", default=120000, min=0,
-               help="Give up retrying an engine request after this long (ms); "
-                    "0 never retries."),
-    cfg.StrOpt("auth_type", default="token", choices=["token", "keystone"],
-               help="token: send auth_token as is (or nothing). keystone: get "
-                    "tokens from Keystone with a password (needs the "
-                    "st2bridge[keystone] extra) and renew them before they expire."),
-    cfg.URIOpt("auth_url", schemes=["http", "https"],
-               help="Keystone's identity API, e.g. http://keystone:5000/v3 "
-                    "(auth_type = keystone)."),
+    cfg.BoolOpt("insecure", default=False, help="Do not verify the engine's TLS certificate."),
+    cfg.IntOpt(
+        "retry_exp_msec",
+        default=1000,
+        min=0,
+        help="First back-off delay after a failed engine request (ms).",
+    ),
+    cfg.IntOpt(
+        "retry_exp_max_msec",
+        default=30000,
+        min=0,
+        help="Longest back-off delay between retries (ms).",
+    ),
+    cfg.IntOpt(
+        "retry_stop_max_msec",
+        default=120000,
+        min=0,
+        help="Give up retrying an engine request after this long (ms); 0 never retries.",
+    ),
+    cfg.StrOpt(
+        "auth_type",
+        default="token",
+        choices=["token", "keystone"],
+        help="token: send auth_token as is (or nothing). keystone: get "
+        "tokens from Keystone with a password (needs the "
+        "st2bridge[keystone] extra) and renew them before they expire.",
+    ),
+    cfg.URIOpt(
+        "auth_url",
+        schemes=["http", "https"],
+        help="Keystone's identity API, e.g. http://keystone:5000/v3 (auth_type = keystone).",
+    ),
     cfg.StrOpt("username", help="Keystone user (auth_type = keystone)."),
-    cfg.StrOpt("password", secret=True,
-               help="Keystone password (auth_type = keystone); never logged."),
+    cfg.StrOpt(
+        "password", secret=True, help="Keystone password (auth_type = keystone); never logged."
+    ),
     cfg.StrOpt("project_name", help="Keystone project to scope tokens to."),
     cfg.StrOpt("user_domain_name", default="Default", help="Domain of the user."),
     cfg.StrOpt("project_domain_name", default="Default", help="Domain of the project."),
-    cfg.FloatOpt("token_renew_margin", default=300.0, min=0.0,
-                 help="Get a new Keystone token this many seconds before the "
-                      "current one expires (and once on a 401)."),
+    cfg.FloatOpt(
+        "token_renew_margin",
+        default=300.0,
+        min=0.0,
+        help="Get a new Keystone token this many seconds before the "
+        "current one expires (and once on a 401).",
+    ),
 ]
 
 store_opts = [
-    cfg.StrOpt("url", default="sqlite:///$state_path/bridge.db",
-               help="Where the bridge keeps its state: sqlite:///PATH selects the "
-                    "embedded store, mongodb://HOST/DB a MongoDB server.",
-               secret=True),  # a MongoDB URL may carry a password
-    cfg.FloatOpt("busy_timeout", default=10.0, min=0.0,
-                 help="Seconds to wait for a locked embedded store."),
-    cfg.FloatOpt("connect_timeout", default=5.0, min=0.1,
-                 help="Seconds to wait for the MongoDB server."),
+    cfg.StrOpt(
+        "url",
+        default="sqlite:///$state_path/bridge.db",
+        help="Where the bridge keeps its state: sqlite:///PATH selects the "
+        "embedded store, mongodb://HOST/DB a MongoDB server.",
+        secret=True,
+    ),  # a MongoDB URL may carry a password
+    cfg.FloatOpt(
+        "busy_timeout", default=10.0, min=0.0, help="Seconds to wait for a locked embedded store."
+    ),
+    cfg.FloatOpt(
+        "connect_timeout", default=5.0, min=0.1, help="Seconds to wait for the MongoDB server."
+    ),
 ]
 
 resultstracker_opts = [
-    cfg.StrOpt("mode", default="hybrid", choices=["poll", "callback", "hybrid"],
-               help="How results are tracked: poll the engine, take its "
-                    "callbacks, or callbacks with polling as the safety net."),
-    cfg.FloatOpt("query_interval", default=5.0, min=0.05,
-                 help="Seconds between two polls of one running execution."),
-    cfg.IntOpt("thread_pool_size", default=10, min=1,
-               help="Engine queries in flight at once (green threads)."),
-    cfg.FloatOpt("jitter_interval", default=0.1, min=0.0,
-                 help="Up to this many seconds are added at random to each "
-                      "poll's due time, so polls spread out."),
-    cfg.IntOpt("batch_size", default=1000, min=1,
-               help="Most executions one tracker claims in one pass; a batch "
-                    "is checked with one change listing."),
-    cfg.FloatOpt("batch_window", default=0.25, min=0.0,
-                 help="Wait this long past the first due time before claiming, "
-                      "so executions due close together share one change "
-                      "listing (adds at most this much lateness)."),
-    cfg.FloatOpt("sync_overlap", default=3.0, min=1.0,
-                 help="Seconds a change listing reaches back before the last "
-                      "one: covers the engine's one-second timestamps, commit "
-                      "delays and clock skew between bridge and engine."),
-    cfg.FloatOpt("verify_interval", default=300.0, min=1.0,
-                 help="Fetch each execution on its own at least this often, to "
-                      "notice one the engine deleted or expired."),
-    cfg.FloatOpt("lease_seconds", default=60.0, min=1.0,
-                 help="How long a claim on an execution lasts before another "
-                      "tracker may take it over (renewed by the heartbeat)."),
-    cfg.FloatOpt("heartbeat_interval", default=5.0, min=0.1,
-                 help="Seconds between two heartbeats in the service registry."),
-    cfg.FloatOpt("drain_timeout", default=20.0, min=0.0,
-                 help="On SIGTERM, wait this long for in-flight checks."),
-    cfg.FloatOpt("stale_after", default=30.0, min=0.1,
-                 help="In hybrid mode, poll an execution only after it has "
-                      "sent no callback for this many seconds: a lost callback "
-                      "costs at most this long."),
+    cfg.StrOpt(
+        "mode",
+        default="hybrid",
+        choices=["poll", "callback", "hybrid"],
+        help="How results are tracked: poll the engine, take its "
+        "callbacks, or callbacks with polling as the safety net.",
+    ),
+    cfg.FloatOpt(
+        "query_interval",
+        default=5.0,
+        min=0.05,
+        help="Seconds between two polls of one running execution.",
+    ),
+    cfg.IntOpt(
+        "thread_pool_size",
+        default=10,
+        min=1,
+        help="Engine queries in flight at once (green threads).",
+    ),
+    cfg.FloatOpt(
+        "jitter_interval",
+        default=0.1,
+        min=0.0,
+        help="Up to this many seconds are added at random to each "
+        "poll's due time, so polls spread out.",
+    ),
+    cfg.IntOpt(
+        "batch_size",
+        default=1000,
+        min=1,
+        help="Most executions one tracker claims in one pass; a batch "
+        "is checked with one change listing.",
+    ),
+    cfg.FloatOpt(
+        "batch_window",
+        default=0.25,
+        min=0.0,
+        help="Wait this long past the first due time before claiming, "
+        "so executions due close together share one change "
+        "listing (adds at most this much lateness).",
+    ),
+    cfg.FloatOpt(
+        "sync_overlap",
+        default=3.0,
+        min=1.0,
+        help="Seconds a change listing reaches back before the last "
+        "one: covers the engine's one-second timestamps, commit "
+        "delays and clock skew between bridge and engine.",
+    ),
+    cfg.FloatOpt(
+        "verify_interval",
+        default=300.0,
+        min=1.0,
+        help="Fetch each execution on its own at least this often, to "
+        "notice one the engine deleted or expired.",
+    ),
+    cfg.FloatOpt(
+        "lease_seconds",
+        default=60.0,
+        min=1.0,
+        help="How long a claim on an execution lasts before another "
+        "tracker may take it over (renewed by the heartbeat).",
+    ),
+    cfg.FloatOpt(
+        "heartbeat_interval",
+        default=5.0,
+        min=0.1,
+        help="Seconds between two heartbeats in the service registry.",
+    ),
+    cfg.FloatOpt(
+        "drain_timeout",
+        default=20.0,
+        min=0.0,
+        help="On SIGTERM, wait this long for in-flight checks.",
+    ),
+    cfg.FloatOpt(
+        "stale_after",
+        default=30.0,
+        min=0.1,
+        help="In hybrid mode, poll an execution only after it has "
+        "sent no callback for this many seconds: a lost callback "
+        "costs at most this long.",
+    ),
 ]
 
 callback_opts = [
-    cfg.HostAddressOpt("host", default="127.0.0.1",
-                       help="Address the callback listener binds to."),
+    cfg.HostAddressOpt("host", default="127.0.0.1", help="Address the callback listener binds to."),
     cfg.PortOpt("port", default=9101, help="Port of the callback listener."),
-    cfg.URIOpt("url", schemes=["http", "https"],
-               help="URL the engine posts callbacks to (default: built from "
-                    "host and port)."),
-    cfg.IntOpt("max_body", default=65536, min=1024,
-               help="Largest callback body accepted (bytes); larger ones get 413."),
-    cfg.BoolOpt("task_events", default=True,
-                help="Also ask the engine for task events, which keep an execution's "
-                     "task view current while it runs. Off: the engine posts two "
-                     "webhooks per execution (start and end) instead of two per task, "
-                     "and the task view is read from the engine when the execution ends."),
+    cfg.URIOpt(
+        "url",
+        schemes=["http", "https"],
+        help="URL the engine posts callbacks to (default: built from host and port).",
+    ),
+    cfg.IntOpt(
+        "max_body",
+        default=65536,
+        min=1024,
+        help="Largest callback body accepted (bytes); larger ones get 413.",
+    ),
+    cfg.BoolOpt(
+        "task_events",
+        default=True,
+        help="Also ask the engine for task events, which keep an execution's "
+        "task view current while it runs. Off: the engine posts two "
+        "webhooks per execution (start and end) instead of two per task, "
+        "and the task view is read from the engine when the execution ends.",
+    ),
 ]
 
 metrics_opts = [
-    cfg.HostAddressOpt("host", default="127.0.0.1",
-                       help="Address the tracker's Prometheus endpoint binds to."),
-    cfg.PortOpt("port", default=9102,
-                help="Port of the Prometheus endpoint (GET /metrics); 0 disables it."),
+    cfg.HostAddressOpt(
+        "host", default="127.0.0.1", help="Address the tracker's Prometheus endpoint binds to."
+    ),
+    cfg.PortOpt(
+        "port", default=9102, help="Port of the Prometheus endpoint (GET /metrics); 0 disables it."
+    ),
 ]
 
 web_opts = [
-    cfg.HostAddressOpt("host", default="127.0.0.1",
-                       help="Address the tracker's read-only web view of executions "
-                            "binds to. Any address other than a loopback one needs "
-                            "a token."),
-    cfg.PortOpt("port", default=9103,
-                help="Port of the web view (GET /executions); 0 disables it."),
-    cfg.StrOpt("token", secret=True,
-               help="Token the web view requires (header Authorization: Bearer "
-                    "TOKEN, or ?token=TOKEN once, which sets a cookie). Required "
-                    "when host is not a loopback address."),
+    cfg.HostAddressOpt(
+        "host",
+        default="127.0.0.1",
+        help="Address the tracker's read-only web view of executions "
+        "binds to. Any address other than a loopback one needs "
+        "a token.",
+    ),
+    cfg.PortOpt(
+        "port", default=9103, help="Port of the web view (GET /executions); 0 disables it."
+    ),
+    cfg.StrOpt(
+        "token",
+        secret=True,
+        help="Token the web view requires (header Authorization: Bearer "
+        "TOKEN, or ?token=TOKEN once, which sets a cookie). Required "
+        "when host is not a loopback address.",
+    ),
 ]
 
 db_upgrade_opts = [
-    cfg.StrOpt("engine_config_file", default="/etc/mistral/mistral.conf",
-               help="The engine's (Mistral's) config file: the migration commands "
-                    "get it as {engine_config_file}."),
-    cfg.StrOpt("engine_connection", secret=True,
-               help="SQLAlchemy URL of the engine's database (default: [database] "
-                    "connection of engine_config_file)."),
-    cfg.StrOpt("scratch_connection", secret=True,
-               help="SQLAlchemy URL of a server where db-upgrade may create and drop "
-                    "a scratch database to build the expected schema (default: the "
-                    "engine database's server and credentials)."),
-    cfg.StrOpt("manage_command", default="mistral-db-manage --config-file {engine_config_file}",
-               help="The engine's migration tool; db-upgrade appends `history` to "
-                    "learn the head revision and `upgrade REV` to build the expected "
-                    "schema in the scratch database."),
-    cfg.MultiStrOpt("migrate_commands",
-                    default=["mistral-db-manage --config-file {engine_config_file} upgrade head",
-                             "mistral-db-manage --config-file {engine_config_file} populate"],
-                    help="Commands that migrate the engine's database, run in order "
-                         "(repeat the option for each)."),
-    cfg.StrOpt("autocreate_command",
-               default="python3 -c \"import sys; from oslo_config import cfg; "
-                       "cfg.CONF(['--config-file', sys.argv[1]], project='mistral'); "
-                       "from mistral.db.v2 import api; api.setup_db()\" {engine_config_file}",
-               help="What the engine's services do to a database on start (create the "
-                    "missing tables, write their first rows). db-upgrade runs it in the "
-                    "scratch database: rows in an auto-created table that equal the rows "
-                    "it writes (timestamps aside) are recreated by the migrations and are "
-                    "not data at risk. Empty: every row counts as data."),
-    cfg.FloatOpt("command_timeout", default=1800.0, min=1.0,
-                 help="Seconds one migration command may run before it is stopped."),
-    cfg.BoolOpt("check_systemd", default=True,
-                help="Refuse while a systemd unit of the target is active (where "
-                     "systemd runs)."),
-    cfg.ListOpt("engine_systemd_units",
-                default=["mistral.service", "mistral-api.service", "mistral-engine.service",
-                         "mistral-executor.service", "mistral-notifier.service",
-                         "mistral-event-engine.service"],
-                help="systemd units of the engine's services."),
-    cfg.ListOpt("bridge_systemd_units", default=["st2bridge-resultstracker.service"],
-                help="systemd units of the bridge's daemons."),
-    cfg.BoolOpt("check_processes", default=True,
-                help="Refuse while a process of the target that uses its database "
-                     "runs (matched on the command line)."),
-    cfg.ListOpt("engine_process_patterns",
-                default=["mistral-server", "mistral-api", "mistral-engine",
-                         "mistral-executor", "mistral-notifier", "mistral-event-engine",
-                         r"mistral\.cmd\.launch"],
-                help="Regular expressions matched against process command lines "
-                     "to find the engine's services."),
-    cfg.ListOpt("bridge_process_patterns",
-                default=["st2bridge-resultstracker", r"st2bridge\.tracker\.daemon"],
-                help="Regular expressions matched against process command lines "
-                     "to find the bridge's daemons."),
-    cfg.BoolOpt("check_engine_api", default=True,
-                help="Refuse while the engine API answers (engine_api_url)."),
-    cfg.URIOpt("engine_api_url", schemes=["http", "https"],
-               help="The engine API to probe (default: [engine] api_url)."),
-    cfg.BoolOpt("check_heartbeats", default=True,
-                help="Refuse while a bridge daemon's heartbeat in the store's "
-                     "service registry is live."),
-    cfg.FloatOpt("heartbeat_stale_after", default=60.0, min=1.0,
-                 help="A heartbeat older than this many seconds is a dead service."),
-    cfg.FloatOpt("lock_timeout", default=60.0, min=0.0,
-                 help="Seconds to wait for another db-upgrade's database lock "
-                      "(0: refuse at once)."),
-    cfg.StrOpt("export_dir", default="$state_path/db-upgrade",
-               help="Where --force writes the rows of objects it drops."),
+    cfg.StrOpt(
+        "engine_config_file",
+        default="/etc/mistral/mistral.conf",
+        help="The engine's (Mistral's) config file: the migration commands "
+        "get it as {engine_config_file}.",
+    ),
+    cfg.StrOpt(
+        "engine_connection",
+        secret=True,
+        help="SQLAlchemy URL of the engine's database (default: [database] "
+        "connection of engine_config_file).",
+    ),
+    cfg.StrOpt(
+        "scratch_connection",
+        secret=True,
+        help="SQLAlchemy URL of a server where db-upgrade may create and drop "
+        "a scratch database to build the expected schema (default: the "
+        "engine database's server and credentials).",
+    ),
+    cfg.StrOpt(
+        "manage_command",
+        default="mistral-db-manage --config-file {engine_config_file}",
+        help="The engine's migration tool; db-upgrade appends `history` to "
+        "learn the head revision and `upgrade REV` to build the expected "
+        "schema in the scratch database.",
+    ),
+    cfg.MultiStrOpt(
+        "migrate_commands",
+        default=[
+            "mistral-db-manage --config-file {engine_config_file} upgrade head",
+            "mistral-db-manage --config-file {engine_config_file} populate",
+        ],
+        help="Commands that migrate the engine's database, run in order "
+        "(repeat the option for each).",
+    ),
+    cfg.StrOpt(
+        "autocreate_command",
+        default='python3 -c "import sys; from oslo_config import cfg; '
+        "cfg.CONF(['--config-file', sys.argv[1]], project='mistral'); "
+        'from mistral.db.v2 import api; api.setup_db()" {engine_config_file}',
+        help="What the engine's services do to a database on start (create the "
+        "missing tables, write their first rows). db-upgrade runs it in the "
+        "scratch database: rows in an auto-created table that equal the rows "
+        "it writes (timestamps aside) are recreated by the migrations and are "
+        "not data at risk. Empty: every row counts as data.",
+    ),
+    cfg.FloatOpt(
+        "command_timeout",
+        default=1800.0,
+        min=1.0,
+        help="Seconds one migration command may run before it is stopped.",
+    ),
+    cfg.BoolOpt(
+        "check_systemd",
+        default=True,
+        help="Refuse while a systemd unit of the target is active (where systemd runs).",
+    ),
+    cfg.ListOpt(
+        "engine_systemd_units",
+        default=[
+            "mistral.service",
+            "mistral-api.service",
+            "mistral-engine.service",
+            "mistral-executor.service",
+            "mistral-notifier.service",
+            "mistral-event-engine.service",
+        ],
+        help="systemd units of the engine's services.",
+    ),
+    cfg.ListOpt(
+        "bridge_systemd_units",
+        default=["st2bridge-resultstracker.service"],
+        help="systemd units of the bridge's daemons.",
+    ),
+    cfg.BoolOpt(
+        "check_processes",
+        default=True,
+        help="Refuse while a process of the target that uses its database "
+        "runs (matched on the command line).",
+    ),
+    cfg.ListOpt(
+        "engine_process_patterns",
+        default=[
+            "mistral-server",
+            "mistral-api",
+            "mistral-engine",
+            "mistral-executor",
+            "mistral-notifier",
+            "mistral-event-engine",
+            r"mistral\.cmd\.launch",
+        ],
+        help="Regular expressions matched against process command lines "
+        "to find the engine's services.",
+    ),
+    cfg.ListOpt(
+        "bridge_process_patterns",
+        default=["st2bridge-resultstracker", r"st2bridge\.tracker\.daemon"],
+        help="Regular expressions matched against process command lines "
+        "to find the bridge's daemons.",
+    ),
+    cfg.BoolOpt(
+        "check_engine_api",
+        default=True,
+        help="Refuse while the engine API answers (engine_api_url).",
+    ),
+    cfg.URIOpt(
+        "engine_api_url",
+        schemes=["http", "https"],
+        help="The engine API to probe (default: [engine] api_url).",
+    ),
+    cfg.BoolOpt(
+        "check_heartbeats",
+        default=True,
+        help="Refuse while a bridge daemon's heartbeat in the store's service registry is live.",
+    ),
+    cfg.FloatOpt(
+        "heartbeat_stale_after",
+        default=60.0,
+        min=1.0,
+        help="A heartbeat older than this many seconds is a dead service.",
+    ),
+    cfg.FloatOpt(
+        "lock_timeout",
+        default=60.0,
+        min=0.0,
+        help="Seconds to wait for another db-upgrade's database lock (0: refuse at once).",
+    ),
+    cfg.StrOpt(
+        "export_dir",
+        default="$state_path/db-upgrade",
+        help="Where --force writes the rows of objects it drops.",
+    ),
 ]
 
 GROUPS = [
@@ -261,15 +440,22 @@ def load(argv=(), conf=None, prog="st2bridge", config_files=None):
         config_files = [DEFAULT_CONFIG_FILE] if os.path.exists(DEFAULT_CONFIG_FILE) else []
     config_dirs = [DEFAULT_CONFIG_DIR] if os.path.isdir(DEFAULT_CONFIG_DIR) else []
     try:
-        conf(list(argv), project="st2bridge", prog=prog,
-             default_config_files=config_files, default_config_dirs=config_dirs,
-             use_env=False)
+        conf(
+            list(argv),
+            project="st2bridge",
+            prog=prog,
+            default_config_files=config_files,
+            default_config_dirs=config_dirs,
+            use_env=False,
+        )
     except cfg.ConfigFilesNotFoundError as exc:
-        raise errors.ConfigError("config file not found or unreadable: %s"
-                                 % ", ".join(exc.config_files)) from None
+        raise errors.ConfigError(
+            "config file not found or unreadable: %s" % ", ".join(exc.config_files)
+        ) from None
     except cfg.ConfigFileParseError as exc:
-        raise errors.ConfigError("cannot parse config file %s: %s"
-                                 % (exc.config_file, exc.msg)) from None
+        raise errors.ConfigError(
+            "cannot parse config file %s: %s" % (exc.config_file, exc.msg)
+        ) from None
     except cfg.ConfigDirNotFoundError as exc:
         raise errors.ConfigError("config directory not found: %s" % exc.config_dir) from None
     _validate(conf)
@@ -279,6 +465,7 @@ def load(argv=(), conf=None, prog="st2bridge", config_files=None):
 
 def is_loopback(host):
     import ipaddress
+
     if host == "localhost":
         return True
     try:
@@ -291,8 +478,8 @@ def _check_web(conf):
     """The web view shows inputs and outputs: off loopback only with a token."""
     if conf.web.port and not is_loopback(conf.web.host) and not conf.web.token:
         raise errors.ConfigError(
-            "[web] token is required when [web] host (%s) is not a loopback address"
-            % conf.web.host)
+            "[web] token is required when [web] host (%s) is not a loopback address" % conf.web.host
+        )
 
 
 def _validate(conf):
@@ -306,11 +493,12 @@ def _validate(conf):
                 where = _files_setting(conf, group or "DEFAULT", opt.name)
                 raise errors.ConfigError(
                     "invalid value for [%s] %s%s: %s"
-                    % (group or "DEFAULT", opt.name, where, _one_line(exc))) from None
+                    % (group or "DEFAULT", opt.name, where, _one_line(exc))
+                ) from None
             except cfg.TemplateSubstitutionError as exc:
                 raise errors.ConfigError(
-                    "invalid value for [%s] %s: %s"
-                    % (group or "DEFAULT", opt.name, _one_line(exc))) from None
+                    "invalid value for [%s] %s: %s" % (group or "DEFAULT", opt.name, _one_line(exc))
+                ) from None
 
 
 def _files_setting(conf, group, name):

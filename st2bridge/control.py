@@ -37,20 +37,35 @@ REOPEN_HOLD = 300.0
 
 @dataclasses.dataclass(frozen=True)
 class Action:
-    name: str            # cancel, pause, resume
-    engine_state: str    # what is PUT
-    via: str             # the bridge status while the engine has not confirmed
-    done: str            # the bridge status once it has
-    allowed: frozenset   # bridge statuses it may start from
+    name: str  # cancel, pause, resume
+    engine_state: str  # what is PUT
+    via: str  # the bridge status while the engine has not confirmed
+    done: str  # the bridge status once it has
+    allowed: frozenset  # bridge statuses it may start from
 
 
 ACTIONS = {
-    "cancel": Action("cancel", "CANCELLED", st.CANCELING, st.CANCELED, frozenset(
-        {st.SCHEDULED, st.RUNNING, st.PAUSING, st.PAUSED, st.RESUMING, st.CANCELING})),
-    "pause": Action("pause", "PAUSED", st.PAUSING, st.PAUSED, frozenset(
-        {st.SCHEDULED, st.RUNNING, st.PAUSING, st.RESUMING})),
-    "resume": Action("resume", "RUNNING", st.RESUMING, st.RUNNING, frozenset(
-        {st.PAUSED, st.PAUSING, st.RESUMING})),
+    "cancel": Action(
+        "cancel",
+        "CANCELLED",
+        st.CANCELING,
+        st.CANCELED,
+        frozenset({st.SCHEDULED, st.RUNNING, st.PAUSING, st.PAUSED, st.RESUMING, st.CANCELING}),
+    ),
+    "pause": Action(
+        "pause",
+        "PAUSED",
+        st.PAUSING,
+        st.PAUSED,
+        frozenset({st.SCHEDULED, st.RUNNING, st.PAUSING, st.RESUMING}),
+    ),
+    "resume": Action(
+        "resume",
+        "RUNNING",
+        st.RESUMING,
+        st.RUNNING,
+        frozenset({st.PAUSED, st.PAUSING, st.RESUMING}),
+    ),
 }
 
 
@@ -58,9 +73,9 @@ ACTIONS = {
 class Result:
     id: str
     action: str
-    status: str            # the bridge status now
+    status: str  # the bridge status now
     engine_state: str = None
-    changed: bool = True   # False: it was in that state already
+    changed: bool = True  # False: it was in that state already
 
 
 def plan(action, record):
@@ -70,19 +85,26 @@ def plan(action, record):
     if status == action.done:
         return False
     if status == st.REQUESTED:
-        raise errors.Conflict("execution %s is requested: the engine has not confirmed it yet; "
-                              "%s it once it runs" % (record["id"], action.name))
+        raise errors.Conflict(
+            "execution %s is requested: the engine has not confirmed it yet; "
+            "%s it once it runs" % (record["id"], action.name)
+        )
     if status not in action.allowed:
-        raise errors.Conflict("execution %s is %s; it cannot be %s" % (
-            record["id"], status, {"cancel": "canceled", "pause": "paused",
-                                   "resume": "resumed"}[action.name]))
+        raise errors.Conflict(
+            "execution %s is %s; it cannot be %s"
+            % (
+                record["id"],
+                status,
+                {"cancel": "canceled", "pause": "paused", "resume": "resumed"}[action.name],
+            )
+        )
     return True
 
 
 def confirmed(action, engine_state):
     """Whether the engine's answer to the PUT shows the change took effect."""
     if action.name == "resume":
-        return engine_state != "PAUSED"     # running again, or even finished
+        return engine_state != "PAUSED"  # running again, or even finished
     return engine_state == action.engine_state
 
 
@@ -91,11 +113,13 @@ def change_state(engine, store, execution_id, action_name, clock=time.time):
     action = ACTIONS[action_name]
     record = store.get_execution(execution_id)
     if not plan(action, record):
-        return Result(execution_id, action.name, record["status"], record.get("engine_state"),
-                      changed=False)
+        return Result(
+            execution_id, action.name, record["status"], record.get("engine_state"), changed=False
+        )
     previous = record["status"]
-    if not store.update_execution(execution_id, {"status": action.via, "updated_at": clock()},
-                                  if_active=True):
+    if not store.update_execution(
+        execution_id, {"status": action.via, "updated_at": clock()}, if_active=True
+    ):
         now = store.get_execution(execution_id)["status"]
         raise errors.Conflict("execution %s ended meanwhile (%s)" % (execution_id, now))
     engine_id = record["engine_execution_id"]
@@ -104,20 +128,33 @@ def change_state(engine, store, execution_id, action_name, clock=time.time):
     except errors.EngineError as exc:
         _put_back(store, record, previous, clock)
         if isinstance(exc, errors.EngineNotFound):
-            raise errors.NotFound("the engine has no execution %s (of bridge execution %s)"
-                                  % (engine_id, execution_id)) from None
+            raise errors.NotFound(
+                "the engine has no execution %s (of bridge execution %s)"
+                % (engine_id, execution_id)
+            ) from None
         if isinstance(exc, errors.EngineClientError):
-            raise errors.Conflict("the engine refused to %s execution %s: %s"
-                                  % (action.name, execution_id, exc)) from None
+            raise errors.Conflict(
+                "the engine refused to %s execution %s: %s" % (action.name, execution_id, exc)
+            ) from None
         raise
     state = answer.get("state")
     if not confirmed(action, state):
         _put_back(store, record, previous, clock)
-        raise errors.Conflict("the engine left execution %s %s; it was not %s" % (
-            execution_id, state, {"cancel": "canceled", "pause": "paused",
-                                  "resume": "resumed"}[action.name]))
-    LOG.info("asked the engine to %s execution %s (engine execution %s): %s",
-             action.name, execution_id, engine_id, state)
+        raise errors.Conflict(
+            "the engine left execution %s %s; it was not %s"
+            % (
+                execution_id,
+                state,
+                {"cancel": "canceled", "pause": "paused", "resume": "resumed"}[action.name],
+            )
+        )
+    LOG.info(
+        "asked the engine to %s execution %s (engine execution %s): %s",
+        action.name,
+        execution_id,
+        engine_id,
+        state,
+    )
     return Result(execution_id, action.name, action.via, state)
 
 
@@ -132,13 +169,14 @@ def _put_back(store, record, previous, clock):
 
 # -- re-running a failed task ---------------------------------------------------
 
+
 @dataclasses.dataclass
 class Rerun:
-    execution_id: str      # bridge execution
+    execution_id: str  # bridge execution
     task_id: str
     task_name: str
-    workflow_name: str     # the task's own workflow (a sub-workflow perhaps)
-    reopened: bool         # the record was terminal and is running again
+    workflow_name: str  # the task's own workflow (a sub-workflow perhaps)
+    reopened: bool  # the record was terminal and is running again
     reset: bool
 
 
@@ -148,8 +186,10 @@ def rerun_task(engine, store, task_id, reset=True, clock=time.time):
     except errors.EngineNotFound:
         raise errors.NotFound("the engine has no task %s" % task_id) from None
     if task.get("state") != "ERROR":
-        raise errors.Conflict("task %s (%s) is %s: only a failed task (ERROR) can be re-run"
-                              % (task.get("name"), task_id, task.get("state")))
+        raise errors.Conflict(
+            "task %s (%s) is %s: only a failed task (ERROR) can be re-run"
+            % (task.get("name"), task_id, task.get("state"))
+        )
     record, chain = find_owner(engine, store, task)
     now = clock()
     saved = None
@@ -162,23 +202,38 @@ def rerun_task(engine, store, task_id, reset=True, clock=time.time):
         # Refused: nothing runs again. Put the record back as it was.
         if saved is not None:
             store.update_execution(record["id"], saved, if_active=False)
-        raise errors.Conflict("the engine refused to re-run task %s (%s): %s"
-                              % (task.get("name"), task_id, exc)) from None
+        raise errors.Conflict(
+            "the engine refused to re-run task %s (%s): %s" % (task.get("name"), task_id, exc)
+        ) from None
     except errors.EngineError:
         # Unknown outcome: a tracker finds out from the engine at once.
-        store.update_execution(record["id"], {"tracked": True, "next_poll_at": clock()},
-                               if_active=True)
+        store.update_execution(
+            record["id"], {"tracked": True, "next_poll_at": clock()}, if_active=True
+        )
         raise
-    store.update_execution(record["id"], {"tracked": True, "next_poll_at": clock()},
-                           if_active=True)
+    store.update_execution(record["id"], {"tracked": True, "next_poll_at": clock()}, if_active=True)
     LOG.info("re-ran task %s (%s) of execution %s", task.get("name"), task_id, record["id"])
-    return Rerun(record["id"], task_id, task.get("name"), task.get("workflow_name"),
-                 saved is not None, reset)
+    return Rerun(
+        record["id"], task_id, task.get("name"), task.get("workflow_name"), saved is not None, reset
+    )
 
 
-REOPEN_FIELDS = ("status", "output", "error", "ended_at", "finished_by", "tracked",
-                 "next_poll_at", "lease_owner", "lease_expires_at", "poll_failures",
-                 "not_found_count", "synced_at", "tasks", "updated_at")
+REOPEN_FIELDS = (
+    "status",
+    "output",
+    "error",
+    "ended_at",
+    "finished_by",
+    "tracked",
+    "next_poll_at",
+    "lease_owner",
+    "lease_expires_at",
+    "poll_failures",
+    "not_found_count",
+    "synced_at",
+    "tasks",
+    "updated_at",
+)
 
 
 def reopen_changes(record, chain, now):
@@ -186,12 +241,28 @@ def reopen_changes(record, chain, now):
     (the failed one and the sub-workflow tasks above it) are shown running,
     so the callbacks that report their new run are not taken for stale ones.
     engine_state stays what was last seen: every change is then new."""
-    tasks = [dict(t, state="RUNNING", status=st.RUNNING, state_info=None, finished_at=None)
-             if t.get("id") in chain else t for t in record.get("tasks") or []]
-    return {"status": st.RUNNING, "output": None, "error": None, "ended_at": None,
-            "finished_by": None, "tracked": True, "next_poll_at": now + REOPEN_HOLD,
-            "lease_owner": None, "lease_expires_at": None, "poll_failures": 0,
-            "not_found_count": 0, "synced_at": now, "tasks": tasks, "updated_at": now}
+    tasks = [
+        dict(t, state="RUNNING", status=st.RUNNING, state_info=None, finished_at=None)
+        if t.get("id") in chain
+        else t
+        for t in record.get("tasks") or []
+    ]
+    return {
+        "status": st.RUNNING,
+        "output": None,
+        "error": None,
+        "ended_at": None,
+        "finished_by": None,
+        "tracked": True,
+        "next_poll_at": now + REOPEN_HOLD,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "poll_failures": 0,
+        "not_found_count": 0,
+        "synced_at": now,
+        "tasks": tasks,
+        "updated_at": now,
+    }
 
 
 OWNER_FIELDS = ["id", "root_execution_id", "task_execution_id", "params"]
@@ -207,14 +278,21 @@ def find_owner(engine, store, task):
         chain.append(execution["task_execution_id"])
         parent = engine.get_task(execution["task_execution_id"])
         execution = engine.get_execution(parent["workflow_execution_id"], fields=OWNER_FIELDS)
-    env = ((execution.get("params") or {}).get("env") or {}) if isinstance(
-        execution.get("params"), dict) else {}
+    env = (
+        ((execution.get("params") or {}).get("env") or {})
+        if isinstance(execution.get("params"), dict)
+        else {}
+    )
     bridge_id = env.get("st2bridge_execution_id")
     if not bridge_id:
-        raise errors.NotFound("task %s belongs to engine execution %s, which this bridge did "
-                              "not start" % (task["id"], execution["id"]))
+        raise errors.NotFound(
+            "task %s belongs to engine execution %s, which this bridge did "
+            "not start" % (task["id"], execution["id"])
+        )
     record = store.get_execution(bridge_id)
     if record["engine_execution_id"] != execution["id"]:
-        raise errors.NotFound("task %s belongs to engine execution %s, not to bridge "
-                              "execution %s" % (task["id"], execution["id"], bridge_id))
+        raise errors.NotFound(
+            "task %s belongs to engine execution %s, not to bridge "
+            "execution %s" % (task["id"], execution["id"], bridge_id)
+        )
     return record, chain

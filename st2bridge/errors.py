@@ -6,13 +6,13 @@ and prints its message as one line with the class's exit code.
 
 # Named exit codes: scripts and systemd units depend on these numbers.
 EXIT_OK = 0
-EXIT_FAILED = 1            # the workflow ended failed/canceled/timeout/abandoned
-EXIT_USAGE = 2             # bad configuration, arguments or input file
+EXIT_FAILED = 1  # the workflow ended failed/canceled/timeout/abandoned
+EXIT_USAGE = 2  # bad configuration, arguments or input file
 EXIT_ENGINE_UNAVAILABLE = 3
 EXIT_STORE_UNAVAILABLE = 4
 EXIT_NOT_FOUND = 5
-EXIT_ENGINE_REJECTED = 6   # the engine answered with an error (4xx/5xx)
-EXIT_CONFLICT = 7          # the request conflicts with the current state
+EXIT_ENGINE_REJECTED = 6  # the engine answered with an error (4xx/5xx)
+EXIT_CONFLICT = 7  # the request conflicts with the current state
 
 
 class BridgeError(Exception):
@@ -47,6 +47,7 @@ class Conflict(BridgeError):
 
 # -- store ------------------------------------------------------------------
 
+
 class StoreError(BridgeError):
     exit_code = EXIT_STORE_UNAVAILABLE
 
@@ -62,6 +63,7 @@ class StoreVersionMismatch(StoreError):
 
 
 # -- engine -----------------------------------------------------------------
+
 
 class EngineError(BridgeError):
     """The engine failed a request. `status` is the HTTP status, or None."""
@@ -115,12 +117,12 @@ class EngineConflict(EngineClientError):
 
 # -- db-upgrade -------------------------------------------------------------
 # Exit codes of `st2bridge db-upgrade` (bad configuration is EXIT_USAGE).
-EXIT_SERVICES_RUNNING = 8    # a service that uses the target database runs
-EXIT_DATA_AT_RISK = 9        # objects to drop hold rows (see --force)
-EXIT_MIGRATION_FAILED = 10   # a migration command failed, or the end state is wrong
-EXIT_DB_UNREACHABLE = 11     # the database (or its server) cannot be reached
-EXIT_UPGRADE_LOCKED = 12     # another db-upgrade holds the database lock
-EXIT_UPGRADE_PENDING = 13    # --check: migrations are pending
+EXIT_SERVICES_RUNNING = 8  # a service that uses the target database runs
+EXIT_DATA_AT_RISK = 9  # objects to drop hold rows (see --force)
+EXIT_MIGRATION_FAILED = 10  # a migration command failed, or the end state is wrong
+EXIT_DB_UNREACHABLE = 11  # the database (or its server) cannot be reached
+EXIT_UPGRADE_LOCKED = 12  # another db-upgrade holds the database lock
+EXIT_UPGRADE_PENDING = 13  # --check: migrations are pending
 
 
 class UpgradeError(BridgeError):

@@ -47,8 +47,10 @@ def _task(entry):
         "state": entry.get("state"),
         "error": first_line(entry.get("state_info")) if workflows else entry.get("state_info"),
         "retry_count": entry.get("retry_count") or 0,
-        "actions": [{"id": a.get("id"), "name": a.get("name"), "state": a.get("state")}
-                    for a in entry.get("action_executions") or []],
+        "actions": [
+            {"id": a.get("id"), "name": a.get("name"), "state": a.get("state")}
+            for a in entry.get("action_executions") or []
+        ],
         "workflows": workflows,
     }
 
@@ -84,21 +86,30 @@ def render(tree):
 
     def wf_lines(wf, depth):
         pad = "  " * depth
-        lines.append("%sworkflow %s (%s)  %s" % (pad, wf["workflow"], wf["state"],
-                                                wf["execution_id"]))
+        lines.append(
+            "%sworkflow %s (%s)  %s" % (pad, wf["workflow"], wf["state"], wf["execution_id"])
+        )
         for task in wf["tasks"]:
-            retries = ", %d %s" % (task["retry_count"], "retry" if task["retry_count"] == 1
-                                    else "retries") if task["retry_count"] else ""
-            lines.append("%s  task %s (%s%s)  %s" % (pad, task["name"], task["state"], retries,
-                                                    task["id"]))
+            retries = (
+                ", %d %s"
+                % (task["retry_count"], "retry" if task["retry_count"] == 1 else "retries")
+                if task["retry_count"]
+                else ""
+            )
+            lines.append(
+                "%s  task %s (%s%s)  %s" % (pad, task["name"], task["state"], retries, task["id"])
+            )
             if task["workflows"]:
                 for child in task["workflows"]:
                     wf_lines(child, depth + 2)
                 continue
             names = sorted({a["name"] for a in task["actions"]})
             attempts = " x%d" % len(task["actions"]) if len(task["actions"]) > 1 else ""
-            error = str(task["error"] or "no error message").strip().replace(
-                "\n", "\n" + pad + "      ")
+            error = (
+                str(task["error"] or "no error message")
+                .strip()
+                .replace("\n", "\n" + pad + "      ")
+            )
             lines.append("%s    action %s%s: %s" % (pad, ", ".join(names) or "-", attempts, error))
 
     if tree:

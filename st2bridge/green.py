@@ -71,11 +71,19 @@ class WsgiServer:
     def __init__(self, app, host, port, logger, max_connections=1024, name="callback listener"):
         eventlet = _import_eventlet()
         from eventlet import wsgi
+
         self._sock = eventlet.listen((host, port))
         self.address = self._sock.getsockname()[:2]
         self._thread = eventlet.spawn(
-            wsgi.server, self._sock, app, log=_LoggerFile(logger, name), log_output=False,
-            max_size=max_connections, socket_timeout=60, debug=False)
+            wsgi.server,
+            self._sock,
+            app,
+            log=_LoggerFile(logger, name),
+            log_output=False,
+            max_size=max_connections,
+            socket_timeout=60,
+            debug=False,
+        )
 
     def stop(self):
         self._thread.kill()
@@ -114,6 +122,7 @@ class InlineExecutor:
 
     def sleep(self, seconds):
         import time
+
         time.sleep(seconds)
 
     def concurrently(self, *fns):

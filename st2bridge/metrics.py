@@ -35,9 +35,12 @@ CALLBACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 # Engine error classes (st2bridge.errors) -> the `kind` label.
 ERROR_KINDS = {
-    "EngineUnavailable": "unreachable", "EngineServerError": "server_error",
-    "EngineAuthError": "auth", "EngineNotFound": "not_found",
-    "EngineConflict": "conflict", "EngineBadRequest": "bad_request",
+    "EngineUnavailable": "unreachable",
+    "EngineServerError": "server_error",
+    "EngineAuthError": "auth",
+    "EngineNotFound": "not_found",
+    "EngineConflict": "conflict",
+    "EngineBadRequest": "bad_request",
     "EngineClientError": "client_error",
 }
 
@@ -60,14 +63,23 @@ class TrackerMetrics:
         self.clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
         self.lateness = Histogram(
-            "st2bridge_check_lateness_seconds", "How late after its due time an "
-            "execution was checked.", buckets=LATENESS_BUCKETS, registry=self.registry)
+            "st2bridge_check_lateness_seconds",
+            "How late after its due time an execution was checked.",
+            buckets=LATENESS_BUCKETS,
+            registry=self.registry,
+        )
         self.callbacks = Counter(
-            "st2bridge_callbacks", "Engine callbacks answered, by outcome and HTTP code.",
-            ["outcome", "code"], registry=self.registry)
+            "st2bridge_callbacks",
+            "Engine callbacks answered, by outcome and HTTP code.",
+            ["outcome", "code"],
+            registry=self.registry,
+        )
         self.callback_seconds = Histogram(
-            "st2bridge_callback_duration_seconds", "Time to handle one engine callback.",
-            buckets=CALLBACK_BUCKETS, registry=self.registry)
+            "st2bridge_callback_duration_seconds",
+            "Time to handle one engine callback.",
+            buckets=CALLBACK_BUCKETS,
+            registry=self.registry,
+        )
         self.status_counts = {}
         self.heartbeat_at = None
         self.registry.register(_LiveCollector(self))
@@ -85,8 +97,9 @@ class TrackerMetrics:
             counts = self.store.count_by_status()
             self.status_counts = {status: counts.get(status, 0) for status in st.ALL}
         except errors.StoreError as exc:
-            LOG.warning("metrics: counting executions failed: %s; the gauge keeps its "
-                        "last values", exc)
+            LOG.warning(
+                "metrics: counting executions failed: %s; the gauge keeps its last values", exc
+            )
         self.heartbeat_at = self.clock()
 
     def wsgi_app(self):
@@ -96,9 +109,12 @@ class TrackerMetrics:
             if environ.get("PATH_INFO") in ("/metrics", "/metrics/"):
                 return metrics(environ, start_response)
             body = b"see /metrics\n"
-            start_response("404 Not Found", [("Content-Type", "text/plain"),
-                                             ("Content-Length", str(len(body)))])
+            start_response(
+                "404 Not Found",
+                [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
+            )
             return [body]
+
         return app
 
 
@@ -109,25 +125,33 @@ class _LiveCollector:
         self.m = metrics
 
     def describe(self):
-        return []     # names vary with what is configured; no need to pre-declare
+        return []  # names vary with what is configured; no need to pre-declare
 
     def collect(self):
         m = self.m
-        executions = GaugeMetricFamily("st2bridge_executions", "Execution records in the "
-                                       "store by bridge status (refreshed on the heartbeat).",
-                                       labels=["status"])
+        executions = GaugeMetricFamily(
+            "st2bridge_executions",
+            "Execution records in the store by bridge status (refreshed on the heartbeat).",
+            labels=["status"],
+        )
         for status in st.ALL:
             if status in m.status_counts:
                 executions.add_metric([status], m.status_counts[status])
         yield executions
-        yield CounterMetricFamily("st2bridge_checks", "Executions checked by the poller.",
-                                  value=m.poller.stats.polls)
-        yield GaugeMetricFamily("st2bridge_checks_in_flight", "Checks running now.",
-                                value=m.executor.running())
-        yield CounterMetricFamily("st2bridge_engine_requests", "HTTP requests to the engine "
-                                  "API, retries included.", value=m.engine.request_count)
-        errors_ = CounterMetricFamily("st2bridge_engine_errors", "Failed engine requests by "
-                                      "kind.", labels=["kind"])
+        yield CounterMetricFamily(
+            "st2bridge_checks", "Executions checked by the poller.", value=m.poller.stats.polls
+        )
+        yield GaugeMetricFamily(
+            "st2bridge_checks_in_flight", "Checks running now.", value=m.executor.running()
+        )
+        yield CounterMetricFamily(
+            "st2bridge_engine_requests",
+            "HTTP requests to the engine API, retries included.",
+            value=m.engine.request_count,
+        )
+        errors_ = CounterMetricFamily(
+            "st2bridge_engine_errors", "Failed engine requests by kind.", labels=["kind"]
+        )
         counts = {}
         for name, count in dict(getattr(m.engine, "error_counts", {})).items():
             kind = ERROR_KINDS.get(name, "other")
@@ -137,16 +161,24 @@ class _LiveCollector:
         yield errors_
         if m.callback_handler is not None:
             yield CounterMetricFamily(
-                "st2bridge_callback_results_left_to_poller", "Terminal callbacks whose "
+                "st2bridge_callback_results_left_to_poller",
+                "Terminal callbacks whose "
                 "result fetch from the engine failed: the poller finishes those executions.",
-                value=m.callback_handler.counts["left_to_poller"])
-        yield CounterMetricFamily("st2bridge_lease_takeovers", "Executions claimed after "
-                                  "their previous lease lapsed (a tracker died or hung).",
-                                  value=m.store.lease_takeovers)
+                value=m.callback_handler.counts["left_to_poller"],
+            )
+        yield CounterMetricFamily(
+            "st2bridge_lease_takeovers",
+            "Executions claimed after their previous lease lapsed (a tracker died or hung).",
+            value=m.store.lease_takeovers,
+        )
         issued = getattr(getattr(m.engine, "token_provider", None), "issued", None)
         if issued is not None:
-            yield CounterMetricFamily("st2bridge_engine_tokens", "Keystone tokens obtained.",
-                                      value=issued)
+            yield CounterMetricFamily(
+                "st2bridge_engine_tokens", "Keystone tokens obtained.", value=issued
+            )
         if m.heartbeat_at is not None:
-            yield GaugeMetricFamily("st2bridge_heartbeat_timestamp_seconds", "Time of the "
-                                    "last heartbeat.", value=m.heartbeat_at)
+            yield GaugeMetricFamily(
+                "st2bridge_heartbeat_timestamp_seconds",
+                "Time of the last heartbeat.",
+                value=m.heartbeat_at,
+            )

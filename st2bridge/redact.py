@@ -96,8 +96,10 @@ def effective_config(conf):
 
 def config_text(conf):
     """The effective configuration as an INI text (values redacted)."""
-    lines = ["# effective configuration of st2bridge; secrets shown as %s" % MASK,
-             "# read from: %s" % (", ".join(conf.config_file or []) or "(defaults only)")]
+    lines = [
+        "# effective configuration of st2bridge; secrets shown as %s" % MASK,
+        "# read from: %s" % (", ".join(conf.config_file or []) or "(defaults only)"),
+    ]
     for group, values in effective_config(conf).items():
         lines.append("\n[%s]" % group)
         for name, value in values.items():

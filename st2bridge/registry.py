@@ -10,9 +10,16 @@ STALE_AFTER_BEATS = 3
 
 
 def service_record(name, service_id, started_at, info=None):
-    return {"id": service_id, "name": name, "host": socket.gethostname(),
-            "pid": os.getpid(), "version": __version__, "started_at": started_at,
-            "heartbeat_at": started_at, "info": info or {}}
+    return {
+        "id": service_id,
+        "name": name,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "version": __version__,
+        "started_at": started_at,
+        "heartbeat_at": started_at,
+        "info": info or {},
+    }
 
 
 def liveness(record, now, heartbeat_interval):

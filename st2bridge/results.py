@@ -16,8 +16,17 @@ LOG = logging.getLogger(__name__)
 # What the bridge asks the engine for (`fields=`), so the engine sends no more.
 LIGHT_FIELDS = ["id", "state", "state_info", "updated_at"]
 FINAL_FIELDS = LIGHT_FIELDS + ["output"]
-TASK_FIELDS = ["id", "name", "state", "state_info", "type", "created_at",
-               "updated_at", "started_at", "finished_at"]
+TASK_FIELDS = [
+    "id",
+    "name",
+    "state",
+    "state_info",
+    "type",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+]
 
 
 def engine_time(value):
@@ -110,16 +119,22 @@ def refresh_tasks(engine, store, record):
     root = record["engine_execution_id"]
     try:
         tasks = tasks_view(engine.list_tasks(root, fields=TASK_FIELDS))
-        store.update_execution(record["id"], {"tasks": tasks + _child_tasks(store, record, root)},
-                               if_active=False)
+        store.update_execution(
+            record["id"], {"tasks": tasks + _child_tasks(store, record, root)}, if_active=False
+        )
     except BridgeError as exc:
-        LOG.warning("execution %s finished; its task view was not refreshed from the "
-                    "engine (%s): it shows the tasks its callbacks reported", record["id"], exc)
+        LOG.warning(
+            "execution %s finished; its task view was not refreshed from the "
+            "engine (%s): it shows the tasks its callbacks reported",
+            record["id"],
+            exc,
+        )
 
 
 def _child_tasks(store, record, root):
     """Tasks of sub-workflows are known only from their callbacks: keep them
     (re-read: callbacks may have added some while the engine answered)."""
     current = store.get_execution(record["id"])
-    return [t for t in current.get("tasks") or []
-            if t.get("workflow_execution_id") not in (None, root)]
+    return [
+        t for t in current.get("tasks") or [] if t.get("workflow_execution_id") not in (None, root)
+    ]

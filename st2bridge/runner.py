@@ -37,9 +37,19 @@ class Runner:
     long-lived runner then starts executions with one engine request, not
     two; an engine that lost the definition meanwhile is caught at submit."""
 
-    def __init__(self, engine, store, *, query_interval=5.0, mode="poll",
-                 callback_url=None, stale_after=30.0, definition_cache_seconds=0.0,
-                 task_events=True, clock=time.time):
+    def __init__(
+        self,
+        engine,
+        store,
+        *,
+        query_interval=5.0,
+        mode="poll",
+        callback_url=None,
+        stale_after=30.0,
+        definition_cache_seconds=0.0,
+        task_events=True,
+        clock=time.time,
+    ):
         if mode != "poll" and not callback_url:
             raise ValueError("mode %s needs a callback URL" % mode)
         self.engine = engine
@@ -51,7 +61,7 @@ class Runner:
         self.definition_cache_seconds = definition_cache_seconds
         self.task_events = task_events
         self.clock = clock
-        self._registered = {}   # workflow name -> (digest of its spec, when registered)
+        self._registered = {}  # workflow name -> (digest of its spec, when registered)
 
     # -- definitions ------------------------------------------------------
 
@@ -62,9 +72,11 @@ class Runner:
         `definition_cache_seconds` ago (the engine is not asked)."""
         now = self.clock()
         digests = {name: _digest(wf_file.spec(name)) for name in wf_file.workflows}
-        if all(self._registered.get(name, (None, None))[0] == digest
-               and now - self._registered[name][1] < self.definition_cache_seconds
-               for name, digest in digests.items()):
+        if all(
+            self._registered.get(name, (None, None))[0] == digest
+            and now - self._registered[name][1] < self.definition_cache_seconds
+            for name, digest in digests.items()
+        ):
             return "cached"
         outcome = self._register(wf_file)
         self._registered.update((name, (digest, now)) for name, digest in digests.items())
@@ -118,34 +130,45 @@ class Runner:
         if self.mode != "poll":
             secret = secrets.new_secret()
             webhook = {
-                "type": "webhook", "url": self.callback_url + CALLBACK_PATH + execution_id,
-                "headers": {"Content-Type": "application/json", secrets.HEADER: secret}}
+                "type": "webhook",
+                "url": self.callback_url + CALLBACK_PATH + execution_id,
+                "headers": {"Content-Type": "application/json", secrets.HEADER: secret},
+            }
             if not self.task_events:
                 webhook["event_types"] = sorted(events.WORKFLOW_EVENTS)
             notify.insert(0, webhook)
         record = new_execution_record(
-            id=execution_id, workflow_name=workflow_name,
-            engine_execution_id=str(uuid.uuid4()), status=st.REQUESTED,
-            input=input, created_at=now, updated_at=now,
+            id=execution_id,
+            workflow_name=workflow_name,
+            engine_execution_id=str(uuid.uuid4()),
+            status=st.REQUESTED,
+            input=input,
+            created_at=now,
+            updated_at=now,
             # Callback mode is the prior art's "no polling"; `st2bridge track`
             # attaches polling to one execution when needed.
             tracked=self.mode != "callback",
             next_poll_at=now + (self.stale_after if self.mode == "hybrid" else self.query_interval),
             timeout_at=now + timeout if timeout else None,
-            callback_secret_hash=secrets.hash_secret(secret) if secret else None)
+            callback_secret_hash=secrets.hash_secret(secret) if secret else None,
+        )
         self.store.create_execution(record)
         # A definition taken from the cache may have been deleted or changed in
         # the engine since: on a rejection, register it afresh and submit again.
-        reregister = (lambda: (self.forget(wf_file), self.register(wf_file))) \
-            if registered == "cached" else None
+        reregister = (
+            (lambda: (self.forget(wf_file), self.register(wf_file)))
+            if registered == "cached"
+            else None
+        )
         return self.submit(record, notify, reregister=reregister)
 
     def _register_or_reject(self, wf_file):
         try:
             return self.register(wf_file)
         except errors.EngineBadRequest as exc:
-            raise errors.InputError("workflow %s rejected by the engine: %s"
-                                    % (wf_file.path, exc)) from None
+            raise errors.InputError(
+                "workflow %s rejected by the engine: %s" % (wf_file.path, exc)
+            ) from None
 
     def submit(self, record, notify=(), reregister=None):
         """Ask the engine to run a recorded execution (safe to repeat: the
@@ -155,36 +178,51 @@ class Runner:
         if notify:
             params["notify"] = list(notify)
         start = lambda: self.engine.start_execution(  # noqa: E731
-            record["workflow_name"], record["input"],
-            execution_id=record["engine_execution_id"], params=params,
-            description="st2bridge execution %s" % record["id"])
+            record["workflow_name"],
+            record["input"],
+            execution_id=record["engine_execution_id"],
+            params=params,
+            description="st2bridge execution %s" % record["id"],
+        )
         try:
             try:
                 execution = start()
             except (errors.EngineNotFound, errors.EngineBadRequest):
                 if reregister is None:
                     raise
-                LOG.info("engine rejected a submit of workflow %s registered from the cache: "
-                         "registering it again", record["workflow_name"])
+                LOG.info(
+                    "engine rejected a submit of workflow %s registered from the cache: "
+                    "registering it again",
+                    record["workflow_name"],
+                )
                 reregister()
                 execution = start()
         except errors.EngineClientError as exc:
             # Rejected: nothing runs in the engine. Close the record with the
             # engine's reason instead of leaving it half-done.
             now = self.clock()
-            self.store.update_execution(record["id"], {
-                "status": st.FAILED, "error": "rejected by the engine: %s" % exc,
-                "tracked": False, "ended_at": now, "updated_at": now,
-                "finished_by": "submit"})
+            self.store.update_execution(
+                record["id"],
+                {
+                    "status": st.FAILED,
+                    "error": "rejected by the engine: %s" % exc,
+                    "tracked": False,
+                    "ended_at": now,
+                    "updated_at": now,
+                    "finished_by": "submit",
+                },
+            )
             if isinstance(exc, errors.EngineBadRequest):
-                raise errors.InputError("workflow %s rejected its input: %s"
-                                        % (record["workflow_name"], exc)) from None
+                raise errors.InputError(
+                    "workflow %s rejected its input: %s" % (record["workflow_name"], exc)
+                ) from None
             raise
         except errors.EngineError as exc:
             raise type(exc)(
                 "%s; execution %s stays 'requested' and a running "
-                "st2bridge-resultstracker submits it once the engine answers"
-                % (exc, record["id"]), exc.status) from None
+                "st2bridge-resultstracker submits it once the engine answers" % (exc, record["id"]),
+                exc.status,
+            ) from None
         if execution.get("state") in st.ENGINE_TERMINAL:
             # A repeated submit answered with an execution that has ended (the
             # first submit got through late): its final status must come with
@@ -193,15 +231,23 @@ class Runner:
             try:
                 results.finish(self.engine, self.store, record, self.clock, "submit")
             except errors.BridgeError as exc:
-                LOG.warning("execution %s has ended in the engine already; fetching its "
-                            "result failed (%s): it is finished later", record["id"], exc)
+                LOG.warning(
+                    "execution %s has ended in the engine already; fetching its "
+                    "result failed (%s): it is finished later",
+                    record["id"],
+                    exc,
+                )
             record.update(self.store.get_execution(record["id"]))
             return record
         changes = results.progress_changes(execution, None, self.clock())
         self.store.update_execution(record["id"], changes, if_active=True)
         record.update(changes)
-        LOG.info("started execution %s (engine execution %s, workflow %s)",
-                 record["id"], record["engine_execution_id"], record["workflow_name"])
+        LOG.info(
+            "started execution %s (engine execution %s, workflow %s)",
+            record["id"],
+            record["engine_execution_id"],
+            record["workflow_name"],
+        )
         return record
 
     def wait(self, execution_id, *, interval=0.5, on_progress=None, sleep=time.sleep):

@@ -13,8 +13,20 @@ FAILED = "failed"
 TIMEOUT = "timeout"
 ABANDONED = "abandoned"
 
-ALL = (REQUESTED, SCHEDULED, RUNNING, PAUSING, PAUSED, RESUMING, CANCELING,
-       CANCELED, SUCCEEDED, FAILED, TIMEOUT, ABANDONED)
+ALL = (
+    REQUESTED,
+    SCHEDULED,
+    RUNNING,
+    PAUSING,
+    PAUSED,
+    RESUMING,
+    CANCELING,
+    CANCELED,
+    SUCCEEDED,
+    FAILED,
+    TIMEOUT,
+    ABANDONED,
+)
 
 # Once an execution reaches one of these its record is final.
 TERMINAL = frozenset({CANCELED, SUCCEEDED, FAILED, TIMEOUT, ABANDONED})
@@ -32,7 +44,7 @@ _FROM_ENGINE = {
     "SUCCESS": SUCCEEDED,
     "ERROR": FAILED,
     "CANCELLED": CANCELED,
-    "SKIPPED": SUCCEEDED,   # only tasks are skipped; a skipped task did not fail
+    "SKIPPED": SUCCEEDED,  # only tasks are skipped; a skipped task did not fail
 }
 
 

@@ -19,7 +19,7 @@ _FILE_KEYS = {"version", "name", "description", "tags"}
 class WorkflowFile:
     path: str
     text: str
-    workflows: dict          # workflow name -> its parsed spec
+    workflows: dict  # workflow name -> its parsed spec
 
     def spec(self, name):
         return self.workflows[name]
@@ -52,7 +52,7 @@ def parse(text, path="<string>"):
         where = " at line %d" % (mark.line + 1) if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and start:   # e.g. an unclosed [ ... points at the end of the file
+        if context and start:  # e.g. an unclosed [ ... points at the end of the file
             problem += " (%s started at line %d)" % (context, start.line + 1)
         raise InputError("invalid YAML in %s%s: %s" % (path, where, problem)) from None
     if not isinstance(doc, dict):
@@ -72,12 +72,16 @@ def pick(wf_file, name=None):
     """The workflow to run: the named one, or the only one in the file."""
     if name:
         if name not in wf_file.workflows:
-            raise InputError("%s has no workflow %r (it has: %s)"
-                             % (wf_file.path, name, ", ".join(sorted(wf_file.workflows))))
+            raise InputError(
+                "%s has no workflow %r (it has: %s)"
+                % (wf_file.path, name, ", ".join(sorted(wf_file.workflows)))
+            )
         return name
     if len(wf_file.workflows) > 1:
-        raise InputError("%s defines several workflows (%s): choose one with --workflow"
-                         % (wf_file.path, ", ".join(sorted(wf_file.workflows))))
+        raise InputError(
+            "%s defines several workflows (%s): choose one with --workflow"
+            % (wf_file.path, ", ".join(sorted(wf_file.workflows)))
+        )
     return next(iter(wf_file.workflows))
 
 
@@ -87,10 +91,12 @@ def check_input(wf_file, name, given):
     declared = set(required) | set(optional)
     unknown = sorted(set(given) - declared)
     if unknown:
-        raise InputError("unknown input %s for workflow %s (it takes: %s)"
-                         % (", ".join(map(repr, unknown)), name,
-                            ", ".join(required + optional) or "no input"))
+        raise InputError(
+            "unknown input %s for workflow %s (it takes: %s)"
+            % (", ".join(map(repr, unknown)), name, ", ".join(required + optional) or "no input")
+        )
     missing = [key for key in required if key not in given]
     if missing:
-        raise InputError("missing required input %s for workflow %s"
-                         % (", ".join(map(repr, missing)), name))
+        raise InputError(
+            "missing required input %s for workflow %s" % (", ".join(map(repr, missing)), name)
+        )

@@ -82,11 +82,16 @@ def pct(values, p):
 
 
 def dist(values):
-    return {"n": len(values), "p50": pct(values, 50), "p99": pct(values, 99),
-            "max": round(max(values), 1) if values else None}
+    return {
+        "n": len(values),
+        "p50": pct(values, 50),
+        "p99": pct(values, 99),
+        "max": round(max(values), 1) if values else None,
+    }
 
 
 # -- small HTTP servers (threaded; whole response in one write + TCP_NODELAY: no delayed-ACK stalls)
+
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -120,7 +125,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def reply(self, status, body=b"{}", ctype="application/json"):
         head = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
-            status, http.client.responses.get(status, "-"), ctype, len(body))
+            status,
+            http.client.responses.get(status, "-"),
+            ctype,
+            len(body),
+        )
         self.wfile.write(head.encode() + body)
 
 
@@ -151,8 +160,11 @@ class Probe(Handler):
         finally:
             conn.close()
         if terminal:
-            self.server.note("tap", ev["id"], arrived + (status, answer.decode(errors="replace"),
-                                                         time.monotonic()))
+            self.server.note(
+                "tap",
+                ev["id"],
+                arrived + (status, answer.decode(errors="replace"), time.monotonic()),
+            )
         self.reply(status, answer)
 
 
@@ -165,8 +177,11 @@ class Counting(Handler):
         key = "%s %s" % (self.command, UUID.sub("{id}", self.path.split("?")[0]))
         with self.server.lock:
             self.server.counts[key] += 1
-        headers = {k: v for k, v in self.headers.items()
-                   if k.lower() not in ("host", "connection", "keep-alive")}
+        headers = {
+            k: v
+            for k, v in self.headers.items()
+            if k.lower() not in ("host", "connection", "keep-alive")
+        }
         for attempt in (1, 2):
             if getattr(self, "up", None) is None:
                 self.up = http.client.HTTPConnection(*self.server.upstream, timeout=120)
@@ -187,6 +202,7 @@ class Counting(Handler):
 
 # -- the bridge under test -----------------------------------------------------------------------
 
+
 class Watcher(threading.Thread):
     """Polls the bridge's SQLite file every 2 ms: when each record is first seen terminal (the time
     of the query that saw it first: the commit happened before it and after the previous one)."""
@@ -197,7 +213,9 @@ class Watcher(threading.Thread):
 
     def run(self):
         conn = sqlite3.connect(str(self.db), timeout=5)
-        query = "SELECT id FROM executions WHERE status IN (%s)" % ",".join("'%s'" % s for s in TERMINAL)
+        query = "SELECT id FROM executions WHERE status IN (%s)" % ",".join(
+            "'%s'" % s for s in TERMINAL
+        )
         while not self.halt.is_set():
             t = time.monotonic()
             try:
@@ -222,22 +240,38 @@ class Bridge:
             "[engine]\napi_url = %s\n[resultstracker]\nmode = %s\nquery_interval = %s\n"
             "thread_pool_size = %d\njitter_interval = %s\nstale_after = %s\n"
             "[callback]\nhost = 127.0.0.1\nport = %d\ntask_events = %s\n%s"
-            % (self.dir, a.log_level, self.db, api_url, mode, a.query_interval, a.pool, a.jitter,
-               a.stale_after, self.port, task_events,
-               "url = %s\n" % callback_url if callback_url else ""))
+            % (
+                self.dir,
+                a.log_level,
+                self.db,
+                api_url,
+                mode,
+                a.query_interval,
+                a.pool,
+                a.jitter,
+                a.stale_after,
+                self.port,
+                task_events,
+                "url = %s\n" % callback_url if callback_url else "",
+            )
+        )
         self.conf = config.load(["--config-file", str(path)], config_files=[])
         self.store = app.build_store(self.conf)
         self.engine = app.build_engine(self.conf)
         self.runner = app.build_runner(self.conf, self.engine, self.store)
         self.watcher = Watcher(self.db)
         self.watcher.start()
-        self.tracker = Proc([sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file",
-                             str(path)], self.dir / "tracker.log")
+        self.tracker = Proc(
+            [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(path)],
+            self.dir / "tracker.log",
+        )
         deadline = time.monotonic() + 60
         while not self.ready():
             if self.tracker.p.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("bench: the tracker did not start:\n%s"
-                                 % (self.dir / "tracker.log").read_text()[-3000:])
+                raise SystemExit(
+                    "bench: the tracker did not start:\n%s"
+                    % (self.dir / "tracker.log").read_text()[-3000:]
+                )
             time.sleep(0.2)
 
     def ready(self):
@@ -261,10 +295,20 @@ class Bridge:
 def run_executions(bridge, first, name, n, concurrency, timeout, label, probe_url=None):
     """Start n executions (at most `concurrency` at a time) and wait until each record is terminal."""
     wf = workflow.parse(WF % {"name": name, "first": first}, "%s.yaml" % name)
-    extra = [{"type": "webhook", "url": probe_url + "/probe", "event_types": list(TERMINAL_EVENTS),
-              "headers": {"Content-Type": "application/json"}}] if probe_url else []
+    extra = (
+        [
+            {
+                "type": "webhook",
+                "url": probe_url + "/probe",
+                "event_types": list(TERMINAL_EVENTS),
+                "headers": {"Content-Type": "application/json"},
+            }
+        ]
+        if probe_url
+        else []
+    )
     runs = {}
-    bridge.runner.register(wf)      # once, not by every thread at once
+    bridge.runner.register(wf)  # once, not by every thread at once
 
     def one(i):
         if STOP.is_set():
@@ -272,7 +316,11 @@ def run_executions(bridge, first, name, n, concurrency, timeout, label, probe_ur
         rec = bridge.runner.start(wf, name, {"n": i}, extra_notify=extra)
         runs[rec["id"]] = {"n": i, "engine_id": rec["engine_execution_id"]}
         deadline = time.monotonic() + timeout
-        while rec["id"] not in bridge.watcher.seen and time.monotonic() < deadline and not STOP.is_set():
+        while (
+            rec["id"] not in bridge.watcher.seen
+            and time.monotonic() < deadline
+            and not STOP.is_set()
+        ):
             time.sleep(0.01)
 
     t0, last = time.monotonic(), 0.0
@@ -282,9 +330,18 @@ def run_executions(bridge, first, name, n, concurrency, timeout, label, probe_ur
             time.sleep(0.2)
             if time.monotonic() - last >= 5:
                 last = time.monotonic()
-                print("  [%s %3.0fs] submitted %d/%d, finished %d, load %.2f" % (
-                    label, last - t0, len(runs), n, sum(r in bridge.watcher.seen for r in runs), load()),
-                    flush=True)
+                print(
+                    "  [%s %3.0fs] submitted %d/%d, finished %d, load %.2f"
+                    % (
+                        label,
+                        last - t0,
+                        len(runs),
+                        n,
+                        sum(r in bridge.watcher.seen for r in runs),
+                        load(),
+                    ),
+                    flush=True,
+                )
         for f in futures:
             f.result()
     return runs
@@ -293,14 +350,27 @@ def run_executions(bridge, first, name, n, concurrency, timeout, label, probe_ur
 def fetch_costs(engine, ids):
     """Wall ms of the finish fetch's two GETs (as the handler makes them) and of lighter variants."""
     light = ["id", "state", "state_info", "output", "updated_at"]
-    calls = {"GET execution (full)": lambda i: engine.get_execution(i),
-             "GET execution ?fields=state,state_info,output,updated_at":
-                 lambda i: engine.get_execution(i, fields=light),
-             "GET execution tasks (full)": lambda i: engine.list_tasks(i),
-             "GET execution tasks ?fields=<task view>":
-                 lambda i: engine.list_tasks(i, fields=["id", "name", "state", "state_info", "type",
-                                                        "created_at", "updated_at", "started_at",
-                                                        "finished_at"])}
+    calls = {
+        "GET execution (full)": lambda i: engine.get_execution(i),
+        "GET execution ?fields=state,state_info,output,updated_at": lambda i: engine.get_execution(
+            i, fields=light
+        ),
+        "GET execution tasks (full)": lambda i: engine.list_tasks(i),
+        "GET execution tasks ?fields=<task view>": lambda i: engine.list_tasks(
+            i,
+            fields=[
+                "id",
+                "name",
+                "state",
+                "state_info",
+                "type",
+                "created_at",
+                "updated_at",
+                "started_at",
+                "finished_at",
+            ],
+        ),
+    }
     out = {}
     for name, call in calls.items():
         times = []
@@ -315,12 +385,16 @@ def fetch_costs(engine, ids):
 
 def engine_count(api_url, name):
     """Executions of a workflow in the engine (a duplicated submit would show here)."""
-    resp = requests.get(api_url + "/executions", params={"fields": "id,workflow_name", "limit": 1000,
-                                                         "workflow_name": name}, timeout=60)
+    resp = requests.get(
+        api_url + "/executions",
+        params={"fields": "id,workflow_name", "limit": 1000, "workflow_name": name},
+        timeout=60,
+    )
     return sum(e.get("workflow_name") == name for e in resp.json()["executions"])
 
 
 # -- part 1: detection latency ------------------------------------------------------------------
+
 
 def latency_mode(a, tmp, api_url, mode, probe):
     tap = probe.url if mode == "hybrid" else None
@@ -329,9 +403,17 @@ def latency_mode(a, tmp, api_url, mode, probe):
     try:
         probe.target = ("127.0.0.1", bridge.port)
         timeout = a.stale_after * 3 if mode == "hybrid" else a.query_interval * 6 + 30
-        runs = run_executions(bridge, "std.noop", name, a.executions, a.concurrency, timeout,
-                              "latency " + mode, probe.url)
-        time.sleep(1.0)     # late duplicates, if any
+        runs = run_executions(
+            bridge,
+            "std.noop",
+            name,
+            a.executions,
+            a.concurrency,
+            timeout,
+            "latency " + mode,
+            probe.url,
+        )
+        time.sleep(1.0)  # late duplicates, if any
         lat, lat_upd, probe_after_tap, by, lost, dup = [], [], [], collections.Counter(), 0, 0
         answered, unfinished = [], 0
         with probe.lock:
@@ -339,10 +421,14 @@ def latency_mode(a, tmp, api_url, mode, probe):
         for rid, run in runs.items():
             rec, eid = bridge.store.get_execution(rid), run["engine_id"]
             by[rec["finished_by"]] += 1
-            seen, probes, taps = bridge.watcher.seen.get(rid), logs.get(("probe", eid), []), logs.get(("tap", eid), [])
+            seen, probes, taps = (
+                bridge.watcher.seen.get(rid),
+                logs.get(("probe", eid), []),
+                logs.get(("tap", eid), []),
+            )
             ref = (taps or [None])[0] if mode == "hybrid" else (probes or [None])[0]
             if seen is None and not probes:
-                unfinished += 1     # the engine never ended it (no terminal webhook): not the bridge's
+                unfinished += 1  # the engine never ended it (no terminal webhook): not the bridge's
             elif seen is None or rec["output"] != {"n": run["n"], "echoed": run["n"]}:
                 lost += 1
             dup += max(0, len(probes) - 1) + max(0, sum('"finished"' in t[3] for t in taps) - 1)
@@ -354,18 +440,34 @@ def latency_mode(a, tmp, api_url, mode, probe):
             if taps and probes:
                 probe_after_tap.append((probes[0][0] - taps[0][0]) * 1000)
         dup += max(0, engine_count(api_url, name) - len(runs))
-        out = {"latency_ms": dist(lat), "updated_at_minus_arrival_ms": dist(lat_upd),
-               "finished_by": dict(by), "lost": lost, "duplicated": dup, "executions": len(runs),
-               "engine_never_ended": unfinished, "tracker_answered_after_arrival_ms": dist(answered),
-               "load": load(), "tap_answers": collections.Counter(
-                   "%d %s" % (t[2], json.loads(t[3]).get("result", t[3])) for k, v in logs.items()
-                   if k[0] == "tap" and k[1] in {r["engine_id"] for r in runs.values()} for t in v)}
+        out = {
+            "latency_ms": dist(lat),
+            "updated_at_minus_arrival_ms": dist(lat_upd),
+            "finished_by": dict(by),
+            "lost": lost,
+            "duplicated": dup,
+            "executions": len(runs),
+            "engine_never_ended": unfinished,
+            "tracker_answered_after_arrival_ms": dist(answered),
+            "load": load(),
+            "tap_answers": collections.Counter(
+                "%d %s" % (t[2], json.loads(t[3]).get("result", t[3]))
+                for k, v in logs.items()
+                if k[0] == "tap" and k[1] in {r["engine_id"] for r in runs.values()}
+                for t in v
+            ),
+        }
         if probe_after_tap:
             out["probe_arrival_after_tap_ms"] = dist(probe_after_tap)
         if mode == "hybrid":
-            out["engine_fetch_ms"] = fetch_costs(bridge.engine, [r["engine_id"] for r in runs.values()])
-        print("  %s: latency %s; finished_by %s; lost %d, duplicated %d (load %.2f)"
-              % (mode, out["latency_ms"], dict(by), lost, dup, load()), flush=True)
+            out["engine_fetch_ms"] = fetch_costs(
+                bridge.engine, [r["engine_id"] for r in runs.values()]
+            )
+        print(
+            "  %s: latency %s; finished_by %s; lost %d, duplicated %d (load %.2f)"
+            % (mode, out["latency_ms"], dict(by), lost, dup, load()),
+            flush=True,
+        )
         return out
     finally:
         out_code = bridge.close()
@@ -373,6 +475,7 @@ def latency_mode(a, tmp, api_url, mode, probe):
 
 
 # -- part 2: engine requests per execution -----------------------------------------------------
+
 
 def requests_mode(a, tmp, api_url, mode):
     up = urlsplit(api_url)
@@ -382,18 +485,36 @@ def requests_mode(a, tmp, api_url, mode):
     try:
         proxy.counts.clear()
         n = a.req_executions
-        runs = run_executions(bridge, "std.sleep seconds=%g" % a.sleep, name, n, n,
-                              a.sleep + a.stale_after * 3, "requests " + mode)
+        runs = run_executions(
+            bridge,
+            "std.sleep seconds=%g" % a.sleep,
+            name,
+            n,
+            n,
+            a.sleep + a.stale_after * 3,
+            "requests " + mode,
+        )
         time.sleep(1.0)
         counts = dict(proxy.counts)
-        submit = sum(v for k, v in counts.items() if "/workflows" in k or k == "POST /v2/executions")
+        submit = sum(
+            v for k, v in counts.items() if "/workflows" in k or k == "POST /v2/executions"
+        )
         other = sum(counts.values()) - submit
         by = collections.Counter(bridge.store.get_execution(r)["finished_by"] for r in runs)
-        out = {"per_execution": round(other / max(1, len(runs)), 2), "executions": len(runs),
-               "submit_requests": submit, "other_requests": other, "by_path": counts,
-               "finished_by": dict(by), "load": load()}
-        print("  %s: %.2f engine requests per execution besides the submit; %s; finished_by %s"
-              % (mode, out["per_execution"], counts, dict(by)), flush=True)
+        out = {
+            "per_execution": round(other / max(1, len(runs)), 2),
+            "executions": len(runs),
+            "submit_requests": submit,
+            "other_requests": other,
+            "by_path": counts,
+            "finished_by": dict(by),
+            "load": load(),
+        }
+        print(
+            "  %s: %.2f engine requests per execution besides the submit; %s; finished_by %s"
+            % (mode, out["per_execution"], counts, dict(by)),
+            flush=True,
+        )
         return out
     finally:
         bridge.close()
@@ -401,6 +522,7 @@ def requests_mode(a, tmp, api_url, mode):
 
 
 # -- part 3: callback ingest -----------------------------------------------------------------------
+
 
 def loadgen(spec_path):
     """A load generator process (run by this script with --loadgen SPEC): prints JSON results."""
@@ -414,17 +536,32 @@ def loadgen(spec_path):
         while time.time() < end:
             rid, eid, secret = recs[seq % len(recs)]
             ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(base + seq))
-            body = json.dumps({
-                "event": "TASK_LAUNCHED", "id": "task-%d-%d-%d" % (spec["proc"], tid, seq),
-                "name": "t%d" % seq, "workflow_execution_id": eid, "workflow_name": "bench.ingest",
-                "state": "RUNNING", "state_info": None, "type": "ACTION", "created_at": ts,
-                "updated_at": ts, "started_at": ts, "finished_at": None}).encode()
+            body = json.dumps(
+                {
+                    "event": "TASK_LAUNCHED",
+                    "id": "task-%d-%d-%d" % (spec["proc"], tid, seq),
+                    "name": "t%d" % seq,
+                    "workflow_execution_id": eid,
+                    "workflow_name": "bench.ingest",
+                    "state": "RUNNING",
+                    "state_info": None,
+                    "type": "ACTION",
+                    "created_at": ts,
+                    "updated_at": ts,
+                    "started_at": ts,
+                    "finished_at": None,
+                }
+            ).encode()
             t0, measured = time.perf_counter(), time.time() >= measure_from
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(host, port, timeout=30)
-                conn.request("POST", "/v1/callbacks/mistral/" + rid, body, {
-                    "Content-Type": "application/json", secrets.HEADER: secret})
+                conn.request(
+                    "POST",
+                    "/v1/callbacks/mistral/" + rid,
+                    body,
+                    {"Content-Type": "application/json", secrets.HEADER: secret},
+                )
                 resp = conn.getresponse()
                 resp.read()
                 status = resp.status
@@ -439,7 +576,9 @@ def loadgen(spec_path):
             seq += 1
         results.append((counts, lat, ok_total))
 
-    threads = [threading.Thread(target=worker, args=(t, recs)) for t, recs in enumerate(spec["records"])]
+    threads = [
+        threading.Thread(target=worker, args=(t, recs)) for t, recs in enumerate(spec["records"])
+    ]
     while time.time() < start:
         time.sleep(0.01)
     for t in threads:
@@ -447,16 +586,27 @@ def loadgen(spec_path):
     for t in threads:
         t.join()
     counts = sum((r[0] for r in results), collections.Counter())
-    print(json.dumps({"counts": counts, "lat_ms": [x for r in results for x in r[1]],
-                      "ok_total": sum(r[2] for r in results), "cpu_s": time.process_time()}))
+    print(
+        json.dumps(
+            {
+                "counts": counts,
+                "lat_ms": [x for r in results for x in r[1]],
+                "ok_total": sum(r[2] for r in results),
+                "cpu_s": time.process_time(),
+            }
+        )
+    )
     return 0
 
 
 def wait_for_quiet(limit, seconds):
     t0 = time.monotonic()
     while load() >= limit and time.monotonic() - t0 < seconds:
-        print("  waiting for load < %.1f (now %.2f, %.0f s left)" % (
-            limit, load(), seconds - (time.monotonic() - t0)), flush=True)
+        print(
+            "  waiting for load < %.1f (now %.2f, %.0f s left)"
+            % (limit, load(), seconds - (time.monotonic() - t0)),
+            flush=True,
+        )
         time.sleep(10)
     return load()
 
@@ -468,42 +618,101 @@ def ingest(a, tmp):
         now, recs = time.time(), []
         for _ in range(a.ingest_records):
             secret, rid, eid = secrets.new_secret(), str(uuid.uuid4()), str(uuid.uuid4())
-            bridge.store.create_execution(new_execution_record(
-                id=rid, workflow_name="bench.ingest", engine_execution_id=eid, status="running",
-                engine_state="RUNNING", created_at=now, updated_at=now,
-                callback_secret_hash=secrets.hash_secret(secret), tasks=[
-                    {"id": "old-%s-%d" % (rid, i), "name": "old%d" % i, "state": "SUCCESS",
-                     "status": "succeeded", "type": "ACTION", "workflow_execution_id": eid,
-                     "created_at": "2026-01-01 00:00:00", "updated_at": "2026-01-01 00:00:00"}
-                    for i in range(a.ingest_tasks)]))
+            bridge.store.create_execution(
+                new_execution_record(
+                    id=rid,
+                    workflow_name="bench.ingest",
+                    engine_execution_id=eid,
+                    status="running",
+                    engine_state="RUNNING",
+                    created_at=now,
+                    updated_at=now,
+                    callback_secret_hash=secrets.hash_secret(secret),
+                    tasks=[
+                        {
+                            "id": "old-%s-%d" % (rid, i),
+                            "name": "old%d" % i,
+                            "state": "SUCCESS",
+                            "status": "succeeded",
+                            "type": "ACTION",
+                            "workflow_execution_id": eid,
+                            "created_at": "2026-01-01 00:00:00",
+                            "updated_at": "2026-01-01 00:00:00",
+                        }
+                        for i in range(a.ingest_tasks)
+                    ],
+                )
+            )
             recs.append((rid, eid, secret))
         slots = a.procs * a.threads
         load_at_start = wait_for_quiet(1.5, a.wait_load)
         start = time.time() + 1.0
         for p in range(a.procs):
             spec = tmp / ("loadgen-%d.json" % p)
-            spec.write_text(json.dumps({"port": bridge.port, "start_at": start, "warmup": a.warmup,
-                                        "seconds": a.ingest_seconds, "proc": p, "records": [
-                                            recs[p * a.threads + t::slots] for t in range(a.threads)]}))
-            gens.append(Proc([sys.executable, __file__, "--loadgen", str(spec)],
-                             tmp / ("loadgen-%d.log" % p), pipe_stdout=True))
-        print("ingest: %d records, %d load generator processes x %d connections, %.0f s warm-up + "
-              "%.0f s measured (load %.2f)" % (len(recs), a.procs, a.threads, a.warmup,
-                                               a.ingest_seconds, load_at_start), flush=True)
+            spec.write_text(
+                json.dumps(
+                    {
+                        "port": bridge.port,
+                        "start_at": start,
+                        "warmup": a.warmup,
+                        "seconds": a.ingest_seconds,
+                        "proc": p,
+                        "records": [recs[p * a.threads + t :: slots] for t in range(a.threads)],
+                    }
+                )
+            )
+            gens.append(
+                Proc(
+                    [sys.executable, __file__, "--loadgen", str(spec)],
+                    tmp / ("loadgen-%d.log" % p),
+                    pipe_stdout=True,
+                )
+            )
+        print(
+            "ingest: %d records, %d load generator processes x %d connections, %.0f s warm-up + "
+            "%.0f s measured (load %.2f)"
+            % (len(recs), a.procs, a.threads, a.warmup, a.ingest_seconds, load_at_start),
+            flush=True,
+        )
         time.sleep(max(0.0, start + a.warmup - time.time()))
-        c0, t0, seen0, q0 = bridge.tracker.cpu(), time.monotonic(), health(bridge), runq(bridge.tracker.pid)
+        c0, t0, seen0, q0 = (
+            bridge.tracker.cpu(),
+            time.monotonic(),
+            health(bridge),
+            runq(bridge.tracker.pid),
+        )
         if a.profile:
-            spy = Proc([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
-                        str(bridge.tracker.pid), "--duration", str(int(a.ingest_seconds)), "--rate",
-                        "200", "--format", "raw", "--output", str(tmp / "ingest.pyspy.txt")],
-                       tmp / "py-spy.log")
+            spy = Proc(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(bridge.tracker.pid),
+                    "--duration",
+                    str(int(a.ingest_seconds)),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(tmp / "ingest.pyspy.txt"),
+                ],
+                tmp / "py-spy.log",
+            )
         last = (t0, seen0)
         while time.monotonic() - t0 < a.ingest_seconds:
             time.sleep(min(5.0, a.ingest_seconds - (time.monotonic() - t0)))
             now, seen = time.monotonic(), health(bridge)
-            print("  [ingest %3.0fs] accepted %5.0f/s, tracker CPU %3.0f%% so far, load %.2f" % (
-                now - t0, (seen - last[1]) / (now - last[0]),
-                (bridge.tracker.cpu() - c0) / (now - t0) * 100, load()), flush=True)
+            print(
+                "  [ingest %3.0fs] accepted %5.0f/s, tracker CPU %3.0f%% so far, load %.2f"
+                % (
+                    now - t0,
+                    (seen - last[1]) / (now - last[0]),
+                    (bridge.tracker.cpu() - c0) / (now - t0) * 100,
+                    load(),
+                ),
+                flush=True,
+            )
             last = (now, seen)
         cpu, wall, q1 = bridge.tracker.cpu() - c0, time.monotonic() - t0, runq(bridge.tracker.pid)
         outs = [json.loads(g.p.communicate(timeout=a.ingest_seconds + 60)[0]) for g in gens]
@@ -511,13 +720,22 @@ def ingest(a, tmp):
         lat = [x for o in outs for x in o["lat_ms"]]
         written = sum(len(bridge.store.get_execution(r[0])["tasks"]) for r in recs)
         ok_total = sum(o["ok_total"] for o in outs)
-        out = {"events_per_s": round(counts.get("200", 0) / a.ingest_seconds, 1),
-               "handling_ms": {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat or [0])},
-               "status_counts": dict(counts), "tracker_cpu_pct": round(cpu / wall * 100, 1),
-               "accepted_total": ok_total, "tasks_written": written, "load_start": load_at_start,
-               "load_end": load(), "connections": slots, "records": len(recs),
-               "tracker_runqueue_wait_pct": round((q1 - q0) / wall * 100, 1),
-               "loadgen_cpu_pct": round(sum(o["cpu_s"] for o in outs) / (a.warmup + a.ingest_seconds) * 100, 1)}
+        out = {
+            "events_per_s": round(counts.get("200", 0) / a.ingest_seconds, 1),
+            "handling_ms": {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat or [0])},
+            "status_counts": dict(counts),
+            "tracker_cpu_pct": round(cpu / wall * 100, 1),
+            "accepted_total": ok_total,
+            "tasks_written": written,
+            "load_start": load_at_start,
+            "load_end": load(),
+            "connections": slots,
+            "records": len(recs),
+            "tracker_runqueue_wait_pct": round((q1 - q0) / wall * 100, 1),
+            "loadgen_cpu_pct": round(
+                sum(o["cpu_s"] for o in outs) / (a.warmup + a.ingest_seconds) * 100, 1
+            ),
+        }
         if spy:
             spy.p.wait(30)
             out["profile"] = profile_summary(tmp / "ingest.pyspy.txt")
@@ -531,8 +749,13 @@ def ingest(a, tmp):
 
 def runq(pid):
     """Seconds the process's threads have waited, runnable, for a CPU (/proc/PID/task/*/schedstat)."""
-    return sum(int(open("/proc/%d/task/%s/schedstat" % (pid, t)).read().split()[1])
-               for t in os.listdir("/proc/%d/task" % pid)) / 1e9
+    return (
+        sum(
+            int(open("/proc/%d/task/%s/schedstat" % (pid, t)).read().split()[1])
+            for t in os.listdir("/proc/%d/task" % pid)
+        )
+        / 1e9
+    )
 
 
 def health(bridge):
@@ -545,8 +768,11 @@ def profile_summary(path, top=15):
     incl, self_, total = collections.Counter(), collections.Counter(), 0
     for line in path.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        frames = [re.sub(r" \(.*?/((?:site-packages|st2bridge|lib/python3[.\d]*)/.*)\)", r" (\1)", f)
-                  for f in stack.split(";") if f]
+        frames = [
+            re.sub(r" \(.*?/((?:site-packages|st2bridge|lib/python3[.\d]*)/.*)\)", r" (\1)", f)
+            for f in stack.split(";")
+            if f
+        ]
         total += int(n)
         for f in set(frames):
             incl[f] += int(n)
@@ -558,41 +784,102 @@ def profile_summary(path, top=15):
 
 # -- report ---------------------------------------------------------------------------------------
 
+
 def report(res):
     lh, lp = res.get("latency", {}).get("hybrid", {}), res.get("latency", {}).get("poll", {})
-    rh, rp, ing = res.get("requests", {}).get("hybrid", {}), res.get("requests", {}).get("poll", {}), \
-        res.get("ingest", {})
+    rh, rp, ing = (
+        res.get("requests", {}).get("hybrid", {}),
+        res.get("requests", {}).get("poll", {}),
+        res.get("ingest", {}),
+    )
     g = lambda d, *k: (d.get(k[0], {}) or {}).get(k[1]) if len(k) == 2 else d.get(k[0])  # noqa: E731
     rows = [
         ("latency hybrid p50 ms", g(lh, "latency_ms", "p50"), "<= 20", lambda v: v <= 20),
         ("latency hybrid p99 ms", g(lh, "latency_ms", "p99"), "<= 100", lambda v: v <= 100),
         ("latency hybrid max ms", g(lh, "latency_ms", "max"), "(info)", None),
-        ("latency poll p50 / p99 / max ms", lp and "%s / %s / %s" % tuple(
-            g(lp, "latency_ms", k) for k in ("p50", "p99", "max")), "(info: side by side)", None),
-        ("hybrid finished_by", g(lh, "finished_by"), "all 'callback'",
-         lambda v: set(v) == {"callback"}),
-        ("engine never ended (hybrid/poll)", (lh or lp) and (lh.get("engine_never_ended"),
-         lp.get("engine_never_ended")), "(info: Mistral's own failures)", None),
-        ("lost / duplicated (hybrid)", lh and (lh["lost"], lh["duplicated"]), "0 / 0",
-         lambda v: v == (0, 0)),
-        ("lost / duplicated (poll)", lp and (lp["lost"], lp["duplicated"]), "0 / 0",
-         lambda v: v == (0, 0)),
-        ("engine req/execution hybrid", g(rh, "per_execution"), "<= 2 besides submit", lambda v: v <= 2),
+        (
+            "latency poll p50 / p99 / max ms",
+            lp and "%s / %s / %s" % tuple(g(lp, "latency_ms", k) for k in ("p50", "p99", "max")),
+            "(info: side by side)",
+            None,
+        ),
+        (
+            "hybrid finished_by",
+            g(lh, "finished_by"),
+            "all 'callback'",
+            lambda v: set(v) == {"callback"},
+        ),
+        (
+            "engine never ended (hybrid/poll)",
+            (lh or lp) and (lh.get("engine_never_ended"), lp.get("engine_never_ended")),
+            "(info: Mistral's own failures)",
+            None,
+        ),
+        (
+            "lost / duplicated (hybrid)",
+            lh and (lh["lost"], lh["duplicated"]),
+            "0 / 0",
+            lambda v: v == (0, 0),
+        ),
+        (
+            "lost / duplicated (poll)",
+            lp and (lp["lost"], lp["duplicated"]),
+            "0 / 0",
+            lambda v: v == (0, 0),
+        ),
+        (
+            "engine req/execution hybrid",
+            g(rh, "per_execution"),
+            "<= 2 besides submit",
+            lambda v: v <= 2,
+        ),
         ("engine req/execution poll", g(rp, "per_execution"), "(info: grows with duration)", None),
         ("ingest events/s accepted", g(ing, "events_per_s"), ">= 2000", lambda v: v >= 2000),
-        ("ingest p50 / p99 ms (client)", ing and "%s / %s" % (
-            ing["handling_ms"]["p50"], ing["handling_ms"]["p99"]), "(info)", None),
-        ("ingest non-200 answers", ing and sum(v for k, v in ing["status_counts"].items() if k != "200"),
-         "0", lambda v: v == 0),
+        (
+            "ingest p50 / p99 ms (client)",
+            ing and "%s / %s" % (ing["handling_ms"]["p50"], ing["handling_ms"]["p99"]),
+            "(info)",
+            None,
+        ),
+        (
+            "ingest non-200 answers",
+            ing and sum(v for k, v in ing["status_counts"].items() if k != "200"),
+            "0",
+            lambda v: v == 0,
+        ),
         ("ingest tracker CPU % of a core", g(ing, "tracker_cpu_pct"), "(info)", None),
-        ("ingest tracker waiting for a CPU %", g(ing, "tracker_runqueue_wait_pct"), "(info: runnable, "
-         "not running)", None),
-        ("ingest load generators CPU %", g(ing, "loadgen_cpu_pct"), "(info: shares the 2 cores)", None),
+        (
+            "ingest tracker waiting for a CPU %",
+            g(ing, "tracker_runqueue_wait_pct"),
+            "(info: runnable, not running)",
+            None,
+        ),
+        (
+            "ingest load generators CPU %",
+            g(ing, "loadgen_cpu_pct"),
+            "(info: shares the 2 cores)",
+            None,
+        ),
     ]
-    print("\n== results (load avg now %.2f; at each part: %s) ==" % (load(), json.dumps(
-        {k: v.get("load") for k, v in [("latency-hybrid", lh), ("latency-poll", lp),
-                                        ("requests-hybrid", rh), ("requests-poll", rp)] if v}
-        | ({"ingest": [ing["load_start"], ing["load_end"]]} if ing else {}))))
+    print(
+        "\n== results (load avg now %.2f; at each part: %s) =="
+        % (
+            load(),
+            json.dumps(
+                {
+                    k: v.get("load")
+                    for k, v in [
+                        ("latency-hybrid", lh),
+                        ("latency-poll", lp),
+                        ("requests-hybrid", rh),
+                        ("requests-poll", rp),
+                    ]
+                    if v
+                }
+                | ({"ingest": [ing["load_start"], ing["load_end"]]} if ing else {})
+            ),
+        )
+    )
     res["verdicts"] = {}
     for name, value, goal, ok in rows:
         if value in (None, {}, ()):
@@ -607,8 +894,11 @@ def report(res):
 def start_mistral(a, tmp):
     """A private Mistral for the run (tools/mistral_local.py: own port and vhost)."""
     instance = PrivateMistral(tmp / "mistral", db=a.mistral_db, prefix="st2bridge-bench")
-    print("starting a private Mistral (port %d, vhost %s, load %.2f)"
-          % (instance.port, instance.vhost, load()), flush=True)
+    print(
+        "starting a private Mistral (port %d, vhost %s, load %.2f)"
+        % (instance.port, instance.vhost, load()),
+        flush=True,
+    )
     if not instance.up():
         instance.stop()
         raise SystemExit("bench: could not start Mistral")
@@ -628,8 +918,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--part", choices=["latency", "requests", "ingest", "all"], default="all")
     ap.add_argument("--api-url", help="an engine to use (default: start a private Mistral)")
-    ap.add_argument("--mistral-db", choices=["sqlite", "postgresql"], default="sqlite",
-                    help="the private Mistral's database (SQLite locks under concurrent submits)")
+    ap.add_argument(
+        "--mistral-db",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="the private Mistral's database (SQLite locks under concurrent submits)",
+    )
     ap.add_argument("--executions", type=int, default=30, help="latency: executions per mode")
     ap.add_argument("--concurrency", type=int, default=3, help="latency: executions at once")
     ap.add_argument("--query-interval", type=float, default=5.0)
@@ -639,8 +933,12 @@ def main():
     ap.add_argument("--req-executions", type=int, default=10, help="requests: executions per mode")
     ap.add_argument("--sleep", type=float, default=10.0, help="requests: std.sleep seconds")
     ap.add_argument("--ingest-records", type=int, default=1000)
-    ap.add_argument("--ingest-tasks", type=int, default=0,
-                    help="tasks each record holds before the load starts (large records)")
+    ap.add_argument(
+        "--ingest-tasks",
+        type=int,
+        default=0,
+        help="tasks each record holds before the load starts (large records)",
+    )
     ap.add_argument("--ingest-seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=3.0, help="ingest warm-up seconds")
     ap.add_argument("--procs", type=int, default=2, help="ingest load generator processes")
@@ -650,11 +948,16 @@ def main():
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--json-out")
     a = ap.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # run the finally blocks
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     parts = ["latency", "requests", "ingest"] if a.part == "all" else [a.part]
     tmp = Path(tempfile.mkdtemp(prefix="st2bridge-bench-cb-"))
-    res = {"args": vars(a), "load_start": load(), "git": subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()}
+    res = {
+        "args": vars(a),
+        "load_start": load(),
+        "git": subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+    }
     mistral, probe = None, None
     try:
         api_url = a.api_url
@@ -665,17 +968,23 @@ def main():
             probe = Server(Probe, target=None)
             res["latency"] = {}
             for mode in ("hybrid", "poll"):
-                print("latency, %s mode: %d executions, %d at a time (load %.2f)"
-                      % (mode, a.executions, a.concurrency, load()), flush=True)
+                print(
+                    "latency, %s mode: %d executions, %d at a time (load %.2f)"
+                    % (mode, a.executions, a.concurrency, load()),
+                    flush=True,
+                )
                 res["latency"][mode] = latency_mode(a, tmp, api_url, mode, probe)
         if "requests" in parts:
             res["requests"] = {}
             for mode in ("hybrid", "poll"):
-                print("engine requests, %s mode: %d executions of a %g s workflow at once"
-                      % (mode, a.req_executions, a.sleep), flush=True)
+                print(
+                    "engine requests, %s mode: %d executions of a %g s workflow at once"
+                    % (mode, a.req_executions, a.sleep),
+                    flush=True,
+                )
                 res["requests"][mode] = requests_mode(a, tmp, api_url, mode)
         if "ingest" in parts:
-            mistral = stop_mistral(mistral)     # its load would skew the figures
+            mistral = stop_mistral(mistral)  # its load would skew the figures
             res["ingest"] = ingest(a, tmp)
         report(res)
     except KeyboardInterrupt:

@@ -51,15 +51,25 @@ def repeated(fn, max_calls, budget=2.0):
 
 def bench(name, store, records, batch):
     rows = []
-    recs = [new_execution_record(
-        id=str(uuid.uuid4()), workflow_name="wf.bench", engine_execution_id=str(uuid.uuid4()),
-        status="running", input={"n": n, "hosts": ["web%d.example.com" % n]},
-        created_at=NOW - records + n, updated_at=NOW, tracked=True,
-        next_poll_at=NOW - records + n) for n in range(records)]
+    recs = [
+        new_execution_record(
+            id=str(uuid.uuid4()),
+            workflow_name="wf.bench",
+            engine_execution_id=str(uuid.uuid4()),
+            status="running",
+            input={"n": n, "hosts": ["web%d.example.com" % n]},
+            created_at=NOW - records + n,
+            updated_at=NOW,
+            tracked=True,
+            next_poll_at=NOW - records + n,
+        )
+        for n in range(records)
+    ]
 
     def create():
         for record in recs:
             store.create_execution(record)
+
     rows.append(("create_execution", records, *timed(create, records)))
 
     claimed = []
@@ -70,21 +80,29 @@ def bench(name, store, records, batch):
             if not got:
                 return
             claimed.extend(got)
+
     batches = -(-records // batch)
     ops, elapsed = timed(claim, batches)
     assert len(claimed) == records, len(claimed)
     rows.append(("claim_due (batches of %d)" % batch, batches, ops, elapsed))
     rows.append(("  = records claimed", records, records / elapsed, elapsed))
 
-    rows.append(("next_due_at (all %d leased)" % records,
-                 *repeated(store.next_due_at, 200)))
+    rows.append(("next_due_at (all %d leased)" % records, *repeated(store.next_due_at, 200)))
 
     def reschedule():
         for n, record in enumerate(claimed):
-            store.update_execution(record["id"], {
-                "next_poll_at": NOW + 5 + n * 1e-3, "lease_owner": None,
-                "lease_expires_at": None, "poll_failures": 0, "updated_at": NOW},
-                if_lease_owner="bench")
+            store.update_execution(
+                record["id"],
+                {
+                    "next_poll_at": NOW + 5 + n * 1e-3,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "poll_failures": 0,
+                    "updated_at": NOW,
+                },
+                if_lease_owner="bench",
+            )
+
     rows.append(("update_execution", records, *timed(reschedule, records)))
 
     rows.append(("next_due_at (none leased)", *repeated(store.next_due_at, 5000)))
@@ -101,31 +119,42 @@ def main():
     parser.add_argument("--mongomock-records", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--backends", default="sqlite,mongomock")
-    parser.add_argument("--mongo-url", help="also run against this MongoDB (a scratch "
-                        "database is created and dropped)")
+    parser.add_argument(
+        "--mongo-url",
+        help="also run against this MongoDB (a scratch database is created and dropped)",
+    )
     args = parser.parse_args()
     for backend in args.backends.split(","):
         if backend == "sqlite":
             from st2bridge.store.sqlite import SqliteStore
+
             with tempfile.TemporaryDirectory() as tmp:
-                bench("SQLite (file in a temp dir)", SqliteStore(os.path.join(tmp, "b.db")),
-                      args.records, args.batch)
+                bench(
+                    "SQLite (file in a temp dir)",
+                    SqliteStore(os.path.join(tmp, "b.db")),
+                    args.records,
+                    args.batch,
+                )
         elif backend == "mongomock":
             import mongomock
             from st2bridge.store.mongo import MongoStore
-            bench("mongomock (no indexes: not MongoDB's speed)",
-                  MongoStore(client=mongomock.MongoClient()), args.mongomock_records,
-                  args.batch)
+
+            bench(
+                "mongomock (no indexes: not MongoDB's speed)",
+                MongoStore(client=mongomock.MongoClient()),
+                args.mongomock_records,
+                args.batch,
+            )
         else:
             parser.error("unknown backend %r" % backend)
     if args.mongo_url:
         import pymongo
         from st2bridge.store.mongo import MongoStore
+
         client = pymongo.MongoClient(args.mongo_url)
         database = "st2bridge_bench_%s" % uuid.uuid4().hex[:8]
         try:
-            bench("MongoDB", MongoStore(client=client, database=database),
-                  args.records, args.batch)
+            bench("MongoDB", MongoStore(client=client, database=database), args.records, args.batch)
         finally:
             client.drop_database(database)
             client.close()

@@ -47,13 +47,18 @@ class Proc:
 
     def __init__(self, argv, log_path, pipe_stdout=False):
         self.log = open(log_path, "wb")
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE if pipe_stdout else self.log,
-                                  stderr=self.log, start_new_session=True, cwd=ROOT)
+        self.p = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE if pipe_stdout else self.log,
+            stderr=self.log,
+            start_new_session=True,
+            cwd=ROOT,
+        )
         self.pid = self.p.pid
 
     def cpu(self):
         fields = open("/proc/%d/stat" % self.pid).read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK     # utime + stime
+        return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
     def mem_kb(self):
         vals = dict(line.split(":", 1) for line in open("/proc/%d/status" % self.pid))
@@ -83,14 +88,24 @@ def load():
 
 
 def start_sim(tmp, duration):
-    proc = Proc([sys.executable, str(ROOT / "tools" / "engine_sim.py"), "--port", "0",
-                 "--duration", str(duration)], tmp / "engine_sim.log", pipe_stdout=True)
-    line = proc.p.stdout.readline().decode().strip()     # the "listening on" line, or EOF
+    proc = Proc(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "engine_sim.py"),
+            "--port",
+            "0",
+            "--duration",
+            str(duration),
+        ],
+        tmp / "engine_sim.log",
+        pipe_stdout=True,
+    )
+    line = proc.p.stdout.readline().decode().strip()  # the "listening on" line, or EOF
     if "listening on" not in line:
         proc.kill()
         raise SystemExit("bench: the simulator did not start: %r" % line)
     proc.url = line.rsplit(" ", 1)[1]
-    proc.base = proc.url[:-len("/v2")]
+    proc.base = proc.url[: -len("/v2")]
     return proc
 
 
@@ -106,9 +121,15 @@ def sim_throughput(sim, ids, seconds=3.0):
     host, port = sim.base.split("//")[1].split(":")
     conn = http.client.HTTPConnection(host, int(port))
     out = {}
-    cases = {"light_get": lambda i: "/v2/executions/%s?fields=state,state_info,updated_at" % ids[i % len(ids)],
-             "listing_1000": lambda i: "/v2/executions?fields=id,state,state_info,updated_at"
-                                       "&limit=1000&nulls=task_execution_id"}
+    cases = {
+        "light_get": lambda i: (
+            "/v2/executions/%s?fields=state,state_info,updated_at" % ids[i % len(ids)]
+        ),
+        "listing_1000": lambda i: (
+            "/v2/executions?fields=id,state,state_info,updated_at"
+            "&limit=1000&nulls=task_execution_id"
+        ),
+    }
     for name, path in cases.items():
         n, c0, t0 = 0, sim.cpu(), time.perf_counter()
         while time.perf_counter() - t0 < seconds:
@@ -118,8 +139,12 @@ def sim_throughput(sim, ids, seconds=3.0):
             assert resp.status == 200, resp.status
             n += 1
         wall, cpu = time.perf_counter() - t0, sim.cpu() - c0
-        out[name] = {"requests": n, "per_s": round(n / wall), "sim_cpu_us": round(cpu / n * 1e6, 1),
-                     "per_s_per_core": round(n / cpu) if cpu else None}
+        out[name] = {
+            "requests": n,
+            "per_s": round(n / wall),
+            "sim_cpu_us": round(cpu / n * 1e6, 1),
+            "per_s_per_core": round(n / cpu) if cpu else None,
+        }
     conn.close()
     return out
 
@@ -137,10 +162,12 @@ def bare_get_cost(url, ex_id, n=1500):
 
 def write_config(tmp, store_url, api_url, a):
     path = tmp / "bridge.conf"
-    path.write_text("[DEFAULT]\nstate_path = %s\nlog_level = %s\n[store]\nurl = %s\n"
-                    "[engine]\napi_url = %s\n[resultstracker]\nmode = poll\nquery_interval = %s\n"
-                    "jitter_interval = %s\nthread_pool_size = %d\n"
-                    % (tmp, a.log_level, store_url, api_url, a.query_interval, a.jitter, a.pool))
+    path.write_text(
+        "[DEFAULT]\nstate_path = %s\nlog_level = %s\n[store]\nurl = %s\n"
+        "[engine]\napi_url = %s\n[resultstracker]\nmode = poll\nquery_interval = %s\n"
+        "jitter_interval = %s\nthread_pool_size = %d\n"
+        % (tmp, a.log_level, store_url, api_url, a.query_interval, a.jitter, a.pool)
+    )
     return path
 
 
@@ -152,7 +179,7 @@ def service(store, pid):
 def tracker_stats(store, pid):
     rec = service(store, pid)
     stats = ((rec or {}).get("info") or {}).get("stats")
-    return (dict(stats, heartbeat_at=rec.get("heartbeat_at")) if stats else None)
+    return dict(stats, heartbeat_at=rec.get("heartbeat_at")) if stats else None
 
 
 def idle_phase(tracker, seconds, label):
@@ -161,8 +188,11 @@ def idle_phase(tracker, seconds, label):
     cpu = tracker.cpu() - c0
     pct = cpu / (time.monotonic() - t0) * 100
     rss, _ = tracker.mem_kb()
-    print("  %-28s CPU %.2f%% of a core over %.0f s, RSS %.1f MB (load %.2f -> %.2f)"
-          % (label, pct, seconds, rss / 1024, l0, load()), flush=True)
+    print(
+        "  %-28s CPU %.2f%% of a core over %.0f s, RSS %.1f MB (load %.2f -> %.2f)"
+        % (label, pct, seconds, rss / 1024, l0, load()),
+        flush=True,
+    )
     return {"cpu_pct": round(pct, 3), "rss_kb": rss, "seconds": seconds, "load": [l0, load()]}
 
 
@@ -171,10 +201,18 @@ def make_records(store, ids, now, due_from, spread, engine_updated_at):
     engine's state and updated_at as the submit's answer gave them."""
     out = []
     for ex_id in ids:
-        rec = new_execution_record(id=str(uuid.uuid4()), workflow_name="sim.wf", engine_execution_id=ex_id,
-                                   status="running", tracked=True, created_at=now, updated_at=now,
-                                   engine_state="RUNNING", engine_updated_at=engine_updated_at.get(ex_id),
-                                   next_poll_at=due_from + random.random() * spread)
+        rec = new_execution_record(
+            id=str(uuid.uuid4()),
+            workflow_name="sim.wf",
+            engine_execution_id=ex_id,
+            status="running",
+            tracked=True,
+            created_at=now,
+            updated_at=now,
+            engine_state="RUNNING",
+            engine_updated_at=engine_updated_at.get(ex_id),
+            next_poll_at=due_from + random.random() * spread,
+        )
         store.create_execution(rec)
         out.append(rec["id"])
     return out
@@ -184,21 +222,30 @@ def warm_up(a, tracker, store, res):
     """At least --warmup s, then until a heartbeat window has p99 lateness under
     1 s (the first round after a burst of submissions is the costly one)."""
     t0, seen, worst, steady = time.monotonic(), None, 0.0, False
-    print("warm-up: at least %.0f s, at most %.0f s, until lateness p99 < 1 s" % (a.warmup, a.warmup_max))
+    print(
+        "warm-up: at least %.0f s, at most %.0f s, until lateness p99 < 1 s"
+        % (a.warmup, a.warmup_max)
+    )
     while time.monotonic() - t0 < a.warmup_max and not steady:
         time.sleep(1.0)
         ts = tracker_stats(store, tracker.pid)
-        if ts is None:      # no heartbeat stats: a fixed warm-up is all we can do
+        if ts is None:  # no heartbeat stats: a fixed warm-up is all we can do
             steady = time.monotonic() - t0 >= a.warmup
             continue
         late = ts.get("lateness_ms") or {}
         if ts["heartbeat_at"] != seen and late.get("count"):
             seen, worst = ts["heartbeat_at"], max(worst, late["max"])
-            print("  [warm-up %3.0fs] lateness p99 %.0f ms, max %.0f ms, tracker CPU total %.1f s"
-                  % (time.monotonic() - t0, late["p99"], late["max"], tracker.cpu()), flush=True)
+            print(
+                "  [warm-up %3.0fs] lateness p99 %.0f ms, max %.0f ms, tracker CPU total %.1f s"
+                % (time.monotonic() - t0, late["p99"], late["max"], tracker.cpu()),
+                flush=True,
+            )
             steady = time.monotonic() - t0 >= a.warmup and late["p99"] < 1000
-    res["warm_up"] = {"seconds": round(time.monotonic() - t0, 1), "steady": steady,
-                      "lateness_max_ms": worst}
+    res["warm_up"] = {
+        "seconds": round(time.monotonic() - t0, 1),
+        "steady": steady,
+        "lateness_max_ms": worst,
+    }
 
 
 def measure(a, tracker, sim, store, res):
@@ -218,11 +265,20 @@ def measure(a, tracker, sim, store, res):
             windows[ts["heartbeat_at"]] = ts["lateness_ms"]
         late = ts["lateness_ms"] if ts else {}
         rss, _ = tracker.mem_kb()
-        print("  [%3.0fs] engine light GETs/s %5.0f, listings/s %5.1f | tracker CPU %3.0f%% RSS %6.1f MB | "
-              "lateness p99 %s ms | load %.2f" % (
-                  now - t0, (light - last[2]) / (now - last[0]), (lists - last[3]) / (now - last[0]),
-                  (cpu - last[1]) / (now - last[0]) * 100, rss / 1024,
-                  "%.0f" % late["p99"] if late.get("p99") is not None else "n/a", load()), flush=True)
+        print(
+            "  [%3.0fs] engine light GETs/s %5.0f, listings/s %5.1f | tracker CPU %3.0f%% RSS %6.1f MB | "
+            "lateness p99 %s ms | load %.2f"
+            % (
+                now - t0,
+                (light - last[2]) / (now - last[0]),
+                (lists - last[3]) / (now - last[0]),
+                (cpu - last[1]) / (now - last[0]) * 100,
+                rss / 1024,
+                "%.0f" % late["p99"] if late.get("p99") is not None else "n/a",
+                load(),
+            ),
+            flush=True,
+        )
         last = (now, cpu, light, lists)
     wall, cpu = time.monotonic() - t0, tracker.cpu() - c0
     st = requests.get(sim.base + "/_sim/stats?per_execution=1", timeout=60).json()
@@ -231,29 +287,43 @@ def measure(a, tracker, sim, store, res):
     if s0 and s1 and s1["heartbeat_at"] != s0["heartbeat_at"]:
         polls_s = (s1["polls"] - s0["polls"]) / (s1["heartbeat_at"] - s0["heartbeat_at"])
         source = "tracker heartbeat stats"
-    else:      # no contract stats yet: one light GET per poll is what the tracker sends today
+    else:  # no contract stats yet: one light GET per poll is what the tracker sends today
         polls_s, source = lq["total"] / wall, "simulator light-GET count (tracker stats missing)"
     gaps = lq["gap_s"]
     per = lq.get("by_execution", {})
     res["load_phase"] = {
-        "seconds": round(wall, 1), "polls_per_s": round(polls_s, 1), "polls_source": source,
+        "seconds": round(wall, 1),
+        "polls_per_s": round(polls_s, 1),
+        "polls_source": source,
         "tracker_cpu_pct": round(cpu / wall * 100, 1),
         "cpu_ms_per_poll": round(cpu / wall / polls_s * 1000, 4) if polls_s else None,
-        "engine_requests_per_s": round(eng_total / wall, 1), "engine_requests": st["requests"],
+        "engine_requests_per_s": round(eng_total / wall, 1),
+        "engine_requests": st["requests"],
         "sim_cpu_pct": round((sim.cpu() - sc0) / wall * 100, 1),
-        "rss_kb": rss[0], "peak_rss_kb": rss[1], "load": load(),
+        "rss_kb": rss[0],
+        "peak_rss_kb": rss[1],
+        "load": load(),
         "tracker_lateness_windows": list(windows.values()),
-        "engine_gap_s": gaps, "executions_queried": len(per),
-        "executions_queried_in_window_pct": round(100.0 * len(per) / n, 2)}
+        "engine_gap_s": gaps,
+        "executions_queried": len(per),
+        "executions_queried_in_window_pct": round(100.0 * len(per) / n, 2),
+    }
     if windows:
         ws = list(windows.values())
         res["load_phase"]["lateness_ms"] = {
-            "p50": sorted(w["p50"] for w in ws)[len(ws) // 2], "p99": max(w["p99"] for w in ws),
-            "max": max(w["max"] for w in ws), "source": "tracker (median of window p50s, max of p99s)"}
+            "p50": sorted(w["p50"] for w in ws)[len(ws) // 2],
+            "p99": max(w["p99"] for w in ws),
+            "max": max(w["max"] for w in ws),
+            "source": "tracker (median of window p50s, max of p99s)",
+        }
     elif gaps.get("count"):
         # Lateness seen from the engine: gap between two light GETs minus the interval.
-        res["load_phase"]["lateness_ms"] = {k: round((gaps[k] - qi) * 1000, 1) for k in ("p50", "p99", "max")}
-        res["load_phase"]["lateness_ms"]["source"] = "engine-side gaps minus query_interval (incl. jitter)"
+        res["load_phase"]["lateness_ms"] = {
+            k: round((gaps[k] - qi) * 1000, 1) for k in ("p50", "p99", "max")
+        }
+        res["load_phase"]["lateness_ms"]["source"] = (
+            "engine-side gaps minus query_interval (incl. jitter)"
+        )
 
 
 def report(a, res):
@@ -262,33 +332,80 @@ def report(a, res):
     rss_per = (lp["rss_kb"] - res["empty"]["rss_kb"]) / n if lp and "empty" in res else None
     rows = [
         # Each execution is due every qi + jitter/2 s on average; allow 2% for the window edges.
-        ("polls/s", lp.get("polls_per_s"), ">= %.0f (98%% of N / (qi + jitter/2))" % (0.98 * expected),
-         lambda v: v >= 0.98 * expected),
+        (
+            "polls/s",
+            lp.get("polls_per_s"),
+            ">= %.0f (98%% of N / (qi + jitter/2))" % (0.98 * expected),
+            lambda v: v >= 0.98 * expected,
+        ),
         ("tracker CPU ms per poll", lp.get("cpu_ms_per_poll"), "<= 0.5", lambda v: v <= 0.5),
-        ("warm-up until steady, s", res.get("warm_up", {}).get("seconds"), "(info: first round after "
-         "the burst)", None),
-        ("lateness max during warm-up ms", res.get("warm_up", {}).get("lateness_max_ms"), "(info)", None),
+        (
+            "warm-up until steady, s",
+            res.get("warm_up", {}).get("seconds"),
+            "(info: first round after the burst)",
+            None,
+        ),
+        (
+            "lateness max during warm-up ms",
+            res.get("warm_up", {}).get("lateness_max_ms"),
+            "(info)",
+            None,
+        ),
         ("lateness p50 ms", late.get("p50"), "(info)", None),
         ("lateness p99 ms", late.get("p99"), "<= 1000", lambda v: v <= 1000),
-        ("lateness max ms", late.get("max"), "<= 1000 (every poll within qi + 1 s)", lambda v: v <= 1000),
+        (
+            "lateness max ms",
+            late.get("max"),
+            "<= 1000 (every poll within qi + 1 s)",
+            lambda v: v <= 1000,
+        ),
         ("RSS KB per tracked execution", rss_per and round(rss_per, 2), "< 2", lambda v: v < 2),
         ("idle CPU % (empty store)", res.get("empty", {}).get("cpu_pct"), "< 1", lambda v: v < 1),
-        ("idle CPU % (N tracked, none due)", res.get("idle", {}).get("cpu_pct"), "< 1", lambda v: v < 1),
+        (
+            "idle CPU % (N tracked, none due)",
+            res.get("idle", {}).get("cpu_pct"),
+            "< 1",
+            lambda v: v < 1,
+        ),
         ("tracker CPU % of a core (loaded)", lp.get("tracker_cpu_pct"), "(info)", None),
-        ("tracker peak RSS MB", lp.get("peak_rss_kb") and round(lp["peak_rss_kb"] / 1024, 1), "(info)", None),
+        (
+            "tracker peak RSS MB",
+            lp.get("peak_rss_kb") and round(lp["peak_rss_kb"] / 1024, 1),
+            "(info)",
+            None,
+        ),
         ("engine requests/s", lp.get("engine_requests_per_s"), "(info)", None),
-        ("simulator CPU %", lp.get("sim_cpu_pct"), "(info: not the bottleneck if well < 100)", None),
-        ("CPU per poll / bare light GET", lp.get("cpu_ms_per_poll") and res.get("bare_get_cpu_ms") and
-         round(lp["cpu_ms_per_poll"] / res["bare_get_cpu_ms"], 2), "(info)", None),
+        (
+            "simulator CPU %",
+            lp.get("sim_cpu_pct"),
+            "(info: not the bottleneck if well < 100)",
+            None,
+        ),
+        (
+            "CPU per poll / bare light GET",
+            lp.get("cpu_ms_per_poll")
+            and res.get("bare_get_cpu_ms")
+            and round(lp["cpu_ms_per_poll"] / res["bare_get_cpu_ms"], 2),
+            "(info)",
+            None,
+        ),
     ]
-    print("\n== results: %d executions, query_interval %g s, pool %d, store %s, load avg %.2f =="
-          % (n, qi, a.pool, res["store"], load()))
+    print(
+        "\n== results: %d executions, query_interval %g s, pool %d, store %s, load avg %.2f =="
+        % (n, qi, a.pool, res["store"], load())
+    )
     verdicts = {}
     for name, value, goal, ok in rows:
         verdict = "" if ok is None else "n/a " if value is None else "PASS" if ok(value) else "MISS"
         verdicts[name] = verdict.strip()
-        print("  %-34s %12s   goal %-40s %s" % (name, "n/a" if value is None else value, goal, verdict))
-    print("  lateness source: %s; polls source: %s" % (late.get("source", "none"), lp.get("polls_source")))
+        print(
+            "  %-34s %12s   goal %-40s %s"
+            % (name, "n/a" if value is None else value, goal, verdict)
+        )
+    print(
+        "  lateness source: %s; polls source: %s"
+        % (late.get("source", "none"), lp.get("polls_source"))
+    )
     res["verdicts"] = verdicts
     res["rss_kb_per_execution"] = rss_per
 
@@ -300,50 +417,80 @@ def main(argv=None):
     ap.add_argument("--jitter", type=float, default=0.1, help="[resultstracker] jitter_interval")
     ap.add_argument("--pool", type=int, default=10, help="[resultstracker] thread_pool_size")
     ap.add_argument("--measure", type=float, default=60.0)
-    ap.add_argument("--warmup", type=float, help="minimum seconds before measuring (default: 2 intervals)")
+    ap.add_argument(
+        "--warmup", type=float, help="minimum seconds before measuring (default: 2 intervals)"
+    )
     ap.add_argument("--warmup-max", type=float, default=120.0, help="maximum seconds of warm-up")
     ap.add_argument("--idle", type=float, default=20.0, help="seconds of each idle phase (0 skips)")
     ap.add_argument("--duration", type=float, help="how long executions run in the simulator")
-    ap.add_argument("--store-url", help="default: a SQLite file in a temp dir (mongomock cannot be "
-                                        "shared with a daemon process; a real mongodb:// URL works)")
+    ap.add_argument(
+        "--store-url",
+        help="default: a SQLite file in a temp dir (mongomock cannot be "
+        "shared with a daemon process; a real mongodb:// URL works)",
+    )
     ap.add_argument("--log-level", default="WARNING")
-    ap.add_argument("--sim-only", action="store_true", help="only measure the simulator's throughput")
+    ap.add_argument(
+        "--sim-only", action="store_true", help="only measure the simulator's throughput"
+    )
     ap.add_argument("--json-out")
     a = ap.parse_args(argv)
     a.warmup = 2 * a.query_interval if a.warmup is None else a.warmup
     a.duration = a.duration or (2 * a.idle + a.warmup_max + a.measure + 300)
     tmp = Path(tempfile.mkdtemp(prefix="st2bridge-bench-"))
     store_url = a.store_url or "sqlite:///%s/bridge.db" % tmp
-    res = {"args": vars(a), "store": store_url.split(":")[0], "load_start": load(),
-           "git": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
-                                 capture_output=True, text=True).stdout.strip()}
+    res = {
+        "args": vars(a),
+        "store": store_url.split(":")[0],
+        "load_start": load(),
+        "git": subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+    }
     sim = tracker = store = None
     try:
         sim = start_sim(tmp, a.duration)
         # The bridge records an execution before it submits it: created_at comes first.
         recorded_at = time.time()
-        ids = sim_call(sim, "POST", "executions", {"count": a.executions, "duration": a.duration,
-                                                   "workflow_name": "sim.wf"})["ids"]
+        ids = sim_call(
+            sim,
+            "POST",
+            "executions",
+            {"count": a.executions, "duration": a.duration, "workflow_name": "sim.wf"},
+        )["ids"]
         res["sim_throughput"] = sim_throughput(sim, ids)
         res["bare_get_cpu_ms"] = round(bare_get_cost(sim.url, ids[0]), 4)
-        print("simulator %s: %s; bare light GET with MistralClient: %.3f ms CPU"
-              % (sim.url, json.dumps(res["sim_throughput"]), res["bare_get_cpu_ms"]), flush=True)
+        print(
+            "simulator %s: %s; bare light GET with MistralClient: %.3f ms CPU"
+            % (sim.url, json.dumps(res["sim_throughput"]), res["bare_get_cpu_ms"]),
+            flush=True,
+        )
         if a.sim_only:
             return 0
         store = open_store(store_url)
         conf = write_config(tmp, store_url, sim.url, a)
-        tracker = Proc([sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(conf)],
-                       tmp / "tracker.log")
+        tracker = Proc(
+            [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(conf)],
+            tmp / "tracker.log",
+        )
         deadline = time.monotonic() + 15
         while service(store, tracker.pid) is None and time.monotonic() < deadline:
             if tracker.p.poll() is not None:
-                raise SystemExit("bench: the tracker exited with %s:\n%s" % (
-                    tracker.p.returncode, (tmp / "tracker.log").read_text()[-3000:]))
+                raise SystemExit(
+                    "bench: the tracker exited with %s:\n%s"
+                    % (tracker.p.returncode, (tmp / "tracker.log").read_text()[-3000:])
+                )
             time.sleep(0.5)
         res["registered"] = service(store, tracker.pid) is not None
-        print("tracker pid %d %s" % (tracker.pid, "registered in the service registry" if res["registered"]
-                                     else "did NOT register in the service registry (contract missing)"))
-        time.sleep(3)       # imports and first ticks done
+        print(
+            "tracker pid %d %s"
+            % (
+                tracker.pid,
+                "registered in the service registry"
+                if res["registered"]
+                else "did NOT register in the service registry (contract missing)",
+            )
+        )
+        time.sleep(3)  # imports and first ticks done
         print("idle phases (load avg %.2f):" % load(), flush=True)
         if a.idle:
             res["empty"] = idle_phase(tracker, a.idle, "empty store")
@@ -353,18 +500,24 @@ def main(argv=None):
         # What each submit would have answered: the engine's updated_at of each execution.
         lister = MistralClient(sim.url, retry=RetryPolicy(stop_max_msec=0))
         wanted = set(ids)
-        seen_at = {row["id"]: row["updated_at"] for row in lister.list_executions(
-            fields=["id", "updated_at"]) if row["id"] in wanted}
+        seen_at = {
+            row["id"]: row["updated_at"]
+            for row in lister.list_executions(fields=["id", "updated_at"])
+            if row["id"] in wanted
+        }
         lister.close()
-        recs = make_records(store, ids, recorded_at, now + 30 * 86400, 0, seen_at)   # due in 30 days
+        recs = make_records(store, ids, recorded_at, now + 30 * 86400, 0, seen_at)  # due in 30 days
         if a.idle:
             res["idle"] = idle_phase(tracker, a.idle, "%d tracked, none due" % a.executions)
         # Make them due, spread uniformly over the next query_interval.
         now = time.time()
         for rid in recs:
             store.update_execution(rid, {"next_poll_at": now + random.random() * a.query_interval})
-        print("%d records due over the next %g s (store write took %.1f s)"
-              % (len(recs), a.query_interval, time.time() - now), flush=True)
+        print(
+            "%d records due over the next %g s (store write took %.1f s)"
+            % (len(recs), a.query_interval, time.time() - now),
+            flush=True,
+        )
         measure(a, tracker, sim, store, res)
         res["tracker_exit_code"] = tracker.stop()
         print("tracker stopped with SIGTERM: exit code %s" % res["tracker_exit_code"])

@@ -34,16 +34,54 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 LOG = logging.getLogger("engine_sim")
 TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
-EVENTS = {"RUNNING": "WORKFLOW_RESUMED", "PAUSED": "WORKFLOW_PAUSED", "SUCCESS": "WORKFLOW_SUCCEEDED",
-          "ERROR": "WORKFLOW_FAILED", "CANCELLED": "WORKFLOW_CANCELLED"}
-REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 404: b"Not Found", 409: b"Conflict",
-           500: b"Internal Server Error"}
-MAX_LIMIT = 1000       # Mistral 23's cap on a page
-LIST_ARGS = ("updated_at", "created_at", "workflow_name", "state", "nulls", "not_nulls", "fields",
-             "limit", "marker", "sort_keys", "sort_dirs", "all_projects")
-FULL = ("id", "workflow_name", "workflow_id", "workflow_namespace", "description", "state", "state_info",
-        "input", "output", "params", "created_at", "updated_at", "task_execution_id",
-        "root_execution_id", "project_id", "tags")
+EVENTS = {
+    "RUNNING": "WORKFLOW_RESUMED",
+    "PAUSED": "WORKFLOW_PAUSED",
+    "SUCCESS": "WORKFLOW_SUCCEEDED",
+    "ERROR": "WORKFLOW_FAILED",
+    "CANCELLED": "WORKFLOW_CANCELLED",
+}
+REASONS = {
+    200: b"OK",
+    201: b"Created",
+    400: b"Bad Request",
+    404: b"Not Found",
+    409: b"Conflict",
+    500: b"Internal Server Error",
+}
+MAX_LIMIT = 1000  # Mistral 23's cap on a page
+LIST_ARGS = (
+    "updated_at",
+    "created_at",
+    "workflow_name",
+    "state",
+    "nulls",
+    "not_nulls",
+    "fields",
+    "limit",
+    "marker",
+    "sort_keys",
+    "sort_dirs",
+    "all_projects",
+)
+FULL = (
+    "id",
+    "workflow_name",
+    "workflow_id",
+    "workflow_namespace",
+    "description",
+    "state",
+    "state_info",
+    "input",
+    "output",
+    "params",
+    "created_at",
+    "updated_at",
+    "task_execution_id",
+    "root_execution_id",
+    "project_id",
+    "tags",
+)
 
 
 class Fault(Exception):
@@ -63,7 +101,9 @@ def _stamp(t, _cache={}):
 
 def _parse_time(text):
     try:
-        return calendar.timegm(time.strptime(text.split(".")[0].replace("T", " "), "%Y-%m-%d %H:%M:%S"))
+        return calendar.timegm(
+            time.strptime(text.split(".")[0].replace("T", " "), "%Y-%m-%d %H:%M:%S")
+        )
     except ValueError:
         raise Fault(400, "Invalid datetime value: %r" % text) from None
 
@@ -80,8 +120,23 @@ def _obj(value, what):
 
 
 class Ex:
-    __slots__ = ("id", "wf", "input", "params", "desc", "created", "duration", "finish", "final",
-                 "manual", "changed", "remaining", "info", "notify", "timer")
+    __slots__ = (
+        "id",
+        "wf",
+        "input",
+        "params",
+        "desc",
+        "created",
+        "duration",
+        "finish",
+        "final",
+        "manual",
+        "changed",
+        "remaining",
+        "info",
+        "notify",
+        "timer",
+    )
 
 
 class Sim:
@@ -94,8 +149,8 @@ class Sim:
         self._m0, self._w0 = time.monotonic(), time.time()
         self.started = self.now()
         self.workflows, self.execs, self.task_index, self.faults = {}, {}, {}, {}
-        self.changes = []      # (time, id) of creations and manual changes: append-only, so sorted
-        self.finishes = []     # (finish time, id), sorted; stale entries are re-checked on read
+        self.changes = []  # (time, id) of creations and manual changes: append-only, so sorted
+        self.finishes = []  # (finish time, id), sorted; stale entries are re-checked on read
         self.reset_stats()
 
     def now(self):
@@ -115,15 +170,29 @@ class Sim:
 
     def create(self, wf, input_=None, params=None, ex_id=None, desc="", duration=None, now=None):
         e, now = Ex(), self.now() if now is None else now
-        e.id, e.wf, e.desc, e.input, e.params = ex_id or str(uuid.uuid4()), wf, desc or "", input_ or {}, params or {}
+        e.id, e.wf, e.desc, e.input, e.params = (
+            ex_id or str(uuid.uuid4()),
+            wf,
+            desc or "",
+            input_ or {},
+            params or {},
+        )
         if duration is None:
             duration = e.input.get("sim_duration", self.duration + self.rng.uniform(0, self.jitter))
         e.created = e.changed = now
         e.duration = max(0.0, float(duration))
         e.finish = now + e.duration
         fail = e.input.get("sim_fail") or self.rng.random() < self.error_ratio
-        e.final, e.manual, e.remaining, e.info, e.timer = "ERROR" if fail else "SUCCESS", None, 0.0, None, None
-        e.notify = [n for n in (e.params.get("notify") or []) if isinstance(n, dict) and n.get("url")]
+        e.final, e.manual, e.remaining, e.info, e.timer = (
+            "ERROR" if fail else "SUCCESS",
+            None,
+            0.0,
+            None,
+            None,
+        )
+        e.notify = [
+            n for n in (e.params.get("notify") or []) if isinstance(n, dict) and n.get("url")
+        ]
         self.execs[e.id] = e
         self.changes.append((now, e.id))
         return e
@@ -136,10 +205,16 @@ class Sim:
         self.workflows.setdefault(wf, {"name": wf, "definition": "", "created_at": _stamp(now)})
         for i in ids:
             if i not in self.execs:
-                new.append((self.create(wf, ex_id=i, duration=dur + self.rng.uniform(0, spread),
-                                        now=now).finish, i))
+                new.append(
+                    (
+                        self.create(
+                            wf, ex_id=i, duration=dur + self.rng.uniform(0, spread), now=now
+                        ).finish,
+                        i,
+                    )
+                )
         self.finishes.extend(new)
-        self.finishes.sort()        # one sort per batch, not one insort per execution
+        self.finishes.sort()  # one sort per batch, not one insort per execution
         return {"ids": ids, "created": len(new)}
 
     def lookup(self, ex_id):
@@ -153,10 +228,15 @@ class Sim:
 
     def view(self, e, now, fields=FULL):
         st = self.state(e, now)
-        info = ("Failure caused by error in tasks: task%d" % self.ntasks if st == "ERROR"
-                else e.info if st == "CANCELLED" else None)
+        info = (
+            "Failure caused by error in tasks: task%d" % self.ntasks
+            if st == "ERROR"
+            else e.info
+            if st == "CANCELLED"
+            else None
+        )
         out = {"id": e.id}
-        for f in fields:       # only what was asked for: the light query stays cheap
+        for f in fields:  # only what was asked for: the light query stays cheap
             if f == "state":
                 out[f] = st
             elif f == "state_info":
@@ -166,11 +246,21 @@ class Sim:
             elif f in ("input", "params"):
                 out[f] = json.dumps(getattr(e, f))
             elif f == "output":
-                out[f] = json.dumps({} if st not in TERMINAL else {"result": "sim output of %s" % e.id}
-                                    if st == "SUCCESS" else {"result": info})
+                out[f] = json.dumps(
+                    {}
+                    if st not in TERMINAL
+                    else {"result": "sim output of %s" % e.id}
+                    if st == "SUCCESS"
+                    else {"result": info}
+                )
             elif f in FULL:
-                out[f] = {"workflow_name": e.wf, "workflow_id": "sim-" + e.wf, "description": e.desc,
-                          "project_id": "<default-project>", "workflow_namespace": ""}.get(f)
+                out[f] = {
+                    "workflow_name": e.wf,
+                    "workflow_id": "sim-" + e.wf,
+                    "description": e.desc,
+                    "project_id": "<default-project>",
+                    "workflow_namespace": "",
+                }.get(f)
             else:
                 raise Fault(400, "Unknown field: %s" % f)
         return out
@@ -181,7 +271,7 @@ class Sim:
         if state not in EVENTS:
             raise Fault(400, "Invalid state: %s" % state)
         if st in TERMINAL or st == state or (state == "RUNNING" and st != "PAUSED"):
-            return None         # as Mistral: unchanged; the caller checks the state it gets back
+            return None  # as Mistral: unchanged; the caller checks the state it gets back
         if state == "RUNNING":
             e.manual, e.finish = None, now + e.remaining
             bisect.insort(self.finishes, (e.finish, e.id))
@@ -207,20 +297,32 @@ class Sim:
             if st in ("SUCCESS", "ERROR"):
                 tst = "ERROR" if st == "ERROR" and i == self.ntasks - 1 else "SUCCESS"
             elif start > at:
-                break        # not started yet: Mistral has no task record for it
+                break  # not started yet: Mistral has no task record for it
             else:
                 tst = "SUCCESS" if end <= at else st
             tid = str(uuid.uuid5(uuid.NAMESPACE_URL, "%s/%d" % (e.id, i)))
             self.task_index[tid] = (e.id, i)
             done = tst in TERMINAL
-            out.append({"id": tid, "name": "task%d" % (i + 1), "workflow_execution_id": e.id,
-                        "workflow_name": e.wf, "state": tst, "type": "ACTION",
-                        "state_info": "task failed (simulated)" if tst == "ERROR" else None,
-                        "created_at": _stamp(start), "started_at": _stamp(start),
-                        "updated_at": _stamp(min(end, at) if done else start),
-                        "finished_at": _stamp(min(end, at)) if done else None,
-                        "result": json.dumps("task%d done" % (i + 1) if tst == "SUCCESS" else None),
-                        "published": "{}", "runtime_context": "{}", "processed": done, "reset": False})
+            out.append(
+                {
+                    "id": tid,
+                    "name": "task%d" % (i + 1),
+                    "workflow_execution_id": e.id,
+                    "workflow_name": e.wf,
+                    "state": tst,
+                    "type": "ACTION",
+                    "state_info": "task failed (simulated)" if tst == "ERROR" else None,
+                    "created_at": _stamp(start),
+                    "started_at": _stamp(start),
+                    "updated_at": _stamp(min(end, at) if done else start),
+                    "finished_at": _stamp(min(end, at)) if done else None,
+                    "result": json.dumps("task%d done" % (i + 1) if tst == "SUCCESS" else None),
+                    "published": "{}",
+                    "runtime_context": "{}",
+                    "processed": done,
+                    "reset": False,
+                }
+            )
         return out
 
     def task(self, tid, now):
@@ -242,62 +344,93 @@ class Sim:
         keys = [k for k in q.get("sort_keys", "created_at").split(",") if k]
         dirs = [d for d in q.get("sort_dirs", "").split(",") if d]
         if "id" not in keys:
-            keys.append("id")       # as Mistral: a total order, so marker paging is stable
+            keys.append("id")  # as Mistral: a total order, so marker paging is stable
         dirs += [dirs[-1] if dirs else "asc"] * (len(keys) - len(dirs))
         keyfn = self._sort_key(keys, dirs, now)
         rows.sort(key=keyfn)
         if q.get("marker"):
             if q["marker"] not in self.execs:
                 raise Fault(400, "Marker not found: %s" % q["marker"])
-            rows = rows[bisect.bisect_right(rows, keyfn(self.execs[q["marker"]]), key=keyfn):]
+            rows = rows[bisect.bisect_right(rows, keyfn(self.execs[q["marker"]]), key=keyfn) :]
         page = [self.view(e, now, fields) for e in rows[:limit]]
         body = {"executions": page}
-        if len(page) == limit:      # Mistral links the next page only after a full one
-            body["next"] = base_url + "/v2/executions?" + urlencode(dict(q, marker=page[-1]["id"],
-                                                                          limit=limit))
+        if len(page) == limit:  # Mistral links the next page only after a full one
+            body["next"] = (
+                base_url
+                + "/v2/executions?"
+                + urlencode(dict(q, marker=page[-1]["id"], limit=limit))
+            )
         return body
 
     def _matching(self, q, now):
-        lo, hi = float("-inf"), float("inf")        # the updated_at range, in event time
+        lo, hi = float("-inf"), float("inf")  # the updated_at range, in event time
         for term in filter(None, q.get("updated_at", "").split(";")):
-            op, val = term.split(":", 1) if term[:4] in ("gte:", "lte:") or term[:3] in ("gt:", "lt:", "eq:") \
+            op, val = (
+                term.split(":", 1)
+                if term[:4] in ("gte:", "lte:") or term[:3] in ("gt:", "lt:", "eq:")
                 else ("eq", term)
+            )
             t = _parse_time(val)
             # Stamps are whole seconds: floor(x) >= t <=> x >= t; floor(x) > t <=> x >= t + 1.
             lo = max(lo, {"gte": t, "eq": t, "gt": t + 1}.get(op, lo))
             hi = min(hi, {"lte": t + 1, "eq": t + 1, "lt": t}.get(op, hi))
-        if lo > float("-inf"):      # the indexes: only what changed since lo
-            ids = {i for _, i in self.changes[bisect.bisect_left(self.changes, (lo, "")):]}
+        if lo > float("-inf"):  # the indexes: only what changed since lo
+            ids = {i for _, i in self.changes[bisect.bisect_left(self.changes, (lo, "")) :]}
             f = self.finishes
-            ids.update(i for _, i in f[bisect.bisect_left(f, (lo, "")):bisect.bisect_right(f, (now, "~"))])
+            ids.update(
+                i
+                for _, i in f[bisect.bisect_left(f, (lo, "")) : bisect.bisect_right(f, (now, "~"))]
+            )
             cands = [self.execs[i] for i in ids if i in self.execs]
         else:
             cands = list(self.execs.values())
         hidden = self.faults.get("not_found", ())
         rows = [e for e in cands if lo <= self.updated(e, now) < hi and e.id not in hidden]
-        for name, attr in (("workflow_name", lambda e: e.wf), ("state", lambda e: self.state(e, now)),
-                           ("created_at", lambda e: _stamp(e.created))):
+        for name, attr in (
+            ("workflow_name", lambda e: e.wf),
+            ("state", lambda e: self.state(e, now)),
+            ("created_at", lambda e: _stamp(e.created)),
+        ):
             if q.get(name):
-                op, val = q[name].split(":", 1) if re.match(r"^[a-z]+:", q[name]) else ("eq", q[name])
+                op, val = (
+                    q[name].split(":", 1) if re.match(r"^[a-z]+:", q[name]) else ("eq", q[name])
+                )
                 val = _stamp(_parse_time(val)) if name == "created_at" else val
-                test = {"eq": val.__eq__, "neq": val.__ne__, "in": val.split(",").__contains__,
-                        "gte": val.__le__, "gt": val.__lt__, "lte": val.__ge__, "lt": val.__gt__}.get(op)
+                test = {
+                    "eq": val.__eq__,
+                    "neq": val.__ne__,
+                    "in": val.split(",").__contains__,
+                    "gte": val.__le__,
+                    "gt": val.__lt__,
+                    "lte": val.__ge__,
+                    "lt": val.__gt__,
+                }.get(op)
                 if test is None:
                     raise Fault(400, "Invalid filter operator: %s" % op)
                 rows = [e for e in rows if test(attr(e))]
         return rows
 
     def _sort_key(self, keys, dirs, now):
-        getters = {"created_at": lambda e: int(e.created), "updated_at": lambda e: int(self.updated(e, now)),
-                   "id": lambda e: e.id, "workflow_name": lambda e: e.wf, "state": lambda e: self.state(e, now)}
+        getters = {
+            "created_at": lambda e: int(e.created),
+            "updated_at": lambda e: int(self.updated(e, now)),
+            "id": lambda e: e.id,
+            "workflow_name": lambda e: e.wf,
+            "state": lambda e: self.state(e, now),
+        }
         parts = []
         for k, d in zip(keys, dirs):
             if k not in getters or d not in ("asc", "desc"):
                 raise Fault(400, "Invalid sort key or direction: %s %s" % (k, d))
             g = getters[k]
-            parts.append(g if d == "asc" else (lambda e, g=g: -g(e)) if k.endswith("_at")
-                         else (lambda e, g=g: _Rev(g(e))))
-        if len(parts) == 2:      # the usual case, without a generator per row
+            parts.append(
+                g
+                if d == "asc"
+                else (lambda e, g=g: -g(e))
+                if k.endswith("_at")
+                else (lambda e, g=g: _Rev(g(e)))
+            )
+        if len(parts) == 2:  # the usual case, without a generator per row
             a, b = parts
             return lambda e: (a(e), b(e))
         return lambda e: tuple(p(e) for p in parts)
@@ -319,20 +452,30 @@ class Sim:
         for e in self.execs.values():
             s = self.state(e, now)
             states[s] = states.get(s, 0) + 1
-        lq = {"total": sum(r[0] for r in self.lq.values()), "executions": len(self.lq),
-              "per_execution": _summary(sorted(r[0] for r in self.lq.values())),
-              "gap_s": _summary(sorted(self.gaps)),
-              "first_at": min((r[1] for r in self.lq.values()), default=None),
-              "last_at": max((r[2] for r in self.lq.values()), default=None)}
+        lq = {
+            "total": sum(r[0] for r in self.lq.values()),
+            "executions": len(self.lq),
+            "per_execution": _summary(sorted(r[0] for r in self.lq.values())),
+            "gap_s": _summary(sorted(self.gaps)),
+            "first_at": min((r[1] for r in self.lq.values()), default=None),
+            "last_at": max((r[2] for r in self.lq.values()), default=None),
+        }
         if per_execution:
-            lq["by_execution"] = {k: {"count": r[0], "first_at": r[1], "last_at": r[2]}
-                                  for k, r in self.lq.items()}
-        return {"uptime_s": round(now - self.started, 3), "since_reset_s": round(now - self.stats_since, 3),
-                "cpu_s": round(time.process_time(), 3), "requests": dict(sorted(self.counts.items())),
-                "requests_total": sum(v for k, v in self.counts.items() if " /v2" in k),
-                "injected": dict(self.injected), "webhooks": dict(self.webhooks),
-                "executions": {"total": len(self.execs), "by_state": states}, "light_queries": lq,
-                "faults": self.fault_view()}
+            lq["by_execution"] = {
+                k: {"count": r[0], "first_at": r[1], "last_at": r[2]} for k, r in self.lq.items()
+            }
+        return {
+            "uptime_s": round(now - self.started, 3),
+            "since_reset_s": round(now - self.stats_since, 3),
+            "cpu_s": round(time.process_time(), 3),
+            "requests": dict(sorted(self.counts.items())),
+            "requests_total": sum(v for k, v in self.counts.items() if " /v2" in k),
+            "injected": dict(self.injected),
+            "webhooks": dict(self.webhooks),
+            "executions": {"total": len(self.execs), "by_state": states},
+            "light_queries": lq,
+            "faults": self.fault_view(),
+        }
 
     def fault_view(self):
         return {k: sorted(v) if isinstance(v, set) else v for k, v in self.faults.items()}
@@ -340,6 +483,7 @@ class Sim:
 
 class _Rev:
     """Reverses the order of a string sort key (sort_dirs=desc)."""
+
     __slots__ = ("v",)
 
     def __init__(self, v):
@@ -354,11 +498,21 @@ class _Rev:
 
 def _summary(values):
     n = len(values)
-    return {"count": n, "min": values[0], "p50": values[n // 2], "p99": values[min(n - 1, int(n * 0.99))],
-            "max": values[-1]} if n else {"count": 0}
+    return (
+        {
+            "count": n,
+            "min": values[0],
+            "p50": values[n // 2],
+            "p99": values[min(n - 1, int(n * 0.99))],
+            "max": values[-1],
+        }
+        if n
+        else {"count": 0}
+    )
 
 
 # -- HTTP ---------------------------------------------------------------------
+
 
 class App:
     """Routes requests to the Sim, injects faults, owns the listening socket."""
@@ -368,7 +522,8 @@ class App:
 
     async def listen(self):
         self.server = await asyncio.get_running_loop().create_server(
-            lambda: HttpProtocol(self), self.host, self.port, reuse_address=True, backlog=1024)
+            lambda: HttpProtocol(self), self.host, self.port, reuse_address=True, backlog=1024
+        )
         self.port = self.server.sockets[0].getsockname()[1]
 
     def go_down(self, seconds):
@@ -390,19 +545,36 @@ class App:
             if p[0] != "v2" or len(p) < 2:
                 raise Fault(404, "Resource not found")
             now, f = sim.now(), sim.faults
-            light = p[2] if method == "GET" and len(p) == 3 and p[1] == "executions" and "fields" in q else None
-            sim.count("%s /v2/%s%s" % (method, p[1], "".join(("/{id}",) * (len(p) > 2) + tuple(
-                "/" + s for s in p[3:]))), light, now)
+            light = (
+                p[2]
+                if method == "GET" and len(p) == 3 and p[1] == "executions" and "fields" in q
+                else None
+            )
+            sim.count(
+                "%s /v2/%s%s"
+                % (
+                    method,
+                    p[1],
+                    "".join(("/{id}",) * (len(p) > 2) + tuple("/" + s for s in p[3:])),
+                ),
+                light,
+                now,
+            )
             if f.get("latency_ms") or f.get("latency_jitter_ms"):
-                delay = (f.get("latency_ms", 0) + sim.rng.uniform(0, f.get("latency_jitter_ms", 0))) / 1000
+                delay = (
+                    f.get("latency_ms", 0) + sim.rng.uniform(0, f.get("latency_jitter_ms", 0))
+                ) / 1000
             if f.get("error_rate") and sim.rng.random() < f["error_rate"]:
                 sim.injected["errors"] += 1
                 raise Fault(500, "simulated engine failure (injected)")
             return self.api(method, p[1:], q, body, now) + (delay,)
         except Fault as exc:
-            return exc.status, {"faultcode": "Client" if exc.status < 500 else "Server",
-                                "faultstring": str(exc)}, delay
-        except Exception as exc:     # a simulator bug still answers like Mistral
+            return (
+                exc.status,
+                {"faultcode": "Client" if exc.status < 500 else "Server", "faultstring": str(exc)},
+                delay,
+            )
+        except Exception as exc:  # a simulator bug still answers like Mistral
             LOG.exception("error handling %s %s", method, target)
             return 500, {"faultcode": "Server", "faultstring": "simulator error: %s" % exc}, delay
 
@@ -413,7 +585,9 @@ class App:
                 raise Fault(404, "Object not found [name=%s]" % p[1])
             return 200, sim.workflows[p[1]]
         if route == ("GET", "workflows", 1, ()):
-            return 200, {"workflows": list(sim.workflows.values())[:int(q.get("limit") or MAX_LIMIT)]}
+            return 200, {
+                "workflows": list(sim.workflows.values())[: int(q.get("limit") or MAX_LIMIT)]
+            }
         if route[1:] == ("workflows", 1, ()) and method in ("POST", "PUT"):
             return self.put_workflows(method, body.decode("utf-8", "replace"), now)
         if route == ("GET", "executions", 1, ()):
@@ -441,19 +615,39 @@ class App:
             return 200, sim.view(e, now, FULL[1:])
         if route == ("GET", "executions", 3, ("tasks",)):
             fields = [f for f in q.get("fields", "").split(",") if f]
-            return 200, {"tasks": [{k: t[k] for k in ["id"] + fields if k in t} if fields else t
-                                   for t in sim.tasks(e, now)]}
+            return 200, {
+                "tasks": [
+                    {k: t[k] for k in ["id"] + fields if k in t} if fields else t
+                    for t in sim.tasks(e, now)
+                ]
+            }
         if route == ("GET", "executions", 3, ("report",)):
             tasks = sim.tasks(e, now)
             root = dict(sim.view(e, now, ("state", "state_info", "workflow_name")), name=e.wf)
             root["task_executions"] = [
-                {"id": t["id"], "name": t["name"], "state": t["state"], "state_info": t["state_info"],
-                 "action_executions": [], "workflow_executions": []}
-                for t in tasks if t["state"] == "ERROR" or q.get("errors_only") != "true"]
-            stat = {"%s_tasks_count" % s.lower(): sum(t["state"] == s for t in tasks)
-                    for s in ("RUNNING", "SUCCESS", "ERROR", "PAUSED", "IDLE")}
-            return 200, {"root_workflow_execution": root, "statistics": dict(stat, total_tasks_count=len(tasks))}
-        raise Fault(404 if method == "GET" else 400, "Unsupported request: %s /v2/%s" % (method, "/".join(p)))
+                {
+                    "id": t["id"],
+                    "name": t["name"],
+                    "state": t["state"],
+                    "state_info": t["state_info"],
+                    "action_executions": [],
+                    "workflow_executions": [],
+                }
+                for t in tasks
+                if t["state"] == "ERROR" or q.get("errors_only") != "true"
+            ]
+            stat = {
+                "%s_tasks_count" % s.lower(): sum(t["state"] == s for t in tasks)
+                for s in ("RUNNING", "SUCCESS", "ERROR", "PAUSED", "IDLE")
+            }
+            return 200, {
+                "root_workflow_execution": root,
+                "statistics": dict(stat, total_tasks_count=len(tasks)),
+            }
+        raise Fault(
+            404 if method == "GET" else 400,
+            "Unsupported request: %s /v2/%s" % (method, "/".join(p)),
+        )
 
     def put_workflows(self, method, text, now):
         # No YAML parser in the stdlib: top-level keys are the workflow names.
@@ -463,26 +657,46 @@ class App:
             raise Fault(400, "Invalid DSL: a 'version' and at least one workflow are required")
         dup = [n for n in names if n in self.sim.workflows]
         if method == "POST" and dup:
-            raise Fault(409, "Duplicate entry for WorkflowDefinition ['name', 'namespace', "
-                             "'project_id']: %s, , <default-project>" % dup[0])
+            raise Fault(
+                409,
+                "Duplicate entry for WorkflowDefinition ['name', 'namespace', "
+                "'project_id']: %s, , <default-project>" % dup[0],
+            )
         out = []
         for n in names:
             old = self.sim.workflows.get(n, {})
-            out.append({"id": old.get("id") or str(uuid.uuid4()), "name": n, "namespace": "", "input": "",
-                        "definition": text, "tags": [], "scope": "private", "project_id": "<default-project>",
-                        "created_at": old.get("created_at") or _stamp(now), "updated_at": old and _stamp(now) or None})
+            out.append(
+                {
+                    "id": old.get("id") or str(uuid.uuid4()),
+                    "name": n,
+                    "namespace": "",
+                    "input": "",
+                    "definition": text,
+                    "tags": [],
+                    "scope": "private",
+                    "project_id": "<default-project>",
+                    "created_at": old.get("created_at") or _stamp(now),
+                    "updated_at": old and _stamp(now) or None,
+                }
+            )
             self.sim.workflows[n] = out[-1]
         return (201 if method == "POST" else 200), {"workflows": out}
 
     def start(self, b, now):
         sim = self.sim
         if b.get("id") in sim.execs:
-            return 201, sim.view(sim.lookup(b["id"]), now, FULL[1:])    # idempotent, as Mistral
+            return 201, sim.view(sim.lookup(b["id"]), now, FULL[1:])  # idempotent, as Mistral
         wf = b.get("workflow_name") or b.get("workflow_id")
         if wf not in sim.workflows:
             raise Fault(404, "Object not found [workflow_identifier=%s]" % wf)
-        e = sim.create(wf, _obj(b.get("input"), "input"), _obj(b.get("params"), "params"),
-                       b.get("id"), b.get("description"), now=now)
+        e = sim.create(
+            wf,
+            _obj(b.get("input"), "input"),
+            _obj(b.get("params"), "params"),
+            b.get("id"),
+            b.get("description"),
+            now=now,
+        )
         bisect.insort(sim.finishes, (e.finish, e.id))
         self.notify(e, "WORKFLOW_LAUNCHED")
         return 201, sim.view(e, now, FULL[1:])
@@ -500,12 +714,16 @@ class App:
             b = _obj(body, "the request body") if method == "PUT" else {}
             if b.get("clear"):
                 sim.faults.clear()
-            sim.faults.update((k, float(b[k])) for k in ("error_rate", "latency_ms", "latency_jitter_ms") if k in b)
+            sim.faults.update(
+                (k, float(b[k]))
+                for k in ("error_rate", "latency_ms", "latency_jitter_ms")
+                if k in b
+            )
             if "not_found" in b:
                 sim.faults["not_found"] = set(b["not_found"] or ())
             for i in b.get("delete") or ():
                 sim.execs.pop(i, None)
-            if b.get("down"):       # after this answer is written
+            if b.get("down"):  # after this answer is written
                 asyncio.get_running_loop().call_soon(self.go_down, float(b["down"]))
             return 200, sim.fault_view()
         raise Fault(404, "Unknown admin request: %s /_sim/%s" % (method, "/".join(p)))
@@ -515,17 +733,38 @@ class App:
         if not event or not e.notify:
             return
         now = self.sim.now()
-        payload = dict(self.sim.view(e, now, ("workflow_name", "workflow_namespace", "workflow_id", "state",
-                                               "state_info", "project_id", "task_execution_id",
-                                               "root_execution_id", "created_at", "updated_at")),
-                       name=e.wf, event=event)
+        payload = dict(
+            self.sim.view(
+                e,
+                now,
+                (
+                    "workflow_name",
+                    "workflow_namespace",
+                    "workflow_id",
+                    "state",
+                    "state_info",
+                    "project_id",
+                    "task_execution_id",
+                    "root_execution_id",
+                    "created_at",
+                    "updated_at",
+                ),
+            ),
+            name=e.wf,
+            event=event,
+        )
         for hook in e.notify:
             if not hook.get("event_types") or event in hook["event_types"]:
                 asyncio.ensure_future(self._post(hook, payload))
         if e.timer:
             e.timer.cancel()
-        e.timer = None if payload["state"] != "RUNNING" else asyncio.get_running_loop().call_later(
-            max(0.0, e.finish - now) + 0.001, self._finished, e)
+        e.timer = (
+            None
+            if payload["state"] != "RUNNING"
+            else asyncio.get_running_loop().call_later(
+                max(0.0, e.finish - now) + 0.001, self._finished, e
+            )
+        )
 
     def _finished(self, e):
         e.timer = None
@@ -537,11 +776,18 @@ class App:
         extra = "".join("%s: %s\r\n" % kv for kv in (hook.get("headers") or {}).items())
         try:
             r, w = await asyncio.wait_for(asyncio.open_connection(u.hostname, u.port or 80), 5)
-            w.write(("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n"
-                     % (u.path or "/", u.netloc, len(data), extra)).encode() + data)
+            w.write(
+                (
+                    "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n"
+                    % (u.path or "/", u.netloc, len(data), extra)
+                ).encode()
+                + data
+            )
             ok = (await asyncio.wait_for(r.readline(), 10)).split()[1:2] in ([b"200"], [b"201"])
         except (OSError, asyncio.TimeoutError) as exc:
-            LOG.info("webhook %s to %s failed: %s (not retried)", payload["event"], hook["url"], exc)
+            LOG.info(
+                "webhook %s to %s failed: %s (not retried)", payload["event"], hook["url"], exc
+            )
         finally:
             if w is not None:
                 w.close()
@@ -571,7 +817,9 @@ class HttpProtocol(asyncio.Protocol):
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buf) > 65536:
-                    self.send(400, {"faultcode": "Client", "faultstring": "headers too large"}, False)
+                    self.send(
+                        400, {"faultcode": "Client", "faultstring": "headers too large"}, False
+                    )
                 return
             lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
             req, headers = lines[0].split(" "), {}
@@ -579,27 +827,38 @@ class HttpProtocol(asyncio.Protocol):
                 k, _, v = line.partition(":")
                 headers[k.strip().lower()] = v.strip()
             if len(req) != 3 or "chunked" in headers.get("transfer-encoding", "").lower():
-                self.send(400, {"faultcode": "Client", "faultstring": "unsupported request framing"}, False)
+                self.send(
+                    400,
+                    {"faultcode": "Client", "faultstring": "unsupported request framing"},
+                    False,
+                )
                 return
             size = end + 4 + int(headers.get("content-length") or 0)
             if len(self.buf) < size:
-                return      # the body is still on its way
-            body = bytes(self.buf[end + 4:size])
+                return  # the body is still on its way
+            body = bytes(self.buf[end + 4 : size])
             del self.buf[:size]
             conn = headers.get("connection", "").lower()
             keep = conn != "close" if req[2] == "HTTP/1.1" else conn == "keep-alive"
             status, obj, delay = self.app.dispatch(req[0], req[1], body)
             if delay > 0:
-                self.waiting = True     # later requests wait, so answers stay in order
+                self.waiting = True  # later requests wait, so answers stay in order
                 asyncio.get_running_loop().call_later(delay, self.send_later, status, obj, keep)
             else:
                 self.send(status, obj, keep)
 
     def send(self, status, obj, keep):
         data = json.dumps(obj).encode()
-        self.t.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
-                     % (status, REASONS.get(status, b""), len(data),
-                        b"" if keep else b"Connection: close\r\n", data))
+        self.t.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
+            % (
+                status,
+                REASONS.get(status, b""),
+                len(data),
+                b"" if keep else b"Connection: close\r\n",
+                data,
+            )
+        )
         if not keep:
             self.t.close()
 
@@ -612,8 +871,15 @@ class HttpProtocol(asyncio.Protocol):
 
 # -- running it -----------------------------------------------------------------
 
+
 async def _serve(opts, ready, stop):
-    sim = Sim(**{k: opts[k] for k in ("duration", "duration_jitter", "error_ratio", "tasks", "seed") if k in opts})
+    sim = Sim(
+        **{
+            k: opts[k]
+            for k in ("duration", "duration_jitter", "error_ratio", "tasks", "seed")
+            if k in opts
+        }
+    )
     app = App(sim, opts.get("host", "127.0.0.1"), opts.get("port", 0))
     await app.listen()
     ready(app)
@@ -655,21 +921,35 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8999, help="0 picks a free port")
-    ap.add_argument("--duration", type=float, default=30.0, help="seconds an execution runs by default")
-    ap.add_argument("--duration-jitter", type=float, default=0.0, help="up to this many seconds more")
-    ap.add_argument("--error-ratio", type=float, default=0.0, help="fraction of executions ending in ERROR")
+    ap.add_argument(
+        "--duration", type=float, default=30.0, help="seconds an execution runs by default"
+    )
+    ap.add_argument(
+        "--duration-jitter", type=float, default=0.0, help="up to this many seconds more"
+    )
+    ap.add_argument(
+        "--error-ratio", type=float, default=0.0, help="fraction of executions ending in ERROR"
+    )
     ap.add_argument("--tasks", type=int, default=3, help="synthetic tasks per execution")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--log-level", default="WARNING")
     a = ap.parse_args(argv)
-    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s engine_sim %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=a.log_level.upper(), format="%(asctime)s engine_sim %(levelname)s %(message)s"
+    )
 
     async def run():
         stop, loop = asyncio.Event(), asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await _serve(vars(a), lambda app: print("engine simulator listening on http://%s:%d/v2"
-                                                % (app.host, app.port), flush=True), stop)
+        await _serve(
+            vars(a),
+            lambda app: print(
+                "engine simulator listening on http://%s:%d/v2" % (app.host, app.port), flush=True
+            ),
+            stop,
+        )
+
     try:
         asyncio.run(run())
     except OSError as exc:

@@ -36,7 +36,8 @@ REAL_URL = os.environ.get("ST2BRIDGE_TEST_MONGO_URL")
 
 if not REAL_URL:
     from st2bridge import green
-    green.monkey_patch()      # noqa: E402 -- in-process trackers: as the daemon does, first thing
+
+    green.monkey_patch()  # noqa: E402 -- in-process trackers: as the daemon does, first thing
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
@@ -59,10 +60,11 @@ from st2bridge import status as st  # noqa: E402
 from st2bridge.store.mongo import MongoStore  # noqa: E402
 
 TERMINAL_EVENTS = {"WORKFLOW_SUCCEEDED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED"}
-BAD_MARK = "campaign_bad_client"      # an extra key in the bad client's bodies (the bridge ignores it)
+BAD_MARK = "campaign_bad_client"  # an extra key in the bad client's bodies (the bridge ignores it)
 
 
 # -- trackers in this process (mongomock) -----------------------------------------------------------
+
 
 class InProcessTracker:
     """fault_campaign.Tracker's interface over a st2bridge.tracker.daemon.Tracker running in this
@@ -76,17 +78,20 @@ class InProcessTracker:
 
     def start(self, timeout=60):
         from st2bridge.tracker import daemon
+
         conf = config.load(["--config-file", str(self.conf)], config_files=[])
         store = MongoStore(client=self.stage.faulty_client, database=self.stage.database)
         engine = app.build_engine(conf, retry=False)
-        self.tracker = daemon.Tracker(conf, store, engine,
-                                      green.GreenExecutor(conf.resultstracker.thread_pool_size))
+        self.tracker = daemon.Tracker(
+            conf, store, engine, green.GreenExecutor(conf.resultstracker.thread_pool_size)
+        )
         handle = self.tracker.callbacks.handle
 
-        def observed(execution_id, secret, body):      # the listener calls handler.handle
+        def observed(execution_id, secret, body):  # the listener calls handler.handle
             status, answer = handle(execution_id, secret, body)
             self.stage.observe_callback(execution_id, body, status)
             return status, answer
+
         self.tracker.callbacks.handle = observed
         self.code = None
         self.thread = threading.Thread(target=self._run, name="tracker-%d" % self.slot, daemon=True)
@@ -117,27 +122,36 @@ class InProcessTracker:
 
 # -- the stage ---------------------------------------------------------------------------------------
 
+
 class MongoStage(fc.Campaign):
     def __init__(self, a, tmp, api_url):
         self.database = "st2bridge_campaign_%s" % uuid.uuid4().hex[:8]
         self.outage = Outage(select_timeout=2.0, seed=a.seed)
-        self.answers = collections.Counter()      # "engine|bad status" -> count
-        self.terminal_503 = set()                 # bridge ids whose terminal engine callback got 503
+        self.answers = collections.Counter()  # "engine|bad status" -> count
+        self.terminal_503 = set()  # bridge ids whose terminal engine callback got 503
         self.mongo_relay = None
         if REAL_URL:
             parts = urllib.parse.urlsplit(REAL_URL)
             if parts.hostname not in ("127.0.0.1", "localhost") or not parts.port:
-                raise SystemExit("fault_mongo: ST2BRIDGE_TEST_MONGO_URL must name a local server "
-                                 "with its port (the relay reaches 127.0.0.1 only): %s" % parts.hostname)
+                raise SystemExit(
+                    "fault_mongo: ST2BRIDGE_TEST_MONGO_URL must name a local server "
+                    "with its port (the relay reaches 127.0.0.1 only): %s" % parts.hostname
+                )
             self.mongo_relay = Relay([parts.port])
             query = "directConnection=true" + ("&" + parts.query if parts.query else "")
             self.direct_url = urllib.parse.urlunsplit(parts._replace(path="/" + self.database))
-            self.relay_url = urllib.parse.urlunsplit(parts._replace(
-                netloc=parts.netloc.rsplit("@", 1)[0] + "@127.0.0.1:%d" % self.mongo_relay.port
-                if "@" in parts.netloc else "127.0.0.1:%d" % self.mongo_relay.port,
-                path="/" + self.database, query=query))
+            self.relay_url = urllib.parse.urlunsplit(
+                parts._replace(
+                    netloc=parts.netloc.rsplit("@", 1)[0] + "@127.0.0.1:%d" % self.mongo_relay.port
+                    if "@" in parts.netloc
+                    else "127.0.0.1:%d" % self.mongo_relay.port,
+                    path="/" + self.database,
+                    query=query,
+                )
+            )
         else:
             import mongomock
+
             self.raw_client = mongomock.MongoClient()
             self.faulty_client = FaultyClient(self.raw_client, self.outage)
             self.direct_url = self.relay_url = "mongodb://mongomock.invalid/" + self.database
@@ -164,6 +178,7 @@ class MongoStage(fc.Campaign):
         # A client of its own, straight to the server: the watcher sees no outage.
         if REAL_URL:
             import pymongo
+
             client = pymongo.MongoClient(self.direct_url, serverSelectionTimeoutMS=2000)
         else:
             client = self.raw_client
@@ -171,9 +186,12 @@ class MongoStage(fc.Campaign):
 
         def read():
             try:
-                return [d["_id"] for d in coll.find({"status": {"$in": list(st.TERMINAL)}}, {"_id": 1})]
+                return [
+                    d["_id"] for d in coll.find({"status": {"$in": list(st.TERMINAL)}}, {"_id": 1})
+                ]
             except mongo_errors.PyMongoError:
                 return []
+
         try:
             yield read
         finally:
@@ -183,10 +201,13 @@ class MongoStage(fc.Campaign):
     def plan(self):
         a = self.a
         rnd = random.Random(a.seed)
-        schedule = [(a.span * i / a.workflows, i, rnd.randint(1, 8), i % 7 == 6)
-                    for i in range(a.workflows)]
-        return schedule, [(0.25 * a.span, "mongo_down", (a.outage,)),
-                          (0.65 * a.span, "mongo_down", (a.outage,))]
+        schedule = [
+            (a.span * i / a.workflows, i, rnd.randint(1, 8), i % 7 == 6) for i in range(a.workflows)
+        ]
+        return schedule, [
+            (0.25 * a.span, "mongo_down", (a.outage,)),
+            (0.65 * a.span, "mongo_down", (a.outage,)),
+        ]
 
     def inject(self, kind, args):
         if kind != "mongo_down":
@@ -198,7 +219,9 @@ class MongoStage(fc.Campaign):
             time.sleep(seconds)
             self.mongo_relay.up()
         else:
-            fc.say("fault mongo_down: every store operation of the trackers fails for %.0f s" % seconds)
+            fc.say(
+                "fault mongo_down: every store operation of the trackers fails for %.0f s" % seconds
+            )
             self.outage.start(seconds)
             time.sleep(seconds)
             self.outage.stop()
@@ -221,18 +244,26 @@ class MongoStage(fc.Campaign):
             self.terminal_503.add(execution_id)
 
     def extra_results(self):
-        res = {"store": "mongodb (real, through a relay)" if REAL_URL else "mongomock + fault hook",
-               "store_outage": dict(self.outage.counts), "callback_answers": dict(self.answers)}
+        res = {
+            "store": "mongodb (real, through a relay)" if REAL_URL else "mongomock + fault hook",
+            "store_outage": dict(self.outage.counts),
+            "callback_answers": dict(self.answers),
+        }
         if REAL_URL:
-            unrecorded = sum(log.read_text(errors="replace").count(" not recorded: ")
-                             for log in self.tmp.glob("tracker-*-*.log"))
+            unrecorded = sum(
+                log.read_text(errors="replace").count(" not recorded: ")
+                for log in self.tmp.glob("tracker-*-*.log")
+            )
             res["callback_answers"] = {"503 (from tracker logs)": unrecorded}
         else:
             records = {r["id"]: r for r in self.store.list_executions(limit=None)}
-            by = collections.Counter(str(records.get(rid, {}).get("finished_by"))
-                                     for rid in self.terminal_503)
-            res["terminal_callback_503"] = {"executions": len(self.terminal_503),
-                                            "then finished by": dict(by)}
+            by = collections.Counter(
+                str(records.get(rid, {}).get("finished_by")) for rid in self.terminal_503
+            )
+            res["terminal_callback_503"] = {
+                "executions": len(self.terminal_503),
+                "then finished by": dict(by),
+            }
         return res
 
     def close(self):
@@ -240,6 +271,7 @@ class MongoStage(fc.Campaign):
         if self.mongo_relay is not None:
             self.mongo_relay.close()
             import pymongo
+
             with contextlib.suppress(mongo_errors.PyMongoError):
                 with pymongo.MongoClient(REAL_URL, serverSelectionTimeoutMS=5000) as client:
                     client.drop_database(self.database)
@@ -249,7 +281,10 @@ class MongoStage(fc.Campaign):
 def report(res, a):
     ok = fc.report(res, a)
     print("  store outage (hook)                    %s" % res.get("store_outage"))
-    print("  callback answers                       %s" % dict(sorted(res.get("callback_answers", {}).items())))
+    print(
+        "  callback answers                       %s"
+        % dict(sorted(res.get("callback_answers", {}).items()))
+    )
     t503 = res.get("terminal_callback_503")
     if t503 is not None:
         print("  engine's terminal callback got 503     %s" % t503)
@@ -279,9 +314,16 @@ def main(argv=None):
         log = open(tmp / "tracker-mongo-1.log", "a")
         conf = config.load([], config_files=[])
         app.setup_logging(conf, stream=log, component="st2bridge-resultstracker")
-    fc.say("MongoDB stage: %s; %d workflows over %.0f s, %d trackers, 2 outages of %.0f s"
-           % ("real server through a relay" if REAL_URL else "mongomock, trackers in this process",
-              a.workflows, a.span, a.trackers, a.outage))
+    fc.say(
+        "MongoDB stage: %s; %d workflows over %.0f s, %d trackers, 2 outages of %.0f s"
+        % (
+            "real server through a relay" if REAL_URL else "mongomock, trackers in this process",
+            a.workflows,
+            a.span,
+            a.trackers,
+            a.outage,
+        )
+    )
     res, ok = {}, False
     try:
         res = fc.run(a, tmp, a.api_url, stage=MongoStage)
@@ -289,8 +331,10 @@ def main(argv=None):
         ok = report(res, a)
         t503 = res.get("terminal_callback_503") or {}
         if t503.get("then finished by", {}).get("callback"):
-            print("  note: some executions whose terminal callback got 503 were finished by a later "
-                  "callback (the bad client's duplicates)")
+            print(
+                "  note: some executions whose terminal callback got 503 were finished by a later "
+                "callback (the bad client's duplicates)"
+            )
     finally:
         fc.STOP.set()
         if a.json_out:

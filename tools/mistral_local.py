@@ -22,6 +22,7 @@ An existing home keeps the host, port and db it was started with unless they are
 mistral.pid. RabbitMQ (and PostgreSQL for --db postgresql) are installed from Debian and started when
 their port is closed. Exit codes: 0 ok, 1 failure, 2 usage error, 3 down (status).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,7 +61,9 @@ def say(msg: str) -> None:
     print(f"[mistral-local] {msg}", flush=True)
 
 
-def run(cmd: list[str], check: bool = True, quiet: bool = False, **kw) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], check: bool = True, quiet: bool = False, **kw
+) -> subprocess.CompletedProcess:
     """Run a command; quiet=True captures its output and shows it only when the command fails."""
     if quiet:
         kw.update(stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -125,8 +128,11 @@ class Instance:
         self.pidfile, self.sqlite = self.home / "mistral.pid", self.home / "mistral.db"
         self.url = f"http://{self.host}:{self.port}/v2"
         self.transport_url = f"rabbit://guest:guest@127.0.0.1:{RABBIT_PORT}/{self.vhost}"
-        self.db_url = (f"postgresql+psycopg2://postgres@127.0.0.1:{PG_PORT}/{self.vhost}"
-                       if self.db == "postgresql" else f"sqlite:///{self.sqlite}")
+        self.db_url = (
+            f"postgresql+psycopg2://postgres@127.0.0.1:{PG_PORT}/{self.vhost}"
+            if self.db == "postgresql"
+            else f"sqlite:///{self.sqlite}"
+        )
         self.bin = self.venv / "bin"
         self.marker = self.venv / f".st2bridge-mistral-{MISTRAL_VERSION}"
 
@@ -168,9 +174,15 @@ class Instance:
 # ---- install ------------------------------------------------------------------------------------
 def pip_install(inst: Instance, *pkgs: str) -> None:
     say(f"pip install {' '.join(pkgs)} into {inst.venv} (pip's output follows)")
-    proc = run([str(inst.bin / "pip"), "install", "--disable-pip-version-check", *pkgs], check=False, env=VENV_ENV)
+    proc = run(
+        [str(inst.bin / "pip"), "install", "--disable-pip-version-check", *pkgs],
+        check=False,
+        env=VENV_ENV,
+    )
     if proc.returncode != 0:
-        raise Failure(f"pip install {' '.join(pkgs)} failed (exit {proc.returncode}); see pip's output above")
+        raise Failure(
+            f"pip install {' '.join(pkgs)} failed (exit {proc.returncode}); see pip's output above"
+        )
 
 
 def cmd_install(inst: Instance) -> None:
@@ -183,7 +195,9 @@ def cmd_install(inst: Instance) -> None:
             inst.venv.parent.mkdir(parents=True, exist_ok=True)
             run([sys.executable, "-m", "venv", str(inst.venv)])
         pip_install(inst, f"mistral=={MISTRAL_VERSION}")
-        inst.marker.write_text(MISTRAL_VERSION + "\n")  # written last: an interrupted install is redone
+        inst.marker.write_text(
+            MISTRAL_VERSION + "\n"
+        )  # written last: an interrupted install is redone
         say(f"installed mistral {MISTRAL_VERSION} in {time.monotonic() - t0:.0f} s")
     ensure_db_driver(inst)
 
@@ -192,15 +206,24 @@ def ensure_db_driver(inst: Instance) -> None:
     """The drivers for both engine databases the bridge is tested with (PostgreSQL, MariaDB):
     Mistral's own requirements include neither."""
     for module, package in (("psycopg2", "psycopg2-binary"), ("pymysql", "PyMySQL")):
-        if run([str(inst.bin / "python"), "-c", "import " + module],
-               check=False, quiet=True, env=VENV_ENV).returncode != 0:
+        if (
+            run(
+                [str(inst.bin / "python"), "-c", "import " + module],
+                check=False,
+                quiet=True,
+                env=VENV_ENV,
+            ).returncode
+            != 0
+        ):
             pip_install(inst, package)
 
 
 # ---- services: RabbitMQ and PostgreSQL ----------------------------------------------------------
 def apt_install(pkg: str) -> None:
     if os.geteuid() != 0:
-        raise Failure(f"{pkg} is neither running nor installed; run as root or `apt-get install {pkg}`")
+        raise Failure(
+            f"{pkg} is neither running nor installed; run as root or `apt-get install {pkg}`"
+        )
     say(f"installing {pkg} from Debian (apt-get)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run(["apt-get", "update", "-q"], env=env)
@@ -215,30 +238,60 @@ def ensure_rabbitmq(inst: Instance) -> None:
             say("starting RabbitMQ (rabbitmq-server -detached)")
             run(["rabbitmq-server", "-detached"], quiet=True)
         wait_for("RabbitMQ on port 5672", lambda: port_open("127.0.0.1", RABBIT_PORT), 90)
-        wait_for("rabbitmqctl status", lambda: run(["rabbitmqctl", "status"], check=False, quiet=True)
-                 .returncode == 0, 60)
+        wait_for(
+            "rabbitmqctl status",
+            lambda: run(["rabbitmqctl", "status"], check=False, quiet=True).returncode == 0,
+            60,
+        )
     proc = run(["rabbitmqctl", "add_vhost", inst.vhost], check=False, quiet=True)
-    if proc.returncode != 0 and "already" not in proc.stdout:  # "already exists" on a re-run is fine
+    if (
+        proc.returncode != 0 and "already" not in proc.stdout
+    ):  # "already exists" on a re-run is fine
         raise Failure(f"rabbitmqctl add_vhost {inst.vhost} failed: {proc.stdout.strip()}")
     run(["rabbitmqctl", "set_permissions", "-p", inst.vhost, "guest", ".*", ".*", ".*"], quiet=True)
 
 
 def psql(sql: str, db: str = "postgres", check: bool = True) -> subprocess.CompletedProcess:
     """psql over TCP as postgres without a password: the way Mistral itself connects."""
-    return run(["psql", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "postgres", "-d", db, "-w",
-                "-v", "ON_ERROR_STOP=1", "-tAc", sql], check=check, quiet=True,
-               env=dict(os.environ, PGCONNECT_TIMEOUT="5"))
+    return run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(PG_PORT),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-w",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-tAc",
+            sql,
+        ],
+        check=check,
+        quiet=True,
+        env=dict(os.environ, PGCONNECT_TIMEOUT="5"),
+    )
 
 
 def ensure_postgresql(inst: Instance) -> None:
     if not port_open("127.0.0.1", PG_PORT):
         if not shutil.which("pg_ctlcluster"):
             apt_install("postgresql")
-        for version in sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []:
+        for version in (
+            sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+        ):
             say(f"starting PostgreSQL cluster {version}/main")
-            run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False)
+            run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                check=False,
+            )
         wait_for("PostgreSQL on port 5432", lambda: port_open("127.0.0.1", PG_PORT), 60)
-    wait_for("PostgreSQL start-up", lambda: "starting up" not in psql("SELECT 1", check=False).stdout, 60)
+    wait_for(
+        "PostgreSQL start-up", lambda: "starting up" not in psql("SELECT 1", check=False).stdout, 60
+    )
     if (out := psql("SELECT 1", check=False)).returncode != 0:
         if "password" not in out.stdout and "authentication" not in out.stdout:
             raise Failure(f"cannot log in to PostgreSQL on 127.0.0.1: {out.stdout.strip()}")
@@ -254,13 +307,20 @@ def allow_trust_login() -> None:
     put a `trust` line for exactly that at the top of pg_hba.conf and reload."""
     hbas = sorted(Path("/etc/postgresql").glob("*/main/pg_hba.conf"))
     if os.geteuid() != 0 or not hbas:
-        raise Failure("PostgreSQL refuses a password-less login as postgres on 127.0.0.1; allow it "
-                      "(`host all postgres 127.0.0.1/32 trust` in pg_hba.conf) or use --db sqlite")
+        raise Failure(
+            "PostgreSQL refuses a password-less login as postgres on 127.0.0.1; allow it "
+            "(`host all postgres 127.0.0.1/32 trust` in pg_hba.conf) or use --db sqlite"
+        )
     line = "host all postgres 127.0.0.1/32 trust  # added by st2bridge tools/mistral_local.py\n"
     for hba in (h for h in hbas if line not in h.read_text()):
-        say(f"allowing password-less TCP login for postgres@127.0.0.1 in {hba} (local development only)")
+        say(
+            f"allowing password-less TCP login for postgres@127.0.0.1 in {hba} (local development only)"
+        )
         hba.write_text(line + hba.read_text())  # the first matching line wins
-        run(["pg_ctlcluster", "--skip-systemctl-redirect", hba.parts[-3], "main", "reload"], quiet=True)
+        run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", hba.parts[-3], "main", "reload"],
+            quiet=True,
+        )
     time.sleep(1)
     psql("SELECT 1")
 
@@ -316,9 +376,18 @@ def prepare_db(inst: Instance) -> None:
         # `upgrade head` fails on SQLite (an early migration ALTERs a constraint) and Mistral does not
         # create tables on start-up, so create them from the models (SQLAlchemy create_all).
         say("creating the SQLite schema")
-        run([str(inst.bin / "python"), "-c", "import sys; from oslo_config import cfg; "
-             "cfg.CONF(['--config-file', sys.argv[1]], project='mistral'); "
-             "from mistral.db.v2 import api; api.setup_db()", str(inst.conf)], quiet=True, env=VENV_ENV)
+        run(
+            [
+                str(inst.bin / "python"),
+                "-c",
+                "import sys; from oslo_config import cfg; "
+                "cfg.CONF(['--config-file', sys.argv[1]], project='mistral'); "
+                "from mistral.db.v2 import api; api.setup_db()",
+                str(inst.conf),
+            ],
+            quiet=True,
+            env=VENV_ENV,
+        )
     else:
         say("migrating the PostgreSQL schema (mistral-db-manage upgrade head)")
         run(manage + ["upgrade", "head"], quiet=True, env=VENV_ENV)
@@ -338,12 +407,18 @@ def cmd_start(inst: Instance) -> None:
         say(f"already running (pid {inst.pid()}): {inst.url}")
         return
     if not inst.marker.exists():
-        raise Failure(f"mistral {MISTRAL_VERSION} is not installed in {inst.venv}; run `install` or `up`")
-    if inst.groups():  # API not answering (or asked for another port), or components of a dead master
+        raise Failure(
+            f"mistral {MISTRAL_VERSION} is not installed in {inst.venv}; run `install` or `up`"
+        )
+    if (
+        inst.groups()
+    ):  # API not answering (or asked for another port), or components of a dead master
         say(f"processes of this instance run but {inst.url} does not answer: restarting")
         stop_groups(inst)
     if port_open(inst.host, inst.port):
-        raise Failure(f"port {inst.port} on {inst.host} is taken by another program; choose another --port")
+        raise Failure(
+            f"port {inst.port} on {inst.host} is taken by another program; choose another --port"
+        )
     ensure_db_driver(inst)
     ensure_rabbitmq(inst)
     if inst.db == "postgresql":
@@ -353,13 +428,27 @@ def cmd_start(inst: Instance) -> None:
     say(f"starting mistral-server --server {SERVERS} (log {inst.log})")
     t0 = time.monotonic()
     with open(inst.log, "ab") as log:
-        log.write(f"---- mistral_local.py start {time.strftime('%Y-%m-%d %H:%M:%S')} ----\n".encode())
+        log.write(
+            f"---- mistral_local.py start {time.strftime('%Y-%m-%d %H:%M:%S')} ----\n".encode()
+        )
         log.flush()
         # Its own session, so that `stop` can signal the whole group: mistral-server forks one process
         # per component.
-        proc = subprocess.Popen([str(inst.bin / "mistral-server"), "--server", SERVERS, "--config-file",
-                                 str(inst.conf)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                cwd=inst.home, env=VENV_ENV, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                str(inst.bin / "mistral-server"),
+                "--server",
+                SERVERS,
+                "--config-file",
+                str(inst.conf),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=inst.home,
+            env=VENV_ENV,
+            start_new_session=True,
+        )
     inst.pidfile.write_text(f"{proc.pid}\n")
     last_note = 0.0
     while not inst.api_ok():
@@ -367,7 +456,9 @@ def cmd_start(inst: Instance) -> None:
         if proc.poll() is not None:
             tail(inst.log)
             inst.pidfile.unlink(missing_ok=True)
-            raise Failure(f"mistral-server exited with code {proc.returncode} after {elapsed:.0f} s")
+            raise Failure(
+                f"mistral-server exited with code {proc.returncode} after {elapsed:.0f} s"
+            )
         if elapsed > inst.timeout:
             tail(inst.log)
             stop_groups(inst, also=proc.pid)
@@ -408,19 +499,38 @@ def cmd_status(inst: Instance) -> int:
 def cmd_env(inst: Instance) -> None:
     # Of the option variables only HOME is exported: the home brings back its own port, host and db,
     # while an exported VHOST or PORT would leak into a later command given another --home.
-    facts = {"URL": inst.url, "PID": inst.pid() or "", "HOME": inst.home, "CONFIG": inst.conf,
-             "LOG": inst.log, "PIDFILE": inst.pidfile, "DB_URL": inst.db_url, "TRANSPORT_URL": inst.transport_url}
+    facts = {
+        "URL": inst.url,
+        "PID": inst.pid() or "",
+        "HOME": inst.home,
+        "CONFIG": inst.conf,
+        "LOG": inst.log,
+        "PIDFILE": inst.pidfile,
+        "DB_URL": inst.db_url,
+        "TRANSPORT_URL": inst.transport_url,
+    }
     for key, value in facts.items():
         print(f"export ST2BRIDGE_MISTRAL_{key}={shlex.quote(str(value))}")
 
 
 # ---- command line -------------------------------------------------------------------------------
-OPTIONS = {"home": "instance dir", "venv": "virtualenv shared by all instances", "host": "API address",
-           "port": "API port", "vhost": "RabbitMQ vhost and PostgreSQL database name",
-           "db": "sqlite or postgresql", "timeout": "seconds to wait for the API"}
-COMMANDS = {"up": "install + start (idempotent)", "install": "install Mistral into the venv",
-            "start": "start the engine and wait for its API", "stop": "stop the engine",
-            "status": "exit 0 if up, 3 if down", "env": "print shell exports"}
+OPTIONS = {
+    "home": "instance dir",
+    "venv": "virtualenv shared by all instances",
+    "host": "API address",
+    "port": "API port",
+    "vhost": "RabbitMQ vhost and PostgreSQL database name",
+    "db": "sqlite or postgresql",
+    "timeout": "seconds to wait for the API",
+}
+COMMANDS = {
+    "up": "install + start (idempotent)",
+    "install": "install Mistral into the venv",
+    "start": "start the engine and wait for its API",
+    "stop": "stop the engine",
+    "status": "exit 0 if up, 3 if down",
+    "env": "print shell exports",
+}
 
 
 def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -430,20 +540,32 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     env = {name: os.environ.get(f"ST2BRIDGE_MISTRAL_{name.upper()}") for name in OPTIONS}
     data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share")
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    builtin = {"home": str(data / "st2bridge/mistral"), "venv": str(cache / f"st2bridge/{VENV_NAME}"),
-               "host": "127.0.0.1", "port": "8989", "vhost": None, "db": "sqlite", "timeout": "180"}
+    builtin = {
+        "home": str(data / "st2bridge/mistral"),
+        "venv": str(cache / f"st2bridge/{VENV_NAME}"),
+        "host": "127.0.0.1",
+        "port": "8989",
+        "vhost": None,
+        "db": "sqlite",
+        "timeout": "180",
+    }
     args.home = args.home or env["home"] or builtin["home"]
     conf = configparser.ConfigParser(interpolation=None)
     conf.read(Path(args.home).expanduser().resolve() / "mistral.conf")
     db_url = conf.get("database", "connection", fallback="")
-    saved = {"host": conf.get("api", "host", fallback=None), "port": conf.get("api", "port", fallback=None),
-             "db": ("postgresql" if db_url.startswith("postgresql") else "sqlite") if db_url else None}
+    saved = {
+        "host": conf.get("api", "host", fallback=None),
+        "port": conf.get("api", "port", fallback=None),
+        "db": ("postgresql" if db_url.startswith("postgresql") else "sqlite") if db_url else None,
+    }
     for name in OPTIONS:
         setattr(args, name, getattr(args, name) or env[name] or saved.get(name) or builtin[name])
     try:
         args.port, args.timeout = int(args.port), float(args.timeout)
     except ValueError:
-        parser.error(f"--port must be an integer and --timeout a number, not {args.port!r} / {args.timeout!r}")
+        parser.error(
+            f"--port must be an integer and --timeout a number, not {args.port!r} / {args.timeout!r}"
+        )
     if args.db not in ("sqlite", "postgresql"):
         parser.error(f"--db must be sqlite or postgresql, not {args.db!r}")
 
@@ -464,9 +586,23 @@ class PrivateMistral:
         self.output = ""
 
     def _run(self, command, capture):
-        return subprocess.run([sys.executable, str(Path(__file__).resolve()), command, "--home",
-                               str(self.home), "--port", str(self.port), "--db", self.db,
-                               "--vhost", self.vhost], capture_output=capture, text=True)
+        return subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                command,
+                "--home",
+                str(self.home),
+                "--port",
+                str(self.port),
+                "--db",
+                self.db,
+                "--vhost",
+                self.vhost,
+            ],
+            capture_output=capture,
+            text=True,
+        )
 
     def up(self, capture=False) -> bool:
         """True once the API answers. With `capture`, the tool's output is kept
@@ -480,20 +616,36 @@ class PrivateMistral:
         if shutil.which("rabbitmqctl"):
             subprocess.run(["rabbitmqctl", "delete_vhost", self.vhost], capture_output=True)
         if self.db == "postgresql":
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-w", "-c",
-                            f'DROP DATABASE IF EXISTS "{self.vhost}"'], capture_output=True)
+            subprocess.run(
+                [
+                    "psql",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-w",
+                    "-c",
+                    f'DROP DATABASE IF EXISTS "{self.vhost}"',
+                ],
+                capture_output=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run a local Mistral 23 engine for st2bridge.",
-                                     epilog="Defaults: see the module docstring (python3 -m pydoc FILE).")
+    parser = argparse.ArgumentParser(
+        description="Run a local Mistral 23 engine for st2bridge.",
+        epilog="Defaults: see the module docstring (python3 -m pydoc FILE).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Options work before and after the command; a subparser's own default would overwrite a value
     # given before the command, hence SUPPRESS there, and None (resolved later) at the top.
-    for p, default in [(parser, None)] + [(sub.add_parser(n, help=t, description=t), argparse.SUPPRESS)
-                                          for n, t in COMMANDS.items()]:
+    for p, default in [(parser, None)] + [
+        (sub.add_parser(n, help=t, description=t), argparse.SUPPRESS) for n, t in COMMANDS.items()
+    ]:
         for name, text in OPTIONS.items():
-            p.add_argument(f"--{name}", default=default, help=f"{text} [$ST2BRIDGE_MISTRAL_{name.upper()}]")
+            p.add_argument(
+                f"--{name}", default=default, help=f"{text} [$ST2BRIDGE_MISTRAL_{name.upper()}]"
+            )
     args = parser.parse_args(argv)  # exits 2 on a usage error
     resolve(parser, args)
     inst = Instance(args)

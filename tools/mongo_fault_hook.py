@@ -18,8 +18,14 @@ import time
 
 from pymongo import errors as mongo_errors
 
-WRITES = {"insert_one", "update_one", "update_many", "replace_one", "delete_one",
-          "find_one_and_update"}
+WRITES = {
+    "insert_one",
+    "update_one",
+    "update_many",
+    "replace_one",
+    "delete_one",
+    "find_one_and_update",
+}
 
 
 class Outage:
@@ -28,7 +34,7 @@ class Outage:
     def __init__(self, select_timeout=2.0, cut_writes=2, refused=0.5, seed=0):
         self.select_timeout = select_timeout
         self.cut_writes = cut_writes
-        self.refused = refused          # the share of operations refused at once
+        self.refused = refused  # the share of operations refused at once
         self.until = 0.0
         self._cut_left = 0
         self._rng = random.Random(seed)
@@ -58,14 +64,15 @@ class Outage:
         deadline = time.monotonic() + self.select_timeout
         while self.active() and time.monotonic() < deadline:
             time.sleep(0.05)
-        if not self.active():          # the server came back while pymongo was selecting it
+        if not self.active():  # the server came back while pymongo was selecting it
             self.counts["waited, then served"] += 1
             return fn(*args, **kwargs)
         self.counts["ServerSelectionTimeoutError"] += 1
         raise mongo_errors.ServerSelectionTimeoutError(
             "127.0.0.1:27017: [Errno 111] Connection refused (configured timeouts: "
             "socketTimeoutMS: 20000.0ms, connectTimeoutMS: %dms), Timeout: %.1fs"
-            % (self.select_timeout * 1000, self.select_timeout))
+            % (self.select_timeout * 1000, self.select_timeout)
+        )
 
 
 class _Proxy:
@@ -80,6 +87,7 @@ class _Proxy:
         def call(*args, **kwargs):
             result = self._outage.call(name, attr, *args, **kwargs)
             return self._wrap(result)
+
         return call
 
     def _wrap(self, result):
@@ -103,8 +111,9 @@ class FaultyCollection(_Proxy):
     def __getattr__(self, name):
         if name == "find":
             # Lazy as in pymongo: the query goes out when the cursor is read.
-            return lambda *args, **kwargs: FaultyCursor(self._target.find(*args, **kwargs),
-                                                        self._outage)
+            return lambda *args, **kwargs: FaultyCursor(
+                self._target.find(*args, **kwargs), self._outage
+            )
         return super().__getattr__(name)
 
 

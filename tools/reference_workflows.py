@@ -13,8 +13,15 @@ bridge, not the actions.
 import argparse
 import sys
 
-TOPOLOGIES = ("sequence", "parallel", "parallel_sequences", "parallel_join",
-              "parallel_sequences_join", "with_items", "complex")
+TOPOLOGIES = (
+    "sequence",
+    "parallel",
+    "parallel_sequences",
+    "parallel_join",
+    "parallel_sequences_join",
+    "with_items",
+    "complex",
+)
 
 
 def _task(name, on_success=None, join=False, action="std.noop"):
@@ -27,8 +34,11 @@ def _task(name, on_success=None, join=False, action="std.noop"):
 
 
 def _with_items(n, on_success=None):
-    lines = ["    items:", "      with-items: i in <%% range(0, %d) %%>" % n,
-             "      action: std.echo output=<% $.i %>"]
+    lines = [
+        "    items:",
+        "      with-items: i in <%% range(0, %d) %%>" % n,
+        "      action: std.echo output=<% $.i %>",
+    ]
     if on_success:
         lines.append("      on-success: [%s]" % ", ".join(on_success))
     return lines
@@ -74,8 +84,10 @@ def workflow(topology, n, x=2, name=None):
     """The YAML of one reference workflow, named `name` (default: ref_TOPOLOGY)."""
     name = name or "ref_%s" % topology
     if topology != "complex":
-        return "\n".join(["version: '2.0'", "%s:" % name, "  tasks:"]
-                         + tasks_for(topology, n, x)) + "\n"
+        return (
+            "\n".join(["version: '2.0'", "%s:" % name, "  tasks:"] + tasks_for(topology, n, x))
+            + "\n"
+        )
     # Everything at once: a sequence of N, then X parallel sequences of N
     # joined, then with-items over N, then a sub-workflow of N parallel tasks
     # joined.
@@ -99,9 +111,15 @@ def _retarget(lines, task, on_success):
 
 def task_count(topology, n, x=2):
     """How many task executions one run creates (a with-items task counts once)."""
-    return {"sequence": n, "parallel": n, "parallel_sequences": x * n,
-            "parallel_join": n + 1, "parallel_sequences_join": x * n + 1, "with_items": 1,
-            "complex": n + (x * n + 1) + 1 + 1 + (n + 1)}[topology]
+    return {
+        "sequence": n,
+        "parallel": n,
+        "parallel_sequences": x * n,
+        "parallel_join": n + 1,
+        "parallel_sequences_join": x * n + 1,
+        "with_items": 1,
+        "complex": n + (x * n + 1) + 1 + 1 + (n + 1),
+    }[topology]
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ class Relay:
     def _listen(self):
         self._server = socket.socket()
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind(("127.0.0.1", self.port))   # port 0 the first time: a free one
+        self._server.bind(("127.0.0.1", self.port))  # port 0 the first time: a free one
         self.port = self._server.getsockname()[1]
         self._server.listen(128)
         threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
@@ -37,7 +37,9 @@ class Relay:
             for k in range(len(self.upstreams)):
                 try:
                     upstream = socket.create_connection(
-                        ("127.0.0.1", self.upstreams[(self._n + k) % len(self.upstreams)]), timeout=5)
+                        ("127.0.0.1", self.upstreams[(self._n + k) % len(self.upstreams)]),
+                        timeout=5,
+                    )
                     upstream.settimeout(None)
                     break
                 except OSError:
@@ -57,7 +59,7 @@ class Relay:
                 if not data:
                     break
                 dst.sendall(data)
-        except (OSError, EOFError):     # EOFError: eventlet's green socket, closed by the other side
+        except (OSError, EOFError):  # EOFError: eventlet's green socket, closed by the other side
             pass
         finally:
             for s in (src, dst):

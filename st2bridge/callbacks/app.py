@@ -12,20 +12,31 @@ import json
 import re
 
 PATH = re.compile(r"^/v1/callbacks/mistral/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
-REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
-           403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           411: "Length Required", 413: "Payload Too Large", 500: "Internal Server Error",
-           503: "Service Unavailable"}
+REASONS = {
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def make_app(handler, max_body=64 * 1024):
     def app(environ, start_response):
         status, answer, headers = _route(handler, max_body, environ)
         body = json.dumps(answer).encode()
-        start_response("%d %s" % (status, REASONS[status]),
-                       [("Content-Type", "application/json"),
-                        ("Content-Length", str(len(body)))] + headers)
+        start_response(
+            "%d %s" % (status, REASONS[status]),
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))] + headers,
+        )
         return [body]
+
     return app
 
 

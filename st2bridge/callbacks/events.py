@@ -15,11 +15,25 @@ import json
 from st2bridge import results
 from st2bridge import status as st
 
-WORKFLOW_EVENTS = {"WORKFLOW_LAUNCHED", "WORKFLOW_SUCCEEDED", "WORKFLOW_FAILED",
-                   "WORKFLOW_CANCELLED", "WORKFLOW_PAUSED", "WORKFLOW_RESUMED",
-                   "WORKFLOW_RERUN"}
-TASK_EVENTS = {"TASK_LAUNCHED", "TASK_SUCCEEDED", "TASK_FAILED", "TASK_CANCELLED",
-               "TASK_PAUSED", "TASK_RESUMED", "TASK_RERUN", "TASK_SKIPPED"}
+WORKFLOW_EVENTS = {
+    "WORKFLOW_LAUNCHED",
+    "WORKFLOW_SUCCEEDED",
+    "WORKFLOW_FAILED",
+    "WORKFLOW_CANCELLED",
+    "WORKFLOW_PAUSED",
+    "WORKFLOW_RESUMED",
+    "WORKFLOW_RERUN",
+}
+TASK_EVENTS = {
+    "TASK_LAUNCHED",
+    "TASK_SUCCEEDED",
+    "TASK_FAILED",
+    "TASK_CANCELLED",
+    "TASK_PAUSED",
+    "TASK_RESUMED",
+    "TASK_RERUN",
+    "TASK_SKIPPED",
+}
 
 
 class BadEvent(ValueError):
@@ -28,10 +42,10 @@ class BadEvent(ValueError):
 
 @dataclasses.dataclass
 class Outcome:
-    result: str               # what happened, for the answer and the log
+    result: str  # what happened, for the answer and the log
     changes: dict = dataclasses.field(default_factory=dict)
-    finish: bool = False      # the workflow ended: fetch output and finish
-    task: tuple = None        # (index in the record's tasks or None to append, task view)
+    finish: bool = False  # the workflow ended: fetch output and finish
+    task: tuple = None  # (index in the record's tasks or None to append, task view)
 
 
 def parse(body):
@@ -44,8 +58,11 @@ def parse(body):
         raise BadEvent("body must be a JSON object")
     kind = event.get("event")
     if kind not in WORKFLOW_EVENTS and kind not in TASK_EVENTS:
-        raise BadEvent("unknown event %r" % (kind,) if isinstance(kind, str)
-                       else "field 'event' is missing or not a string")
+        raise BadEvent(
+            "unknown event %r" % (kind,)
+            if isinstance(kind, str)
+            else "field 'event' is missing or not a string"
+        )
     required = ["id", "state"] + (["workflow_execution_id"] if kind in TASK_EVENTS else [])
     for field in required:
         if not isinstance(event.get(field), str) or not event[field]:
@@ -78,9 +95,14 @@ def _root_event(record, event):
         return Outcome("duplicate")
     if _older(event.get("updated_at"), record.get("engine_updated_at")):
         return Outcome("ignored: older than the recorded state")
-    return Outcome("workflow %s" % event["state"], changes={
-        "engine_state": event["state"], "engine_updated_at": event.get("updated_at"),
-        "status": st.from_engine(event["state"])})
+    return Outcome(
+        "workflow %s" % event["state"],
+        changes={
+            "engine_state": event["state"],
+            "engine_updated_at": event.get("updated_at"),
+            "status": st.from_engine(event["state"]),
+        },
+    )
 
 
 def _task_event(record, event, root):
@@ -97,9 +119,12 @@ def _task_event(record, event, root):
         if (known.get("state"), known.get("updated_at")) == (view["state"], view["updated_at"]):
             return Outcome("duplicate")
         if _older(view["updated_at"], known.get("updated_at")) or (
-                known.get("status") in st.TERMINAL and view["status"] not in st.TERMINAL):
+            known.get("status") in st.TERMINAL and view["status"] not in st.TERMINAL
+        ):
             return Outcome("ignored: older than the recorded task state")
-        return Outcome("task %s %s" % (view["name"], view["state"]), task=(index, dict(known, **view)))
+        return Outcome(
+            "task %s %s" % (view["name"], view["state"]), task=(index, dict(known, **view))
+        )
     return Outcome("task %s %s" % (view["name"], view["state"]), task=(None, view))
 
 

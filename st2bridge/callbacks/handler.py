@@ -22,8 +22,17 @@ LOG = logging.getLogger(__name__)
 
 
 class CallbackHandler:
-    def __init__(self, store, engine, *, mode="hybrid", stale_after=30.0, clock=time.time,
-                 executor=None, task_events=True):
+    def __init__(
+        self,
+        store,
+        engine,
+        *,
+        mode="hybrid",
+        stale_after=30.0,
+        clock=time.time,
+        executor=None,
+        task_events=True,
+    ):
         self.store = store
         self.engine = engine
         self.mode = mode
@@ -38,7 +47,7 @@ class CallbackHandler:
         self.counts = {"accepted": 0, "rejected": 0, "left_to_poller": 0}
         # Events arriving together share one store transaction.
         self.commits = GroupCommit(store)
-        self.observers = []     # metrics hooks: called with (HTTP status, seconds taken)
+        self.observers = []  # metrics hooks: called with (HTTP status, seconds taken)
         self._finishing = set()
         # One lock per execution: its task events arrive concurrently and each
         # one rewrites the task list (read-modify-write).
@@ -98,11 +107,15 @@ class CallbackHandler:
                     # Heard from: the poller leaves it alone until it goes silent.
                     changes["next_poll_at"] = now + self.stale_after
                 if outcome.task:
-                    self.commits.run(lambda: self.store.update_task(
-                        execution_id, *outcome.task, changes, if_active=True))
+                    self.commits.run(
+                        lambda: self.store.update_task(
+                            execution_id, *outcome.task, changes, if_active=True
+                        )
+                    )
                 else:
-                    self.commits.run(lambda: self.store.update_execution(
-                        execution_id, changes, if_active=True))
+                    self.commits.run(
+                        lambda: self.store.update_execution(execution_id, changes, if_active=True)
+                    )
         LOG.debug("callback %s for execution %s: %s", event["event"], execution_id, outcome.result)
         return 200, {"result": outcome.result}
 
@@ -118,27 +131,45 @@ class CallbackHandler:
         try:
             # Task callbacks kept the task view current: the output is all the
             # terminal record waits for; the tasks are refreshed right after.
-            written = results.finish(self.engine, self.store, record, self.clock, "callback",
-                                     concurrently=self.executor.concurrently,
-                                     tasks_after=self.task_events)
+            written = results.finish(
+                self.engine,
+                self.store,
+                record,
+                self.clock,
+                "callback",
+                concurrently=self.executor.concurrently,
+                tasks_after=self.task_events,
+            )
             if written:
                 done = time.monotonic()
-                LOG.info("execution %s %s (finished by callback) %.1f ms after its callback "
-                         "(%.1f ms waiting to start, %.1f ms fetching and writing)", record["id"],
-                         st.from_engine(event["state"]), (done - arrived) * 1000,
-                         (begun - arrived) * 1000, (done - begun) * 1000)
+                LOG.info(
+                    "execution %s %s (finished by callback) %.1f ms after its callback "
+                    "(%.1f ms waiting to start, %.1f ms fetching and writing)",
+                    record["id"],
+                    st.from_engine(event["state"]),
+                    (done - arrived) * 1000,
+                    (begun - arrived) * 1000,
+                    (done - begun) * 1000,
+                )
                 if self.task_events:
                     results.refresh_tasks(self.engine, self.store, record)
         except (errors.EngineError, errors.StoreError) as exc:
-            LOG.warning("execution %s ended (%s) but fetching its result failed: %s; "
-                        "the poller finishes it", record["id"], event["state"], exc)
+            LOG.warning(
+                "execution %s ended (%s) but fetching its result failed: %s; "
+                "the poller finishes it",
+                record["id"],
+                event["state"],
+                exc,
+            )
             self.counts["left_to_poller"] += 1
             try:
                 # Due now rather than after stale_after.
-                self.store.update_execution(record["id"], {
-                    "tracked": True, "next_poll_at": self.clock(),
-                    "last_event_at": self.clock()}, if_active=True)
+                self.store.update_execution(
+                    record["id"],
+                    {"tracked": True, "next_poll_at": self.clock(), "last_event_at": self.clock()},
+                    if_active=True,
+                )
             except errors.StoreError:
-                pass   # still active and tracked in hybrid mode: polled when silent
+                pass  # still active and tracked in hybrid mode: polled when silent
         finally:
             self._finishing.discard(record["id"])

@@ -31,22 +31,51 @@ from st2bridge import status as st
 from st2bridge.cli import output, services
 
 FAILED = [st.FAILED, st.TIMEOUT, st.ABANDONED]
-PACKAGES = ("oslo.config", "requests", "eventlet", "APScheduler", "pymongo",
-            "prometheus_client", "keystoneauth1", "PyYAML")
+PACKAGES = (
+    "oslo.config",
+    "requests",
+    "eventlet",
+    "APScheduler",
+    "pymongo",
+    "prometheus_client",
+    "keystoneauth1",
+    "PyYAML",
+)
 
 
 def add_parser(commands):
     p = commands.add_parser(
-        "collect-logs", help="an archive of logs, redacted configuration, services and "
-                             "recent failures, for a bug report")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="where to write it (default ./st2bridge-logs-HOST-TIME.tar.gz)")
-    p.add_argument("--days", type=float, default=7.0, metavar="N",
-                   help="failed executions (and journal lines) of the last N days (default 7)")
-    p.add_argument("--limit", type=int, default=100, metavar="N",
-                   help="at most N failed executions (default 100)")
-    p.add_argument("--max-log-mb", type=float, default=20.0, metavar="MB",
-                   help="keep the last MB of each log file (default 20)")
+        "collect-logs",
+        help="an archive of logs, redacted configuration, services and "
+        "recent failures, for a bug report",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write it (default ./st2bridge-logs-HOST-TIME.tar.gz)",
+    )
+    p.add_argument(
+        "--days",
+        type=float,
+        default=7.0,
+        metavar="N",
+        help="failed executions (and journal lines) of the last N days (default 7)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help="at most N failed executions (default 100)",
+    )
+    p.add_argument(
+        "--max-log-mb",
+        type=float,
+        default=20.0,
+        metavar="MB",
+        help="keep the last MB of each log file (default 20)",
+    )
     p.set_defaults(handler=cmd_collect_logs)
 
 
@@ -59,7 +88,7 @@ class Collection:
 
     def __init__(self, secrets):
         self.secrets = secrets
-        self.members = []        # (name, bytes)
+        self.members = []  # (name, bytes)
         self.notes = []
 
     def add(self, name, text):
@@ -74,13 +103,16 @@ class Collection:
 
 def cmd_collect_logs(args, conf):
     now = time.time()
-    base = "st2bridge-logs-%s-%s" % (socket.gethostname(),
-                                     time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)))
+    base = "st2bridge-logs-%s-%s" % (
+        socket.gethostname(),
+        time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)),
+    )
     path = os.path.abspath(args.output or base + ".tar.gz")
     parts = Collection(redact.secret_values(conf))
     parts.add("bridge.conf", redact.config_text(conf))
-    progress("configuration: %d option groups, secrets redacted" % len(
-        redact.effective_config(conf)))
+    progress(
+        "configuration: %d option groups, secrets redacted" % len(redact.effective_config(conf))
+    )
     collect_logs(conf, parts, args.days, int(args.max_log_mb * 1024 * 1024))
     collect_services(conf, parts)
     collect_failures(conf, parts, now - args.days * 86400, args.limit)
@@ -97,8 +129,9 @@ def collect_logs(conf, parts, days, max_bytes):
         collect_journal(conf, parts, days)
         return
     try:
-        names = sorted(n for n in os.listdir(conf.log_dir)
-                       if n.startswith("st2bridge") and ".log" in n)
+        names = sorted(
+            n for n in os.listdir(conf.log_dir) if n.startswith("st2bridge") and ".log" in n
+        )
     except OSError as exc:
         parts.note("logs: cannot read log_dir %s: %s" % (conf.log_dir, exc.strerror or exc))
         return
@@ -139,15 +172,27 @@ def collect_journal(conf, parts, days):
     for unit in conf.db_upgrade.bridge_systemd_units:
         try:
             proc = subprocess.run(
-                ["journalctl", "--no-pager", "-o", "short-iso", "-u", unit,
-                 "--since", "-%dh" % max(1, int(days * 24))],
-                capture_output=True, timeout=60)
+                [
+                    "journalctl",
+                    "--no-pager",
+                    "-o",
+                    "short-iso",
+                    "-u",
+                    unit,
+                    "--since",
+                    "-%dh" % max(1, int(days * 24)),
+                ],
+                capture_output=True,
+                timeout=60,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             parts.note("logs: journalctl -u %s failed: %s" % (unit, exc))
             continue
         if proc.returncode != 0:
-            parts.note("logs: journalctl -u %s: %s" % (
-                unit, proc.stderr.decode("utf-8", "replace").strip()[:200]))
+            parts.note(
+                "logs: journalctl -u %s: %s"
+                % (unit, proc.stderr.decode("utf-8", "replace").strip()[:200])
+            )
             continue
         parts.add("logs/journal-%s.log" % unit, proc.stdout)
         progress("logs: journal of %s (%d lines)" % (unit, proc.stdout.count(b"\n")))
@@ -170,14 +215,18 @@ def collect_failures(conf, parts, since, limit):
     except errors.BridgeError as exc:
         parts.note("failed executions: store unavailable: %s" % exc)
         return
-    parts.add("failed-executions.json", output.dumps(
-        [output.execution_view(r) for r in records]) + "\n")
+    parts.add(
+        "failed-executions.json", output.dumps([output.execution_view(r) for r in records]) + "\n"
+    )
     progress("failed executions: %d since %s" % (len(records), output.iso(since)))
 
 
 def versions_text():
-    lines = ["st2bridge %s" % __version__, "python %s" % sys.version.split()[0],
-             "platform %s" % platform.platform()]
+    lines = [
+        "st2bridge %s" % __version__,
+        "python %s" % sys.version.split()[0],
+        "platform %s" % platform.platform(),
+    ]
     for name in PACKAGES:
         try:
             lines.append("%s %s" % (name, metadata.version(name)))
@@ -187,9 +236,12 @@ def versions_text():
 
 
 def readme(conf, parts, now):
-    lines = ["st2bridge collect-logs on %s at %s" % (socket.gethostname(), output.iso(now)),
-             "config files: %s" % (", ".join(conf.config_file or []) or "(none: defaults)"),
-             "", "files:"]
+    lines = [
+        "st2bridge collect-logs on %s at %s" % (socket.gethostname(), output.iso(now)),
+        "config files: %s" % (", ".join(conf.config_file or []) or "(none: defaults)"),
+        "",
+        "files:",
+    ]
     lines += ["  %s (%d bytes)" % (name, len(data)) for name, data in parts.members]
     lines += ["", "secrets (secret options, passwords in URLs) are shown as %s." % redact.MASK]
     if parts.notes:

@@ -22,11 +22,16 @@ def add_parsers(commands):
     sub = execution.add_subparsers(dest="execution_command", metavar="COMMAND", required=True)
 
     ls = sub.add_parser("list", help="executions, newest first")
-    ls.add_argument("--status", metavar="S", help="only these statuses (comma-separated): "
-                    + ", ".join(st.ALL))
+    ls.add_argument(
+        "--status", metavar="S", help="only these statuses (comma-separated): " + ", ".join(st.ALL)
+    )
     ls.add_argument("--workflow", metavar="W", help="only executions of this workflow")
-    ls.add_argument("--since", metavar="T", help="started at or after T: an ISO time "
-                    "(UTC unless it has an offset) or a span back from now (30m, 1h, 2d)")
+    ls.add_argument(
+        "--since",
+        metavar="T",
+        help="started at or after T: an ISO time "
+        "(UTC unless it has an offset) or a span back from now (30m, 1h, 2d)",
+    )
     ls.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=cmd_list)
@@ -41,17 +46,25 @@ def add_parsers(commands):
     tasks.add_argument("--json", action="store_true")
     tasks.set_defaults(handler=cmd_tasks)
 
-    watch = sub.add_parser("watch", help="follow an execution until it ends "
-                           "(exit 0 if it succeeded, 1 otherwise)")
+    watch = sub.add_parser(
+        "watch", help="follow an execution until it ends (exit 0 if it succeeded, 1 otherwise)"
+    )
     watch.add_argument("id")
-    watch.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
-                       help="how often to ask the engine (default 1)")
+    watch.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often to ask the engine (default 1)",
+    )
     watch.add_argument("--json", action="store_true", help="JSON lines: progress, then the record")
     watch.set_defaults(handler=cmd_watch)
 
-    for name, text in (("cancel", "cancel an execution and its sub-workflows"),
-                       ("pause", "pause an execution and its sub-workflows"),
-                       ("resume", "resume a paused execution and its sub-workflows")):
+    for name, text in (
+        ("cancel", "cancel an execution and its sub-workflows"),
+        ("pause", "pause an execution and its sub-workflows"),
+        ("resume", "resume a paused execution and its sub-workflows"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("id")
         p.add_argument("--json", action="store_true")
@@ -59,16 +72,22 @@ def add_parsers(commands):
 
     task = commands.add_parser("task", help="act on one engine task")
     task_sub = task.add_subparsers(dest="task_command", metavar="COMMAND", required=True)
-    rerun = task_sub.add_parser("rerun", help="re-run a failed task; its execution is "
-                                "tracked again until it ends")
+    rerun = task_sub.add_parser(
+        "rerun", help="re-run a failed task; its execution is tracked again until it ends"
+    )
     rerun.add_argument("task_id", metavar="TASK_ID")
-    rerun.add_argument("--no-reset", dest="reset", action="store_false",
-                       help="keep the task's successful with-items iterations")
+    rerun.add_argument(
+        "--no-reset",
+        dest="reset",
+        action="store_false",
+        help="keep the task's successful with-items iterations",
+    )
     rerun.add_argument("--json", action="store_true")
     rerun.set_defaults(handler=cmd_rerun)
 
 
 # -- list -----------------------------------------------------------------------
+
 
 def parse_statuses(text):
     if not text:
@@ -76,27 +95,40 @@ def parse_statuses(text):
     wanted = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in st.ALL]
     if unknown:
-        raise errors.InputError("unknown status %s (one of: %s)"
-                                % (", ".join(unknown), ", ".join(st.ALL)))
+        raise errors.InputError(
+            "unknown status %s (one of: %s)" % (", ".join(unknown), ", ".join(st.ALL))
+        )
     return wanted
 
 
 def list_row(record, now):
     end = record.get("ended_at")
     took = (end if end is not None else now) - record["created_at"]
-    return {"id": record["id"], "workflow_name": record["workflow_name"],
-            "status": record["status"], "started_at": output.iso(record["created_at"]),
-            "ended_at": output.iso(end), "duration_s": round(max(0.0, took), 3),
-            "finished_by": record.get("finished_by"),
-            "engine_execution_id": record["engine_execution_id"]}
+    return {
+        "id": record["id"],
+        "workflow_name": record["workflow_name"],
+        "status": record["status"],
+        "started_at": output.iso(record["created_at"]),
+        "ended_at": output.iso(end),
+        "duration_s": round(max(0.0, took), 3),
+        "finished_by": record.get("finished_by"),
+        "engine_execution_id": record["engine_execution_id"],
+    }
 
 
 def list_text(rows):
     """Rows of list_row as a table; an active execution's duration so far ends in '+'."""
-    shown = [{"id": r["id"], "workflow": r["workflow_name"], "status": r["status"],
-              "started": (r["started_at"] or "")[:19].replace("T", " ") or None,
-              "duration": timespec.duration(r["duration_s"]) + ("" if r["ended_at"] else "+"),
-              "finished_by": r["finished_by"]} for r in rows]
+    shown = [
+        {
+            "id": r["id"],
+            "workflow": r["workflow_name"],
+            "status": r["status"],
+            "started": (r["started_at"] or "")[:19].replace("T", " ") or None,
+            "duration": timespec.duration(r["duration_s"]) + ("" if r["ended_at"] else "+"),
+            "finished_by": r["finished_by"],
+        }
+        for r in rows
+    ]
     return output.table(shown, LIST_COLUMNS) if shown else "no executions"
 
 
@@ -106,15 +138,19 @@ def cmd_list(args, conf):
     if args.limit < 1:
         raise errors.InputError("--limit must be at least 1")
     with app.build_store(conf) as store:
-        records = store.list_executions(status=parse_statuses(args.status),
-                                        workflow_name=args.workflow, since=since,
-                                        limit=args.limit)
+        records = store.list_executions(
+            status=parse_statuses(args.status),
+            workflow_name=args.workflow,
+            since=since,
+            limit=args.limit,
+        )
     rows = [list_row(r, now) for r in records]
     print(output.dumps(rows) if args.json else list_text(rows))
     return errors.EXIT_OK
 
 
 # -- get ------------------------------------------------------------------------
+
 
 def error_tree(engine, record):
     """The engine's error tree of a failed execution; None when there is none
@@ -124,8 +160,9 @@ def error_tree(engine, record):
     try:
         return errortree.from_report(engine.execution_report(record["engine_execution_id"]))
     except errors.EngineError as exc:
-        print("st2bridge: note: no error tree from the engine: %s" % output_line(exc),
-              file=sys.stderr)
+        print(
+            "st2bridge: note: no error tree from the engine: %s" % output_line(exc), file=sys.stderr
+        )
         return None
 
 
@@ -135,7 +172,11 @@ def get_text(record, tree):
         # Mistral's output of a failed execution is that same message.
         short = errortree.first_line(record.get("error"))
         out = record.get("output")
-        if isinstance(out, dict) and list(out) == ["result"] and out["result"] == record.get("error"):
+        if (
+            isinstance(out, dict)
+            and list(out) == ["result"]
+            and out["result"] == record.get("error")
+        ):
             out = {"result": short}
         record = dict(record, error=short, output=out)
     lines = [output.execution_text(record)]
@@ -167,12 +208,14 @@ def cmd_get(args, conf):
 
 # -- tasks ----------------------------------------------------------------------
 
+
 def task_rows(engine, root_id, now):
     """Every task of an execution and of its sub-workflows: each workflow's
     tasks by creation, a sub-workflow's tasks right after the task that ran it."""
     subs = {}
-    for sub in engine.list_executions(root_execution_id=root_id,
-                                      fields=["id", "workflow_name", "task_execution_id"]):
+    for sub in engine.list_executions(
+        root_execution_id=root_id, fields=["id", "workflow_name", "task_execution_id"]
+    ):
         subs.setdefault(sub.get("task_execution_id"), []).append(sub)
     rows = []
 
@@ -192,10 +235,14 @@ def _in_order(tasks):
     by_id = {t.get("id"): t for t in tasks}
 
     def depth(task, seen=()):
-        context = task.get("runtime_context") if isinstance(task.get("runtime_context"), dict) else {}
-        parents = [by_id[p["task_id"]] for p in context.get("triggered_by") or []
-                   if isinstance(p, dict) and p.get("task_id") in by_id
-                   and p["task_id"] not in seen]
+        context = (
+            task.get("runtime_context") if isinstance(task.get("runtime_context"), dict) else {}
+        )
+        parents = [
+            by_id[p["task_id"]]
+            for p in context.get("triggered_by") or []
+            if isinstance(p, dict) and p.get("task_id") in by_id and p["task_id"] not in seen
+        ]
         return 1 + max(depth(p, seen + (task.get("id"),)) for p in parents) if parents else 0
 
     return sorted(tasks, key=lambda t: (t.get("created_at") or "", depth(t)))
@@ -204,23 +251,34 @@ def _in_order(tasks):
 def _task_row(task, workflow, now):
     started = results.engine_time(task.get("started_at"))
     finished = results.engine_time(task.get("finished_at"))
-    end = finished if finished is not None else (None if task.get("state") in
-                                                  st.ENGINE_TERMINAL else now)
+    end = (
+        finished
+        if finished is not None
+        else (None if task.get("state") in st.ENGINE_TERMINAL else now)
+    )
     context = task.get("runtime_context") if isinstance(task.get("runtime_context"), dict) else {}
     retries = (context.get("retry_task_policy") or {}).get("retry_no")
-    return {"id": task.get("id"), "name": task.get("name"), "state": task.get("state"),
-            "workflow": workflow, "workflow_execution_id": task.get("workflow_execution_id"),
-            "created_at": task.get("created_at"), "started_at": task.get("started_at"),
-            "finished_at": task.get("finished_at"),
-            "duration_s": round(end - started, 3) if started is not None and end else None,
-            "retries": retries, "state_info": errortree.first_line(task.get("state_info"))}
+    return {
+        "id": task.get("id"),
+        "name": task.get("name"),
+        "state": task.get("state"),
+        "workflow": workflow,
+        "workflow_execution_id": task.get("workflow_execution_id"),
+        "created_at": task.get("created_at"),
+        "started_at": task.get("started_at"),
+        "finished_at": task.get("finished_at"),
+        "duration_s": round(end - started, 3) if started is not None and end else None,
+        "retries": retries,
+        "state_info": errortree.first_line(task.get("state_info")),
+    }
 
 
 def tasks_text(rows):
     if not rows:
         return "no tasks"
-    return output.table([dict(r, started=r["started_at"], duration=_task_duration(r))
-                         for r in rows], TASK_COLUMNS)
+    return output.table(
+        [dict(r, started=r["started_at"], duration=_task_duration(r)) for r in rows], TASK_COLUMNS
+    )
 
 
 def _task_duration(row):
@@ -242,12 +300,16 @@ def cmd_tasks(args, conf):
 
 # -- watch ----------------------------------------------------------------------
 
+
 def progress(record):
     tasks = record.get("tasks") or []
-    return {"id": record["id"], "status": record["status"],
-            "tasks_done": sum(1 for t in tasks if t.get("status") in st.TERMINAL),
-            "tasks_total": len(tasks),
-            "running": [t.get("name") for t in tasks if t.get("status") not in st.TERMINAL]}
+    return {
+        "id": record["id"],
+        "status": record["status"],
+        "tasks_done": sum(1 for t in tasks if t.get("status") in st.TERMINAL),
+        "tasks_total": len(tasks),
+        "running": [t.get("name") for t in tasks if t.get("status") not in st.TERMINAL],
+    }
 
 
 def cmd_watch(args, conf):
@@ -261,8 +323,11 @@ def cmd_watch(args, conf):
         record = store.get_execution(args.id)
         if not st.is_terminal(record["status"]):
             if not args.json:
-                print("watching execution %s (workflow %s); Ctrl-C stops watching, not the "
-                      "execution" % (record["id"], record["workflow_name"]), flush=True)
+                print(
+                    "watching execution %s (workflow %s); Ctrl-C stops watching, not the "
+                    "execution" % (record["id"], record["workflow_name"]),
+                    flush=True,
+                )
             with app.build_engine(conf) as engine:
                 runner = app.build_runner(conf, engine, store)
                 record = runner.wait(args.id, interval=max(0.2, args.interval), on_progress=show)
@@ -287,15 +352,26 @@ def cmd_change(args, conf):
     with app.build_store(conf) as store, app.build_engine(conf) as engine:
         result = control.change_state(engine, store, args.id, args.action)
     if args.json:
-        print(output.dumps({"id": result.id, "action": result.action, "status": result.status,
-                            "engine_state": result.engine_state, "changed": result.changed}))
+        print(
+            output.dumps(
+                {
+                    "id": result.id,
+                    "action": result.action,
+                    "status": result.status,
+                    "engine_state": result.engine_state,
+                    "changed": result.changed,
+                }
+            )
+        )
     elif not result.changed:
         print("execution %s is %s already; nothing to do" % (result.id, result.status))
     else:
         done = control.ACTIONS[result.action].done
-        print("execution %s is %s: the engine has it %s, sub-workflows included; %s `%s` "
-              "when it sees that" % (result.id, result.status, result.engine_state,
-                                     CONFIRMED_BY, done))
+        print(
+            "execution %s is %s: the engine has it %s, sub-workflows included; %s `%s` "
+            "when it sees that"
+            % (result.id, result.status, result.engine_state, CONFIRMED_BY, done)
+        )
     return errors.EXIT_OK
 
 
@@ -303,15 +379,32 @@ def cmd_rerun(args, conf):
     with app.build_store(conf) as store, app.build_engine(conf) as engine:
         result = control.rerun_task(engine, store, args.task_id, reset=args.reset)
     if args.json:
-        print(output.dumps({"execution_id": result.execution_id, "task_id": result.task_id,
-                            "task_name": result.task_name, "workflow_name": result.workflow_name,
-                            "reopened": result.reopened, "reset": result.reset,
-                            "status": st.RUNNING}))
+        print(
+            output.dumps(
+                {
+                    "execution_id": result.execution_id,
+                    "task_id": result.task_id,
+                    "task_name": result.task_name,
+                    "workflow_name": result.workflow_name,
+                    "reopened": result.reopened,
+                    "reset": result.reset,
+                    "status": st.RUNNING,
+                }
+            )
+        )
     else:
-        print("task %s (%s, workflow %s) is running again; execution %s is %stracked until it "
-              "ends (st2bridge execution watch %s)" % (
-                  result.task_name, result.task_id, result.workflow_name, result.execution_id,
-                  "reopened and " if result.reopened else "", result.execution_id))
+        print(
+            "task %s (%s, workflow %s) is running again; execution %s is %stracked until it "
+            "ends (st2bridge execution watch %s)"
+            % (
+                result.task_name,
+                result.task_id,
+                result.workflow_name,
+                result.execution_id,
+                "reopened and " if result.reopened else "",
+                result.execution_id,
+            )
+        )
     return errors.EXIT_OK
 
 

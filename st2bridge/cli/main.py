@@ -16,31 +16,46 @@ from st2bridge.cli import dbupgrade, executions, output, services
 from st2bridge.cli import collect
 
 
-
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="st2bridge", description="Run workflows on the Mistral engine and track their results.")
-    parser.add_argument("--config-file", action="append", metavar="PATH",
-                        help="config file (default /etc/st2bridge/bridge.conf, or "
-                             "$ST2BRIDGE_CONFIG_FILE); may be repeated")
+        prog="st2bridge", description="Run workflows on the Mistral engine and track their results."
+    )
+    parser.add_argument(
+        "--config-file",
+        action="append",
+        metavar="PATH",
+        help="config file (default /etc/st2bridge/bridge.conf, or "
+        "$ST2BRIDGE_CONFIG_FILE); may be repeated",
+    )
     parser.add_argument("--config-dir", metavar="DIR", help="directory of *.conf files")
     parser.add_argument("--version", action="version", version="st2bridge " + __version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser("run", help="run a workflow file on the engine")
     run.add_argument("file", metavar="WORKFLOW.yaml")
-    run.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
-                     help="an input value (JSON, or a plain string); may be repeated")
+    run.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an input value (JSON, or a plain string); may be repeated",
+    )
     run.add_argument("--input-file", metavar="F.json", help="input values as a JSON object")
-    run.add_argument("--workflow", metavar="NAME",
-                     help="which workflow to run when the file defines several")
-    run.add_argument("--timeout", type=float, metavar="SECONDS",
-                     help="stop tracking with status timeout after this long")
+    run.add_argument(
+        "--workflow", metavar="NAME", help="which workflow to run when the file defines several"
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop tracking with status timeout after this long",
+    )
     run.add_argument("--wait", action="store_true", help="follow it to the end")
     run.add_argument("--json", action="store_true", help="print the record as JSON")
     run.set_defaults(handler=cmd_run)
 
-    executions.add_parsers(commands)     # execution list/get/tasks/watch/…, task rerun
+    executions.add_parsers(commands)  # execution list/get/tasks/watch/…, task rerun
 
     track = commands.add_parser("track", help="have the trackers poll an execution again")
     track.add_argument("id")
@@ -65,11 +80,13 @@ def parse_inputs(pairs, input_file):
             with open(input_file, encoding="utf-8") as f:
                 values = json.load(f)
         except OSError as exc:
-            raise errors.InputError("cannot read input file %s: %s"
-                                    % (input_file, exc.strerror)) from None
+            raise errors.InputError(
+                "cannot read input file %s: %s" % (input_file, exc.strerror)
+            ) from None
         except ValueError as exc:
-            raise errors.InputError("input file %s is not valid JSON: %s"
-                                    % (input_file, exc)) from None
+            raise errors.InputError(
+                "input file %s is not valid JSON: %s" % (input_file, exc)
+            ) from None
         if not isinstance(values, dict):
             raise errors.InputError("input file %s must hold a JSON object" % input_file)
     for pair in pairs:
@@ -79,7 +96,7 @@ def parse_inputs(pairs, input_file):
         try:
             values[key] = json.loads(raw)
         except ValueError:
-            values[key] = raw   # a plain string needs no JSON quotes
+            values[key] = raw  # a plain string needs no JSON quotes
     return values
 
 
@@ -95,10 +112,15 @@ def cmd_run(args, conf):
             print(output.dumps(output.execution_view(record)) if args.json else record["id"])
             return errors.EXIT_OK
         print("execution %s started; waiting for it to end" % record["id"], file=sys.stderr)
-        record = runner.wait(record["id"], on_progress=lambda r: print(
-            "  " + output.progress_line(r), file=sys.stderr))
-        print(output.dumps(output.execution_view(record)) if args.json
-              else output.execution_text(record))
+        record = runner.wait(
+            record["id"],
+            on_progress=lambda r: print("  " + output.progress_line(r), file=sys.stderr),
+        )
+        print(
+            output.dumps(output.execution_view(record))
+            if args.json
+            else output.execution_text(record)
+        )
         return errors.EXIT_OK if record["status"] == st.SUCCEEDED else errors.EXIT_FAILED
 
 
@@ -107,11 +129,21 @@ def cmd_track(args, conf):
     execution whose callbacks were lost or that was untracked."""
     with app.build_store(conf) as store:
         record = store.get_execution(args.id)
-        if not store.update_execution(args.id, {
-                "tracked": True, "next_poll_at": time.time(), "poll_failures": 0,
-                "not_found_count": 0, "lease_owner": None, "lease_expires_at": None}):
-            raise errors.Conflict("execution %s is %s already; there is nothing to track"
-                                  % (args.id, record["status"]))
+        if not store.update_execution(
+            args.id,
+            {
+                "tracked": True,
+                "next_poll_at": time.time(),
+                "poll_failures": 0,
+                "not_found_count": 0,
+                "lease_owner": None,
+                "lease_expires_at": None,
+            },
+        ):
+            raise errors.Conflict(
+                "execution %s is %s already; there is nothing to track"
+                % (args.id, record["status"])
+            )
     print("execution %s is tracked; a running tracker checks it within one interval" % args.id)
     return errors.EXIT_OK
 
@@ -120,14 +152,17 @@ def cmd_untrack(args, conf):
     with app.build_store(conf) as store:
         store.get_execution(args.id)
         store.update_execution(args.id, {"tracked": False}, if_active=False)
-    print("execution %s is no longer polled (`st2bridge track %s` attaches it again)"
-          % (args.id, args.id))
+    print(
+        "execution %s is no longer polled (`st2bridge track %s` attaches it again)"
+        % (args.id, args.id)
+    )
     return errors.EXIT_OK
 
 
 def oslo_args(args):
-    files = args.config_file or ([os.environ["ST2BRIDGE_CONFIG_FILE"]]
-                                 if os.environ.get("ST2BRIDGE_CONFIG_FILE") else [])
+    files = args.config_file or (
+        [os.environ["ST2BRIDGE_CONFIG_FILE"]] if os.environ.get("ST2BRIDGE_CONFIG_FILE") else []
+    )
     argv = []
     for path in files:
         argv += ["--config-file", path]

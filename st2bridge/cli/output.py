@@ -9,7 +9,9 @@ from st2bridge import status as st
 def iso(ts):
     if ts is None:
         return None
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(
+        timespec="milliseconds"
+    )
 
 
 def execution_view(record):
@@ -23,10 +25,18 @@ def execution_view(record):
         "input": record.get("input") or {},
         "output": record.get("output"),
         "error": record.get("error"),
-        "tasks": [{"name": t.get("name"), "status": t.get("status"), "state": t.get("state"),
-                   "id": t.get("id"), "state_info": t.get("state_info"),
-                   "started_at": t.get("started_at"), "finished_at": t.get("finished_at")}
-                  for t in record.get("tasks") or []],
+        "tasks": [
+            {
+                "name": t.get("name"),
+                "status": t.get("status"),
+                "state": t.get("state"),
+                "id": t.get("id"),
+                "state_info": t.get("state_info"),
+                "started_at": t.get("started_at"),
+                "finished_at": t.get("finished_at"),
+            }
+            for t in record.get("tasks") or []
+        ],
         "finished_by": record.get("finished_by"),
         "created_at": iso(record.get("created_at")),
         "updated_at": iso(record.get("updated_at")),
@@ -64,8 +74,8 @@ def execution_text(record):
         "created:    %s" % view["created_at"],
         "ended:      %s%s" % (view["ended_at"] or "-", took),
         "input:      %s" % json.dumps(view["input"], ensure_ascii=False),
-        "output:     %s" % (json.dumps(view["output"], ensure_ascii=False)
-                            if view["output"] is not None else "-"),
+        "output:     %s"
+        % (json.dumps(view["output"], ensure_ascii=False) if view["output"] is not None else "-"),
     ]
     if view["error"]:
         lines.append("error:      %s" % _indent(view["error"]))
@@ -73,7 +83,11 @@ def execution_text(record):
         width = max(len(t["name"] or "") for t in view["tasks"])
         lines.append("tasks:")
         for t in view["tasks"]:
-            info = "  %s" % t["state_info"].splitlines()[0][:100] if t["state_info"] and t["status"] == st.FAILED else ""
+            info = (
+                "  %s" % t["state_info"].splitlines()[0][:100]
+                if t["state_info"] and t["status"] == st.FAILED
+                else ""
+            )
             lines.append("  %-*s  %-9s%s" % (width, t["name"], t["status"], info))
     return "\n".join(lines)
 

@@ -21,24 +21,48 @@ def collect(conf, now=None):
                 state, age = registry.liveness(service, now, conf.resultstracker.heartbeat_interval)
                 stats = (service.get("info") or {}).get("stats") or {}
                 detail = "heartbeat %.0f s ago, pid %s, version %s" % (
-                    age, service.get("pid"), service.get("version"))
+                    age,
+                    service.get("pid"),
+                    service.get("version"),
+                )
                 if stats:
                     detail += ", %s checks, %s tracked" % (stats.get("polls"), stats.get("tracked"))
-                rows.append({"name": service["name"], "where": service["host"], "state": state,
-                             "detail": detail, "id": service["id"]})
-        rows.append({"name": "store", "where": conf.store.url.split("://")[0], "state": "up",
-                     "detail": "reachable"})
+                rows.append(
+                    {
+                        "name": service["name"],
+                        "where": service["host"],
+                        "state": state,
+                        "detail": detail,
+                        "id": service["id"],
+                    }
+                )
+        rows.append(
+            {
+                "name": "store",
+                "where": conf.store.url.split("://")[0],
+                "state": "up",
+                "detail": "reachable",
+            }
+        )
     except errors.StoreError as exc:
-        rows.append({"name": "store", "where": conf.store.url.split("://")[0], "state": "down",
-                     "detail": str(exc)})
+        rows.append(
+            {
+                "name": "store",
+                "where": conf.store.url.split("://")[0],
+                "state": "down",
+                "detail": str(exc),
+            }
+        )
     engine = app.build_engine(conf, retry=False)
     try:
         engine.ping()
-        rows.append({"name": "engine API", "where": engine.display_url, "state": "up",
-                     "detail": "answers"})
+        rows.append(
+            {"name": "engine API", "where": engine.display_url, "state": "up", "detail": "answers"}
+        )
     except errors.EngineError as exc:
-        rows.append({"name": "engine API", "where": engine.display_url, "state": "down",
-                     "detail": str(exc)})
+        rows.append(
+            {"name": "engine API", "where": engine.display_url, "state": "down", "detail": str(exc)}
+        )
     finally:
         engine.close()
     listener = callback_listener(conf)
@@ -58,8 +82,11 @@ def callback_listener(conf, timeout=HEALTH_TIMEOUT):
         resp = requests.get(url + "/v1/health", timeout=timeout)
     except requests.ConnectionError as exc:
         refused = "refused" in str(exc).lower()
-        row["detail"] = "connection refused (no tracker listening?)" if refused else \
-            "cannot connect: %s" % type(exc).__name__
+        row["detail"] = (
+            "connection refused (no tracker listening?)"
+            if refused
+            else "cannot connect: %s" % type(exc).__name__
+        )
         return row
     except requests.Timeout:
         row["detail"] = "no answer within %g s" % timeout
@@ -74,8 +101,11 @@ def callback_listener(conf, timeout=HEALTH_TIMEOUT):
         counts = resp.json().get("callbacks") or {}
     except ValueError:
         counts = {}
-    row.update(state="up", detail="answers; %s callbacks accepted, %s rejected" % (
-        counts.get("accepted", "?"), counts.get("rejected", "?")))
+    row.update(
+        state="up",
+        detail="answers; %s callbacks accepted, %s rejected"
+        % (counts.get("accepted", "?"), counts.get("rejected", "?")),
+    )
     return row
 
 

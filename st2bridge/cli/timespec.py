@@ -18,13 +18,14 @@ def parse_since(text, now):
         return now - sum(float(n) * _UNITS[u] for n, u in _RELATIVE.findall(value))
     try:
         iso = value.upper()
-        if iso.endswith("Z"):            # Python 3.10's fromisoformat has no 'Z'
+        if iso.endswith("Z"):  # Python 3.10's fromisoformat has no 'Z'
             iso = iso[:-1] + "+00:00"
         when = datetime.datetime.fromisoformat(iso)
     except ValueError:
         raise errors.InputError(
             "--since %r is neither a time (2026-11-21T12:00, UTC unless an offset is "
-            "given) nor a span back from now (30m, 1h, 2d, 1h30m)" % text) from None
+            "given) nor a span back from now (30m, 1h, 2d, 1h30m)" % text
+        ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
     return when.timestamp()

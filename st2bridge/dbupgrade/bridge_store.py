@@ -43,16 +43,22 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 # version -> (what it does, SQLite statements)
 SQLITE_STEPS = {
-    2: ("index services by (name, host), the order list_services returns",
-        ["CREATE INDEX IF NOT EXISTS ix_services_name_host ON services (name, host)"]),
-    3: ("tasks in a table of their own, one row each (a callback rewrites one task, not the "
+    2: (
+        "index services by (name, host), the order list_services returns",
+        ["CREATE INDEX IF NOT EXISTS ix_services_name_host ON services (name, host)"],
+    ),
+    3: (
+        "tasks in a table of their own, one row each (a callback rewrites one task, not the "
         "record)",
-        ["CREATE TABLE tasks (execution_id TEXT NOT NULL, idx INTEGER NOT NULL, task_id TEXT,"
-         "\n                    doc TEXT NOT NULL, PRIMARY KEY (execution_id, idx)) WITHOUT ROWID",
-         "CREATE INDEX ix_tasks_execution_id_task_id ON tasks (execution_id, task_id)",
-         "INSERT INTO tasks (execution_id, idx, task_id, doc) SELECT e.id, CAST(t.key AS INTEGER), "
-         "json_extract(t.value, '$.id'), t.value FROM executions e, json_each(e.doc, '$.tasks') t",
-         "UPDATE executions SET doc = json_remove(doc, '$.tasks')"]),
+        [
+            "CREATE TABLE tasks (execution_id TEXT NOT NULL, idx INTEGER NOT NULL, task_id TEXT,"
+            "\n                    doc TEXT NOT NULL, PRIMARY KEY (execution_id, idx)) WITHOUT ROWID",
+            "CREATE INDEX ix_tasks_execution_id_task_id ON tasks (execution_id, task_id)",
+            "INSERT INTO tasks (execution_id, idx, task_id, doc) SELECT e.id, CAST(t.key AS INTEGER), "
+            "json_extract(t.value, '$.id'), t.value FROM executions e, json_each(e.doc, '$.tasks') t",
+            "UPDATE executions SET doc = json_remove(doc, '$.tasks')",
+        ],
+    ),
 }
 
 
@@ -63,8 +69,12 @@ def _mongo_v1(db):
     ex.create_index("workflow_name", name="ix_workflow_name")
     ex.create_index([("tracked", 1), ("next_poll_at", 1)], name="ix_tracked_next_poll_at")
     ex.create_index("lease_owner", name="ix_lease_owner")
-    ex.create_index("engine_execution_id", name="ix_engine_execution_id", unique=True,
-                    partialFilterExpression={"engine_execution_id": {"$type": "string"}})
+    ex.create_index(
+        "engine_execution_id",
+        name="ix_engine_execution_id",
+        unique=True,
+        partialFilterExpression={"engine_execution_id": {"$type": "string"}},
+    )
 
 
 def _mongo_v2(db):
@@ -74,12 +84,16 @@ def _mongo_v2(db):
 MONGO_STEPS = {
     1: ("the executions indexes", _mongo_v1),
     2: ("index services by (name, host), the order list_services returns", _mongo_v2),
-    3: ("nothing to do (version 3 moved SQLite's tasks to a table; a MongoDB document "
-        "updates one task in place)", lambda db: None),
+    3: (
+        "nothing to do (version 3 moved SQLite's tasks to a table; a MongoDB document "
+        "updates one task in place)",
+        lambda db: None,
+    ),
 }
 
 
 # -- locating the store -------------------------------------------------------
+
 
 def kind(url):
     scheme = url.split(":", 1)[0].lower()
@@ -91,7 +105,7 @@ def kind(url):
 
 
 def sqlite_path(url):
-    return url[len("sqlite:///"):]
+    return url[len("sqlite:///") :]
 
 
 def where(url):
@@ -120,6 +134,7 @@ def same_store(a, b):
 def store_url_of(config_files):
     """The [store] url that a daemon with these config files uses."""
     from st2bridge import config
+
     argv = []
     for path in config_files:
         argv += ["--config-file", path]
@@ -128,20 +143,27 @@ def store_url_of(config_files):
 
 # -- raw reads (no schema created, no version checked) ---------------------------
 
+
 def _sqlite_ro(path, timeout=10.0):
     if not os.path.exists(path):
         return None
     try:
-        return sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(os.path.abspath(path)),
-                               uri=True, timeout=timeout)
+        return sqlite3.connect(
+            "file:%s?mode=ro" % urllib.parse.quote(os.path.abspath(path)), uri=True, timeout=timeout
+        )
     except sqlite3.Error as exc:
         raise errors.DatabaseUnreachable("cannot open SQLite store %s: %s" % (path, exc)) from None
 
 
 def _mongo(url, timeout=5.0):
     import pymongo
-    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=int(timeout * 1000),
-                                 connectTimeoutMS=int(timeout * 1000), appname="st2bridge-db-upgrade")
+
+    client = pymongo.MongoClient(
+        url,
+        serverSelectionTimeoutMS=int(timeout * 1000),
+        connectTimeoutMS=int(timeout * 1000),
+        appname="st2bridge-db-upgrade",
+    )
     return client, client[_mongo_db(url)]
 
 
@@ -154,20 +176,28 @@ def read_version(url, client=None, timeout=10.0):
         if conn is None:
             return None
         try:
-            tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {
+                n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
             if "meta" not in tables:
                 if tables:
                     raise errors.StoreVersionMismatch(
-                        "%s is a SQLite database but not an st2bridge store" % path)
+                        "%s is a SQLite database but not an st2bridge store" % path
+                    )
                 return None
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
-                raise errors.UpgradeLocked("SQLite store %s stays locked (waited %.0f s)"
-                                           % (path, timeout)) from None
-            raise errors.DatabaseUnreachable("cannot read SQLite store %s: %s" % (path, exc)) from None
+                raise errors.UpgradeLocked(
+                    "SQLite store %s stays locked (waited %.0f s)" % (path, timeout)
+                ) from None
+            raise errors.DatabaseUnreachable(
+                "cannot read SQLite store %s: %s" % (path, exc)
+            ) from None
         except sqlite3.Error as exc:
-            raise errors.DatabaseUnreachable("cannot read SQLite store %s: %s" % (path, exc)) from None
+            raise errors.DatabaseUnreachable(
+                "cannot read SQLite store %s: %s" % (path, exc)
+            ) from None
         finally:
             conn.close()
         if row is None:
@@ -181,18 +211,22 @@ def read_version(url, client=None, timeout=10.0):
 def read_services(url, client=None):
     """Service records as the store holds them (any version)."""
     import json
+
     if kind(url) == "sqlite":
         conn = _sqlite_ro(sqlite_path(url))
         if conn is None:
             return []
         try:
-            tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {
+                n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
             if "services" not in tables:
                 return []
             return [json.loads(doc) for (doc,) in conn.execute("SELECT doc FROM services")]
         except sqlite3.Error as exc:
-            raise errors.DatabaseUnreachable("cannot read SQLite store %s: %s"
-                                             % (sqlite_path(url), exc)) from None
+            raise errors.DatabaseUnreachable(
+                "cannot read SQLite store %s: %s" % (sqlite_path(url), exc)
+            ) from None
         finally:
             conn.close()
     with _mongo_session(url, client) as db:
@@ -205,6 +239,7 @@ class _mongo_session:
 
     def __enter__(self):
         from pymongo import errors as mongo_errors
+
         self.mongo_errors = mongo_errors
         if self.client is None:
             self.client, db = _mongo(self.url)
@@ -216,12 +251,15 @@ class _mongo_session:
         if self.own:
             self.client.close()
         if exc is not None and isinstance(exc, self.mongo_errors.ConnectionFailure):
-            raise errors.DatabaseUnreachable("MongoDB store %s is unreachable: %s"
-                                             % (where(self.url), str(exc).splitlines()[0][:200]))
+            raise errors.DatabaseUnreachable(
+                "MongoDB store %s is unreachable: %s"
+                % (where(self.url), str(exc).splitlines()[0][:200])
+            )
         return False
 
 
 # -- migrating ------------------------------------------------------------------
+
 
 def pending(version):
     """The steps from `version` to LATEST: [(version, description)]."""
@@ -230,9 +268,12 @@ def pending(version):
     if not isinstance(version, int) or version > LATEST:
         raise errors.StoreVersionMismatch(
             "the bridge store has schema version %s, this st2bridge knows only %d: it was "
-            "written by a newer st2bridge; run that version's db-upgrade" % (version, LATEST))
-    return [(v, SQLITE_STEPS.get(v, MONGO_STEPS.get(v, ("", None)))[0])
-            for v in range(version + 1, LATEST + 1)]
+            "written by a newer st2bridge; run that version's db-upgrade" % (version, LATEST)
+        )
+    return [
+        (v, SQLITE_STEPS.get(v, MONGO_STEPS.get(v, ("", None)))[0])
+        for v in range(version + 1, LATEST + 1)
+    ]
 
 
 def migrate(url, *, lock_timeout, say, client=None):
@@ -246,6 +287,7 @@ def migrate(url, *, lock_timeout, say, client=None):
 def _migrate_sqlite(path, lock_timeout, say):
     if read_version("sqlite:///" + path, timeout=max(lock_timeout, 0.1)) is None:
         from st2bridge.store.sqlite import SqliteStore
+
         SqliteStore(path).close()
         say("created a new SQLite store %s at version %d" % (path, LATEST))
         return None, LATEST
@@ -254,8 +296,9 @@ def _migrate_sqlite(path, lock_timeout, say):
         try:
             conn.execute("BEGIN EXCLUSIVE")  # the lock: one migration, no writer meanwhile
         except sqlite3.OperationalError as exc:
-            raise errors.UpgradeLocked("SQLite store %s stays locked (%s; waited %.0f s)"
-                                       % (path, exc, lock_timeout)) from None
+            raise errors.UpgradeLocked(
+                "SQLite store %s stays locked (%s; waited %.0f s)" % (path, exc, lock_timeout)
+            ) from None
         try:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             before = int(row[0]) if row else 1
@@ -263,15 +306,19 @@ def _migrate_sqlite(path, lock_timeout, say):
                 say("bridge store %s: version %d -> %d: %s" % (path, version - 1, version, what))
                 for statement in SQLITE_STEPS[version][1]:
                     conn.execute(statement)
-                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES "
-                             "('schema_version', ?)", (str(version),))
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(version),),
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
-        raise errors.MigrationFailed("bridge store %s: %s (nothing changed)" % (path, exc)) from None
+        raise errors.MigrationFailed(
+            "bridge store %s: %s (nothing changed)" % (path, exc)
+        ) from None
     finally:
         conn.close()
     return before, LATEST
@@ -279,6 +326,7 @@ def _migrate_sqlite(path, lock_timeout, say):
 
 def _migrate_mongo(db, lock_timeout, say):
     from pymongo import errors as mongo_errors
+
     meta = db["meta"]
     owner = uuid.uuid4().hex
     deadline = time.monotonic() + lock_timeout
@@ -290,8 +338,9 @@ def _migrate_mongo(db, lock_timeout, say):
             break
         except mongo_errors.DuplicateKeyError:
             if time.monotonic() >= deadline:
-                raise errors.UpgradeLocked("another db-upgrade holds the lock of the MongoDB "
-                                           "store (meta db_upgrade_lock)") from None
+                raise errors.UpgradeLocked(
+                    "another db-upgrade holds the lock of the MongoDB store (meta db_upgrade_lock)"
+                ) from None
             time.sleep(0.5)
     try:
         doc = meta.find_one({"_id": "schema_version"})

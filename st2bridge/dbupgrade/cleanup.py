@@ -24,16 +24,20 @@ def drop_statements(engine, objects):
     tables_done = False
     for kind, table, name in objects:
         if kind == "foreign_key":
-            sql.append("ALTER TABLE %s DROP %s %s"
-                       % (q(table), "CONSTRAINT" if pg else "FOREIGN KEY", q(name)))
+            sql.append(
+                "ALTER TABLE %s DROP %s %s"
+                % (q(table), "CONSTRAINT" if pg else "FOREIGN KEY", q(name))
+            )
         elif kind == "unique":
-            sql.append("ALTER TABLE %s DROP %s %s"
-                       % (q(table), "CONSTRAINT" if pg else "INDEX", q(name)))
+            sql.append(
+                "ALTER TABLE %s DROP %s %s" % (q(table), "CONSTRAINT" if pg else "INDEX", q(name))
+            )
         elif kind == "check":
             sql.append("ALTER TABLE %s DROP CONSTRAINT %s" % (q(table), q(name)))
         elif kind == "index":
-            sql.append("DROP INDEX %s" % q(name) if pg else
-                       "DROP INDEX %s ON %s" % (q(name), q(table)))
+            sql.append(
+                "DROP INDEX %s" % q(name) if pg else "DROP INDEX %s ON %s" % (q(name), q(table))
+            )
         elif kind == "table" and not tables_done:
             tables_done = True
             tables = [n for k, _, n in objects if k == "table"]
@@ -42,8 +46,10 @@ def drop_statements(engine, objects):
             for t in tables:
                 for fk in insp.get_foreign_keys(t):
                     if fk.get("name") and fk["referred_table"] in tables:
-                        sql.append("ALTER TABLE %s DROP %s %s" % (
-                            q(t), "CONSTRAINT" if pg else "FOREIGN KEY", q(fk["name"])))
+                        sql.append(
+                            "ALTER TABLE %s DROP %s %s"
+                            % (q(t), "CONSTRAINT" if pg else "FOREIGN KEY", q(fk["name"]))
+                        )
             sql += ["DROP TABLE %s" % q(t) for t in tables]
         elif kind == "sequence":
             sql.append("DROP SEQUENCE IF EXISTS %s" % q(name))
@@ -67,14 +73,15 @@ def export_rows(engine, tables, directory, revision):
     db = engine.url.database or "engine"
     path = os.path.join(directory, "db-upgrade-%s-%s-%s.json" % (db, stamp, uuid.uuid4().hex[:6]))
     q = engine.dialect.identifier_preparer.quote
-    doc = {"database": redact(engine.url), "revision": revision,
-           "exported_at": stamp, "tables": {}}
+    doc = {"database": redact(engine.url), "revision": revision, "exported_at": stamp, "tables": {}}
     with engine.connect() as conn:
         for table in tables:
             result = conn.execute(sa.text("SELECT * FROM %s" % q(table)))
             columns = list(result.keys())
-            doc["tables"][table] = {"columns": columns,
-                                    "rows": [[_jsonable(v) for v in row] for row in result]}
+            doc["tables"][table] = {
+                "columns": columns,
+                "rows": [[_jsonable(v) for v in row] for row in result],
+            }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1, ensure_ascii=False)

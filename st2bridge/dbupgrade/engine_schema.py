@@ -31,6 +31,7 @@ DROP_ORDER = ("foreign_key", "unique", "check", "index", "table", "sequence", "e
 
 # -- URLs ---------------------------------------------------------------------
 
+
 def parse_url(url, what="engine_connection"):
     try:
         parsed = make_url(url)
@@ -40,7 +41,8 @@ def parse_url(url, what="engine_connection"):
     if backend not in SUPPORTED:
         raise errors.ConfigError(
             "[db_upgrade] %s uses %s: db-upgrade supports PostgreSQL and MariaDB/MySQL "
-            "(the engine's migrations do not run on other databases)" % (what, backend))
+            "(the engine's migrations do not run on other databases)" % (what, backend)
+        )
     return parsed
 
 
@@ -54,8 +56,9 @@ def redact(url):
 
 def ours(url):
     """The URL with a driver installed here (the engine may name another)."""
-    parsed = parse_url(str(url) if not hasattr(url, "drivername") else
-                       url.render_as_string(hide_password=False))
+    parsed = parse_url(
+        str(url) if not hasattr(url, "drivername") else url.render_as_string(hide_password=False)
+    )
     family = SUPPORTED[parsed.get_backend_name()]
     return parsed.set(drivername=DEFAULT_DRIVERS[family])
 
@@ -69,8 +72,10 @@ def engine_connection(conf):
         return du.engine_connection
     url = read_engine_config(du.engine_config_file).get("connection")
     if not url:
-        raise errors.ConfigError("no engine database: set [db_upgrade] engine_connection or "
-                                 "[database] connection in %s" % du.engine_config_file)
+        raise errors.ConfigError(
+            "no engine database: set [db_upgrade] engine_connection or "
+            "[database] connection in %s" % du.engine_config_file
+        )
     parse_url(url, "engine_connection (from %s)" % du.engine_config_file)
     return url
 
@@ -82,16 +87,19 @@ def read_engine_config(path, section="database"):
         with open(path, encoding="utf-8") as f:
             parser.read_file(f)
     except OSError as exc:
-        raise errors.ConfigError("cannot read the engine's config file %s: %s"
-                                 % (path, exc.strerror or exc)) from None
+        raise errors.ConfigError(
+            "cannot read the engine's config file %s: %s" % (path, exc.strerror or exc)
+        ) from None
     except configparser.Error as exc:
-        raise errors.ConfigError("cannot parse the engine's config file %s: %s"
-                                 % (path, " ".join(str(exc).split()))) from None
+        raise errors.ConfigError(
+            "cannot parse the engine's config file %s: %s" % (path, " ".join(str(exc).split()))
+        ) from None
     return dict(parser[section]) if parser.has_section(section) else {}
 
 
 def same_database(a, b):
     """True when two SQLAlchemy URLs name the same database on the same server."""
+
     def key(url):
         parsed = make_url(url)
         family = SUPPORTED.get(parsed.get_backend_name(), parsed.get_backend_name())
@@ -100,6 +108,7 @@ def same_database(a, b):
             host = "localhost"
         port = parsed.port or {"postgresql": 5432, "mysql": 3306}.get(family)
         return family, host, port, parsed.database
+
     try:
         return key(a) == key(b)
     except (ArgumentError, ValueError):
@@ -107,6 +116,7 @@ def same_database(a, b):
 
 
 # -- connections --------------------------------------------------------------
+
 
 def connect(url):
     """An SQLAlchemy engine for url; DatabaseUnreachable if it cannot connect."""
@@ -117,8 +127,9 @@ def connect(url):
     except NoSuchModuleError as exc:
         raise errors.ConfigError("no database driver for %s: %s" % (redact(url), exc)) from None
     except (DBAPIError, SQLAlchemyError) as exc:
-        raise errors.DatabaseUnreachable("cannot connect to %s: %s"
-                                         % (redact(url), db_error(exc))) from None
+        raise errors.DatabaseUnreachable(
+            "cannot connect to %s: %s" % (redact(url), db_error(exc))
+        ) from None
     return engine
 
 
@@ -135,6 +146,7 @@ def family(engine):
 
 # -- reading the live database ----------------------------------------------
 
+
 def read_revision(engine):
     """(revision or None, list of table names)."""
     try:
@@ -142,12 +154,18 @@ def read_revision(engine):
         if VERSION_TABLE not in tables:
             return None, tables
         with engine.connect() as conn:
-            rows = [r[0] for r in conn.execute(sa.text("SELECT version_num FROM %s" % VERSION_TABLE))]
+            rows = [
+                r[0] for r in conn.execute(sa.text("SELECT version_num FROM %s" % VERSION_TABLE))
+            ]
     except (DBAPIError, SQLAlchemyError) as exc:
-        raise errors.DatabaseUnreachable("cannot read the engine database: %s" % db_error(exc)) from None
+        raise errors.DatabaseUnreachable(
+            "cannot read the engine database: %s" % db_error(exc)
+        ) from None
     if len(rows) > 1:
-        raise errors.MigrationFailed("the engine database records several revisions (%s); "
-                                     "it was migrated by another tool" % ", ".join(rows))
+        raise errors.MigrationFailed(
+            "the engine database records several revisions (%s); "
+            "it was migrated by another tool" % ", ".join(rows)
+        )
     return (rows[0] if rows else None), tables
 
 
@@ -163,8 +181,11 @@ def snapshot(engine):
         for index in insp.get_indexes(table):
             if index.get("name") and index["name"] not in uniques:
                 objects.add(("index", table, index["name"]))
-        objects |= {("foreign_key", table, fk["name"])
-                    for fk in insp.get_foreign_keys(table) if fk.get("name")}
+        objects |= {
+            ("foreign_key", table, fk["name"])
+            for fk in insp.get_foreign_keys(table)
+            if fk.get("name")
+        }
         try:
             checks = insp.get_check_constraints(table)
         except NotImplementedError:
@@ -203,6 +224,7 @@ def has_rows(engine, table):
 
 # -- the expected schema ------------------------------------------------------
 
+
 class Expected:
     """The schema a revision should have (`objects`), and what the engine's
     services would add to it on start: `autocreated` objects and the `seeds`
@@ -221,46 +243,57 @@ def expected_schema(conf, live_url, revision, *, say, redact_text=str):
     du = conf.db_upgrade
     server = make_url(du.scratch_connection) if du.scratch_connection else make_url(live_url)
     name = "st2bu_scratch_%s_%s" % (time.strftime("%Y%m%d%H%M%S"), uuid.uuid4().hex[:6])
-    scratch_url = server.set(database=name)   # the engine's driver, for its tools
+    scratch_url = server.set(database=name)  # the engine's driver, for its tools
     admin = connect(server.set(database=_admin_db(server)))
     q = admin.dialect.identifier_preparer.quote
-    say("building the schema of revision %s with the engine's migrations in scratch database "
-        "%s" % (revision or "(none)", name))
+    say(
+        "building the schema of revision %s with the engine's migrations in scratch database "
+        "%s" % (revision or "(none)", name)
+    )
     try:
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("CREATE DATABASE %s" % q(name)))
     except (DBAPIError, SQLAlchemyError) as exc:
         raise errors.DatabaseUnreachable(
             "cannot create a scratch database on %s (set [db_upgrade] scratch_connection to a "
-            "server where that is allowed): %s" % (redact(server), db_error(exc))) from None
+            "server where that is allowed): %s" % (redact(server), db_error(exc))
+        ) from None
     config_path = None
     try:
         config_path = _scratch_config(du.engine_config_file, scratch_url)
         if revision is not None:
             argv = migrate.render(du.manage_command, config_path) + ["upgrade", revision]
-            code, last = migrate.run(argv, on_line=lambda line: None, redact=redact_text,
-                                     timeout=du.command_timeout)
+            code, last = migrate.run(
+                argv, on_line=lambda line: None, redact=redact_text, timeout=du.command_timeout
+            )
             if code != 0:
                 raise errors.MigrationFailed(
                     "the engine's migrations to %s failed in the scratch database (exit %d): %s"
-                    % (revision, code, migrate.last_error("\n".join(last))))
+                    % (revision, code, migrate.last_error("\n".join(last)))
+                )
         scratch = connect(scratch_url)
         try:
             objects = snapshot(scratch)
             if not du.autocreate_command:
                 return Expected(objects)
-            code, last = migrate.run(migrate.render(du.autocreate_command, config_path),
-                                     on_line=lambda line: None, redact=redact_text,
-                                     timeout=du.command_timeout)
+            code, last = migrate.run(
+                migrate.render(du.autocreate_command, config_path),
+                on_line=lambda line: None,
+                redact=redact_text,
+                timeout=du.command_timeout,
+            )
             if code != 0:
-                say("warning: autocreate_command failed in the scratch database (exit %d: %s); "
+                say(
+                    "warning: autocreate_command failed in the scratch database (exit %d: %s); "
                     "every row of an auto-created table counts as data"
-                    % (code, migrate.last_error("\n".join(last))))
+                    % (code, migrate.last_error("\n".join(last)))
+                )
                 return Expected(objects)
             after = snapshot(scratch)
             new_tables = [n for k, _, n in after - objects if k == "table"]
-            return Expected(objects, frozenset(after - objects),
-                            {t: read_rows(scratch, t) for t in new_tables})
+            return Expected(
+                objects, frozenset(after - objects), {t: read_rows(scratch, t) for t in new_tables}
+            )
         finally:
             scratch.dispose()
     finally:
@@ -291,12 +324,18 @@ def only_seed_rows(engine, table, seed_rows, count):
     if seed_rows is None or count != len(seed_rows):
         return False
     live = read_rows(engine, table, limit=count + 1)
-    stamps = {k for row in live + seed_rows for k, v in row.items()
-              if isinstance(v, (datetime.datetime, datetime.date))}
+    stamps = {
+        k
+        for row in live + seed_rows
+        for k, v in row.items()
+        if isinstance(v, (datetime.datetime, datetime.date))
+    }
 
     def key(rows):
-        return sorted(repr(sorted((k, v) for k, v in row.items() if k not in stamps))
-                      for row in rows)
+        return sorted(
+            repr(sorted((k, v) for k, v in row.items() if k not in stamps)) for row in rows
+        )
+
     return key(live) == key(seed_rows)
 
 

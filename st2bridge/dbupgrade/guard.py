@@ -23,16 +23,28 @@ from st2bridge.dbupgrade.lock import DatabaseLock
 
 
 class Guard:
-    def __init__(self, conf, *, target="engine", dry_run=False, check=False, force=False,
-                 yes=False, out=None, confirm=None):
+    def __init__(
+        self,
+        conf,
+        *,
+        target="engine",
+        dry_run=False,
+        check=False,
+        force=False,
+        yes=False,
+        out=None,
+        confirm=None,
+    ):
         self.conf, self.du = conf, conf.db_upgrade
         self.target, self.dry_run, self.check = target, dry_run, check
         self.force, self.yes = force, yes
         self.out = out or sys.stderr
         self.confirm = confirm
         self.redact = migrate.Redactor()
-        self.report = {"target": target, "mode": "check" if check else
-                       "dry-run" if dry_run else "upgrade"}
+        self.report = {
+            "target": target,
+            "mode": "check" if check else "dry-run" if dry_run else "upgrade",
+        }
         self._engine_url = None
 
     def say(self, text):
@@ -64,9 +76,10 @@ class Guard:
             if du.check_systemd:
                 found += services.systemd_units(du.engine_systemd_units)
             if du.check_processes:
-                found += services.processes(du.engine_process_patterns,
-                                            services.engine_process_uses(
-                                                self._engine_url, engine_schema.same_database))
+                found += services.processes(
+                    du.engine_process_patterns,
+                    services.engine_process_uses(self._engine_url, engine_schema.same_database),
+                )
             if du.check_engine_api:
                 found += services.engine_api(du.engine_api_url or self.conf.engine.api_url)
         if "bridge" in targets:
@@ -74,18 +87,23 @@ class Guard:
             if du.check_systemd:
                 found += services.systemd_units(du.bridge_systemd_units)
             if du.check_processes:
-                found += services.processes(du.bridge_process_patterns,
-                                            services.bridge_process_uses(
-                                                url, bridge_store.store_url_of,
-                                                bridge_store.same_store))
+                found += services.processes(
+                    du.bridge_process_patterns,
+                    services.bridge_process_uses(
+                        url, bridge_store.store_url_of, bridge_store.same_store
+                    ),
+                )
             if du.check_heartbeats:
-                found += services.heartbeats(bridge_store.read_services(url),
-                                             du.heartbeat_stale_after)
+                found += services.heartbeats(
+                    bridge_store.read_services(url), du.heartbeat_stale_after
+                )
         return found
 
     def services_check(self, targets):
-        self.say("checking that no service uses the %s database%s"
-                 % (" and ".join(targets), "s" if len(targets) > 1 else ""))
+        self.say(
+            "checking that no service uses the %s database%s"
+            % (" and ".join(targets), "s" if len(targets) > 1 else "")
+        )
         found = self.find_services(targets)
         self.report["services"] = [f.as_dict() for f in found]
         if found:
@@ -93,9 +111,13 @@ class Guard:
                 self.say("  running: %s" % finding)
             raise errors.ServicesRunning(
                 "refusing: %d service%s still running (%s); stop %s and run db-upgrade again"
-                % (len(found), "s" if len(found) > 1 else "",
-                   "; ".join("%s: %s" % (f.check, f.short) for f in found),
-                   "it" if len(found) == 1 else "them"))
+                % (
+                    len(found),
+                    "s" if len(found) > 1 else "",
+                    "; ".join("%s: %s" % (f.check, f.short) for f in found),
+                    "it" if len(found) == 1 else "them",
+                )
+            )
 
     # -- the engine database ----------------------------------------------------------
 
@@ -112,8 +134,9 @@ class Guard:
             db.dispose()
 
     def _history(self):
-        return migrate.revisions(self.du.manage_command, self.du.engine_config_file,
-                                 redact=self.redact)
+        return migrate.revisions(
+            self.du.manage_command, self.du.engine_config_file, redact=self.redact
+        )
 
     def _engine_check(self, db, rep):
         revision, _ = engine_schema.read_revision(db)
@@ -122,9 +145,11 @@ class Guard:
         if revision == head:
             self.say("engine database is at the head revision %s" % head)
             return errors.EXIT_OK
-        self.say("engine database is at revision %s, the head is %s: migrations are pending; "
-                 "run `st2bridge db-upgrade --target engine` with the engine's services stopped"
-                 % (revision or "(none)", head))
+        self.say(
+            "engine database is at revision %s, the head is %s: migrations are pending; "
+            "run `st2bridge db-upgrade --target engine` with the engine's services stopped"
+            % (revision or "(none)", head)
+        )
         return errors.EXIT_UPGRADE_PENDING
 
     def _engine_upgrade(self, db, rep):
@@ -135,48 +160,74 @@ class Guard:
         if revision is not None and revision not in chain:
             raise errors.MigrationFailed(
                 "the engine database is at revision %s, which this engine's migrations do "
-                "not know (written by a newer engine?); upgrade the engine package first"
-                % revision)
+                "not know (written by a newer engine?); upgrade the engine package first" % revision
+            )
         if revision == head and not self._populate_missing(db):
             self.say("engine database is at the head revision %s: nothing to do" % head)
             rep.update(status="up-to-date", objects=[], commands=[])
             return errors.EXIT_OK
         if revision is None and tables:
-            self.say("diagnosis: the database has %d tables but no recorded revision: the "
-                     "services created them (SQLAlchemy create_all) before any migration ran, "
-                     "so the migrations cannot run over them" % len(tables))
+            self.say(
+                "diagnosis: the database has %d tables but no recorded revision: the "
+                "services created them (SQLAlchemy create_all) before any migration ran, "
+                "so the migrations cannot run over them" % len(tables)
+            )
         else:
-            self.say("recorded revision %s, head %s: %d migration%s pending"
-                     % (revision or "(none: new database)", head, _pending(chain, revision),
-                        "" if _pending(chain, revision) == 1 else "s"))
+            self.say(
+                "recorded revision %s, head %s: %d migration%s pending"
+                % (
+                    revision or "(none: new database)",
+                    head,
+                    _pending(chain, revision),
+                    "" if _pending(chain, revision) == 1 else "s",
+                )
+            )
         extra, seeded = [], set()
         rows = {}
         if tables:
-            expected = engine_schema.expected_schema(self.conf, self._engine_url, revision,
-                                                     say=self.say, redact_text=self.redact)
+            expected = engine_schema.expected_schema(
+                self.conf, self._engine_url, revision, say=self.say, redact_text=self.redact
+            )
             live = engine_schema.snapshot(db)
             extra = engine_schema.extra_objects(live, expected.objects)
             missing = engine_schema.missing_objects(live, expected.objects)
             if missing:
-                self.say("warning: %d objects of revision %s are missing (the migrations may "
-                         "fail): %s" % (len(missing), revision, _names(missing)))
+                self.say(
+                    "warning: %d objects of revision %s are missing (the migrations may "
+                    "fail): %s" % (len(missing), revision, _names(missing))
+                )
             if expected.seeds is not None:
                 odd = [o for o in extra if o not in expected.autocreated]
                 if odd:
-                    self.say("note: %d of these objects are not what the services create on "
-                             "start: %s" % (len(odd), _names(odd)))
+                    self.say(
+                        "note: %d of these objects are not what the services create on "
+                        "start: %s" % (len(odd), _names(odd))
+                    )
             rows = engine_schema.count_rows(db, [n for k, _, n in extra if k == "table"])
             seeds = expected.seeds or {}
-            seeded = {t for t, n in rows.items() if n and engine_schema.only_seed_rows(
-                db, t, seeds.get(t), n)}
+            seeded = {
+                t
+                for t, n in rows.items()
+                if n and engine_schema.only_seed_rows(db, t, seeds.get(t), n)
+            }
         statements = cleanup.drop_statements(db, extra) if extra else []
-        commands = [migrate.render(c, self.du.engine_config_file)
-                    for c in self.du.migrate_commands]
-        rep.update(objects=[{"kind": k, "table": t, "name": n, "rows": rows.get(n),
-                             "seed_rows_only": n in seeded}
-                            if k == "table" else {"kind": k, "table": t, "name": n}
-                            for k, t, n in extra],
-                   drop_sql=statements, commands=[shlex.join(c) for c in commands])
+        commands = [migrate.render(c, self.du.engine_config_file) for c in self.du.migrate_commands]
+        rep.update(
+            objects=[
+                {
+                    "kind": k,
+                    "table": t,
+                    "name": n,
+                    "rows": rows.get(n),
+                    "seed_rows_only": n in seeded,
+                }
+                if k == "table"
+                else {"kind": k, "table": t, "name": n}
+                for k, t, n in extra
+            ],
+            drop_sql=statements,
+            commands=[shlex.join(c) for c in commands],
+        )
         self._show_plan(extra, rows, seeded, statements, commands, revision)
         at_risk = {t: n for t, n in rows.items() if n and t not in seeded}
         if self.dry_run:
@@ -188,10 +239,13 @@ class Guard:
             raise errors.DataAtRisk(
                 "refusing: auto-created objects to drop hold rows: %s; check them, then "
                 "re-run with --force to export those rows to a file and drop them"
-                % _counts(at_risk))
+                % _counts(at_risk)
+            )
         if statements and not self._confirmed(len(statements)):
-            raise errors.InputError("%d objects would be dropped: re-run with --yes to confirm "
-                                    "(--dry-run shows the plan)" % len(extra))
+            raise errors.InputError(
+                "%d objects would be dropped: re-run with --yes to confirm "
+                "(--dry-run shows the plan)" % len(extra)
+            )
         if statements:
             self.services_check(["engine"])  # nothing started while we planned
             if at_risk:
@@ -204,8 +258,10 @@ class Guard:
         after, _ = engine_schema.read_revision(db)
         rep["revision_after"] = after
         if after != head:
-            raise errors.MigrationFailed("the migration commands ended but the engine database "
-                                         "is at revision %s, not the head %s" % (after, head))
+            raise errors.MigrationFailed(
+                "the migration commands ended but the engine database "
+                "is at revision %s, not the head %s" % (after, head)
+            )
         rep["status"] = "migrated"
         self.say("engine database is at the head revision %s" % head)
         return errors.EXIT_OK
@@ -214,6 +270,7 @@ class Guard:
         """At head, yet `populate` never ran (an earlier run failed after the
         upgrade): the engine would start with no actions."""
         import sqlalchemy as sa
+
         if "action_definitions_v2" not in sa.inspect(db).get_table_names():
             return False
         if engine_schema.has_rows(db, "action_definitions_v2"):
@@ -223,14 +280,20 @@ class Guard:
 
     def _show_plan(self, extra, rows, seeded, statements, commands, revision):
         if extra:
-            self.say("objects beyond revision %s (auto-created, not made by the migrations):"
-                     % (revision or "(none)"))
+            self.say(
+                "objects beyond revision %s (auto-created, not made by the migrations):"
+                % (revision or "(none)")
+            )
             for kind, table, name in extra:
                 detail = " on %s" % table if table and kind != "table" else ""
                 if kind == "table":
-                    detail = " (%d rows%s)" % (rows[name], ": only the rows the engine writes "
-                                               "on start, written again by the migrations"
-                                               if name in seeded else "")
+                    detail = " (%d rows%s)" % (
+                        rows[name],
+                        ": only the rows the engine writes "
+                        "on start, written again by the migrations"
+                        if name in seeded
+                        else "",
+                    )
                 self.say("  %s %s%s" % (kind.replace("_", " "), name, detail))
         self.say("plan:")
         step = 0
@@ -252,15 +315,23 @@ class Guard:
         for argv in commands:
             self.say("running %s" % shlex.join(argv))
             started = time.monotonic()
-            code, last = migrate.run(argv, on_line=lambda line: print(
-                "    | " + line, file=self.out, flush=True), redact=self.redact,
-                timeout=self.du.command_timeout)
+            code, last = migrate.run(
+                argv,
+                on_line=lambda line: print("    | " + line, file=self.out, flush=True),
+                redact=self.redact,
+                timeout=self.du.command_timeout,
+            )
             if code != 0:
                 now, _ = engine_schema.read_revision(db)
                 raise errors.MigrationFailed(
                     "`%s` failed (exit %d): %s; the engine database is at revision %s"
-                    % (shlex.join(argv[:1] + argv[-2:]), code,
-                       migrate.last_error("\n".join(last)), now))
+                    % (
+                        shlex.join(argv[:1] + argv[-2:]),
+                        code,
+                        migrate.last_error("\n".join(last)),
+                        now,
+                    )
+                )
             self.say("  done in %.1f s" % (time.monotonic() - started))
 
     # -- the bridge store -------------------------------------------------------------
@@ -271,20 +342,26 @@ class Guard:
         self.say("bridge store %s" % rep["store"])
         version = bridge_store.read_version(url)
         steps = bridge_store.pending(version) if version != bridge_store.LATEST else []
-        rep.update(version=version, latest=bridge_store.LATEST,
-                   steps=[{"version": v, "what": w} for v, w in steps])
+        rep.update(
+            version=version,
+            latest=bridge_store.LATEST,
+            steps=[{"version": v, "what": w} for v, w in steps],
+        )
         if version == bridge_store.LATEST:
             self.say("bridge store is at version %d: nothing to do" % version)
             rep["status"] = "up-to-date"
             return errors.EXIT_OK
         if self.check:
             if version is None:
-                self.say("bridge store is new: the daemons create it at version %d"
-                         % bridge_store.LATEST)
+                self.say(
+                    "bridge store is new: the daemons create it at version %d" % bridge_store.LATEST
+                )
                 return errors.EXIT_OK
-            self.say("bridge store is at version %s, this st2bridge needs %d: run "
-                     "`st2bridge db-upgrade --target bridge` with the bridge's daemons stopped"
-                     % (version, bridge_store.LATEST))
+            self.say(
+                "bridge store is at version %s, this st2bridge needs %d: run "
+                "`st2bridge db-upgrade --target bridge` with the bridge's daemons stopped"
+                % (version, bridge_store.LATEST)
+            )
             rep["status"] = "pending"
             return errors.EXIT_UPGRADE_PENDING
         self.say("plan:")
@@ -293,12 +370,13 @@ class Guard:
         if self.dry_run:
             rep["status"] = "planned"
             return errors.EXIT_OK
-        before, after = bridge_store.migrate(url, lock_timeout=self.du.lock_timeout,
-                                             say=self.say)
+        before, after = bridge_store.migrate(url, lock_timeout=self.du.lock_timeout, say=self.say)
         final = bridge_store.read_version(url)
         if final != bridge_store.LATEST:
-            raise errors.MigrationFailed("the bridge store is at version %s after migrating, "
-                                         "not %d" % (final, bridge_store.LATEST))
+            raise errors.MigrationFailed(
+                "the bridge store is at version %s after migrating, "
+                "not %d" % (final, bridge_store.LATEST)
+            )
         rep.update(status="migrated", version_after=final)
         self.say("bridge store is at version %d" % final)
         return errors.EXIT_OK

@@ -42,8 +42,10 @@ class DatabaseLock:
         try:
             self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             if self.pg:
-                self.conn.execute(sa.text("SELECT set_config('application_name', :n, false)"),
-                                  {"n": whoami()[:63]})
+                self.conn.execute(
+                    sa.text("SELECT set_config('application_name', :n, false)"),
+                    {"n": whoami()[:63]},
+                )
             deadline = time.monotonic() + self.timeout
             told = False
             while not self._try():
@@ -52,42 +54,65 @@ class DatabaseLock:
                     self._close()
                     raise errors.UpgradeLocked(
                         "another db-upgrade holds the lock on database %s%s (waited %.0f s; "
-                        "[db_upgrade] lock_timeout)" % (self.engine.url.database,
-                                                        " (%s)" % holder if holder else "",
-                                                        self.timeout))
+                        "[db_upgrade] lock_timeout)"
+                        % (
+                            self.engine.url.database,
+                            " (%s)" % holder if holder else "",
+                            self.timeout,
+                        )
+                    )
                 if not told:
                     holder = self._holder()
-                    self.say("another db-upgrade holds the lock on database %s%s: waiting up "
-                             "to %.0f s" % (self.engine.url.database,
-                                            " (%s)" % holder if holder else "", self.timeout))
+                    self.say(
+                        "another db-upgrade holds the lock on database %s%s: waiting up "
+                        "to %.0f s"
+                        % (
+                            self.engine.url.database,
+                            " (%s)" % holder if holder else "",
+                            self.timeout,
+                        )
+                    )
                     told = True
                 time.sleep(POLL_SECONDS)
         except (DBAPIError, SQLAlchemyError) as exc:
             self._close()
-            raise errors.DatabaseUnreachable("cannot take the upgrade lock: %s"
-                                             % engine_schema.db_error(exc)) from None
+            raise errors.DatabaseUnreachable(
+                "cannot take the upgrade lock: %s" % engine_schema.db_error(exc)
+            ) from None
         return self
 
     def _try(self):
         if self.pg:
-            return bool(self.conn.execute(sa.text("SELECT pg_try_advisory_lock(:a, :b)"),
-                                          {"a": PG_KEYS[0], "b": PG_KEYS[1]}).scalar())
+            return bool(
+                self.conn.execute(
+                    sa.text("SELECT pg_try_advisory_lock(:a, :b)"),
+                    {"a": PG_KEYS[0], "b": PG_KEYS[1]},
+                ).scalar()
+            )
         return self.conn.execute(sa.text("SELECT GET_LOCK(:n, 0)"), {"n": self.name}).scalar() == 1
 
     def _holder(self):
         """Who holds the lock, as far as the server tells; '' if unknown."""
         try:
             if self.pg:
-                row = self.conn.execute(sa.text(
-                    "SELECT a.application_name, a.client_addr, a.pid FROM pg_locks l "
-                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-                    "AND l.classid = :a AND l.objid = :b AND l.granted "
-                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = "
-                    "current_database())"), {"a": PG_KEYS[0], "b": PG_KEYS[1]}).first()
+                row = self.conn.execute(
+                    sa.text(
+                        "SELECT a.application_name, a.client_addr, a.pid FROM pg_locks l "
+                        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+                        "AND l.classid = :a AND l.objid = :b AND l.granted "
+                        "AND l.database = (SELECT oid FROM pg_database WHERE datname = "
+                        "current_database())"
+                    ),
+                    {"a": PG_KEYS[0], "b": PG_KEYS[1]},
+                ).first()
                 return "%s, backend %s" % (row[0] or "client %s" % row[1], row[2]) if row else ""
-            row = self.conn.execute(sa.text(
-                "SELECT p.USER, p.HOST, p.ID FROM information_schema.PROCESSLIST p "
-                "WHERE p.ID = IS_USED_LOCK(:n)"), {"n": self.name}).first()
+            row = self.conn.execute(
+                sa.text(
+                    "SELECT p.USER, p.HOST, p.ID FROM information_schema.PROCESSLIST p "
+                    "WHERE p.ID = IS_USED_LOCK(:n)"
+                ),
+                {"n": self.name},
+            ).first()
             return "%s@%s, connection %s" % tuple(row) if row else ""
         except (DBAPIError, SQLAlchemyError):
             return ""
@@ -96,8 +121,10 @@ class DatabaseLock:
         try:
             if self.conn is not None:
                 if self.pg:
-                    self.conn.execute(sa.text("SELECT pg_advisory_unlock(:a, :b)"),
-                                      {"a": PG_KEYS[0], "b": PG_KEYS[1]})
+                    self.conn.execute(
+                        sa.text("SELECT pg_advisory_unlock(:a, :b)"),
+                        {"a": PG_KEYS[0], "b": PG_KEYS[1]},
+                    )
                 else:
                     self.conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": self.name})
         except (DBAPIError, SQLAlchemyError):

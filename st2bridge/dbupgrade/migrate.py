@@ -25,8 +25,9 @@ def render(template, config_file):
     try:
         argv = shlex.split(template)
     except ValueError as exc:
-        raise errors.ConfigError("cannot parse [db_upgrade] command %r: %s"
-                                 % (template, exc)) from None
+        raise errors.ConfigError(
+            "cannot parse [db_upgrade] command %r: %s" % (template, exc)
+        ) from None
     if not argv:
         raise errors.ConfigError("a [db_upgrade] command is empty")
     return [token.replace(PLACEHOLDER, config_file) for token in argv]
@@ -60,12 +61,22 @@ def run(argv, *, on_line, redact=str, timeout=1800.0):
     merged) as it comes. Returns (exit code, last 20 lines)."""
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=child_env(), text=True,
-                                errors="replace", bufsize=1, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=child_env(),
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,
+        )
     except FileNotFoundError:
-        raise errors.ConfigError("command not found: %s (check [db_upgrade] manage_command "
-                                 "and migrate_commands)" % argv[0]) from None
+        raise errors.ConfigError(
+            "command not found: %s (check [db_upgrade] manage_command "
+            "and migrate_commands)" % argv[0]
+        ) from None
     except PermissionError:
         raise errors.ConfigError("command not executable: %s" % argv[0]) from None
     timed_out = []
@@ -95,8 +106,9 @@ def run(argv, *, on_line, redact=str, timeout=1800.0):
             proc.kill()
             proc.wait()
     if timed_out:
-        last.append("(stopped after %.0f s: [db_upgrade] command_timeout)"
-                    % (time.monotonic() - started))
+        last.append(
+            "(stopped after %.0f s: [db_upgrade] command_timeout)" % (time.monotonic() - started)
+        )
         return -signal.SIGTERM, last
     return code, last
 
@@ -140,13 +152,15 @@ def revisions(manage_template, config_file, redact=str):
     argv = render(manage_template, config_file) + ["history"]
     code, out = capture(argv, redact=redact)
     if code != 0:
-        raise errors.MigrationFailed("`%s history` failed (exit %d): %s"
-                                     % (shlex.join(argv[:1]), code, _last_error(out)))
+        raise errors.MigrationFailed(
+            "`%s history` failed (exit %d): %s" % (shlex.join(argv[:1]), code, _last_error(out))
+        )
     try:
         return parse_history(out)
     except ValueError as exc:
-        raise errors.MigrationFailed("cannot read the engine's migration history: %s"
-                                     % exc) from None
+        raise errors.MigrationFailed(
+            "cannot read the engine's migration history: %s" % exc
+        ) from None
 
 
 def _last_error(out):

@@ -30,18 +30,22 @@ class Finding:
 
     def __init__(self, check, what, stop, certain=True, short=None):
         self.check, self.what, self.stop, self.certain = check, what, stop, certain
-        self.short = short or what   # for the one-line error
+        self.short = short or what  # for the one-line error
 
     def as_dict(self):
-        return {"check": self.check, "what": self.what, "stop": self.stop,
-                "certain": self.certain}
+        return {"check": self.check, "what": self.what, "stop": self.stop, "certain": self.certain}
 
     def __str__(self):
-        return "%s: %s%s (stop: %s)" % (self.check, self.what,
-                                        "" if self.certain else " [may use it]", self.stop)
+        return "%s: %s%s (stop: %s)" % (
+            self.check,
+            self.what,
+            "" if self.certain else " [may use it]",
+            self.stop,
+        )
 
 
 # -- systemd ------------------------------------------------------------------
+
 
 def systemd_running():
     return os.path.isdir("/run/systemd/system") and shutil.which("systemctl") is not None
@@ -50,17 +54,25 @@ def systemd_running():
 def systemd_units(units):
     if not units or not systemd_running():
         return []
-    proc = subprocess.run(["systemctl", "is-active"] + list(units), capture_output=True,
-                          text=True, timeout=30)
+    proc = subprocess.run(
+        ["systemctl", "is-active"] + list(units), capture_output=True, text=True, timeout=30
+    )
     found = []
     for unit, state in zip(units, proc.stdout.split()):
         if state in ("active", "activating", "reloading", "deactivating"):
-            found.append(Finding("systemd", "unit %s is %s" % (unit, state),
-                                 "systemctl stop %s" % unit, short=unit))
+            found.append(
+                Finding(
+                    "systemd",
+                    "unit %s is %s" % (unit, state),
+                    "systemctl stop %s" % unit,
+                    short=unit,
+                )
+            )
     return found
 
 
 # -- the process table ----------------------------------------------------------
+
 
 def _read(path):
     try:
@@ -149,9 +161,15 @@ def processes(patterns, uses_target, exclude=()):
         text = line if len(line) <= 160 else line[:157] + "..."
         more = " (and %d child processes)" % workers if workers else ""
         program = os.path.basename(line.split()[0]).rstrip(":")
-        found.append(Finding("process", "pid %d: %s%s" % (pid, text, more),
-                             "its service manager, or kill -TERM %d" % pid,
-                             certain=uses is True, short="pid %d %s%s" % (pid, program, more)))
+        found.append(
+            Finding(
+                "process",
+                "pid %d: %s%s" % (pid, text, more),
+                "its service manager, or kill -TERM %d" % pid,
+                certain=uses is True,
+                short="pid %d %s%s" % (pid, program, more),
+            )
+        )
     return found
 
 
@@ -177,6 +195,7 @@ def _state(pid):
 
 def engine_process_uses(target_url, same_database):
     """uses_target for engine processes: their [database] connection."""
+
     def uses(pid):
         files = config_files(pid) or [f for f in ENGINE_DEFAULT_CONFIGS if os.path.exists(f)]
         url = None
@@ -190,26 +209,33 @@ def engine_process_uses(target_url, same_database):
         if not url:
             return None
         return same_database(url, target_url)
+
     return uses
 
 
 def bridge_process_uses(target_store, store_url_of, same_store):
     """uses_target for bridge daemons: their [store] url."""
+
     def uses(pid):
         files = config_files(pid)
         if not files:
             env_file = environ(pid).get("ST2BRIDGE_CONFIG_FILE")
-            files = [env_file] if env_file else (
-                [BRIDGE_DEFAULT_CONFIG] if os.path.exists(BRIDGE_DEFAULT_CONFIG) else [])
+            files = (
+                [env_file]
+                if env_file
+                else ([BRIDGE_DEFAULT_CONFIG] if os.path.exists(BRIDGE_DEFAULT_CONFIG) else [])
+            )
         try:
             url = store_url_of(files)
         except Exception:  # an unreadable or invalid config: cannot tell
             return None
         return same_store(url, target_store)
+
     return uses
 
 
 # -- network ------------------------------------------------------------------
+
 
 def engine_api(url, timeout=3.0):
     """A finding when anything answers HTTP at the engine API's URL."""
@@ -219,10 +245,14 @@ def engine_api(url, timeout=3.0):
         response = requests.get(url.rstrip("/") + "/", timeout=timeout)
     except requests.RequestException:
         return []
-    return [Finding("engine-api", "the engine API answers at %s (HTTP %d)"
-                    % (url, response.status_code),
-                    "stop the engine's API service (mistral-api, or mistral-server)",
-                    short="answers at %s" % url)]
+    return [
+        Finding(
+            "engine-api",
+            "the engine API answers at %s (HTTP %d)" % (url, response.status_code),
+            "stop the engine's API service (mistral-api, or mistral-server)",
+            short="answers at %s" % url,
+        )
+    ]
 
 
 def heartbeats(services, stale_after, now=None):
@@ -233,14 +263,27 @@ def heartbeats(services, stale_after, now=None):
         beat = svc.get("heartbeat_at")
         if not isinstance(beat, (int, float)) or now - beat > stale_after:
             continue
-        found.append(Finding(
-            "heartbeat", "%s on %s (pid %s) beat %.0f s ago"
-            % (svc.get("name") or "service", svc.get("host") or "?", svc.get("pid"),
-               max(0.0, now - beat)),
-            "on %s: systemctl stop %s, or kill -TERM %s"
-            % (svc.get("host") or "its host", _unit(svc.get("name")), svc.get("pid")),
-            short="%s on %s pid %s, %.0f s ago" % (svc.get("name") or "service", svc.get("host"),
-                                                    svc.get("pid"), max(0.0, now - beat))))
+        found.append(
+            Finding(
+                "heartbeat",
+                "%s on %s (pid %s) beat %.0f s ago"
+                % (
+                    svc.get("name") or "service",
+                    svc.get("host") or "?",
+                    svc.get("pid"),
+                    max(0.0, now - beat),
+                ),
+                "on %s: systemctl stop %s, or kill -TERM %s"
+                % (svc.get("host") or "its host", _unit(svc.get("name")), svc.get("pid")),
+                short="%s on %s pid %s, %.0f s ago"
+                % (
+                    svc.get("name") or "service",
+                    svc.get("host"),
+                    svc.get("pid"),
+                    max(0.0, now - beat),
+                ),
+            )
+        )
     return found
 
 

@@ -43,22 +43,40 @@ class KeystoneTokens:
 
     renewable = True
 
-    def __init__(self, auth_url, username, password, project_name, *,
-                 user_domain_name="Default", project_domain_name="Default",
-                 renew_margin=300.0, verify=True, timeout=10.0, clock=time.time):
+    def __init__(
+        self,
+        auth_url,
+        username,
+        password,
+        project_name,
+        *,
+        user_domain_name="Default",
+        project_domain_name="Default",
+        renew_margin=300.0,
+        verify=True,
+        timeout=10.0,
+        clock=time.time,
+    ):
         try:
             from keystoneauth1 import session as ks_session
             from keystoneauth1.identity import v3
         except ImportError:
             raise errors.ConfigError(
                 "[engine] auth_type = keystone needs keystoneauth1, which is not "
-                "installed: pip install 'st2bridge[keystone]'") from None
-        missing = [name for name, value in (("auth_url", auth_url), ("username", username),
-                                            ("password", password),
-                                            ("project_name", project_name)) if not value]
+                "installed: pip install 'st2bridge[keystone]'"
+            ) from None
+        missing = [
+            name
+            for name, value in (
+                ("auth_url", auth_url),
+                ("username", username),
+                ("password", password),
+                ("project_name", project_name),
+            )
+            if not value
+        ]
         if missing:
-            raise errors.ConfigError("[engine] auth_type = keystone needs %s"
-                                     % ", ".join(missing))
+            raise errors.ConfigError("[engine] auth_type = keystone needs %s" % ", ".join(missing))
         auth_url = auth_url.rstrip("/")
         if not auth_url.endswith("/v3"):
             auth_url += "/v3"
@@ -68,19 +86,24 @@ class KeystoneTokens:
         self.renew_margin = renew_margin
         self.clock = clock
         self._plugin = v3.Password(
-            auth_url=auth_url, username=username, password=password,
-            user_domain_name=user_domain_name, project_name=project_name,
-            project_domain_name=project_domain_name)
+            auth_url=auth_url,
+            username=username,
+            password=password,
+            user_domain_name=user_domain_name,
+            project_name=project_name,
+            project_domain_name=project_domain_name,
+        )
         self._session = ks_session.Session(verify=verify, timeout=timeout)
         self._lock = threading.Lock()
         self._token = None
         self._renew_at = None
-        self.issued = 0          # tokens obtained (for tests and stats)
+        self.issued = 0  # tokens obtained (for tests and stats)
 
     def get_token(self):
         with self._lock:
-            if self._token is None or (self._renew_at is not None
-                                       and self.clock() >= self._renew_at):
+            if self._token is None or (
+                self._renew_at is not None and self.clock() >= self._renew_at
+            ):
                 self._authenticate()
             return self._token
 
@@ -94,36 +117,53 @@ class KeystoneTokens:
 
     def _authenticate(self):
         from keystoneauth1 import exceptions as ks_exc
-        self._plugin.invalidate()      # never a cached token: that is what expired
+
+        self._plugin.invalidate()  # never a cached token: that is what expired
         try:
             access = self._plugin.get_access(self._session)
         except ks_exc.Unauthorized:
             raise errors.EngineAuthError(
                 "Keystone at %s refused the credentials of user %s (HTTP 401)"
-                % (self.auth_url, self.username), status=401) from None
-        except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.DiscoveryFailure,
-                ks_exc.RetriableConnectionFailure) as exc:
-            err = errors.EngineUnavailable("cannot reach Keystone at %s: %s"
-                                           % (self.auth_url, one_line(str(exc), 160)))
-            err.request_sent = False     # the engine request was never sent
+                % (self.auth_url, self.username),
+                status=401,
+            ) from None
+        except (
+            ks_exc.ConnectFailure,
+            ks_exc.ConnectTimeout,
+            ks_exc.DiscoveryFailure,
+            ks_exc.RetriableConnectionFailure,
+        ) as exc:
+            err = errors.EngineUnavailable(
+                "cannot reach Keystone at %s: %s" % (self.auth_url, one_line(str(exc), 160))
+            )
+            err.request_sent = False  # the engine request was never sent
             raise err from None
         except ks_exc.ClientException as exc:
-            raise errors.EngineAuthError("Keystone at %s: %s" % (
-                self.auth_url, one_line(str(exc), 160))) from None
+            raise errors.EngineAuthError(
+                "Keystone at %s: %s" % (self.auth_url, one_line(str(exc), 160))
+            ) from None
         now = self.clock()
         self._token = access.auth_token
         expires = _epoch(access.expires)
         if expires is None:
             self._renew_at = None
-            LOG.info("got a Keystone token for user %s, project %s (no expiry given)",
-                     self.username, self.project_name)
+            LOG.info(
+                "got a Keystone token for user %s, project %s (no expiry given)",
+                self.username,
+                self.project_name,
+            )
         else:
             # A margin longer than the token's life would renew on every request.
             margin = min(self.renew_margin, max(0.0, expires - now) / 2)
             self._renew_at = expires - margin
-            LOG.info("got a Keystone token for user %s, project %s: expires in %.0f s, "
-                     "renewed %.0f s before", self.username, self.project_name,
-                     expires - now, margin)
+            LOG.info(
+                "got a Keystone token for user %s, project %s: expires in %.0f s, "
+                "renewed %.0f s before",
+                self.username,
+                self.project_name,
+                expires - now,
+                margin,
+            )
         self.issued += 1
 
 
@@ -139,9 +179,15 @@ def from_config(engine_conf, verify=True):
     """The token provider that `[engine]` options describe."""
     e = engine_conf
     if e.auth_type == "keystone":
-        return KeystoneTokens(e.auth_url, e.username, e.password, e.project_name,
-                              user_domain_name=e.user_domain_name,
-                              project_domain_name=e.project_domain_name,
-                              renew_margin=e.token_renew_margin, verify=verify,
-                              timeout=e.connect_timeout + e.read_timeout)
+        return KeystoneTokens(
+            e.auth_url,
+            e.username,
+            e.password,
+            e.project_name,
+            user_domain_name=e.user_domain_name,
+            project_domain_name=e.project_domain_name,
+            renew_margin=e.token_renew_margin,
+            verify=verify,
+            timeout=e.connect_timeout + e.read_timeout,
+        )
     return StaticToken(e.auth_token)

@@ -14,8 +14,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from st2bridge.errors import (EngineClientError, EngineConflict, EngineError,
-                              EngineServerError, EngineUnavailable)
+from st2bridge.errors import (
+    EngineClientError,
+    EngineConflict,
+    EngineError,
+    EngineServerError,
+    EngineUnavailable,
+)
 from st2bridge.engine.http_errors import STATUS_ERRORS, fault, unreachable
 from st2bridge.engine.retry import RetryPolicy
 
@@ -23,9 +28,15 @@ log = logging.getLogger(__name__)
 
 # Mistral returns these as JSON-encoded strings; callers want objects.
 # Workflow resources are left alone: their `input` is "a, b=1", not JSON.
-_JSON_FIELDS = ("input", "output", "params", "result", "published",
-                "published_global", "runtime_context")
-
+_JSON_FIELDS = (
+    "input",
+    "output",
+    "params",
+    "result",
+    "published",
+    "published_global",
+    "runtime_context",
+)
 
 
 # A repeatable request (GET, PUT of a state or definition, POST of an
@@ -38,8 +49,11 @@ def _retry_safe(exc):
 
 
 def _retry_unsent(exc):
-    return (isinstance(exc, EngineUnavailable) and exc.retryable
-            and not getattr(exc, "request_sent", True))
+    return (
+        isinstance(exc, EngineUnavailable)
+        and exc.retryable
+        and not getattr(exc, "request_sent", True)
+    )
 
 
 class MistralClient:
@@ -53,18 +67,29 @@ class MistralClient:
     repeated request onto an engine that is already slow.
     """
 
-    def __init__(self, api_url, *, auth_token=None, connect_timeout=5.0,
-                 read_timeout=30.0, rpc_read_timeout=65.0, verify=True,
-                 retry=None, session=None, pool_size=20, token_provider=None):
+    def __init__(
+        self,
+        api_url,
+        *,
+        auth_token=None,
+        connect_timeout=5.0,
+        read_timeout=30.0,
+        rpc_read_timeout=65.0,
+        verify=True,
+        retry=None,
+        session=None,
+        pool_size=20,
+        token_provider=None,
+    ):
         parts = urlsplit(api_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("engine API URL must look like "
-                             "http(s)://HOST:PORT/v2, got %r" % api_url)
+            raise ValueError(
+                "engine API URL must look like http(s)://HOST:PORT/v2, got %r" % api_url
+            )
         self.api_url = api_url.rstrip("/")
         # For messages: without any user:password part.
         netloc = parts.hostname + (":%d" % parts.port if parts.port else "")
-        self.display_url = urlunsplit((parts.scheme, netloc,
-                                       parts.path.rstrip("/"), "", ""))
+        self.display_url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         self.auth_token = auth_token
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -82,8 +107,8 @@ class MistralClient:
             session.mount("https://", adapter)
         self._session = session
         self._count_lock = threading.Lock()
-        self.request_count = 0      # HTTP requests attempted, retries included
-        self.error_counts = {}      # failed attempts by error class name (metrics)
+        self.request_count = 0  # HTTP requests attempted, retries included
+        self.error_counts = {}  # failed attempts by error class name (metrics)
         # get_token() before each request, invalidate(token) on a 401
         # (st2bridge.engine.auth); None: the static auth_token.
         self.token_provider = token_provider
@@ -96,8 +121,7 @@ class MistralClient:
     def auth_token(self, token):
         # requests would reject such a header with a message quoting it.
         if token and (token != token.strip() or "\n" in token or "\r" in token):
-            raise ValueError("the engine auth token has whitespace or line "
-                             "breaks in it")
+            raise ValueError("the engine auth token has whitespace or line breaks in it")
         self._auth_token = token
 
     def __repr__(self):
@@ -116,63 +140,76 @@ class MistralClient:
     # -- workflows ----------------------------------------------------------
 
     def get_workflow(self, name):
-        return self._call("GET", "/workflows/" + _seg(name),
-                          "get workflow %s" % name)
+        return self._call("GET", "/workflows/" + _seg(name), "get workflow %s" % name)
 
     def create_workflows(self, definition_yaml):
         """POST the definition; EngineConflict if a workflow of that name exists."""
-        return self._call("POST", "/workflows", "create workflows",
-                          text=definition_yaml,
-                          retry_if=_retry_unsent).get("workflows", [])
+        return self._call(
+            "POST", "/workflows", "create workflows", text=definition_yaml, retry_if=_retry_unsent
+        ).get("workflows", [])
 
     def update_workflows(self, definition_yaml):
-        return self._call("PUT", "/workflows", "update workflows",
-                          text=definition_yaml).get("workflows", [])
+        return self._call("PUT", "/workflows", "update workflows", text=definition_yaml).get(
+            "workflows", []
+        )
 
     # -- executions ---------------------------------------------------------
 
-    def start_execution(self, workflow_name, input=None, *, execution_id,
-                        params=None, description=""):
+    def start_execution(
+        self, workflow_name, input=None, *, execution_id, params=None, description=""
+    ):
         """Start (or find) the execution with the client-chosen id.
 
         Mistral's API returns the existing execution when the id is known and
         its engine does the same when two submits race, so this is retried.
         """
         if not execution_id:
-            raise ValueError("execution_id is required: it makes the submit "
-                             "safe to repeat")
-        action = "start execution %s of workflow %s" % (execution_id,
-                                                        workflow_name)
+            raise ValueError("execution_id is required: it makes the submit safe to repeat")
+        action = "start execution %s of workflow %s" % (execution_id, workflow_name)
         # JSON strings, as python-mistralclient sends them (a string given
         # by the caller is taken to be JSON already).
-        payload = {"id": execution_id, "workflow_name": workflow_name,
-                   "input": _json_text(input), "params": _json_text(params),
-                   "description": description or ""}
-        ex = _decode(self._call("POST", "/executions", action, json_body=payload,
-                                timeout=self.rpc_read_timeout))
+        payload = {
+            "id": execution_id,
+            "workflow_name": workflow_name,
+            "input": _json_text(input),
+            "params": _json_text(params),
+            "description": description or "",
+        }
+        ex = _decode(
+            self._call(
+                "POST", "/executions", action, json_body=payload, timeout=self.rpc_read_timeout
+            )
+        )
         # A known id comes back whatever workflow was asked for: catch reuse.
         name = ex.get("workflow_name")
         if name and workflow_name not in (name, ex.get("workflow_id")):
-            raise EngineConflict("%s: the id belongs to an execution of "
-                                 "workflow %s" % (action, name))
+            raise EngineConflict(
+                "%s: the id belongs to an execution of workflow %s" % (action, name)
+            )
         return ex
 
     def get_execution(self, execution_id, fields=None):
-        return _decode(self._call(
-            "GET", "/executions/" + _seg(execution_id),
-            "get execution %s" % execution_id, params=_query(fields=fields)))
+        return _decode(
+            self._call(
+                "GET",
+                "/executions/" + _seg(execution_id),
+                "get execution %s" % execution_id,
+                params=_query(fields=fields),
+            )
+        )
 
-    def list_executions(self, *, fields=None, limit=1000, sort_keys=None,
-                        sort_dirs=None, marker=None, **filters):
+    def list_executions(
+        self, *, fields=None, limit=1000, sort_keys=None, sort_dirs=None, marker=None, **filters
+    ):
         """Yield every matching execution, paging with marker/limit.
 
         `limit` is the page size; filters pass through (e.g.
         updated_at="gte:2026-11-21 12:00:00", nulls="task_execution_id").
         """
-        params = _query(fields=fields, limit=limit, sort_keys=sort_keys,
-                        sort_dirs=sort_dirs, **filters)
-        return self._pages("/executions", "executions", "list executions",
-                           params, marker)
+        params = _query(
+            fields=fields, limit=limit, sort_keys=sort_keys, sort_dirs=sort_dirs, **filters
+        )
+        return self._pages("/executions", "executions", "list executions", params, marker)
 
     def update_execution_state(self, execution_id, state, state_info=None):
         """PUT a new state (PAUSED, RUNNING, CANCELLED, SUCCESS, ERROR).
@@ -184,28 +221,39 @@ class MistralClient:
         body = {"state": state}
         if state_info is not None:
             body["state_info"] = state_info
-        return _decode(self._call(
-            "PUT", "/executions/" + _seg(execution_id),
-            "set execution %s to %s" % (execution_id, state), json_body=body,
-            timeout=self.rpc_read_timeout))
+        return _decode(
+            self._call(
+                "PUT",
+                "/executions/" + _seg(execution_id),
+                "set execution %s to %s" % (execution_id, state),
+                json_body=body,
+                timeout=self.rpc_read_timeout,
+            )
+        )
 
     def execution_report(self, execution_id, errors_only=True, max_depth=None):
         return self._call(
-            "GET", "/executions/%s/report" % _seg(execution_id),
+            "GET",
+            "/executions/%s/report" % _seg(execution_id),
             "get report of execution %s" % execution_id,
-            params=_query(errors_only=errors_only, max_depth=max_depth))
+            params=_query(errors_only=errors_only, max_depth=max_depth),
+        )
 
     # -- tasks --------------------------------------------------------------
 
     def list_tasks(self, execution_id, fields=None, **filters):
-        return list(self._pages(
-            "/executions/%s/tasks" % _seg(execution_id), "tasks",
-            "list tasks of execution %s" % execution_id,
-            _query(fields=fields, limit=1000, **filters), None))
+        return list(
+            self._pages(
+                "/executions/%s/tasks" % _seg(execution_id),
+                "tasks",
+                "list tasks of execution %s" % execution_id,
+                _query(fields=fields, limit=1000, **filters),
+                None,
+            )
+        )
 
     def get_task(self, task_id):
-        return _decode(self._call("GET", "/tasks/" + _seg(task_id),
-                                  "get task %s" % task_id))
+        return _decode(self._call("GET", "/tasks/" + _seg(task_id), "get task %s" % task_id))
 
     def rerun_task(self, task_id, reset=True):
         """Re-run a task in ERROR (reset=False only for with-items tasks).
@@ -213,15 +261,26 @@ class MistralClient:
         Not repeated once sent: a fast-failing task can be back in ERROR
         before the retry arrives, which would then run it a second time.
         """
-        return _decode(self._call(
-            "PUT", "/tasks/" + _seg(task_id), "rerun task %s" % task_id,
-            json_body={"id": task_id, "state": "RUNNING", "reset": reset},
-            timeout=self.rpc_read_timeout, retry_if=_retry_unsent))
+        return _decode(
+            self._call(
+                "PUT",
+                "/tasks/" + _seg(task_id),
+                "rerun task %s" % task_id,
+                json_body={"id": task_id, "state": "RUNNING", "reset": reset},
+                timeout=self.rpc_read_timeout,
+                retry_if=_retry_unsent,
+            )
+        )
 
     def ping(self):
         """One cheap authenticated request, not retried: True or an error."""
-        self._call("GET", "/workflows", "ping the engine",
-                   params={"limit": "1", "fields": "name"}, retry_if=None)
+        self._call(
+            "GET",
+            "/workflows",
+            "ping the engine",
+            params={"limit": "1", "fields": "name"},
+            retry_if=None,
+        )
         return True
 
     # -- plumbing -----------------------------------------------------------
@@ -238,24 +297,34 @@ class MistralClient:
                 return
             marker = items[-1]["id"]
 
-    def _call(self, method, path, action, *, params=None, json_body=None,
-              text=None, timeout=None, retry_if=_retry_safe):
+    def _call(
+        self,
+        method,
+        path,
+        action,
+        *,
+        params=None,
+        json_body=None,
+        text=None,
+        timeout=None,
+        retry_if=_retry_safe,
+    ):
         def attempt():
             try:
-                return self._send(method, path, action, params, json_body, text,
-                                  timeout or self.read_timeout)
+                return self._send(
+                    method, path, action, params, json_body, text, timeout or self.read_timeout
+                )
             except EngineError as exc:
                 with self._count_lock:
                     kind = type(exc).__name__
                     self.error_counts[kind] = self.error_counts.get(kind, 0) + 1
                 raise
+
         if retry_if is None:
             return attempt()
-        return self.retry.call(attempt, retry_if=retry_if,
-                               describe="%s %s" % (method, path))
+        return self.retry.call(attempt, retry_if=retry_if, describe="%s %s" % (method, path))
 
-    def _send(self, method, path, action, params, json_body, text, read_timeout,
-              renewed=False):
+    def _send(self, method, path, action, params, json_body, text, read_timeout, renewed=False):
         # No "Accept: application/json": Mistral's text/plain workflow
         # endpoints answer it with 406 Not Acceptable.
         headers = {}
@@ -271,41 +340,54 @@ class MistralClient:
         started = time.monotonic()
         try:
             resp = self._session.request(
-                method, self.api_url + path, params=params, json=json_body,
-                data=data, headers=headers, verify=self.verify,
-                timeout=(self.connect_timeout, read_timeout))
+                method,
+                self.api_url + path,
+                params=params,
+                json=json_body,
+                data=data,
+                headers=headers,
+                verify=self.verify,
+                timeout=(self.connect_timeout, read_timeout),
+            )
         except requests.RequestException as exc:
-            reason, sent, retryable = unreachable(exc, self.connect_timeout,
-                                                   read_timeout)
-            err = EngineUnavailable("%s: cannot reach the engine at %s: %s"
-                                    % (action, self.display_url, reason))
+            reason, sent, retryable = unreachable(exc, self.connect_timeout, read_timeout)
+            err = EngineUnavailable(
+                "%s: cannot reach the engine at %s: %s" % (action, self.display_url, reason)
+            )
             err.request_sent, err.retryable = sent, retryable
             raise err from exc
         status = resp.status_code
-        log.debug("engine %s %s: HTTP %d in %.1f ms", method, path, status,
-                  (time.monotonic() - started) * 1000)
-        if status == 401 and self.token_provider and not renewed \
-                and self.token_provider.renewable:
+        log.debug(
+            "engine %s %s: HTTP %d in %.1f ms",
+            method,
+            path,
+            status,
+            (time.monotonic() - started) * 1000,
+        )
+        if status == 401 and self.token_provider and not renewed and self.token_provider.renewable:
             # Expired or revoked early: one more try with a new token.
             self.token_provider.invalidate(token)
-            return self._send(method, path, action, params, json_body, text,
-                              read_timeout, renewed=True)
+            return self._send(
+                method, path, action, params, json_body, text, read_timeout, renewed=True
+            )
         if status >= 400:
             cls = STATUS_ERRORS.get(status) or (
-                EngineServerError if status >= 500 else EngineClientError)
-            raise cls("%s: %s (HTTP %d)" % (action, fault(resp), status),
-                      status=status)
+                EngineServerError if status >= 500 else EngineClientError
+            )
+            raise cls("%s: %s (HTTP %d)" % (action, fault(resp), status), status=status)
         if not resp.content:
             return {}
         try:
             return resp.json()
         except ValueError:
-            raise EngineServerError("%s: the engine answered HTTP %d with a "
-                                    "body that is not JSON" % (action, status),
-                                    status=status) from None
+            raise EngineServerError(
+                "%s: the engine answered HTTP %d with a body that is not JSON" % (action, status),
+                status=status,
+            ) from None
 
 
 # -- helpers ------------------------------------------------------------------
+
 
 def _seg(value):
     return quote(str(value), safe="")
@@ -335,5 +417,5 @@ def _decode(obj):
                 try:
                     obj[key] = json.loads(obj[key])
                 except ValueError:
-                    pass    # not JSON after all: keep what Mistral sent
+                    pass  # not JSON after all: keep what Mistral sent
     return obj

@@ -10,12 +10,16 @@ import ssl
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from st2bridge.errors import (EngineAuthError, EngineBadRequest, EngineConflict,
-                              EngineNotFound)
+from st2bridge.errors import EngineAuthError, EngineBadRequest, EngineConflict, EngineNotFound
 from st2bridge.engine.retry import one_line
 
-STATUS_ERRORS = {400: EngineBadRequest, 401: EngineAuthError,
-                 403: EngineAuthError, 404: EngineNotFound, 409: EngineConflict}
+STATUS_ERRORS = {
+    400: EngineBadRequest,
+    401: EngineAuthError,
+    403: EngineAuthError,
+    404: EngineNotFound,
+    409: EngineConflict,
+}
 
 _OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>:?\s*")
 
@@ -28,13 +32,18 @@ def fault(resp):
         body = None
     detail = None
     if isinstance(body, dict):
-        if isinstance(body.get("error"), dict):     # keystonemiddleware's 401
+        if isinstance(body.get("error"), dict):  # keystonemiddleware's 401
             body = body["error"]
-        detail = next((body[k] for k in ("faultstring", "message",
-                                         "description", "title")
-                       if isinstance(body.get(k), str) and body[k].strip()), None)
+        detail = next(
+            (
+                body[k]
+                for k in ("faultstring", "message", "description", "title")
+                if isinstance(body.get(k), str) and body[k].strip()
+            ),
+            None,
+        )
     elif resp.text and not resp.text.lstrip().startswith("<"):
-        detail = resp.text[:4096]       # plain text, not an HTML error page
+        detail = resp.text[:4096]  # plain text, not an HTML error page
     return one_line(detail) if detail else (resp.reason or "no details")
 
 
@@ -77,7 +86,7 @@ def unreachable(exc, connect_timeout, read_timeout):
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return "the answer was cut short", True, True
     if isinstance(exc, requests.exceptions.InvalidHeader):
-        return "invalid header value", False, False     # its text may quote it
+        return "invalid header value", False, False  # its text may quote it
     return _innermost(chain), True, True
 
 

@@ -30,7 +30,7 @@ def backoff_delay(failures, base, cap, rng=random.random):
     if failures <= 0:
         return 0.0
     exponent = min(failures - 1, _MAX_EXPONENT)
-    return _jittered(min(cap, base * 2 ** exponent), rng)
+    return _jittered(min(cap, base * 2**exponent), rng)
 
 
 class RetryPolicy:
@@ -42,8 +42,15 @@ class RetryPolicy:
     `sleep`, `clock` and `rng` are injectable so tests never wait.
     """
 
-    def __init__(self, exp_msec=1000, exp_max_msec=30000, stop_max_msec=120000,
-                 sleep=time.sleep, clock=time.monotonic, rng=random.random):
+    def __init__(
+        self,
+        exp_msec=1000,
+        exp_max_msec=30000,
+        stop_max_msec=120000,
+        sleep=time.sleep,
+        clock=time.monotonic,
+        rng=random.random,
+    ):
         if exp_msec <= 0 or exp_max_msec <= 0:
             raise ValueError("exp_msec and exp_max_msec must be positive")
         if stop_max_msec < 0:
@@ -56,8 +63,11 @@ class RetryPolicy:
         self.rng = rng
 
     def __repr__(self):
-        return ("RetryPolicy(exp_msec=%d, exp_max_msec=%d, stop_max_msec=%d)"
-                % (self.exp * 1000, self.exp_max * 1000, self.stop_max * 1000))
+        return "RetryPolicy(exp_msec=%d, exp_max_msec=%d, stop_max_msec=%d)" % (
+            self.exp * 1000,
+            self.exp_max * 1000,
+            self.stop_max * 1000,
+        )
 
     def delays(self, started=None):
         """Yield the seconds to wait before each retry, until the budget is spent.
@@ -101,15 +111,26 @@ class RetryPolicy:
                     # Only worth a warning when retries happened; a policy
                     # that never retries leaves reporting to the caller.
                     level = logging.WARNING if attempt > 1 else logging.DEBUG
-                    log.log(level, "engine request %s failed: %s; giving up "
-                            "after %d attempt(s) in %.0f s", describe,
-                            reason, attempt, self.clock() - started)
+                    log.log(
+                        level,
+                        "engine request %s failed: %s; giving up after %d attempt(s) in %.0f s",
+                        describe,
+                        reason,
+                        attempt,
+                        self.clock() - started,
+                    )
                     raise
                 attempt += 1
                 left = max(0.0, started + self.stop_max - self.clock())
-                log.warning("engine request %s failed: %s; retrying in %.1f s "
-                            "(attempt %d, giving up in %.0f s)", describe,
-                            reason, delay, attempt, left)
+                log.warning(
+                    "engine request %s failed: %s; retrying in %.1f s "
+                    "(attempt %d, giving up in %.0f s)",
+                    describe,
+                    reason,
+                    delay,
+                    attempt,
+                    left,
+                )
                 if on_retry is not None:
                     on_retry(exc, attempt, delay)
                 self.sleep(delay)
@@ -126,4 +147,4 @@ def one_line(text, limit=300):
         return ""
     traceback = lines[0].startswith("Traceback (most recent call last)")
     line = " ".join((lines[-1] if traceback else lines[0]).split())
-    return line if len(line) <= limit else line[:limit - 3].rstrip() + "..."
+    return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."

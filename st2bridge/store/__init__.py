@@ -32,29 +32,35 @@ def open_store(url, *, busy_timeout=10.0, connect_timeout=5.0):
 
     if scheme == "sqlite":
         if not url.startswith(_SQLITE_PREFIX):
-            raise ConfigError("sqlite store URL needs three slashes: sqlite:///relative/path.db "
-                              "or sqlite:////absolute/path.db")
-        path = url[len(_SQLITE_PREFIX):]
+            raise ConfigError(
+                "sqlite store URL needs three slashes: sqlite:///relative/path.db "
+                "or sqlite:////absolute/path.db"
+            )
+        path = url[len(_SQLITE_PREFIX) :]
         if not path or "?" in path:
-            raise ConfigError("sqlite store URL needs a file path and takes no options: "
-                              "sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            raise ConfigError(
+                "sqlite store URL needs a file path and takes no options: "
+                "sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
         from st2bridge.store.sqlite import SqliteStore
+
         return SqliteStore(path, busy_timeout=busy_timeout)
 
     if scheme in ("mongodb", "mongodb+srv"):
         database = urllib.parse.unquote(urllib.parse.urlsplit(url).path.lstrip("/"))
         from st2bridge.store.mongo import MongoStore
-        return MongoStore(url, database=database or "st2bridge",
-                          connect_timeout=connect_timeout)
 
-    raise ConfigError("unsupported store URL scheme %r: use sqlite:///path.db or "
-                      "mongodb://host/database" % (scheme or url.split("/", 1)[0][:20]))
+        return MongoStore(url, database=database or "st2bridge", connect_timeout=connect_timeout)
+
+    raise ConfigError(
+        "unsupported store URL scheme %r: use sqlite:///path.db or "
+        "mongodb://host/database" % (scheme or url.split("/", 1)[0][:20])
+    )
 
 
 # -- shared by the backends -------------------------------------------------
 
-SERVICE_FIELDS = ("id", "name", "host", "pid", "version", "started_at",
-                  "heartbeat_at", "info")
+SERVICE_FIELDS = ("id", "name", "host", "pid", "version", "started_at", "heartbeat_at", "info")
 
 # Sorted so that SQL text and query plans are stable.
 TERMINAL = tuple(sorted(_status.TERMINAL))
@@ -121,8 +127,12 @@ def status_list(status):
 
 def version_mismatch_message(where, found, wanted):
     if isinstance(found, int) and found < wanted:
-        return ("store %s has schema version %s, this st2bridge needs %s: "
-                "run `st2bridge db-upgrade`" % (where, found, wanted))
-    return ("store %s has schema version %s, this st2bridge knows only %s: "
-            "it was written by another st2bridge version (run `st2bridge db-upgrade` "
-            "with the matching version)" % (where, found, wanted))
+        return (
+            "store %s has schema version %s, this st2bridge needs %s: "
+            "run `st2bridge db-upgrade`" % (where, found, wanted)
+        )
+    return (
+        "store %s has schema version %s, this st2bridge knows only %s: "
+        "it was written by another st2bridge version (run `st2bridge db-upgrade` "
+        "with the matching version)" % (where, found, wanted)
+    )

@@ -42,21 +42,54 @@ import abc
 import contextlib
 
 # The fields of a record a callback reads (Store.callback_view).
-CALLBACK_FIELDS = ("id", "status", "engine_execution_id", "engine_state", "engine_updated_at",
-                   "callback_secret_hash")
+CALLBACK_FIELDS = (
+    "id",
+    "status",
+    "engine_execution_id",
+    "engine_state",
+    "engine_updated_at",
+    "callback_secret_hash",
+)
 
 # Indexed fields that list/claim queries filter or sort on. Backends keep them
 # queryable (columns in SQLite, indexes in MongoDB); every other field is opaque.
-INDEXED_FIELDS = ("id", "engine_execution_id", "status", "workflow_name",
-                  "created_at", "tracked", "next_poll_at", "lease_owner",
-                  "lease_expires_at")
+INDEXED_FIELDS = (
+    "id",
+    "engine_execution_id",
+    "status",
+    "workflow_name",
+    "created_at",
+    "tracked",
+    "next_poll_at",
+    "lease_owner",
+    "lease_expires_at",
+)
 
 EXECUTION_FIELDS = (
-    "id", "workflow_name", "engine_execution_id", "status", "input", "output",
-    "error", "tasks", "created_at", "updated_at", "ended_at", "engine_state",
-    "engine_updated_at", "finished_by", "tracked", "next_poll_at",
-    "lease_owner", "lease_expires_at", "poll_failures", "not_found_count",
-    "synced_at", "verified_at", "timeout_at", "callback_secret_hash",
+    "id",
+    "workflow_name",
+    "engine_execution_id",
+    "status",
+    "input",
+    "output",
+    "error",
+    "tasks",
+    "created_at",
+    "updated_at",
+    "ended_at",
+    "engine_state",
+    "engine_updated_at",
+    "finished_by",
+    "tracked",
+    "next_poll_at",
+    "lease_owner",
+    "lease_expires_at",
+    "poll_failures",
+    "not_found_count",
+    "synced_at",
+    "verified_at",
+    "timeout_at",
+    "callback_secret_hash",
     "last_event_at",
 )
 

@@ -18,8 +18,8 @@ class GroupCommit:
         self.store = store
         self._mutex = threading.Lock()
         self._queue = []
-        self._busy = False           # a leader is collecting or committing
-        self.batches = 0             # counts, for the benchmark and tests
+        self._busy = False  # a leader is collecting or committing
+        self.batches = 0  # counts, for the benchmark and tests
         self.writes = 0
 
     def run(self, write):
@@ -33,12 +33,12 @@ class GroupCommit:
             entry["done"].wait()
             if not entry.pop("lead", False):
                 return _outcome(entry)
-        time.sleep(0)                # let concurrent writers join this batch
+        time.sleep(0)  # let concurrent writers join this batch
         with self._mutex:
             batch, self._queue = self._queue, []
         self._commit(batch)
         with self._mutex:
-            if self._queue:          # arrived while committing: next leader
+            if self._queue:  # arrived while committing: next leader
                 self._queue[0]["lead"] = True
                 self._queue[0]["done"].set()
             else:
@@ -51,9 +51,9 @@ class GroupCommit:
                 for entry in batch:
                     try:
                         entry["result"] = entry["write"]()
-                    except Exception as exc:     # this write only; the others go on
+                    except Exception as exc:  # this write only; the others go on
                         entry["error"] = exc
-        except Exception as exc:                 # the commit failed: so did every write
+        except Exception as exc:  # the commit failed: so did every write
             for entry in batch:
                 entry.pop("result", None)
                 entry.setdefault("error", exc)

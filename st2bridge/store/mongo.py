@@ -28,11 +28,24 @@ import urllib.parse
 import pymongo
 from pymongo import errors as mongo_errors
 
-from st2bridge.errors import (ConfigError, Conflict, NotFound, StoreError,
-                              StoreUnavailable, StoreVersionMismatch)
-from st2bridge.store import (TERMINAL, complete_execution, complete_service,
-                             prepare_changes, prepare_execution, prepare_service, status_list,
-                             version_mismatch_message)
+from st2bridge.errors import (
+    ConfigError,
+    Conflict,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    StoreVersionMismatch,
+)
+from st2bridge.store import (
+    TERMINAL,
+    complete_execution,
+    complete_service,
+    prepare_changes,
+    prepare_execution,
+    prepare_service,
+    status_list,
+    version_mismatch_message,
+)
 from st2bridge.store.base import Store
 
 _EXECUTION_PAYLOAD = ("input", "output", "tasks")
@@ -110,6 +123,7 @@ def _translated(method):
     def wrapper(self, *args, **kwargs):
         with self._errors():
             return method(self, *args, **kwargs)
+
     return wrapper
 
 
@@ -125,13 +139,18 @@ class MongoStore(Store):
                 raise ConfigError("MongoStore needs a mongodb:// URL or a client")
             timeout_ms = int(connect_timeout * 1000)
             try:
-                client = pymongo.MongoClient(url, serverSelectionTimeoutMS=timeout_ms,
-                                             connectTimeoutMS=timeout_ms, appname="st2bridge")
+                client = pymongo.MongoClient(
+                    url,
+                    serverSelectionTimeoutMS=timeout_ms,
+                    connectTimeoutMS=timeout_ms,
+                    appname="st2bridge",
+                )
             except mongo_errors.ConfigurationError as exc:
                 # mongodb+srv resolves DNS here: a lookup failure may pass.
                 if "DNS" in str(exc) or "resolution" in str(exc):
-                    raise StoreUnavailable("MongoDB store %s: %s"
-                                           % (self._where, _short(exc))) from exc
+                    raise StoreUnavailable(
+                        "MongoDB store %s: %s" % (self._where, _short(exc))
+                    ) from exc
                 raise ConfigError("invalid MongoDB store URL: %s" % _short(exc)) from exc
             except ValueError as exc:  # pymongo's URI parser, e.g. a bad port
                 raise ConfigError("invalid MongoDB store URL: %s" % _short(exc)) from exc
@@ -160,23 +179,28 @@ class MongoStore(Store):
     def _setup(self, db):
         version = self._recorded_version()
         if version is None:
-            foreign = {name for name in db.list_collection_names()
-                       if not name.startswith("system.")} - _COLLECTIONS
+            foreign = {
+                name for name in db.list_collection_names() if not name.startswith("system.")
+            } - _COLLECTIONS
             if foreign:
                 raise StoreVersionMismatch(
                     "MongoDB database %s holds other collections (%s) but no st2bridge "
                     "schema version; use another database name in the store URL"
-                    % (self._where, ", ".join(sorted(foreign)[:3])))
+                    % (self._where, ", ".join(sorted(foreign)[:3]))
+                )
             try:
-                self._meta.update_one({"_id": "schema_version"},
-                                      {"$setOnInsert": {"value": self.SCHEMA_VERSION}},
-                                      upsert=True)
+                self._meta.update_one(
+                    {"_id": "schema_version"},
+                    {"$setOnInsert": {"value": self.SCHEMA_VERSION}},
+                    upsert=True,
+                )
             except mongo_errors.DuplicateKeyError:
                 pass  # a concurrent first open inserted it
             version = self._recorded_version()
         if version != self.SCHEMA_VERSION:
             raise StoreVersionMismatch(
-                version_mismatch_message(self._where, version, self.SCHEMA_VERSION))
+                version_mismatch_message(self._where, version, self.SCHEMA_VERSION)
+            )
         # create_index is idempotent; done on every open so that a store
         # created by an older build gains any index added since.
         ex = self._executions
@@ -186,8 +210,12 @@ class MongoStore(Store):
         ex.create_index([("tracked", 1), ("next_poll_at", 1)], name="ix_tracked_next_poll_at")
         ex.create_index("lease_owner", name="ix_lease_owner")
         # Partial, so that any number of records may have no engine id yet.
-        ex.create_index("engine_execution_id", name="ix_engine_execution_id", unique=True,
-                        partialFilterExpression={"engine_execution_id": {"$type": "string"}})
+        ex.create_index(
+            "engine_execution_id",
+            name="ix_engine_execution_id",
+            unique=True,
+            partialFilterExpression={"engine_execution_id": {"$type": "string"}},
+        )
         self._services.create_index([("name", 1), ("host", 1)], name="ix_name_host")
 
     def _recorded_version(self):
@@ -201,14 +229,19 @@ class MongoStore(Store):
         try:
             yield
         except mongo_errors.DuplicateKeyError as exc:
-            raise Conflict("MongoDB store %s: duplicate key: %s"
-                           % (self._where, _short(exc))) from exc
-        except (mongo_errors.ConnectionFailure, mongo_errors.ExecutionTimeout,
-                mongo_errors.WTimeoutError) as exc:
+            raise Conflict(
+                "MongoDB store %s: duplicate key: %s" % (self._where, _short(exc))
+            ) from exc
+        except (
+            mongo_errors.ConnectionFailure,
+            mongo_errors.ExecutionTimeout,
+            mongo_errors.WTimeoutError,
+        ) as exc:
             # ConnectionFailure covers AutoReconnect, ServerSelectionTimeoutError
             # and NotPrimaryError: all worth a retry.
-            raise StoreUnavailable("MongoDB store %s is unavailable: %s"
-                                   % (self._where, _short(exc))) from exc
+            raise StoreUnavailable(
+                "MongoDB store %s is unavailable: %s" % (self._where, _short(exc))
+            ) from exc
         except mongo_errors.PyMongoError as exc:
             raise StoreError("MongoDB store %s: %s" % (self._where, _short(exc))) from exc
 
@@ -229,8 +262,10 @@ class MongoStore(Store):
         except mongo_errors.DuplicateKeyError as exc:
             if self._executions.find_one({"_id": record["id"]}, {"_id": 1}) is not None:
                 raise Conflict("execution %s exists already" % record["id"]) from exc
-            raise Conflict("an execution with engine execution id %s exists already"
-                           % record["engine_execution_id"]) from exc
+            raise Conflict(
+                "an execution with engine execution id %s exists already"
+                % record["engine_execution_id"]
+            ) from exc
         return record
 
     @_translated
@@ -261,12 +296,15 @@ class MongoStore(Store):
         try:
             if changes:
                 matched = self._executions.update_one(
-                    query, {"$set": _encode(changes, _EXECUTION_PAYLOAD)}).matched_count
+                    query, {"$set": _encode(changes, _EXECUTION_PAYLOAD)}
+                ).matched_count
             else:  # "$set: {}" is an error; there is nothing to write
                 matched = self._executions.count_documents(query, limit=1)
         except mongo_errors.DuplicateKeyError as exc:
-            raise Conflict("an execution with engine execution id %s exists already"
-                           % changes.get("engine_execution_id")) from exc
+            raise Conflict(
+                "an execution with engine execution id %s exists already"
+                % changes.get("engine_execution_id")
+            ) from exc
         if matched:
             return True
         if self._executions.find_one({"_id": execution_id}, {"_id": 1}) is None:
@@ -308,7 +346,8 @@ class MongoStore(Store):
             if changes:
                 applied += self._executions.update_one(
                     _conditions(execution_id, if_active, if_lease_owner),
-                    {"$set": _encode(changes, _EXECUTION_PAYLOAD)}).matched_count
+                    {"$set": _encode(changes, _EXECUTION_PAYLOAD)},
+                ).matched_count
         return applied
 
     @_translated
@@ -323,14 +362,21 @@ class MongoStore(Store):
         while len(claimed) < limit:
             try:
                 doc = self._executions.find_one_and_update(
-                    {"tracked": True,
-                     "next_poll_at": {"$lte": now},
-                     "status": {"$nin": list(TERMINAL)},
-                     "$or": [{"lease_owner": None}, {"lease_expires_at": None},
-                             {"lease_expires_at": {"$lte": now}}],
-                     "_id": {"$nin": [record["id"] for record in claimed]}},
-                    lease, sort=[("next_poll_at", 1), ("_id", 1)],
-                    return_document=pymongo.ReturnDocument.BEFORE)
+                    {
+                        "tracked": True,
+                        "next_poll_at": {"$lte": now},
+                        "status": {"$nin": list(TERMINAL)},
+                        "$or": [
+                            {"lease_owner": None},
+                            {"lease_expires_at": None},
+                            {"lease_expires_at": {"$lte": now}},
+                        ],
+                        "_id": {"$nin": [record["id"] for record in claimed]},
+                    },
+                    lease,
+                    sort=[("next_poll_at", 1), ("_id", 1)],
+                    return_document=pymongo.ReturnDocument.BEFORE,
+                )
             except mongo_errors.PyMongoError:
                 # This claim may have been applied, and those before it are not
                 # handed out either: released before this owner's next lease write.
@@ -339,7 +385,7 @@ class MongoStore(Store):
             if doc is None:
                 break
             record = _execution(doc)
-            if record["lease_owner"] is not None:    # its lease had lapsed
+            if record["lease_owner"] is not None:  # its lease had lapsed
                 self.lease_takeovers += 1
             record.update(lease["$set"])
             claimed.append(record)
@@ -353,31 +399,44 @@ class MongoStore(Store):
         if expiries:
             self._executions.update_many(
                 {"lease_owner": owner, "lease_expires_at": {"$in": sorted(expiries)}},
-                {"$set": {"lease_owner": None, "lease_expires_at": None}})
+                {"$set": {"lease_owner": None, "lease_expires_at": None}},
+            )
             self._unsettled.pop(owner, None)
 
     @_translated
     def renew_leases(self, owner, expires_at):
         self._settle(owner)
         return self._executions.update_many(
-            {"lease_owner": owner}, {"$set": {"lease_expires_at": expires_at}}).modified_count
+            {"lease_owner": owner}, {"$set": {"lease_expires_at": expires_at}}
+        ).modified_count
 
     @_translated
     def release_leases(self, owner):
         result = self._executions.update_many(
-            {"lease_owner": owner}, {"$set": {"lease_owner": None, "lease_expires_at": None}})
+            {"lease_owner": owner}, {"$set": {"lease_owner": None, "lease_expires_at": None}}
+        )
         self._unsettled.pop(owner, None)
         return result.modified_count
 
     @_translated
     def next_due_at(self):
-        cursor = self._executions.find(
-            {"tracked": True, "next_poll_at": {"$ne": None}, "status": {"$nin": list(TERMINAL)}},
-            {"_id": 0, "next_poll_at": 1, "lease_owner": 1, "lease_expires_at": 1},
-        ).sort([("next_poll_at", 1)]).batch_size(100)
+        cursor = (
+            self._executions.find(
+                {
+                    "tracked": True,
+                    "next_poll_at": {"$ne": None},
+                    "status": {"$nin": list(TERMINAL)},
+                },
+                {"_id": 0, "next_poll_at": 1, "lease_owner": 1, "lease_expires_at": 1},
+            )
+            .sort([("next_poll_at", 1)])
+            .batch_size(100)
+        )
         try:
-            return _earliest_due((doc["next_poll_at"], doc.get("lease_owner"),
-                                 doc.get("lease_expires_at")) for doc in cursor)
+            return _earliest_due(
+                (doc["next_poll_at"], doc.get("lease_owner"), doc.get("lease_expires_at"))
+                for doc in cursor
+            )
         finally:
             cursor.close()
 
@@ -395,8 +454,9 @@ class MongoStore(Store):
     @_translated
     def register_service(self, record):
         record = prepare_service(record)
-        self._services.replace_one({"_id": record["id"]},
-                                   _encode(record, _SERVICE_PAYLOAD), upsert=True)
+        self._services.replace_one(
+            {"_id": record["id"]}, _encode(record, _SERVICE_PAYLOAD), upsert=True
+        )
         return record
 
     @_translated

@@ -26,11 +26,16 @@ import os
 import sqlite3
 import threading
 
-from st2bridge.errors import (Conflict, NotFound, StoreError, StoreUnavailable,
-                              StoreVersionMismatch)
-from st2bridge.store import (complete_execution, complete_service,
-                             prepare_changes, prepare_execution, prepare_service, status_list,
-                             version_mismatch_message)
+from st2bridge.errors import Conflict, NotFound, StoreError, StoreUnavailable, StoreVersionMismatch
+from st2bridge.store import (
+    complete_execution,
+    complete_service,
+    prepare_changes,
+    prepare_execution,
+    prepare_service,
+    status_list,
+    version_mismatch_message,
+)
 from st2bridge.store import sqlite_sql as sql
 from st2bridge.store.base import CALLBACK_FIELDS, INDEXED_FIELDS, Store
 
@@ -41,7 +46,7 @@ class SqliteStore(Store):
     def __init__(self, path, busy_timeout=10.0):
         self.path = os.fspath(path)
         self.busy_timeout = float(busy_timeout)
-        self._lock = threading.RLock()   # transaction() holds it around nested writes
+        self._lock = threading.RLock()  # transaction() holds it around nested writes
         self._grouped = False
         self._conn = None
         with self._errors():
@@ -50,10 +55,13 @@ class SqliteStore(Store):
                 try:
                     os.makedirs(parent, exist_ok=True)
                 except OSError as exc:
-                    raise StoreUnavailable("cannot create the directory of SQLite store %s: %s"
-                                           % (self.path, exc.strerror or exc)) from exc
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
-                                   isolation_level=None, check_same_thread=False)
+                    raise StoreUnavailable(
+                        "cannot create the directory of SQLite store %s: %s"
+                        % (self.path, exc.strerror or exc)
+                    ) from exc
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
             try:
                 self._setup(conn)
             except BaseException:
@@ -78,27 +86,33 @@ class SqliteStore(Store):
                     for statement in sql.SCHEMA.split(";"):
                         if statement.strip():
                             conn.execute(statement)
-                    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                                 (str(self.SCHEMA_VERSION),))
+                    conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                        (str(self.SCHEMA_VERSION),),
+                    )
                     version = self.SCHEMA_VERSION
         if version != self.SCHEMA_VERSION:
             raise StoreVersionMismatch(
-                version_mismatch_message(self.path, version, self.SCHEMA_VERSION))
+                version_mismatch_message(self.path, version, self.SCHEMA_VERSION)
+            )
 
     def _recorded_version(self, conn):
         """The recorded schema version; None for an empty (new) database."""
-        tables = {name for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {
+            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
         if "meta" not in tables:
             if tables:
                 raise StoreVersionMismatch(
                     "%s is a SQLite database but not an st2bridge store (it has no "
-                    "schema version); point the store URL at another file" % self.path)
+                    "schema version); point the store URL at another file" % self.path
+                )
             return None
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
-            raise StoreVersionMismatch("SQLite store %s records no schema version: run "
-                                       "`st2bridge db-upgrade`" % self.path)
+            raise StoreVersionMismatch(
+                "SQLite store %s records no schema version: run `st2bridge db-upgrade`" % self.path
+            )
         try:
             return int(row[0])
         except ValueError:
@@ -114,10 +128,12 @@ class SqliteStore(Store):
             if "locked" in message or "busy" in message:
                 raise StoreUnavailable(
                     "SQLite store %s is locked by another process (waited %gs); try again"
-                    % (self.path, self.busy_timeout)) from exc
+                    % (self.path, self.busy_timeout)
+                ) from exc
             if "unable to open" in message or "disk I/O" in message or "readonly" in message:
-                raise StoreUnavailable("cannot use SQLite store %s: %s"
-                                       % (self.path, message)) from exc
+                raise StoreUnavailable(
+                    "cannot use SQLite store %s: %s" % (self.path, message)
+                ) from exc
             raise StoreError("SQLite store %s: %s" % (self.path, message)) from exc
         except sqlite3.DatabaseError as exc:  # e.g. "file is not a database"
             raise StoreError("SQLite store %s: %s" % (self.path, exc)) from exc
@@ -147,7 +163,7 @@ class SqliteStore(Store):
     @contextlib.contextmanager
     def transaction(self):
         with self._lock, self._errors():
-            if self._grouped:       # nested: part of the outer one
+            if self._grouped:  # nested: part of the outer one
                 yield
                 return
             with sql.transaction(self._connection()):
@@ -166,8 +182,10 @@ class SqliteStore(Store):
                 conn.execute(sql.INSERT, sql.row(record))
             except sqlite3.IntegrityError as exc:
                 if "engine_execution_id" in str(exc):
-                    raise Conflict("an execution with engine execution id %s exists already"
-                                   % record["engine_execution_id"]) from exc
+                    raise Conflict(
+                        "an execution with engine execution id %s exists already"
+                        % record["engine_execution_id"]
+                    ) from exc
                 raise Conflict("execution %s exists already" % record["id"]) from exc
             sql.replace_tasks(conn, record["id"], record["tasks"])
         return record
@@ -213,15 +231,22 @@ class SqliteStore(Store):
         if limit is not None:
             query += " LIMIT %d" % int(limit)
         with self._read() as conn:
-            return sql.attach_tasks(conn, [complete_execution(json.loads(doc))
-                                           for (doc,) in conn.execute(query, params)])
+            return sql.attach_tasks(
+                conn,
+                [complete_execution(json.loads(doc)) for (doc,) in conn.execute(query, params)],
+            )
 
     def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
         changes = prepare_changes(changes)
         with self._write() as conn:
             if changes:
-                if self._patch(conn, tuple(sorted(changes)), [(execution_id, changes)],
-                               if_active, if_lease_owner):
+                if self._patch(
+                    conn,
+                    tuple(sorted(changes)),
+                    [(execution_id, changes)],
+                    if_active,
+                    if_lease_owner,
+                ):
                     return True
             elif self._matches(conn, execution_id, if_active, if_lease_owner):
                 return True
@@ -234,8 +259,9 @@ class SqliteStore(Store):
             raise ValueError("update_task sets one task; do not also pass 'tasks'")
         with self._write() as conn:
             if changes:
-                matched = self._patch(conn, tuple(sorted(changes)), [(execution_id, changes)],
-                                      if_active, None)
+                matched = self._patch(
+                    conn, tuple(sorted(changes)), [(execution_id, changes)], if_active, None
+                )
             else:
                 matched = self._matches(conn, execution_id, if_active, None)
             if matched:
@@ -246,9 +272,13 @@ class SqliteStore(Store):
 
     @staticmethod
     def _matches(conn, execution_id, if_active, if_lease_owner):
-        return conn.execute("SELECT 1 FROM executions WHERE id = ?" + sql.conditions(
-            if_active, if_lease_owner), [execution_id] + sql.condition_params(
-            if_lease_owner)).fetchone() is not None
+        return (
+            conn.execute(
+                "SELECT 1 FROM executions WHERE id = ?" + sql.conditions(if_active, if_lease_owner),
+                [execution_id] + sql.condition_params(if_lease_owner),
+            ).fetchone()
+            is not None
+        )
 
     def update_many(self, updates, *, if_active=True, if_lease_owner=None):
         # Updates with the same fields share one statement.
@@ -258,8 +288,10 @@ class SqliteStore(Store):
             if changes:
                 groups.setdefault(tuple(sorted(changes)), []).append((execution_id, changes))
         with self._write() as conn:
-            return sum(self._patch(conn, fields, items, if_active, if_lease_owner)
-                       for fields, items in groups.items())
+            return sum(
+                self._patch(conn, fields, items, if_active, if_lease_owner)
+                for fields, items in groups.items()
+            )
 
     @classmethod
     def _patch(cls, conn, fields, items, if_active, if_lease_owner):
@@ -272,8 +304,11 @@ class SqliteStore(Store):
             others = tuple(f for f in fields if f != "tasks")
             matched = 0
             for execution_id, changes in items:
-                if (cls._patch(conn, others, [(execution_id, changes)], if_active, if_lease_owner)
-                        if others else cls._matches(conn, execution_id, if_active, if_lease_owner)):
+                if (
+                    cls._patch(conn, others, [(execution_id, changes)], if_active, if_lease_owner)
+                    if others
+                    else cls._matches(conn, execution_id, if_active, if_lease_owner)
+                ):
                     sql.replace_tasks(conn, execution_id, changes["tasks"])
                     matched += 1
             return matched
@@ -281,11 +316,15 @@ class SqliteStore(Store):
         query = "UPDATE executions SET %s doc = json_set(doc, %s) WHERE id = ?%s" % (
             "".join("%s = ?, " % c for c in columns),
             ", ".join("'$.%s', json(?)" % f for f in fields),
-            sql.conditions(if_active, if_lease_owner))
-        rows = [[sql.column_value(f, changes[f]) for f in columns]
-                + [sql.dumps(changes[f]) for f in fields]
-                + [execution_id] + sql.condition_params(if_lease_owner)
-                for execution_id, changes in items]
+            sql.conditions(if_active, if_lease_owner),
+        )
+        rows = [
+            [sql.column_value(f, changes[f]) for f in columns]
+            + [sql.dumps(changes[f]) for f in fields]
+            + [execution_id]
+            + sql.condition_params(if_lease_owner)
+            for execution_id, changes in items
+        ]
         try:
             return conn.executemany(query, rows).rowcount
         except sqlite3.IntegrityError as exc:
@@ -301,9 +340,14 @@ class SqliteStore(Store):
         with self._write() as conn:
             # Leases that lapsed (their holder died or hung): a claim of one of
             # these is a takeover. Few rows: only leased ones are indexed here.
-            lapsed = {i for (i,) in conn.execute(
-                "SELECT id FROM executions WHERE lease_owner IS NOT NULL AND "
-                "(lease_expires_at IS NULL OR lease_expires_at <= ?)", (now,))}
+            lapsed = {
+                i
+                for (i,) in conn.execute(
+                    "SELECT id FROM executions WHERE lease_owner IS NOT NULL AND "
+                    "(lease_expires_at IS NULL OR lease_expires_at <= ?)",
+                    (now,),
+                )
+            }
             rows = conn.execute(
                 "UPDATE executions SET lease_owner = ?, lease_expires_at = ?, "
                 "doc = json_set(doc, '$.lease_owner', ?, '$.lease_expires_at', ?) "
@@ -311,10 +355,12 @@ class SqliteStore(Store):
                 "next_poll_at <= ? AND " + sql.ACTIVE + " AND (lease_owner IS NULL OR "
                 "lease_expires_at IS NULL OR lease_expires_at <= ?) "
                 "ORDER BY next_poll_at, id LIMIT ?) RETURNING doc",
-                (owner, expires, owner, expires, now, now, int(limit))).fetchall()
-            claimed = sql.attach_tasks(conn, [complete_execution(json.loads(doc))
-                                              for (doc,) in rows])
-        claimed.sort(key=lambda r: (r["next_poll_at"], r["id"]))   # RETURNING has no order
+                (owner, expires, owner, expires, now, now, int(limit)),
+            ).fetchall()
+            claimed = sql.attach_tasks(
+                conn, [complete_execution(json.loads(doc)) for (doc,) in rows]
+            )
+        claimed.sort(key=lambda r: (r["next_poll_at"], r["id"]))  # RETURNING has no order
         self.lease_takeovers += sum(1 for r in claimed if r["id"] in lapsed)
         return claimed
 
@@ -323,14 +369,17 @@ class SqliteStore(Store):
             return conn.execute(
                 "UPDATE executions SET lease_expires_at = ?, "
                 "doc = json_set(doc, '$.lease_expires_at', ?) WHERE lease_owner = ?",
-                (expires_at, expires_at, owner)).rowcount
+                (expires_at, expires_at, owner),
+            ).rowcount
 
     def release_leases(self, owner):
         with self._write() as conn:
             return conn.execute(
                 "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, "
                 "doc = json_set(doc, '$.lease_owner', NULL, '$.lease_expires_at', NULL) "
-                "WHERE lease_owner = ?", (owner,)).rowcount
+                "WHERE lease_owner = ?",
+                (owner,),
+            ).rowcount
 
     def next_due_at(self):
         with self._read() as conn:
@@ -345,8 +394,9 @@ class SqliteStore(Store):
                 return conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0]
             if not statuses:
                 return 0
-            return conn.execute("SELECT COUNT(*) FROM executions WHERE " +
-                                sql.in_("status", statuses), statuses).fetchone()[0]
+            return conn.execute(
+                "SELECT COUNT(*) FROM executions WHERE " + sql.in_("status", statuses), statuses
+            ).fetchone()[0]
 
     def count_by_status(self):
         with self._read() as conn:
@@ -357,9 +407,10 @@ class SqliteStore(Store):
     def register_service(self, record):
         record = prepare_service(record)
         with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO services (id, name, host, doc) "
-                         "VALUES (?, ?, ?, ?)",
-                         (record["id"], record["name"], record["host"], sql.dumps(record)))
+            conn.execute(
+                "INSERT OR REPLACE INTO services (id, name, host, doc) VALUES (?, ?, ?, ?)",
+                (record["id"], record["name"], record["host"], sql.dumps(record)),
+            )
         return record
 
     def heartbeat_service(self, service_id, now):
@@ -369,14 +420,17 @@ class SqliteStore(Store):
                 return False
             record = complete_service(doc)
             record["heartbeat_at"] = now
-            conn.execute("UPDATE services SET doc = ? WHERE id = ?",
-                         (sql.dumps(record), service_id))
+            conn.execute(
+                "UPDATE services SET doc = ? WHERE id = ?", (sql.dumps(record), service_id)
+            )
         return True
 
     def list_services(self):
         with self._read() as conn:
-            return [complete_service(json.loads(doc)) for (doc,) in conn.execute(
-                "SELECT doc FROM services ORDER BY name, host, id")]
+            return [
+                complete_service(json.loads(doc))
+                for (doc,) in conn.execute("SELECT doc FROM services ORDER BY name, host, id")
+            ]
 
     def remove_service(self, service_id):
         with self._write() as conn:

@@ -34,18 +34,21 @@ CREATE INDEX ix_tasks_execution_id_task_id ON tasks (execution_id, task_id);
 COLUMNS = ", ".join(INDEXED_FIELDS)
 ACTIVE = "COALESCE(status, '') NOT IN (%s)" % ", ".join("'%s'" % s for s in TERMINAL)
 INSERT = "INSERT INTO executions (%s, doc) VALUES (%s)" % (
-    COLUMNS, ", ".join("?" * (len(INDEXED_FIELDS) + 1)))
+    COLUMNS,
+    ", ".join("?" * (len(INDEXED_FIELDS) + 1)),
+)
 # next_due_at: the earliest unleased record (the first index entry that is not
 # leased) and the earliest time a leased one frees up, max(due, lease expiry):
 # exact, and its cost grows with the leased records only, not with the tracked.
 NEXT_DUE = (
     "SELECT (SELECT next_poll_at FROM executions WHERE tracked = 1 AND "
     "next_poll_at IS NOT NULL AND (lease_owner IS NULL OR lease_expires_at IS NULL) AND "
-    + ACTIVE + " ORDER BY next_poll_at LIMIT 1), "
+    + ACTIVE
+    + " ORDER BY next_poll_at LIMIT 1), "
     "(SELECT MIN(MAX(next_poll_at, lease_expires_at)) FROM executions "
     "INDEXED BY ix_executions_lease_owner WHERE lease_owner IS NOT NULL AND "
-    "lease_expires_at IS NOT NULL AND tracked = 1 AND next_poll_at IS NOT NULL AND "
-    + ACTIVE + ")")
+    "lease_expires_at IS NOT NULL AND tracked = 1 AND next_poll_at IS NOT NULL AND " + ACTIVE + ")"
+)
 
 
 def dumps(value):
@@ -65,6 +68,7 @@ def row(record):
 # one task, and rewriting a record with its whole task list made the cost of
 # an event grow with the record (SQLite rewrites the full row).
 
+
 def fetch_record(conn, execution_id):
     """The record's fields and its tasks, or None."""
     doc = fetch(conn, "executions", execution_id)
@@ -73,8 +77,9 @@ def fetch_record(conn, execution_id):
 
 def fetch_task(conn, execution_id, task_id):
     """(index, task) of the execution's task with that id, or (None, None)."""
-    row = conn.execute("SELECT idx, doc FROM tasks WHERE execution_id = ? AND task_id = ?",
-                       (execution_id, task_id)).fetchone()
+    row = conn.execute(
+        "SELECT idx, doc FROM tasks WHERE execution_id = ? AND task_id = ?", (execution_id, task_id)
+    ).fetchone()
     return (row[0], json.loads(row[1])) if row else (None, None)
 
 
@@ -85,10 +90,13 @@ def attach_tasks(conn, records):
     texts = {r["id"]: [] for r in records}
     ids = list(texts)
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         for execution_id, doc in conn.execute(
-                "SELECT execution_id, doc FROM tasks WHERE " + in_("execution_id", chunk)
-                + " ORDER BY execution_id, idx", chunk):
+            "SELECT execution_id, doc FROM tasks WHERE "
+            + in_("execution_id", chunk)
+            + " ORDER BY execution_id, idx",
+            chunk,
+        ):
             texts[execution_id].append(doc)
     for r in records:
         r["tasks"] = json.loads("[%s]" % ",".join(texts[r["id"]]))
@@ -97,15 +105,20 @@ def attach_tasks(conn, records):
 
 def replace_tasks(conn, execution_id, tasks):
     conn.execute("DELETE FROM tasks WHERE execution_id = ?", (execution_id,))
-    conn.executemany("INSERT INTO tasks (execution_id, idx, task_id, doc) VALUES (?, ?, ?, ?)",
-                     [(execution_id, i, t.get("id"), dumps(t)) for i, t in enumerate(tasks or [])])
+    conn.executemany(
+        "INSERT INTO tasks (execution_id, idx, task_id, doc) VALUES (?, ?, ?, ?)",
+        [(execution_id, i, t.get("id"), dumps(t)) for i, t in enumerate(tasks or [])],
+    )
 
 
 def put_task(conn, execution_id, index, task):
     """Set the task at `index`, or append it (index None)."""
-    conn.execute("INSERT OR REPLACE INTO tasks (execution_id, idx, task_id, doc) VALUES (?, "
-                 "COALESCE(?, (SELECT COALESCE(MAX(idx) + 1, 0) FROM tasks WHERE execution_id = ?)), "
-                 "?, ?)", (execution_id, index, execution_id, task.get("id"), dumps(task)))
+    conn.execute(
+        "INSERT OR REPLACE INTO tasks (execution_id, idx, task_id, doc) VALUES (?, "
+        "COALESCE(?, (SELECT COALESCE(MAX(idx) + 1, 0) FROM tasks WHERE execution_id = ?)), "
+        "?, ?)",
+        (execution_id, index, execution_id, task.get("id"), dumps(task)),
+    )
 
 
 @contextlib.contextmanager
@@ -132,7 +145,8 @@ def must_exist(conn, execution_id):
 
 def conditions(if_active, if_lease_owner):
     return ((" AND " + ACTIVE) if if_active else "") + (
-        " AND lease_owner = ?" if if_lease_owner is not None else "")
+        " AND lease_owner = ?" if if_lease_owner is not None else ""
+    )
 
 
 def condition_params(if_lease_owner):

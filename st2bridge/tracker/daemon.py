@@ -45,22 +45,36 @@ class Tracker:
         self.owner = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
         runner = app.build_runner(conf, engine, store)
         self.poller = Poller(
-            engine, store, executor, owner=self.owner, query_interval=rt.query_interval,
-            jitter_interval=rt.jitter_interval, lease_seconds=rt.lease_seconds,
-            batch_size=rt.batch_size, sync_overlap=rt.sync_overlap,
-            verify_interval=rt.verify_interval, batch_window=rt.batch_window,
+            engine,
+            store,
+            executor,
+            owner=self.owner,
+            query_interval=rt.query_interval,
+            jitter_interval=rt.jitter_interval,
+            lease_seconds=rt.lease_seconds,
+            batch_size=rt.batch_size,
+            sync_overlap=rt.sync_overlap,
+            verify_interval=rt.verify_interval,
+            batch_window=rt.batch_window,
             # One back-off policy for the engine: the same as retried requests.
             backoff_base=conf.engine.retry_exp_msec / 1000.0,
             backoff_max=conf.engine.retry_exp_max_msec / 1000.0,
-            submit=runner.submit, clock=clock)
+            submit=runner.submit,
+            clock=clock,
+        )
         self.service = registry.service_record(NAME, self.owner, clock())
         self.callbacks = None
         self.listener = None
         if rt.mode != "poll":
             self.callbacks = CallbackHandler(
-                store, engine, mode=rt.mode, stale_after=rt.stale_after, clock=clock,
+                store,
+                engine,
+                mode=rt.mode,
+                stale_after=rt.stale_after,
+                clock=clock,
                 executor=green.GreenExecutor(rt.thread_pool_size),
-                task_events=conf.callback.task_events)
+                task_events=conf.callback.task_events,
+            )
         self.scheduler = BackgroundScheduler(daemon=True)
         self.metrics = None
         self.metrics_server = None
@@ -113,27 +127,39 @@ class Tracker:
         try:
             self.store.renew_leases(self.owner, now + self.conf.resultstracker.lease_seconds)
             if self.metrics:
-                self.metrics.refresh()      # counts records by status: reuse them
+                self.metrics.refresh()  # counts records by status: reuse them
                 tracked = sum(self.metrics.status_counts.get(s, 0) for s in ACTIVE)
             else:
                 tracked = self.store.count_executions(ACTIVE)
-            self.service.update(heartbeat_at=now, info={"stats": {
-                "polls": self.poller.stats.polls,
-                "engine_requests": self.engine.request_count,
-                "lateness_ms": self.poller.stats.take_lateness(),
-                "tracked": tracked,
-                "in_flight": self.executor.running(),
-                "callbacks": dict(self.callbacks.counts) if self.callbacks else None,
-            }, "callback_url": config.callback_url(self.conf) if self.listener else None})
+            self.service.update(
+                heartbeat_at=now,
+                info={
+                    "stats": {
+                        "polls": self.poller.stats.polls,
+                        "engine_requests": self.engine.request_count,
+                        "lateness_ms": self.poller.stats.take_lateness(),
+                        "tracked": tracked,
+                        "in_flight": self.executor.running(),
+                        "callbacks": dict(self.callbacks.counts) if self.callbacks else None,
+                    },
+                    "callback_url": config.callback_url(self.conf) if self.listener else None,
+                },
+            )
             self.store.register_service(self.service)
         except errors.StoreError as exc:
-            LOG.warning("heartbeat failed: %s; trying again in %.0f s", exc,
-                        self.conf.resultstracker.heartbeat_interval)
+            LOG.warning(
+                "heartbeat failed: %s; trying again in %.0f s",
+                exc,
+                self.conf.resultstracker.heartbeat_interval,
+            )
         taken = getattr(self.store, "lease_takeovers", 0) - self._takeovers_seen
         if taken:
             self._takeovers_seen += taken
-            LOG.warning("took over %d executions whose lease had lapsed (a tracker died "
-                        "or hung); checking them now", taken)
+            LOG.warning(
+                "took over %d executions whose lease had lapsed (a tracker died "
+                "or hung); checking them now",
+                taken,
+            )
 
     # -- the loop ---------------------------------------------------------
 
@@ -141,45 +167,78 @@ class Tracker:
         """The callback endpoint, in this process's green threads."""
         cb = self.conf.callback
         self.listener = green.WsgiServer(
-            make_app(self.callbacks, max_body=cb.max_body), cb.host, cb.port,
-            logging.getLogger("st2bridge.callbacks"))
-        LOG.info("callback listener on http://%s:%d/v1/callbacks/mistral/<id> (engine posts to %s)",
-                 self.listener.address[0], self.listener.address[1], config.callback_url(self.conf))
+            make_app(self.callbacks, max_body=cb.max_body),
+            cb.host,
+            cb.port,
+            logging.getLogger("st2bridge.callbacks"),
+        )
+        LOG.info(
+            "callback listener on http://%s:%d/v1/callbacks/mistral/<id> (engine posts to %s)",
+            self.listener.address[0],
+            self.listener.address[1],
+            config.callback_url(self.conf),
+        )
 
     def start_metrics(self):
         """The Prometheus endpoint ([metrics] port; 0 disables it)."""
         from st2bridge.metrics import TrackerMetrics
+
         m = self.conf.metrics
-        self.metrics = TrackerMetrics(poller=self.poller, engine=self.engine, store=self.store,
-                                      executor=self.executor, callbacks=self.callbacks,
-                                      clock=self.clock)
+        self.metrics = TrackerMetrics(
+            poller=self.poller,
+            engine=self.engine,
+            store=self.store,
+            executor=self.executor,
+            callbacks=self.callbacks,
+            clock=self.clock,
+        )
         self.metrics.refresh()
         try:
-            self.metrics_server = green.WsgiServer(self.metrics.wsgi_app(), m.host, m.port,
-                                                   logging.getLogger("st2bridge.metrics"),
-                                                   name="metrics endpoint")
+            self.metrics_server = green.WsgiServer(
+                self.metrics.wsgi_app(),
+                m.host,
+                m.port,
+                logging.getLogger("st2bridge.metrics"),
+                name="metrics endpoint",
+            )
         except OSError as exc:
             # Tracking matters more than its metrics: go on without them (a
             # scraper sees the target down).
-            LOG.error("metrics endpoint disabled: cannot listen on %s:%d ([metrics] port): %s",
-                      m.host, m.port, exc.strerror or exc)
+            LOG.error(
+                "metrics endpoint disabled: cannot listen on %s:%d ([metrics] port): %s",
+                m.host,
+                m.port,
+                exc.strerror or exc,
+            )
             return
         LOG.info("metrics on http://%s:%d/metrics", *self.metrics_server.address)
 
     def start_web(self):
         """The read-only web view of executions ([web] port; 0 disables it)."""
         from st2bridge.web.app import make_app as make_web_app
+
         w = self.conf.web
         try:
             self.web_server = green.WsgiServer(
                 make_web_app(self.store, self.engine, token=w.token, clock=self.clock),
-                w.host, w.port, logging.getLogger("st2bridge.web"), name="web view")
+                w.host,
+                w.port,
+                logging.getLogger("st2bridge.web"),
+                name="web view",
+            )
         except OSError as exc:
-            LOG.error("web view disabled: cannot listen on %s:%d ([web] port): %s",
-                      w.host, w.port, exc.strerror or exc)
+            LOG.error(
+                "web view disabled: cannot listen on %s:%d ([web] port): %s",
+                w.host,
+                w.port,
+                exc.strerror or exc,
+            )
             return
-        LOG.info("web view on http://%s:%d/executions%s", *self.web_server.address,
-                 " (token required)" if w.token else "")
+        LOG.info(
+            "web view on http://%s:%d/executions%s",
+            *self.web_server.address,
+            " (token required)" if w.token else "",
+        )
 
     def run(self):
         rt = self.conf.resultstracker
@@ -190,13 +249,26 @@ class Tracker:
         if self.callbacks:
             self.start_listener()
         self.store.register_service(self.service)
-        self.scheduler.add_job(self.heartbeat, "interval", seconds=rt.heartbeat_interval,
-                               id="heartbeat", max_instances=1, coalesce=True)
+        self.scheduler.add_job(
+            self.heartbeat,
+            "interval",
+            seconds=rt.heartbeat_interval,
+            id="heartbeat",
+            max_instances=1,
+            coalesce=True,
+        )
         self.scheduler.start()
-        LOG.info("tracker %s started: checking each execution every %.1f s (+ up to %.2f s "
-                 "jitter), %d green threads, batches of up to %d; store %s; engine %s",
-                 self.owner, rt.query_interval, rt.jitter_interval, rt.thread_pool_size,
-                 rt.batch_size, self.conf.store.url.split("://")[0], self.conf.engine.api_url)
+        LOG.info(
+            "tracker %s started: checking each execution every %.1f s (+ up to %.2f s "
+            "jitter), %d green threads, batches of up to %d; store %s; engine %s",
+            self.owner,
+            rt.query_interval,
+            rt.jitter_interval,
+            rt.thread_pool_size,
+            rt.batch_size,
+            self.conf.store.url.split("://")[0],
+            self.conf.engine.api_url,
+        )
         idle = None
         while not self.stopping:
             try:
@@ -218,11 +290,15 @@ class Tracker:
 
     def shutdown(self):
         rt = self.conf.resultstracker
-        LOG.info("%s received: stopped claiming; waiting up to %.0f s for %d in-flight checks",
-                 getattr(self, "_signal_name", "stop"), rt.drain_timeout, self.executor.running())
+        LOG.info(
+            "%s received: stopped claiming; waiting up to %.0f s for %d in-flight checks",
+            getattr(self, "_signal_name", "stop"),
+            rt.drain_timeout,
+            self.executor.running(),
+        )
         self.scheduler.shutdown(wait=False)
         if self.listener:
-            self.listener.stop()   # the engine's callbacks go unanswered; polling catches up
+            self.listener.stop()  # the engine's callbacks go unanswered; polling catches up
         if self.metrics_server:
             self.metrics_server.stop()
         if self.web_server:
@@ -231,14 +307,18 @@ class Tracker:
             # Results being fetched after terminal callbacks finish first.
             self.callbacks.executor.wait(rt.drain_timeout)
         if not self.executor.wait(rt.drain_timeout):
-            LOG.warning("%d checks still running after %.0f s; their leases lapse and "
-                        "another tracker takes them over", self.executor.running(),
-                        rt.drain_timeout)
+            LOG.warning(
+                "%d checks still running after %.0f s; their leases lapse and "
+                "another tracker takes them over",
+                self.executor.running(),
+                rt.drain_timeout,
+            )
         try:
             released = self.store.release_leases(self.owner)
             self.store.remove_service(self.service["id"])
-            LOG.info("released %d leases; %d checks made; stopped", released,
-                     self.poller.stats.polls)
+            LOG.info(
+                "released %d leases; %d checks made; stopped", released, self.poller.stats.polls
+            )
         except errors.StoreError as exc:
             LOG.warning("could not release leases (%s); they lapse on their own", exc)
         self.store.close()
@@ -255,13 +335,18 @@ def main(argv=None):
     except errors.BridgeError as exc:
         print("%s: error: %s" % (NAME, " ".join(str(exc).split())), file=sys.stderr)
         return exc.exit_code
-    tracker = Tracker(conf, store, engine, green.GreenExecutor(conf.resultstracker.thread_pool_size))
+    tracker = Tracker(
+        conf, store, engine, green.GreenExecutor(conf.resultstracker.thread_pool_size)
+    )
     tracker.install_signal_handlers()
     try:
         return tracker.run()
-    except OSError as exc:   # e.g. the callback port is taken
-        print("%s: error: cannot listen on %s:%d: %s" % (
-            NAME, conf.callback.host, conf.callback.port, exc.strerror or exc), file=sys.stderr)
+    except OSError as exc:  # e.g. the callback port is taken
+        print(
+            "%s: error: cannot listen on %s:%d: %s"
+            % (NAME, conf.callback.host, conf.callback.port, exc.strerror or exc),
+            file=sys.stderr,
+        )
         return errors.EXIT_USAGE
 
 

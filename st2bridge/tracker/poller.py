@@ -49,12 +49,12 @@ def engine_filter_time(ts):
 class PollStats:
     """Counters the daemon reports with each heartbeat."""
 
-    WINDOW = 20000   # lateness samples kept between two reports
+    WINDOW = 20000  # lateness samples kept between two reports
 
     def __init__(self):
         self.polls = 0
         self.lateness = []
-        self.observe_lateness = None     # metrics hook: called with each lateness (s)
+        self.observe_lateness = None  # metrics hook: called with each lateness (s)
 
     def polled(self, record, now):
         self.polls += 1
@@ -73,16 +73,37 @@ class PollStats:
 
         def pct(p):
             return round(samples[min(len(samples) - 1, int(p * len(samples)))] * 1000, 1)
-        return {"p50": pct(0.50), "p99": pct(0.99), "max": round(samples[-1] * 1000, 1),
-                "count": len(samples)}
+
+        return {
+            "p50": pct(0.50),
+            "p99": pct(0.99),
+            "max": round(samples[-1] * 1000, 1),
+            "count": len(samples),
+        }
 
 
 class Poller:
-    def __init__(self, engine, store, executor, *, owner, query_interval=5.0,
-                 jitter_interval=0.1, lease_seconds=None, batch_size=1000,
-                 batch_window=0.0, sync_overlap=3.0, verify_interval=300.0, backoff_base=1.0,
-                 backoff_max=60.0, not_found_confirmations=3, submit=None,
-                 clock=time.time, rng=random.random):
+    def __init__(
+        self,
+        engine,
+        store,
+        executor,
+        *,
+        owner,
+        query_interval=5.0,
+        jitter_interval=0.1,
+        lease_seconds=None,
+        batch_size=1000,
+        batch_window=0.0,
+        sync_overlap=3.0,
+        verify_interval=300.0,
+        backoff_base=1.0,
+        backoff_max=60.0,
+        not_found_confirmations=3,
+        submit=None,
+        clock=time.time,
+        rng=random.random,
+    ):
         self.engine = engine
         self.store = store
         self.executor = executor
@@ -99,7 +120,7 @@ class Poller:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.not_found_confirmations = not_found_confirmations
-        self.submit = submit   # re-submits a `requested` execution (Runner.submit)
+        self.submit = submit  # re-submits a `requested` execution (Runner.submit)
         self.clock = clock
         self.rng = rng
         self.stats = PollStats()
@@ -135,17 +156,20 @@ class Poller:
             self.executor.submit(self.sync, batch)
         if len(single) > free:
             # Hand back what this pass cannot start; the next pass takes it.
-            self.store.update_many([(r["id"], RELEASE) for r in single[free:]],
-                                   if_lease_owner=self.owner)
+            self.store.update_many(
+                [(r["id"], RELEASE) for r in single[free:]], if_lease_owner=self.owner
+            )
             single = single[:free]
         for record in single:
             self.executor.submit(self.poll, record)
 
     def _needs_own_query(self, record, now):
-        return (record["status"] == st.REQUESTED
-                or (record.get("not_found_count") or 0) > 0
-                or (record.get("timeout_at") is not None and now >= record["timeout_at"])
-                or now - (record.get("verified_at") or record["created_at"]) >= self.verify_interval)
+        return (
+            record["status"] == st.REQUESTED
+            or (record.get("not_found_count") or 0) > 0
+            or (record.get("timeout_at") is not None and now >= record["timeout_at"])
+            or now - (record.get("verified_at") or record["created_at"]) >= self.verify_interval
+        )
 
     def next_poll_at(self, now, due=None):
         """When an execution checked now is due again: one interval plus
@@ -171,32 +195,55 @@ class Poller:
         try:
             # Keep only this batch's rows while paging: a listing can hold every
             # execution the engine changed lately, not just ours.
-            listed = {row["id"]: row for row in self.engine.list_executions(
-                fields=LIGHT_FIELDS, updated_at="gte:" + engine_filter_time(since),
-                nulls="task_execution_id") if row["id"] in wanted}
+            listed = {
+                row["id"]: row
+                for row in self.engine.list_executions(
+                    fields=LIGHT_FIELDS,
+                    updated_at="gte:" + engine_filter_time(since),
+                    nulls="task_execution_id",
+                )
+                if row["id"] in wanted
+            }
         except errors.EngineError as exc:
             self._back_off_batch(records, exc, started)
             return
         except Exception:
-            LOG.exception("unexpected error listing changes for %d executions; "
-                          "their leases lapse and they are checked again", len(records))
+            LOG.exception(
+                "unexpected error listing changes for %d executions; "
+                "their leases lapse and they are checked again",
+                len(records),
+            )
             return
         unchanged, changed = [], []
         for record in records:
             self.stats.polled(record, started)
             row = listed.get(record["engine_execution_id"])
             if row is None or (row.get("state"), row.get("updated_at")) == (
-                    record.get("engine_state"), record.get("engine_updated_at")):
-                unchanged.append((record["id"], dict(
-                    RELEASE, next_poll_at=self.next_poll_at(started, record.get("next_poll_at")),
-                    synced_at=started, poll_failures=0)))
+                record.get("engine_state"),
+                record.get("engine_updated_at"),
+            ):
+                unchanged.append(
+                    (
+                        record["id"],
+                        dict(
+                            RELEASE,
+                            next_poll_at=self.next_poll_at(started, record.get("next_poll_at")),
+                            synced_at=started,
+                            poll_failures=0,
+                        ),
+                    )
+                )
             else:
                 changed.append((record, row))
         try:
             self.store.update_many(unchanged, if_lease_owner=self.owner)
         except errors.StoreError as exc:
-            LOG.warning("store failed while rescheduling %d executions: %s; they are "
-                        "checked again when their leases lapse", len(unchanged), exc)
+            LOG.warning(
+                "store failed while rescheduling %d executions: %s; they are "
+                "checked again when their leases lapse",
+                len(unchanged),
+                exc,
+            )
         for record, row in changed:
             self._safely(self._apply, record, row, started)
 
@@ -206,15 +253,22 @@ class Poller:
             failures = (record.get("poll_failures") or 0) + 1
             delay = backoff_delay(failures, self.backoff_base, self.backoff_max, self.rng)
             longest = max(longest, delay)
-            updates.append((record["id"], dict(RELEASE, next_poll_at=now + delay,
-                                               poll_failures=failures)))
-        LOG.warning("listing changes for %d executions failed: %s; checking them again "
-                    "within %.1f s", len(records), exc, longest)
+            updates.append(
+                (record["id"], dict(RELEASE, next_poll_at=now + delay, poll_failures=failures))
+            )
+        LOG.warning(
+            "listing changes for %d executions failed: %s; checking them again within %.1f s",
+            len(records),
+            exc,
+            longest,
+        )
         try:
             self.store.update_many(updates, if_lease_owner=self.owner)
         except errors.StoreError as store_exc:
-            LOG.warning("store failed too (%s); the leases lapse and the executions are "
-                        "checked again", store_exc)
+            LOG.warning(
+                "store failed too (%s); the leases lapse and the executions are checked again",
+                store_exc,
+            )
 
     # -- one execution: a light GET -----------------------------------------
 
@@ -226,12 +280,17 @@ class Poller:
         now = self.clock()
         self.stats.polled(record, now)
         if record.get("timeout_at") and now >= record["timeout_at"]:
-            self._end(record, st.TIMEOUT, "tracking timed out after %.0f s"
-                      % (record["timeout_at"] - record["created_at"]), now)
+            self._end(
+                record,
+                st.TIMEOUT,
+                "tracking timed out after %.0f s" % (record["timeout_at"] - record["created_at"]),
+                now,
+            )
             return
         try:
-            execution = self.engine.get_execution(record["engine_execution_id"],
-                                                  fields=LIGHT_FIELDS)
+            execution = self.engine.get_execution(
+                record["engine_execution_id"], fields=LIGHT_FIELDS
+            )
         except errors.EngineNotFound:
             self._not_found(record, now)
             return
@@ -244,28 +303,41 @@ class Poller:
             self._back_off(record, exc, self.clock())
         except errors.StoreError as exc:
             # The lease lapses and this or another tracker checks it again.
-            LOG.warning("store failed while checking execution %s: %s; it is checked "
-                        "again when its lease lapses in %.0f s",
-                        record["id"], exc, self.lease_seconds)
+            LOG.warning(
+                "store failed while checking execution %s: %s; it is checked "
+                "again when its lease lapses in %.0f s",
+                record["id"],
+                exc,
+                self.lease_seconds,
+            )
         except Exception:  # a bug must not kill the green thread silently
-            LOG.exception("unexpected error checking execution %s; retrying in %.0f s",
-                          record["id"], self.backoff_max)
+            LOG.exception(
+                "unexpected error checking execution %s; retrying in %.0f s",
+                record["id"],
+                self.backoff_max,
+            )
             self._reschedule(record, self.clock() + self.backoff_max, {})
 
     def _apply(self, record, execution, now, verified=False):
         """Record what a light query or listing row says about one execution."""
         if execution.get("state") in st.ENGINE_TERMINAL:
-            if results.finish(self.engine, self.store, record, self.clock, "poll",
-                              self.executor.concurrently):
-                LOG.info("execution %s %s (finished by poll)", record["id"],
-                         st.from_engine(execution["state"]))
+            if results.finish(
+                self.engine, self.store, record, self.clock, "poll", self.executor.concurrently
+            ):
+                LOG.info(
+                    "execution %s %s (finished by poll)",
+                    record["id"],
+                    st.from_engine(execution["state"]),
+                )
             return
         changes = {"poll_failures": 0, "not_found_count": 0, "synced_at": now}
         if verified:
             changes["verified_at"] = now
         seen = (execution.get("state"), execution.get("updated_at"))
-        if seen != (record.get("engine_state"), record.get("engine_updated_at")) \
-                or record["status"] == st.REQUESTED:
+        if (
+            seen != (record.get("engine_state"), record.get("engine_updated_at"))
+            or record["status"] == st.REQUESTED
+        ):
             tasks = self.engine.list_tasks(record["engine_execution_id"], fields=TASK_FIELDS)
             changes.update(results.progress_changes(execution, tasks, now))
         self._reschedule(record, self.next_poll_at(now, record.get("next_poll_at")), changes)
@@ -274,8 +346,9 @@ class Poller:
         count = (record.get("not_found_count") or 0) + 1
         if record["status"] == st.REQUESTED and self.submit:
             # The runner recorded it but its submit never reached the engine.
-            LOG.info("execution %s was never received by the engine; submitting it now",
-                     record["id"])
+            LOG.info(
+                "execution %s was never received by the engine; submitting it now", record["id"]
+            )
             try:
                 self.submit(record)
             except errors.BridgeError as exc:
@@ -283,20 +356,34 @@ class Poller:
             self._reschedule(record, self.next_poll_at(now), {})
             return
         if count >= self.not_found_confirmations:
-            self._end(record, st.ABANDONED,
-                      "the engine has no execution %s (404 on %d polls): it was "
-                      "deleted or expired" % (record["engine_execution_id"], count), now)
+            self._end(
+                record,
+                st.ABANDONED,
+                "the engine has no execution %s (404 on %d polls): it was "
+                "deleted or expired" % (record["engine_execution_id"], count),
+                now,
+            )
             return
         delay = backoff_delay(count, self.backoff_base, self.backoff_max, self.rng)
-        LOG.warning("engine answered 404 for execution %s (%d of %d); checking again in %.1f s",
-                    record["id"], count, self.not_found_confirmations, delay)
+        LOG.warning(
+            "engine answered 404 for execution %s (%d of %d); checking again in %.1f s",
+            record["id"],
+            count,
+            self.not_found_confirmations,
+            delay,
+        )
         self._reschedule(record, now + delay, {"not_found_count": count})
 
     def _back_off(self, record, exc, now):
         failures = (record.get("poll_failures") or 0) + 1
         delay = backoff_delay(failures, self.backoff_base, self.backoff_max, self.rng)
-        LOG.warning("checking execution %s failed (%d in a row): %s; retrying in %.1f s",
-                    record["id"], failures, exc, delay)
+        LOG.warning(
+            "checking execution %s failed (%d in a row): %s; retrying in %.1f s",
+            record["id"],
+            failures,
+            exc,
+            delay,
+        )
         self._reschedule(record, now + delay, {"poll_failures": failures})
 
     def _reschedule(self, record, next_poll_at, changes):
@@ -304,8 +391,17 @@ class Poller:
         self.store.update_execution(record["id"], changes, if_lease_owner=self.owner)
 
     def _end(self, record, status, reason, now):
-        written = self.store.update_execution(record["id"], dict(
-            RELEASE, status=status, error=reason, ended_at=now, updated_at=now,
-            finished_by="poll"), if_active=True)
+        written = self.store.update_execution(
+            record["id"],
+            dict(
+                RELEASE,
+                status=status,
+                error=reason,
+                ended_at=now,
+                updated_at=now,
+                finished_by="poll",
+            ),
+            if_active=True,
+        )
         if written:
             LOG.warning("execution %s ended as %s: %s", record["id"], status, reason)

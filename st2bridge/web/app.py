@@ -29,19 +29,32 @@ from st2bridge.web import data, pages
 LOG = logging.getLogger("st2bridge.web")
 COOKIE = "st2bridge_web"
 DETAIL = re.compile(r"^/(api/)?executions/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
-REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-           405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
+REASONS = {
+    200: "OK",
+    302: "Found",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 SECURITY_HEADERS = [
-    ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; "
-     "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
-     "frame-ancestors 'none'"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'",
+    ),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),
     ("Cache-Control", "no-store"),
 ]
-STATIC = {"/static/app.js": ("application/javascript; charset=utf-8", pages.JS),
-          "/static/style.css": ("text/css; charset=utf-8", pages.CSS)}
+STATIC = {
+    "/static/app.js": ("application/javascript; charset=utf-8", pages.JS),
+    "/static/style.css": ("text/css; charset=utf-8", pages.CSS),
+}
 LIST_LIMIT = 200
 
 
@@ -49,16 +62,25 @@ def make_app(store, engine, token=None, clock=time.time):
     def app(environ, start_response):
         try:
             status, ctype, body, headers = _route(store, engine, token, clock, environ)
-        except Exception:   # never a traceback to the browser
-            LOG.exception("web view: %s %s failed", environ.get("REQUEST_METHOD"),
-                          environ.get("PATH_INFO"))
-            status, ctype, body, headers = 500, "text/plain; charset=utf-8", \
-                "internal error (see the tracker's log)", []
+        except Exception:  # never a traceback to the browser
+            LOG.exception(
+                "web view: %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
+            )
+            status, ctype, body, headers = (
+                500,
+                "text/plain; charset=utf-8",
+                "internal error (see the tracker's log)",
+                [],
+            )
         payload = body.encode("utf-8") if isinstance(body, str) else body
-        start_response("%d %s" % (status, REASONS[status]),
-                       [("Content-Type", ctype), ("Content-Length", str(len(payload)))]
-                       + SECURITY_HEADERS + headers)
+        start_response(
+            "%d %s" % (status, REASONS[status]),
+            [("Content-Type", ctype), ("Content-Length", str(len(payload)))]
+            + SECURITY_HEADERS
+            + headers,
+        )
         return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else payload]
+
     return app
 
 
@@ -73,7 +95,8 @@ def _json(status, value):
 def _authorized(environ, token):
     header = environ.get("HTTP_AUTHORIZATION") or ""
     if header.startswith("Bearer ") and hmac.compare_digest(
-            header[7:].strip().encode(), token.encode()):
+        header[7:].strip().encode(), token.encode()
+    ):
         return True
     cookies = http.cookies.SimpleCookie()
     try:
@@ -96,15 +119,25 @@ def _route(store, engine, token, clock, environ):
     if token:
         given = first("token")
         if given and hmac.compare_digest(given.encode(), token.encode()):
-            rest = urllib.parse.urlencode([(k, v) for k, vs in query.items() if k != "token"
-                                           for v in vs])
-            return _html(302, "", [
-                ("Location", path + ("?" + rest if rest else "")),
-                ("Set-Cookie", "%s=%s; Path=/; HttpOnly; SameSite=Strict" % (COOKIE, token))])
+            rest = urllib.parse.urlencode(
+                [(k, v) for k, vs in query.items() if k != "token" for v in vs]
+            )
+            return _html(
+                302,
+                "",
+                [
+                    ("Location", path + ("?" + rest if rest else "")),
+                    ("Set-Cookie", "%s=%s; Path=/; HttpOnly; SameSite=Strict" % (COOKIE, token)),
+                ],
+            )
         if not _authorized(environ, token):
-            return _html(401, pages.message_page(
-                "Token required", "Open this page with ?token=TOKEN ([web] token)."),
-                [("WWW-Authenticate", 'Bearer realm="st2bridge"')])
+            return _html(
+                401,
+                pages.message_page(
+                    "Token required", "Open this page with ?token=TOKEN ([web] token)."
+                ),
+                [("WWW-Authenticate", 'Bearer realm="st2bridge"')],
+            )
     if path in STATIC:
         ctype, body = STATIC[path]
         return 200, ctype, body, []
@@ -119,7 +152,8 @@ def _route(store, engine, token, clock, environ):
             if path.startswith("/api/"):
                 return _json(200, {"executions": rows})
             live = "api/executions?" + urllib.parse.urlencode(
-                {"status": status_filter, "workflow": workflow})
+                {"status": status_filter, "workflow": workflow}
+            )
             return _html(200, pages.executions_page(rows, status_filter, workflow, live))
         match = DETAIL.match(path)
         if match:
@@ -127,11 +161,16 @@ def _route(store, engine, token, clock, environ):
             detail = data.Detail(store, engine, execution_id, clock(), with_graphs=not api)
             if api:
                 return _json(200, detail.live())
-            live = "" if st.is_terminal(detail.record.get("status")) else \
-                "../api/executions/" + urllib.parse.quote(execution_id, safe="")
+            live = (
+                ""
+                if st.is_terminal(detail.record.get("status"))
+                else "../api/executions/" + urllib.parse.quote(execution_id, safe="")
+            )
             return _html(200, pages.execution_page(detail, live))
     except errors.NotFound:
-        return _html(404, pages.message_page("Not found", "no execution %s" % path.rsplit("/", 1)[-1]))
+        return _html(
+            404, pages.message_page("Not found", "no execution %s" % path.rsplit("/", 1)[-1])
+        )
     except errors.StoreError as exc:
         return _html(503, pages.message_page("Store unavailable", str(exc)))
     return _html(404, pages.message_page("Not found", "no page %s" % path))

@@ -13,8 +13,19 @@ from st2bridge import status as st
 from st2bridge.web import graph as graphs
 
 LOG = logging.getLogger("st2bridge.web")
-TASK_FIELDS = ["id", "name", "state", "state_info", "type", "created_at", "updated_at",
-               "started_at", "finished_at", "workflow_execution_id", "runtime_context"]
+TASK_FIELDS = [
+    "id",
+    "name",
+    "state",
+    "state_info",
+    "type",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "workflow_execution_id",
+    "runtime_context",
+]
 MAX_DEPTH = 3
 
 
@@ -27,58 +38,78 @@ def duration(record, now):
 
 
 def row(record, now):
-    return {"id": record["id"], "workflow_name": record.get("workflow_name"),
-            "status": record.get("status"), "created_at": record.get("created_at"),
-            "ended_at": record.get("ended_at"), "duration_s": duration(record, now),
-            "terminal": st.is_terminal(record.get("status")),
-            "error": errortree.first_line(record.get("error"))}
+    return {
+        "id": record["id"],
+        "workflow_name": record.get("workflow_name"),
+        "status": record.get("status"),
+        "created_at": record.get("created_at"),
+        "ended_at": record.get("ended_at"),
+        "duration_s": duration(record, now),
+        "terminal": st.is_terminal(record.get("status")),
+        "error": errortree.first_line(record.get("error")),
+    }
 
 
 def list_rows(store, status=None, workflow=None, limit=100, now=None):
     now = time.time() if now is None else now
-    records = store.list_executions(status=status or None, workflow_name=workflow or None,
-                                    limit=limit)
+    records = store.list_executions(
+        status=status or None, workflow_name=workflow or None, limit=limit
+    )
     return [row(r, now) for r in records]
 
 
 def task_view(task):
     context = task.get("runtime_context") if isinstance(task.get("runtime_context"), dict) else {}
-    items = (context.get("with_items") or {}).get("count") if isinstance(
-        context.get("with_items"), dict) else None
-    return {"id": task.get("id"), "name": task.get("name"), "state": task.get("state"),
-            "status": st.from_engine(task.get("state")),
-            "state_info": task.get("state_info"), "items": items,
-            "started_at": task.get("started_at"), "finished_at": task.get("finished_at"),
-            "workflow_execution_id": task.get("workflow_execution_id")}
+    items = (
+        (context.get("with_items") or {}).get("count")
+        if isinstance(context.get("with_items"), dict)
+        else None
+    )
+    return {
+        "id": task.get("id"),
+        "name": task.get("name"),
+        "state": task.get("state"),
+        "status": st.from_engine(task.get("state")),
+        "state_info": task.get("state_info"),
+        "items": items,
+        "started_at": task.get("started_at"),
+        "finished_at": task.get("finished_at"),
+        "workflow_execution_id": task.get("workflow_execution_id"),
+    }
 
 
 class Detail:
     """One execution page's data, gathered with few engine requests."""
 
     def __init__(self, store, engine, execution_id, now=None, with_graphs=True):
-        self.record = store.get_execution(execution_id)   # NotFound propagates
+        self.record = store.get_execution(execution_id)  # NotFound propagates
         self.engine = engine
         self.now = time.time() if now is None else now
         self.with_graphs = with_graphs
         self.engine_error = None
         self._definitions = {}
         root = self.record.get("engine_execution_id")
-        self.subs = {}       # task id -> [sub execution]
-        self.tasks = {}      # workflow execution id -> [task view]
+        self.subs = {}  # task id -> [sub execution]
+        self.tasks = {}  # workflow execution id -> [task view]
         try:
             if root and self.record.get("status") != st.REQUESTED:
                 for sub in engine.list_executions(
-                        root_execution_id=root,
-                        fields=["id", "workflow_name", "task_execution_id", "state"]):
+                    root_execution_id=root,
+                    fields=["id", "workflow_name", "task_execution_id", "state"],
+                ):
                     if sub.get("id") != root:
                         self.subs.setdefault(sub.get("task_execution_id"), []).append(sub)
-                self.tasks[root] = [task_view(t) for t in engine.list_tasks(root, fields=TASK_FIELDS)]
+                self.tasks[root] = [
+                    task_view(t) for t in engine.list_tasks(root, fields=TASK_FIELDS)
+                ]
         except errors.BridgeError as exc:
             self.engine_error = str(exc)
             self.subs = {}
             self.tasks = {}
             for t in self.record.get("tasks") or []:
-                self.tasks.setdefault(t.get("workflow_execution_id") or root, []).append(task_view(t))
+                self.tasks.setdefault(t.get("workflow_execution_id") or root, []).append(
+                    task_view(t)
+                )
         self.failure = self._failure(root)
 
     def _failure(self, root):
@@ -91,9 +122,13 @@ class Detail:
                 leaves = errortree.failed_leaves(tree)
             except errors.BridgeError as exc:
                 LOG.info("no error report for %s: %s", root, exc)
-        return {"error": self.record.get("error"),
-                "tasks": [{"name": t["name"], "id": t["id"], "path": path, "error": t["error"]}
-                          for t, path in leaves]}
+        return {
+            "error": self.record.get("error"),
+            "tasks": [
+                {"name": t["name"], "id": t["id"], "path": path, "error": t["error"]}
+                for t, path in leaves
+            ],
+        }
 
     def failed_names(self, execution_id):
         """Names of the tasks in ERROR of one workflow execution."""
@@ -102,8 +137,9 @@ class Detail:
     def tasks_of(self, execution_id):
         if execution_id not in self.tasks and not self.engine_error:
             try:
-                self.tasks[execution_id] = [task_view(t) for t in self.engine.list_tasks(
-                    execution_id, fields=TASK_FIELDS)]
+                self.tasks[execution_id] = [
+                    task_view(t) for t in self.engine.list_tasks(execution_id, fields=TASK_FIELDS)
+                ]
             except errors.BridgeError as exc:
                 LOG.info("tasks of %s: %s", execution_id, exc)
                 self.tasks[execution_id] = []
@@ -127,13 +163,19 @@ class Detail:
         execution_id = execution_id or self.record.get("engine_execution_id")
         workflow_name = workflow_name or self.record.get("workflow_name")
         tasks = self.tasks_of(execution_id)
-        node = {"execution_id": execution_id, "workflow": workflow_name,
-                "graph": self.graph(workflow_name), "tasks": tasks, "subs": {}}
+        node = {
+            "execution_id": execution_id,
+            "workflow": workflow_name,
+            "graph": self.graph(workflow_name),
+            "tasks": tasks,
+            "subs": {},
+        }
         if depth < MAX_DEPTH:
             for task in tasks:
                 for sub in self.subs.get(task.get("id"), []):
                     node["subs"].setdefault(task["name"], []).append(
-                        self.tree(sub["id"], sub.get("workflow_name"), depth + 1))
+                        self.tree(sub["id"], sub.get("workflow_name"), depth + 1)
+                    )
         return node
 
     def live(self):
@@ -148,8 +190,9 @@ class Detail:
                 continue
             seen.add(wf)
             views = self.tasks_of(wf)
-            out["tasks"][wf or ""] = {t["name"]: {"state": t["state"], "items": t["items"]}
-                                      for t in views}
+            out["tasks"][wf or ""] = {
+                t["name"]: {"state": t["state"], "items": t["items"]} for t in views
+            }
             for t in views:
                 stack.extend(s["id"] for s in self.subs.get(t.get("id"), []))
         out["engine_error"] = self.engine_error

@@ -25,14 +25,13 @@ NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 170, 46, 30, 56, 16
 class Graph:
     def __init__(self, name):
         self.name = name
-        self.nodes = {}      # task name -> {"name", "join", "workflow", "with_items", "action"}
-        self.edges = []      # (source, target, kind)
+        self.nodes = {}  # task name -> {"name", "join", "workflow", "with_items", "action"}
+        self.edges = []  # (source, target, kind)
         self.positions = {}  # task name -> (x, y)
         self.width = self.height = 0
 
     def to_dict(self):
-        return {"name": self.name, "nodes": self.nodes,
-                "edges": [list(e) for e in self.edges]}
+        return {"name": self.name, "nodes": self.nodes, "edges": [list(e) for e in self.edges]}
 
 
 def find_workflow(definition, name):
@@ -46,8 +45,11 @@ def find_workflow(definition, name):
     for key in (name, short):
         if isinstance(definition.get(key), dict):
             return definition[key]
-    specs = [v for k, v in definition.items() if k != "version" and isinstance(v, dict)
-             and isinstance(v.get("tasks"), dict)]
+    specs = [
+        v
+        for k, v in definition.items()
+        if k != "version" and isinstance(v, dict) and isinstance(v.get("tasks"), dict)
+    ]
     return specs[0] if len(specs) == 1 else None
 
 
@@ -56,9 +58,9 @@ def _targets(value):
     if value is None:
         return []
     if isinstance(value, dict):
-        if "next" in value or "publish" in value:   # on-success: {publish: ..., next: [...]}
+        if "next" in value or "publish" in value:  # on-success: {publish: ..., next: [...]}
             return _targets(value.get("next"))
-        return [t for key in value for t in _targets(key)]   # {task: condition}
+        return [t for key in value for t in _targets(key)]  # {task: condition}
     if isinstance(value, (list, tuple)):
         return [t for item in value for t in _targets(item)]
     words = str(value).split()
@@ -71,8 +73,9 @@ def build(definition_text, workflow_name):
     """Graph of `workflow_name` in the definition text (YAML). ValueError when
     the text holds no such workflow."""
     try:
-        parsed = yaml.safe_load(definition_text) if isinstance(definition_text, str) \
-            else definition_text
+        parsed = (
+            yaml.safe_load(definition_text) if isinstance(definition_text, str) else definition_text
+        )
     except yaml.YAMLError as exc:
         raise ValueError("workflow definition is not YAML: %s" % exc) from None
     spec = find_workflow(parsed, workflow_name)
@@ -84,9 +87,12 @@ def build(definition_text, workflow_name):
     for name, task in tasks.items():
         task = task if isinstance(task, dict) else {}
         graph.nodes[str(name)] = {
-            "name": str(name), "join": task.get("join"),
-            "workflow": task.get("workflow"), "action": task.get("action"),
-            "with_items": task.get("with-items") is not None}
+            "name": str(name),
+            "join": task.get("join"),
+            "workflow": task.get("workflow"),
+            "action": task.get("action"),
+            "with_items": task.get("with-items") is not None,
+        }
     seen = set()
     for name, task in tasks.items():
         task = task if isinstance(task, dict) else {}
@@ -98,7 +104,7 @@ def build(definition_text, workflow_name):
                     seen.add(edge)
                     graph.edges.append(edge)
         requires = task.get("requires")
-        for req in ([requires] if isinstance(requires, str) else requires or []):
+        for req in [requires] if isinstance(requires, str) else requires or []:
             edge = (str(req), str(name), "requires")
             if str(req) in graph.nodes and edge not in seen:
                 seen.add(edge)
@@ -149,9 +155,11 @@ def layout(graph):
     for level in sorted(rows):
         row = rows[level]
         if level:
+
             def key(n):
                 ps = [order[p] for p in parents[n] if p in order]
                 return sum(ps) / len(ps) if ps else len(order)
+
             row.sort(key=key)
         for i, n in enumerate(row):
             order[n] = i
@@ -161,8 +169,10 @@ def layout(graph):
     for level, row in rows.items():
         offset = (graph.width - 2 * PAD - (len(row) * (NODE_W + GAP_X) - GAP_X)) / 2
         for i, n in enumerate(row):
-            graph.positions[n] = (PAD + offset + i * (NODE_W + GAP_X),
-                                  PAD + level * (NODE_H + GAP_Y))
+            graph.positions[n] = (
+                PAD + offset + i * (NODE_W + GAP_X),
+                PAD + level * (NODE_H + GAP_Y),
+            )
     return graph
 
 
@@ -171,7 +181,7 @@ def _edge_path(graph, src, dst):
     x2, y2 = graph.positions[dst]
     sx, sy = x1 + NODE_W / 2, y1 + NODE_H
     tx, ty = x2 + NODE_W / 2, y2
-    if y2 <= y1:   # a loop back up: leave by the right side, come in from the right
+    if y2 <= y1:  # a loop back up: leave by the right side, come in from the right
         sx, sy, tx, ty = x1 + NODE_W, y1 + NODE_H / 2, x2 + NODE_W, y2 + NODE_H / 2
         bend = max(graph.width - PAD / 2, sx + 20)
         return "M%.0f,%.0f C%.0f,%.0f %.0f,%.0f %.0f,%.0f" % (sx, sy, bend, sy, bend, ty, tx, ty)
@@ -181,7 +191,7 @@ def _edge_path(graph, src, dst):
 
 def _short(text, limit=22):
     text = str(text)
-    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def node_label(node, task):
@@ -198,20 +208,32 @@ def svg(graph, tasks_by_name, failed=(), prefix="g"):
     """The graph as an <svg> element. tasks_by_name: task name -> task dict
     (state, items). Nodes carry class `state-STATE`; failed ones also `failed`."""
     e = html.escape
-    out = ['<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
-           'viewBox="0 0 %d %d" role="img" aria-label="%s">'
-           % (graph.width, graph.height, graph.width, graph.height,
-              e("task graph of %s" % graph.name))]
-    out.append('<defs>%s</defs>' % "".join(
-        '<marker id="%s-arrow-%s" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path class="arrow %s" '
-        'd="M0,0 L10,5 L0,10 z"/></marker>' % (e(prefix), k, k)
-        for k in KINDS + ("requires",)))
+    out = [
+        '<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+        'viewBox="0 0 %d %d" role="img" aria-label="%s">'
+        % (graph.width, graph.height, graph.width, graph.height, e("task graph of %s" % graph.name))
+    ]
+    out.append(
+        "<defs>%s</defs>"
+        % "".join(
+            '<marker id="%s-arrow-%s" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+            'markerHeight="7" orient="auto-start-reverse"><path class="arrow %s" '
+            'd="M0,0 L10,5 L0,10 z"/></marker>' % (e(prefix), k, k)
+            for k in KINDS + ("requires",)
+        )
+    )
     for src, dst, kind in graph.edges:
-        out.append('<path class="edge %s" d="%s" marker-end="url(#%s-arrow-%s)">'
-                   '<title>%s</title></path>'
-                   % (kind, _edge_path(graph, src, dst), e(prefix), kind,
-                      e("%s \u2192 %s (%s)" % (src, dst, kind))))
+        out.append(
+            '<path class="edge %s" d="%s" marker-end="url(#%s-arrow-%s)">'
+            "<title>%s</title></path>"
+            % (
+                kind,
+                _edge_path(graph, src, dst),
+                e(prefix),
+                kind,
+                e("%s \u2192 %s (%s)" % (src, dst, kind)),
+            )
+        )
     for name, node in graph.nodes.items():
         x, y = graph.positions[name]
         task = tasks_by_name.get(name)
@@ -223,16 +245,32 @@ def svg(graph, tasks_by_name, failed=(), prefix="g"):
             classes.append("subworkflow")
         if node.get("join") is not None:
             classes.append("join")
-        out.append('<g class="%s" data-task="%s" transform="translate(%.0f,%.0f)">'
-                   % (e(" ".join(classes)), e(name), x, y))
-        out.append('<title>%s</title>' % e("%s: %s" % (name, node.get("workflow") and
-                                                     "workflow %s" % node["workflow"] or
-                                                     node.get("action") or "task")))
+        out.append(
+            '<g class="%s" data-task="%s" transform="translate(%.0f,%.0f)">'
+            % (e(" ".join(classes)), e(name), x, y)
+        )
+        out.append(
+            "<title>%s</title>"
+            % e(
+                "%s: %s"
+                % (
+                    name,
+                    node.get("workflow")
+                    and "workflow %s" % node["workflow"]
+                    or node.get("action")
+                    or "task",
+                )
+            )
+        )
         out.append('<rect width="%d" height="%d" rx="7"/>' % (NODE_W, NODE_H))
-        out.append('<text class="name" x="%d" y="19">%s%s</text>'
-                   % (NODE_W / 2, "\u25b8 " if node.get("workflow") else "", e(_short(name))))
-        out.append('<text class="state" x="%d" y="36">%s</text>'
-                   % (NODE_W / 2, e(_short(node_label(node, task), 28))))
-        out.append('</g>')
-    out.append('</svg>')
+        out.append(
+            '<text class="name" x="%d" y="19">%s%s</text>'
+            % (NODE_W / 2, "\u25b8 " if node.get("workflow") else "", e(_short(name)))
+        )
+        out.append(
+            '<text class="state" x="%d" y="36">%s</text>'
+            % (NODE_W / 2, e(_short(node_label(node, task), 28)))
+        )
+        out.append("</g>")
+    out.append("</svg>")
     return "".join(out)

@@ -12,7 +12,6 @@ from st2bridge import status as st
 from st2bridge.web import graph as graphs
 
 
-
 def e(value):
     """html.escape of any value (None is empty)."""
     return html.escape("" if value is None else str(value))
@@ -117,7 +116,10 @@ def duration(seconds, running=False):
 
 def badge(status, element_id=None):
     return '<span class="badge st-%s"%s>%s</span>' % (
-        e(status or ""), ' id="%s"' % e(element_id) if element_id else "", e(status or ""))
+        e(status or ""),
+        ' id="%s"' % e(element_id) if element_id else "",
+        e(status or ""),
+    )
 
 
 def page(title, body, *, live=None, kind="", terminal=False, base=""):
@@ -128,13 +130,25 @@ def page(title, body, *, live=None, kind="", terminal=False, base=""):
         '<body data-page="%s" data-live="%s" data-terminal="%s">'
         '<header><a href="%sexecutions">st2bridge \u00b7 executions</a></header>'
         '<main>%s</main><script src="%sstatic/app.js"></script></body></html>'
-        % (e(title), e(base), e(kind), e(live or ""), "true" if terminal else "false",
-           e(base), body, e(base)))
+        % (
+            e(title),
+            e(base),
+            e(kind),
+            e(live or ""),
+            "true" if terminal else "false",
+            e(base),
+            body,
+            e(base),
+        )
+    )
 
 
 def executions_page(rows, status="", workflow="", live_url=""):
-    options = "".join('<option value="%s"%s>%s</option>' % (
-        e(s), " selected" if s == status else "", e(s or "any status")) for s in STATUS_CHOICES)
+    options = "".join(
+        '<option value="%s"%s>%s</option>'
+        % (e(s), " selected" if s == status else "", e(s or "any status"))
+        for s in STATUS_CHOICES
+    )
     body = [
         '<h1>Executions <small class="muted">(<span id="count">%d</span>, newest first)</small></h1>'
         % len(rows),
@@ -142,15 +156,24 @@ def executions_page(rows, status="", workflow="", live_url=""):
         '<select name="status">%s</select>'
         '<input name="workflow" placeholder="workflow" value="%s">'
         '<button type="submit">Filter</button></form>' % (options, e(workflow)),
-        '<table><thead><tr><th>id</th><th>workflow</th><th>status</th><th>started (UTC)</th>'
-        '<th>duration</th><th>error</th></tr></thead><tbody id="rows">']
+        "<table><thead><tr><th>id</th><th>workflow</th><th>status</th><th>started (UTC)</th>"
+        '<th>duration</th><th>error</th></tr></thead><tbody id="rows">',
+    ]
     for r in rows:
         body.append(
             '<tr data-id="%s"><td class="id"><a href="executions/%s">%s</a></td><td>%s</td>'
             '<td>%s</td><td>%s</td><td>%s</td><td class="error">%s</td></tr>'
-            % (e(r["id"]), e(urllib.parse.quote(r["id"], safe="")), e(r["id"]),
-               e(r["workflow_name"] or ""), badge(r["status"]), e(when(r["created_at"])),
-               e(duration(r["duration_s"], not r["terminal"])), e(r["error"] or "")))
+            % (
+                e(r["id"]),
+                e(urllib.parse.quote(r["id"], safe="")),
+                e(r["id"]),
+                e(r["workflow_name"] or ""),
+                badge(r["status"]),
+                e(when(r["created_at"])),
+                e(duration(r["duration_s"], not r["terminal"])),
+                e(r["error"] or ""),
+            )
+        )
     body.append("</tbody></table>")
     return page("Executions", "".join(body), live=live_url, kind="list")
 
@@ -164,23 +187,36 @@ def _graph_block(tree, detail, depth=0):
     g = tree["graph"]
     by_name = {t["name"]: t for t in tree["tasks"]}
     if g is None:
-        out.append('<p class="muted">No graph for workflow %s (definition not available); '
-                   'its tasks:</p><ul>%s</ul>' % (e(tree["workflow"] or "?"), "".join(
-                       '<li>%s: %s</li>' % (e(t["name"]), e(t["state"])) for t in tree["tasks"])))
+        out.append(
+            '<p class="muted">No graph for workflow %s (definition not available); '
+            "its tasks:</p><ul>%s</ul>"
+            % (
+                e(tree["workflow"] or "?"),
+                "".join("<li>%s: %s</li>" % (e(t["name"]), e(t["state"])) for t in tree["tasks"]),
+            )
+        )
     else:
         failed = detail.failed_names(tree["execution_id"])
-        svg = graphs.svg(g, by_name, failed=failed, prefix="g%d-%s" % (
-            depth, (tree["execution_id"] or "x")[:8]))
-        out.append(svg.replace('<svg ', '<svg data-execution="%s" ' % e(tree["execution_id"] or ""),
-                               1))
+        svg = graphs.svg(
+            g, by_name, failed=failed, prefix="g%d-%s" % (depth, (tree["execution_id"] or "x")[:8])
+        )
+        out.append(
+            svg.replace("<svg ", '<svg data-execution="%s" ' % e(tree["execution_id"] or ""), 1)
+        )
     for task_name, subs in tree["subs"].items():
         for sub in subs:
             state = {t["state"] for t in sub["tasks"]}
-            out.append('<details class="sub" data-task="%s"%s><summary>sub-workflow %s '
-                       '(task %s)</summary>%s</details>'
-                       % (e(task_name), " open" if "ERROR" in state else "",
-                          e(sub["workflow"] or "?"), e(task_name),
-                          "".join(_graph_block(sub, detail, depth + 1))))
+            out.append(
+                '<details class="sub" data-task="%s"%s><summary>sub-workflow %s '
+                "(task %s)</summary>%s</details>"
+                % (
+                    e(task_name),
+                    " open" if "ERROR" in state else "",
+                    e(sub["workflow"] or "?"),
+                    e(task_name),
+                    "".join(_graph_block(sub, detail, depth + 1)),
+                )
+            )
     return out
 
 
@@ -189,47 +225,95 @@ def execution_page(detail, live_url=""):
     tree = detail.tree()
     terminal = st.is_terminal(r.get("status"))
     from st2bridge.web.data import duration as dur
-    body = ['<h1>%s %s</h1>' % (e(r.get("workflow_name") or ""), badge(r.get("status"), "status")),
-            '<p class="mono">%s \u00b7 engine %s \u00b7 started %s UTC \u00b7 '
-            '<span id="duration">%s</span></p>'
-            % (e(r["id"]), e(r.get("engine_execution_id") or ""), e(when(r.get("created_at"))),
-               e(duration(dur(r, detail.now), not terminal)))]
+
+    body = [
+        "<h1>%s %s</h1>" % (e(r.get("workflow_name") or ""), badge(r.get("status"), "status")),
+        '<p class="mono">%s \u00b7 engine %s \u00b7 started %s UTC \u00b7 '
+        '<span id="duration">%s</span></p>'
+        % (
+            e(r["id"]),
+            e(r.get("engine_execution_id") or ""),
+            e(when(r.get("created_at"))),
+            e(duration(dur(r, detail.now), not terminal)),
+        ),
+    ]
     if detail.engine_error:
-        body.append('<p class="error">Engine not reachable (%s): showing the recorded tasks.</p>'
-                    % e(detail.engine_error))
-    body.append('<div class="layout"><div class="graphs"><p class="legend muted">'
-                '<span>\u2192 green: on-success</span><span>red dashed: on-error</span>'
-                '<span>grey: on-complete</span><span>\u25b8 sub-workflow</span></p>')
+        body.append(
+            '<p class="error">Engine not reachable (%s): showing the recorded tasks.</p>'
+            % e(detail.engine_error)
+        )
+    body.append(
+        '<div class="layout"><div class="graphs"><p class="legend muted">'
+        "<span>\u2192 green: on-success</span><span>red dashed: on-error</span>"
+        "<span>grey: on-complete</span><span>\u25b8 sub-workflow</span></p>"
+    )
     body.extend(_graph_block(tree, detail))
-    body.append('</div><aside>')
+    body.append("</div><aside>")
     if detail.failure:
         f = detail.failure
-        items = "".join('<li><b>%s</b>%s<pre class="error">%s</pre></li>' % (
-            e(t["name"]), e(" in " + " \u203a ".join(t["path"])) if t["path"] else "",
-            e(t["error"] or "")) for t in f["tasks"])
-        body.append('<section class="box" id="failure"><h3>Failure</h3>%s%s</section>' % (
-            '<ul>%s</ul>' % items if items else "",
-            '<details><summary>engine message</summary><pre class="error">%s</pre></details>'
-            % e(f["error"]) if f["error"] else ""))
-    body.append('<section class="box" id="state"><h3>State</h3><pre>engine state: %s\n'
-                'finished by: %s\nupdated: %s UTC</pre>%s</section>'
-                % (e(r.get("engine_state") or ""), e(r.get("finished_by") or ""),
-                   e(when(r.get("updated_at"))),
-                   '<pre class="error">%s</pre>' % e(r["error"]) if r.get("error")
-                   and not detail.failure else ""))
-    body.append('<section class="box" id="input"><h3>Input</h3><pre>%s</pre></section>'
-                % _json(r.get("input")))
-    body.append('<section class="box" id="output"><h3>Output</h3><pre>%s</pre></section>'
-                % _json(r.get("output")))
-    rows = "".join('<tr><td>%s</td><td>%s</td><td>%s</td><td class="error">%s</td></tr>' % (
-        e(t["name"] or ""), e(t["state"] or ""), e("" if t["items"] is None else t["items"]),
-        e((t["state_info"] or "") if t["state"] == "ERROR" else "")) for t in tree["tasks"])
-    body.append('<section class="box" id="tasks"><h3>Tasks</h3><table><tr><th>task</th>'
-                '<th>state</th><th>items</th><th>error</th></tr>%s</table></section>' % rows)
-    body.append('</aside></div>')
-    return page("%s %s" % (r.get("workflow_name") or "", r["id"]), "".join(body),
-                live=live_url, kind="execution", terminal=terminal, base="../")
+        items = "".join(
+            '<li><b>%s</b>%s<pre class="error">%s</pre></li>'
+            % (
+                e(t["name"]),
+                e(" in " + " \u203a ".join(t["path"])) if t["path"] else "",
+                e(t["error"] or ""),
+            )
+            for t in f["tasks"]
+        )
+        body.append(
+            '<section class="box" id="failure"><h3>Failure</h3>%s%s</section>'
+            % (
+                "<ul>%s</ul>" % items if items else "",
+                '<details><summary>engine message</summary><pre class="error">%s</pre></details>'
+                % e(f["error"])
+                if f["error"]
+                else "",
+            )
+        )
+    body.append(
+        '<section class="box" id="state"><h3>State</h3><pre>engine state: %s\n'
+        "finished by: %s\nupdated: %s UTC</pre>%s</section>"
+        % (
+            e(r.get("engine_state") or ""),
+            e(r.get("finished_by") or ""),
+            e(when(r.get("updated_at"))),
+            '<pre class="error">%s</pre>' % e(r["error"])
+            if r.get("error") and not detail.failure
+            else "",
+        )
+    )
+    body.append(
+        '<section class="box" id="input"><h3>Input</h3><pre>%s</pre></section>'
+        % _json(r.get("input"))
+    )
+    body.append(
+        '<section class="box" id="output"><h3>Output</h3><pre>%s</pre></section>'
+        % _json(r.get("output"))
+    )
+    rows = "".join(
+        '<tr><td>%s</td><td>%s</td><td>%s</td><td class="error">%s</td></tr>'
+        % (
+            e(t["name"] or ""),
+            e(t["state"] or ""),
+            e("" if t["items"] is None else t["items"]),
+            e((t["state_info"] or "") if t["state"] == "ERROR" else ""),
+        )
+        for t in tree["tasks"]
+    )
+    body.append(
+        '<section class="box" id="tasks"><h3>Tasks</h3><table><tr><th>task</th>'
+        "<th>state</th><th>items</th><th>error</th></tr>%s</table></section>" % rows
+    )
+    body.append("</aside></div>")
+    return page(
+        "%s %s" % (r.get("workflow_name") or "", r["id"]),
+        "".join(body),
+        live=live_url,
+        kind="execution",
+        terminal=terminal,
+        base="../",
+    )
 
 
 def message_page(title, text):
-    return page(title, '<h1>%s</h1><p>%s</p>' % (e(title), e(text)))
+    return page(title, "<h1>%s</h1><p>%s</p>" % (e(title), e(text)))

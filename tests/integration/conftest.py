@@ -48,8 +48,11 @@ class Engine:
         return response.json()
 
     def executions(self, workflow_name):
-        return [e for e in self.get("/executions", limit=1000)["executions"]
-                if e["workflow_name"] == workflow_name]
+        return [
+            e
+            for e in self.get("/executions", limit=1000)["executions"]
+            if e["workflow_name"] == workflow_name
+        ]
 
 
 class Bridge:
@@ -61,8 +64,15 @@ class Bridge:
         self.api_url = api_url
         self.write()
 
-    def write(self, api_url=None, extra="", mode="poll", callback_port=None, callback_url=None,
-              callback_extra=""):
+    def write(
+        self,
+        api_url=None,
+        extra="",
+        mode="poll",
+        callback_port=None,
+        callback_url=None,
+        callback_extra="",
+    ):
         """`extra` lines go into [resultstracker], `callback_extra` ones into [callback]."""
         callback = ""
         if callback_port:
@@ -74,7 +84,8 @@ class Bridge:
             "[engine]\napi_url = %s\nretry_exp_msec = 100\nretry_exp_max_msec = 500\n"
             "retry_stop_max_msec = 3000\n%s"
             "[resultstracker]\nmode = %s\nquery_interval = 0.5\n%s"
-            % (self.dir, api_url or self.api_url, callback, mode, extra))
+            % (self.dir, api_url or self.api_url, callback, mode, extra)
+        )
 
     def env(self):
         env = dict(os.environ, ST2BRIDGE_CONFIG_FILE=str(self.conf))
@@ -82,9 +93,14 @@ class Bridge:
         return env
 
     def cli(self, *args, timeout=120):
-        return subprocess.run([sys.executable, "-m", "st2bridge.cli.main"] + [str(a) for a in args],
-                              capture_output=True, text=True, timeout=timeout, env=self.env(),
-                              cwd=str(ROOT))
+        return subprocess.run(
+            [sys.executable, "-m", "st2bridge.cli.main"] + [str(a) for a in args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            cwd=str(ROOT),
+        )
 
     def get(self, execution_id):
         proc = self.cli("execution", "get", execution_id, "--json")
@@ -94,14 +110,20 @@ class Bridge:
     def records(self):
         """Every execution record in this bridge's store."""
         from st2bridge.store import open_store
+
         with open_store("sqlite:///%s" % (self.dir / "bridge.db")) as store:
             return store.list_executions(limit=10000)
 
     def start_tracker(self, *extra):
         log = open(self.dir / ("tracker-%d.log" % time.monotonic_ns()), "w")
-        return subprocess.Popen([sys.executable, "-m", "st2bridge.tracker.daemon",
-                                 "--config-file", str(self.conf)] + list(extra),
-                                stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=str(ROOT))
+        return subprocess.Popen(
+            [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(self.conf)]
+            + list(extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env(),
+            cwd=str(ROOT),
+        )
 
 
 @pytest.fixture
@@ -155,9 +177,11 @@ FINAL = ("succeeded", "failed", "canceled", "timeout", "abandoned")
 
 def wait_status(bridge, execution_id, wanted=FINAL, timeout=30):
     """The execution's record once its status is one of `wanted`."""
+
     def reached():
         record = bridge.get(execution_id)
         return record if record["status"] in wanted else None
+
     return wait_for("%s to be %s" % (execution_id, wanted), reached, timeout)
 
 

@@ -24,15 +24,22 @@ class DroppingProxy:
             def _handle(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 proxy.seen.append((self.command, self.path))
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "content-length", "connection")}
-                answer = requests.request(self.command, proxy.upstream + self.path,
-                                          data=body, headers=headers, timeout=60)
-                drop = (self.command == drop_method and self.path.split("?")[0] == drop_path
-                        and proxy.remaining > 0)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection")
+                }
+                answer = requests.request(
+                    self.command, proxy.upstream + self.path, data=body, headers=headers, timeout=60
+                )
+                drop = (
+                    self.command == drop_method
+                    and self.path.split("?")[0] == drop_path
+                    and proxy.remaining > 0
+                )
                 if drop:
                     proxy.remaining -= 1
-                    self.close_connection = True     # the engine acted; the client never hears
+                    self.close_connection = True  # the engine acted; the client never hears
                     return
                 self.send_response(answer.status_code)
                 for key in ("Content-Type",):

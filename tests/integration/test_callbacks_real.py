@@ -46,7 +46,9 @@ def run(bridge, path, *args):
 def quick_finished_by_callback(bridge, tmp_path, who):
     """Run the QUICK workflow; its record, checked finished by callback with output and tasks."""
     name = "cb_%s" % uuid.uuid4().hex[:8]
-    execution_id = run(bridge, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=" + who)
+    execution_id = run(
+        bridge, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=" + who
+    )
     record = wait_status(bridge, execution_id)
     assert record["status"] == "succeeded" and record["finished_by"] == "callback"
     assert record["output"] == {"greeting": "hi " + who}
@@ -69,7 +71,9 @@ def test_workflow_events_only_still_finish_with_output_and_tasks(bridge, mistral
         record = quick_finished_by_callback(bridge, tmp_path, "lean")
         params = mistral.get("/executions/%s" % record["engine_execution_id"])["params"]
         (webhook,) = json.loads(params)["notify"]
-        assert webhook["event_types"] and all(e.startswith("WORKFLOW_") for e in webhook["event_types"])
+        assert webhook["event_types"] and all(
+            e.startswith("WORKFLOW_") for e in webhook["event_types"]
+        )
     finally:
         tracker.send_signal(signal.SIGTERM)
         assert tracker.wait(timeout=30) == 0
@@ -95,10 +99,16 @@ def test_bad_callbacks_to_the_real_listener_change_nothing(hybrid, tmp_path):
     forged = {"event": "WORKFLOW_FAILED", "id": before["engine_execution_id"], "state": "ERROR"}
     answers = [
         requests.post(url, json=forged, timeout=5).status_code,
-        requests.post(url, json=forged, headers={"X-St2bridge-Secret": "guess"}, timeout=5).status_code,
-        requests.post(url, data=b"x" * 70000, headers={"X-St2bridge-Secret": "guess"}, timeout=5).status_code,
+        requests.post(
+            url, json=forged, headers={"X-St2bridge-Secret": "guess"}, timeout=5
+        ).status_code,
+        requests.post(
+            url, data=b"x" * 70000, headers={"X-St2bridge-Secret": "guess"}, timeout=5
+        ).status_code,
         requests.get(url, timeout=5).status_code,
-        requests.post(hybrid.callback + "/v1/callbacks/mistral/nope", json=forged, timeout=5).status_code,
+        requests.post(
+            hybrid.callback + "/v1/callbacks/mistral/nope", json=forged, timeout=5
+        ).status_code,
     ]
     assert answers == [401, 403, 413, 405, 404]
     assert hybrid.get(execution_id) == before
@@ -108,17 +118,23 @@ def test_bad_callbacks_to_the_real_listener_change_nothing(hybrid, tmp_path):
 
 def test_listener_unreachable_hybrid_finishes_by_polling(bridge, tmp_path):
     # The engine is told to post to a port nobody listens on: every callback is lost.
-    bridge.write(mode="hybrid", callback_port=free_port(),
-                 callback_url="http://127.0.0.1:%d" % free_port(), extra="stale_after = 3\n")
+    bridge.write(
+        mode="hybrid",
+        callback_port=free_port(),
+        callback_url="http://127.0.0.1:%d" % free_port(),
+        extra="stale_after = 3\n",
+    )
     tracker = bridge.start_tracker()
     try:
         name = "lost_%s" % uuid.uuid4().hex[:8]
         started = time.monotonic()
-        execution_id = run(bridge, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=net")
+        execution_id = run(
+            bridge, write_workflow(tmp_path, QUICK.format(name=name)), "-i", "who=net"
+        )
         record = wait_status(bridge, execution_id, timeout=40)
         assert record["status"] == "succeeded" and record["finished_by"] == "poll"
         assert record["output"] == {"greeting": "hi net"}
-        assert time.monotonic() - started >= 2.5     # only once it had been silent for stale_after
+        assert time.monotonic() - started >= 2.5  # only once it had been silent for stale_after
     finally:
         tracker.send_signal(signal.SIGTERM)
         assert tracker.wait(timeout=30) == 0

@@ -26,8 +26,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def bridge(tmp_path):
     conf = tmp_path / "bridge.conf"
-    conf.write_text("[DEFAULT]\nstate_path = %s\n[engine]\napi_url = http://127.0.0.1:%d/v2\n"
-                    "[resultstracker]\nmode = poll\n" % (tmp_path, free_port()))
+    conf.write_text(
+        "[DEFAULT]\nstate_path = %s\n[engine]\napi_url = http://127.0.0.1:%d/v2\n"
+        "[resultstracker]\nmode = poll\n" % (tmp_path, free_port())
+    )
     return conf
 
 
@@ -37,11 +39,15 @@ def old_store(path, version=1, services=()):
     conn.executescript(bridge_store.SQLITE_V1)
     conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
     doc = {"id": "ex-1", "workflow_name": "wf", "status": "running", "tracked": False}
-    conn.execute("INSERT INTO executions (id, status, workflow_name, doc) VALUES (?,?,?,?)",
-                 ("ex-1", "running", "wf", json.dumps(doc)))
+    conn.execute(
+        "INSERT INTO executions (id, status, workflow_name, doc) VALUES (?,?,?,?)",
+        ("ex-1", "running", "wf", json.dumps(doc)),
+    )
     for svc in services:
-        conn.execute("INSERT INTO services VALUES (?,?,?,?)",
-                     (svc["id"], svc["name"], svc["host"], json.dumps(svc)))
+        conn.execute(
+            "INSERT INTO services VALUES (?,?,?,?)",
+            (svc["id"], svc["name"], svc["host"], json.dumps(svc)),
+        )
     conn.commit()
     conn.close()
 
@@ -49,15 +55,24 @@ def old_store(path, version=1, services=()):
 def cli(conf, *args):
     env = dict(os.environ)
     env.pop("ST2BRIDGE_CONFIG_FILE", None)
-    return subprocess.run([sys.executable, "-m", "st2bridge.cli.main", "--config-file", str(conf)]
-                          + list(args), capture_output=True, text=True, env=env, cwd=str(ROOT),
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "st2bridge.cli.main", "--config-file", str(conf)] + list(args),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(ROOT),
+        timeout=120,
+    )
 
 
 def daemon(conf):
-    return subprocess.Popen([sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file",
-                             str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(conf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(ROOT),
+    )
 
 
 def test_old_store_refused_by_the_daemon_then_migrated(bridge, tmp_path):
@@ -70,7 +85,7 @@ def test_old_store_refused_by_the_daemon_then_migrated(bridge, tmp_path):
     assert line.startswith("st2bridge-resultstracker: error: store")
     assert "schema version 1, this st2bridge needs %d" % Store.SCHEMA_VERSION in line
     assert "st2bridge db-upgrade" in line
-    assert "ix_services_name_host" not in _indexes(db)   # the daemon changed nothing
+    assert "ix_services_name_host" not in _indexes(db)  # the daemon changed nothing
 
     check = cli(bridge, "db-upgrade", "--target", "bridge", "--check")
     assert check.returncode == 13, check.stderr
@@ -85,7 +100,7 @@ def test_old_store_refused_by_the_daemon_then_migrated(bridge, tmp_path):
     assert again.returncode == 0 and "nothing to do" in again.stderr
     assert cli(bridge, "db-upgrade", "--target", "bridge", "--check").returncode == 0
 
-    proc = daemon(bridge)           # now it starts, and stops cleanly
+    proc = daemon(bridge)  # now it starts, and stops cleanly
     time.sleep(3)
     assert proc.poll() is None, proc.stdout.read()
     proc.send_signal(signal.SIGTERM)
@@ -105,8 +120,13 @@ def test_a_store_of_a_newer_version_is_refused(bridge, tmp_path):
 
 def test_a_live_tracker_heartbeat_refuses_a_stale_one_does_not(bridge, tmp_path):
     host = socket.gethostname()
-    live = {"id": "t1", "name": "st2bridge-resultstracker", "host": host, "pid": 4242,
-            "heartbeat_at": time.time() - 5}
+    live = {
+        "id": "t1",
+        "name": "st2bridge-resultstracker",
+        "host": host,
+        "pid": 4242,
+        "heartbeat_at": time.time() - 5,
+    }
     old_store(tmp_path / "bridge.db", services=[live])
     proc = cli(bridge, "db-upgrade", "--target", "bridge")
     assert proc.returncode == 8, proc.stderr

@@ -24,15 +24,21 @@ from conftest import free_port
 sa = pytest.importorskip("sqlalchemy")
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV = Path(os.environ.get("ST2BRIDGE_MISTRAL_VENV") or Path(
-    os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "st2bridge" / "mistral-23.0.0-venv")
+VENV = Path(
+    os.environ.get("ST2BRIDGE_MISTRAL_VENV")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "st2bridge"
+    / "mistral-23.0.0-venv"
+)
 VENV_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 SERVERS = {
     "postgresql": ("postgresql+psycopg2://postgres@127.0.0.1:5432/%s", 5432, "postgres"),
     "mysql": ("mysql+pymysql://root@127.0.0.1:3306/%s", 3306, ""),
 }
-SETUP_DB = ("import sys; from oslo_config import cfg; cfg.CONF(['--config-file', sys.argv[1]], "
-            "project='mistral'); from mistral.db.v2 import api; api.setup_db()")
+SETUP_DB = (
+    "import sys; from oslo_config import cfg; cfg.CONF(['--config-file', sys.argv[1]], "
+    "project='mistral'); from mistral.db.v2 import api; api.setup_db()"
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,8 +60,9 @@ def port_open(port):
 @pytest.fixture(scope="module")
 def mistral_venv():
     if not (VENV / "bin" / "mistral-db-manage").exists():
-        unavailable("Mistral 23 is not installed in %s (python3 tools/mistral_local.py install)"
-                    % VENV)
+        unavailable(
+            "Mistral 23 is not installed in %s (python3 tools/mistral_local.py install)" % VENV
+        )
     return VENV
 
 
@@ -70,8 +77,9 @@ class EngineDb:
         self.kind, self.venv, self.dir = kind, venv, tmp_path
         self.name = "st2bu_t_%s" % uuid.uuid4().hex[:10]
         self.url = template % self.name
-        self.admin = sa.create_engine(template % ("postgres" if kind == "postgresql" else ""),
-                                      poolclass=sa.pool.NullPool)
+        self.admin = sa.create_engine(
+            template % ("postgres" if kind == "postgresql" else ""), poolclass=sa.pool.NullPool
+        )
         with self.admin.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.execute(sa.text("CREATE DATABASE %s" % self.name))
         self.engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
@@ -89,9 +97,19 @@ class EngineDb:
             "[engine]\napi_url = http://127.0.0.1:%d/v2\n"
             "[db_upgrade]\nengine_config_file = %s\nmanage_command = %s\n"
             "migrate_commands = %s upgrade head\nmigrate_commands = %s populate\n"
-            "autocreate_command = %s -c \"%s\" {engine_config_file}\nlock_timeout = 120\n%s"
-            % (self.dir / "state", free_port(), self.mistral_conf, manage, manage, manage,
-               bin_ / "python", SETUP_DB, extra))
+            'autocreate_command = %s -c "%s" {engine_config_file}\nlock_timeout = 120\n%s'
+            % (
+                self.dir / "state",
+                free_port(),
+                self.mistral_conf,
+                manage,
+                manage,
+                manage,
+                bin_ / "python",
+                SETUP_DB,
+                extra,
+            )
+        )
 
     def drop(self):
         self.engine.dispose()
@@ -105,15 +123,24 @@ class EngineDb:
     # -- the engine's own tools, as an operator runs them --
 
     def manage(self, *args):
-        return subprocess.run([str(self.venv / "bin" / "mistral-db-manage"), "--config-file",
-                               str(self.mistral_conf)] + list(args), capture_output=True,
-                              text=True, env=VENV_ENV, timeout=600)
+        return subprocess.run(
+            [str(self.venv / "bin" / "mistral-db-manage"), "--config-file", str(self.mistral_conf)]
+            + list(args),
+            capture_output=True,
+            text=True,
+            env=VENV_ENV,
+            timeout=600,
+        )
 
     def services_autocreate(self):
         """What Mistral's services did on start: SQLAlchemy create_all."""
-        proc = subprocess.run([str(self.venv / "bin" / "python"), "-c", SETUP_DB,
-                               str(self.mistral_conf)], capture_output=True, text=True,
-                              env=VENV_ENV, timeout=300)
+        proc = subprocess.run(
+            [str(self.venv / "bin" / "python"), "-c", SETUP_DB, str(self.mistral_conf)],
+            capture_output=True,
+            text=True,
+            env=VENV_ENV,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
 
     def broken_upgrade(self):
@@ -134,10 +161,24 @@ class EngineDb:
     def guard(self, *args, timeout=600):
         env = dict(os.environ)
         env.pop("ST2BRIDGE_CONFIG_FILE", None)
-        return subprocess.run([sys.executable, "-m", "st2bridge.cli.main", "--config-file",
-                               str(self.bridge_conf), "db-upgrade", "--target", "engine"]
-                              + list(args), capture_output=True, text=True, env=env,
-                              timeout=timeout, cwd=str(ROOT))
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "st2bridge.cli.main",
+                "--config-file",
+                str(self.bridge_conf),
+                "db-upgrade",
+                "--target",
+                "engine",
+            ]
+            + list(args),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd=str(ROOT),
+        )
 
 
 @pytest.fixture(params=["postgresql", "mysql"])
@@ -159,8 +200,10 @@ def test_documented_failure_then_db_upgrade_fixes_it(db):
     # the failure operators hit: the engine's own migration cannot go on
     failed = db.manage("upgrade", "head")
     assert failed.returncode != 0
-    assert re.search(r"""(relation "code_sources"|Table 'code_sources') already exists""",
-                     failed.stdout + failed.stderr)
+    assert re.search(
+        r"""(relation "code_sources"|Table 'code_sources') already exists""",
+        failed.stdout + failed.stderr,
+    )
     assert db.scalar("SELECT version_num FROM alembic_version") == "039"
 
     check = db.guard("--check")
@@ -182,7 +225,7 @@ def test_documented_failure_then_db_upgrade_fixes_it(db):
     assert "DROP TABLE code_sources" in done.stderr.replace("`", "")
     assert "    | " in done.stderr  # the migration's own output, streamed
     assert db.scalar("SELECT version_num FROM alembic_version") == "045"
-    assert db.scalar("SELECT COUNT(*) FROM action_definitions_v2") > 0   # populate ran
+    assert db.scalar("SELECT COUNT(*) FROM action_definitions_v2") > 0  # populate ran
     assert db.scalar("SELECT value FROM mistral_metrics WHERE name = 'maintenance_status'")
 
     again = db.guard("--yes", "--json")
@@ -195,13 +238,17 @@ def test_documented_failure_then_db_upgrade_fixes_it(db):
 def test_rows_in_an_auto_created_table_need_force_and_are_exported(pg):
     pg.broken_upgrade()
     with pg.engine.begin() as c:
-        c.execute(sa.text("INSERT INTO code_sources (id, name, content, version, created_at) "
-                          "VALUES ('cs-1', 'lib.py', 'print(42)', 1, now())"))
+        c.execute(
+            sa.text(
+                "INSERT INTO code_sources (id, name, content, version, created_at) "
+                "VALUES ('cs-1', 'lib.py', 'print(42)', 1, now())"
+            )
+        )
     refused = pg.guard("--yes")
     assert refused.returncode == 9, refused.stderr
     last = refused.stderr.strip().splitlines()[-1]
     assert last.startswith("st2bridge: error: refusing") and "code_sources (1 rows)" in last
-    assert "mistral_metrics" not in last   # its only row is the engine's own start-up row
+    assert "mistral_metrics" not in last  # its only row is the engine's own start-up row
     assert pg.scalar("SELECT COUNT(*) FROM code_sources") == 1
     assert pg.scalar("SELECT version_num FROM alembic_version") == "039"
 
@@ -218,7 +265,7 @@ def test_rows_in_an_auto_created_table_need_force_and_are_exported(pg):
 
 
 def test_everything_auto_created_gets_a_diagnosis_and_a_plan(pg):
-    pg.services_autocreate()       # no migration ever ran
+    pg.services_autocreate()  # no migration ever ran
     dry = pg.guard("--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "no recorded revision" in dry.stderr and "create_all" in dry.stderr
@@ -233,6 +280,7 @@ def test_two_guards_at_once_one_waits_neither_corrupts(pg):
 
     def start():
         procs.append(pg.guard("--yes"))
+
     threads = [threading.Thread(target=start) for _ in range(2)]
     for t in threads:
         t.start()
@@ -251,8 +299,9 @@ def test_a_held_lock_with_no_wait_refuses(pg):
     pg.broken_upgrade()
     pg.write_bridge_conf("lock_timeout = 0\n")
     with pg.engine.connect() as holder:
-        holder.execute(sa.text("SELECT pg_advisory_lock(:a, :b)"),
-                       {"a": 0x53543242, "b": 0x44425550})
+        holder.execute(
+            sa.text("SELECT pg_advisory_lock(:a, :b)"), {"a": 0x53543242, "b": 0x44425550}
+        )
         proc = pg.guard("--yes")
     assert proc.returncode == 12, proc.stderr
     assert "another db-upgrade holds the lock" in proc.stderr
@@ -263,18 +312,31 @@ def test_a_held_lock_with_no_wait_refuses(pg):
 def test_refuses_while_a_mistral_server_uses_the_database(pg, tmp_path):
     """A real Mistral on the test's database: found in the process table (its
     config names the database) and by its API answering."""
-    pg.drop()      # mistral_local creates and migrates its own database
+    pg.drop()  # mistral_local creates and migrates its own database
     home, port, name = tmp_path / "mistral", free_port(), "st2bu_t_%s" % uuid.uuid4().hex[:10]
-    args = [sys.executable, str(ROOT / "tools" / "mistral_local.py"), "--home", str(home),
-            "--port", str(port), "--vhost", name, "--db", "postgresql", "--venv", str(pg.venv)]
+    args = [
+        sys.executable,
+        str(ROOT / "tools" / "mistral_local.py"),
+        "--home",
+        str(home),
+        "--port",
+        str(port),
+        "--vhost",
+        name,
+        "--db",
+        "postgresql",
+        "--venv",
+        str(pg.venv),
+    ]
     up = subprocess.run(args[:2] + ["up"] + args[2:], capture_output=True, text=True, timeout=400)
     try:
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
         # point the fixture (and its drop()) at the database Mistral runs on
         pg.name, pg.url = name, SERVERS["postgresql"][0] % name
         pg.engine = sa.create_engine(pg.url, poolclass=sa.pool.NullPool)
-        pg.admin = sa.create_engine(SERVERS["postgresql"][0] % "postgres",
-                                    poolclass=sa.pool.NullPool)
+        pg.admin = sa.create_engine(
+            SERVERS["postgresql"][0] % "postgres", poolclass=sa.pool.NullPool
+        )
         pg.mistral_conf = home / "mistral.conf"
         pg.write_bridge_conf("engine_api_url = http://127.0.0.1:%d/v2\n" % port)
         proc = pg.guard("--yes")
@@ -283,7 +345,7 @@ def test_refuses_while_a_mistral_server_uses_the_database(pg, tmp_path):
         assert "refusing" in last and "engine-api" in last and "mistral-server" in last
         assert "process: pid" in last and "answers at http://127.0.0.1:%d/v2" % port in last
         assert "child processes" in last and len(last) < 400  # workers folded into the master
-        assert "stop:" in proc.stderr      # the list says how to stop each
+        assert "stop:" in proc.stderr  # the list says how to stop each
     finally:
         subprocess.run(args[:2] + ["stop"] + args[2:], capture_output=True, timeout=120)
         if shutil.which("rabbitmqctl"):

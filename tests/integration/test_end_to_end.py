@@ -100,7 +100,9 @@ def test_invalid_yaml_records_nothing(bridge, mistral, tmp_path):
 
 def test_invalid_dsl_is_rejected_by_engine_with_clear_error(bridge, mistral, tmp_path):
     name = unique("baddsl")
-    path = write_workflow(tmp_path, "version: '2.0'\n%s:\n  tasks:\n    a:\n      acton: std.noop\n" % name)
+    path = write_workflow(
+        tmp_path, "version: '2.0'\n%s:\n  tasks:\n    a:\n      acton: std.noop\n" % name
+    )
     proc = bridge.cli("run", path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -115,7 +117,8 @@ def test_unknown_input_key_records_nothing(bridge, mistral, tmp_path):
     proc = bridge.cli("run", path, "-i", "who=x", "-i", "tims=3")
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "st2bridge: error: unknown input 'tims' for workflow %s (it takes: who, times)" % name)
+        "st2bridge: error: unknown input 'tims' for workflow %s (it takes: who, times)" % name
+    )
     assert mistral.executions(name) == []
     assert bridge.records() == []
     proc = bridge.cli("execution", "get", "no-such-id")
@@ -130,7 +133,7 @@ def test_retried_submit_after_dropped_response_starts_one_execution(bridge, mist
         bridge.write(api_url=proxy.url + "/v2")
         proc = bridge.cli("run", path, "-i", "who=once", "--wait", "--json")
         assert proc.returncode == 0, proc.stderr
-        assert proxy.count("POST", "/v2/executions") == 2      # dropped, then retried
+        assert proxy.count("POST", "/v2/executions") == 2  # dropped, then retried
     finally:
         proxy.close()
     engine_executions = mistral.executions(name)
@@ -157,7 +160,11 @@ def test_tracker_process_finishes_executions_started_without_wait(bridge, tmp_pa
             time.sleep(0.5)
         assert [r["status"] for r in records] == ["succeeded"] * 3
         assert all(r["finished_by"] == "poll" for r in records)
-        assert [r["output"]["message"] for r in records] == ["hello a x2", "hello b x2", "hello c x2"]
+        assert [r["output"]["message"] for r in records] == [
+            "hello a x2",
+            "hello b x2",
+            "hello c x2",
+        ]
     finally:
         tracker.send_signal(signal.SIGTERM)
         assert tracker.wait(timeout=30) == 0
@@ -182,7 +189,10 @@ def test_cached_definition_deleted_in_the_engine_is_registered_again(mistral, tm
         runner = Runner(engine, store, definition_cache_seconds=600)
         first = runner.start(wf, name, {"who": "a"})
         assert runner.register(wf) == "cached"
-        assert requests.delete("%s/workflows/%s" % (mistral.api_url, name), timeout=10).status_code == 204
+        assert (
+            requests.delete("%s/workflows/%s" % (mistral.api_url, name), timeout=10).status_code
+            == 204
+        )
         second = runner.start(wf, name, {"who": "b"})
         assert second["status"] == "running"
         ids = sorted(e["id"] for e in mistral.executions(name))

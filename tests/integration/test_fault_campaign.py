@@ -24,19 +24,46 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_small_fault_campaign_loses_nothing(tmp_path):
     out = tmp_path / "campaign.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "fault_campaign.py"), "--small",
-                           "--json-out", str(out)], capture_output=True, text=True, timeout=420,
-                          cwd=str(ROOT))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "fault_campaign.py"),
+            "--small",
+            "--json-out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        cwd=str(ROOT),
+    )
     report = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, report
-    figures = dict(re.findall(r"^  (lost|wrong|completed twice|forged callbacks accepted|HTTP 500)"
-                              r"\D*?(\d+)\s+goal 0", proc.stdout, re.M))
-    assert figures == {"lost": "0", "wrong": "0", "completed twice": "0",
-                       "forged callbacks accepted": "0", "HTTP 500": "0"}, report
+    figures = dict(
+        re.findall(
+            r"^  (lost|wrong|completed twice|forged callbacks accepted|HTTP 500)"
+            r"\D*?(\d+)\s+goal 0",
+            proc.stdout,
+            re.M,
+        )
+    )
+    assert figures == {
+        "lost": "0",
+        "wrong": "0",
+        "completed twice": "0",
+        "forged callbacks accepted": "0",
+        "HTTP 500": "0",
+    }, report
     res = json.loads(out.read_text())
     assert res["executions"] == 40, report
-    assert set(res["faults"]) >= {"kill9", "sigterm", "api_down", "rabbit", "callback_down",
-                                  "store_lock"}, report
+    assert set(res["faults"]) >= {
+        "kill9",
+        "sigterm",
+        "api_down",
+        "rabbit",
+        "callback_down",
+        "store_lock",
+    }, report
     mongo = res["mongo"]
     assert mongo["executions"] == 16 and mongo["faults"] == {"mongo_down": 2}, report
     assert (len(mongo["lost"]), len(mongo["wrong"]), len(mongo["twice"])) == (0, 0, 0), report

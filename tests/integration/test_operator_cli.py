@@ -83,8 +83,11 @@ def cli_json(bridge, *args):
 
 
 def children(mistral, record):
-    return mistral.get("/executions", root_execution_id=record["engine_execution_id"],
-                       fields="id,state,workflow_name")["executions"]
+    return mistral.get(
+        "/executions",
+        root_execution_id=record["engine_execution_id"],
+        fields="id,state,workflow_name",
+    )["executions"]
 
 
 def name_of(kind):
@@ -107,11 +110,18 @@ def test_succeeded_watch_list_get_tasks(bridge, tmp_path):
 
     rows = cli_json(bridge, "execution", "list", "--since", "10m", "--workflow", name)
     assert [(r["id"], r["status"], r["finished_by"]) for r in rows] == [
-        (execution_id, "succeeded", "wait")]
+        (execution_id, "succeeded", "wait")
+    ]
     assert rows[0]["duration_s"] >= 0 and rows[0]["ended_at"]
     table = cli_ok(bridge, "execution", "list", "--status", "succeeded", "--since", "1h")
-    assert table.splitlines()[0].split() == ["ID", "WORKFLOW", "STATUS", "STARTED", "DURATION",
-                                             "FINISHED_BY"]
+    assert table.splitlines()[0].split() == [
+        "ID",
+        "WORKFLOW",
+        "STATUS",
+        "STARTED",
+        "DURATION",
+        "FINISHED_BY",
+    ]
     assert execution_id in table
     assert cli_json(bridge, "execution", "list", "--status", "failed", "--workflow", name) == []
     assert bridge.cli("execution", "list", "--since", "yesterday").returncode == 2
@@ -120,7 +130,9 @@ def test_succeeded_watch_list_get_tasks(bridge, tmp_path):
     assert view["output"] == {"greeting": "hi ops"} and view["error_tree"] is None
     tasks = cli_json(bridge, "execution", "tasks", execution_id)
     assert [(t["name"], t["state"], t["workflow"]) for t in tasks] == [
-        ("greet", "SUCCESS", None), ("done", "SUCCESS", None)]
+        ("greet", "SUCCESS", None),
+        ("done", "SUCCESS", None),
+    ]
     assert bridge.cli("execution", "get", str(uuid.uuid4())).returncode == 5
 
 
@@ -132,9 +144,21 @@ def test_failed_in_a_nested_sub_workflow_get_shows_the_tree_and_the_fix(bridge, 
     execution_id = cli_json(bridge, "execution", "list", "--workflow", name)[0]["id"]
 
     view = cli_json(bridge, "execution", "get", execution_id)
-    readme_fields = ["id", "status", "workflow_name", "engine_execution_id", "engine_state",
-                     "input", "output", "error", "tasks", "finished_by", "created_at",
-                     "updated_at", "ended_at"]
+    readme_fields = [
+        "id",
+        "status",
+        "workflow_name",
+        "engine_execution_id",
+        "engine_state",
+        "input",
+        "output",
+        "error",
+        "tasks",
+        "finished_by",
+        "created_at",
+        "updated_at",
+        "ended_at",
+    ]
     assert list(view) == readme_fields + ["error_tree"]
     tree = view["error_tree"]
     call_child = tree["tasks"][0]
@@ -143,10 +167,16 @@ def test_failed_in_a_nested_sub_workflow_get_shows_the_tree_and_the_fix(bridge, 
     boom = child["tasks"][0]
     assert child["workflow"] == name + "_child"
     assert (boom["name"], boom["error"], boom["retry_count"]) == (
-        "boom", "disk full on /var/spool", 1)
+        "boom",
+        "disk full on /var/spool",
+        1,
+    )
     assert [a["name"] for a in boom["actions"]] == ["std.fail", "std.fail"]
-    engine_boom = [t for t in mistral.get("/executions/%s/tasks" % child["execution_id"])["tasks"]
-                   if t["name"] == "boom"][0]
+    engine_boom = [
+        t
+        for t in mistral.get("/executions/%s/tasks" % child["execution_id"])["tasks"]
+        if t["name"] == "boom"
+    ][0]
     assert boom["id"] == engine_boom["id"]
 
     text = cli_ok(bridge, "execution", "get", execution_id)
@@ -155,13 +185,18 @@ def test_failed_in_a_nested_sub_workflow_get_shows_the_tree_and_the_fix(bridge, 
 
     rows = cli_json(bridge, "execution", "tasks", execution_id)
     assert [(r["name"], r["state"], r["workflow"], r["retries"]) for r in rows] == [
-        ("first", "SUCCESS", None, None), ("call_child", "ERROR", None, None),
-        ("child_a", "SUCCESS", name + "_child", None), ("boom", "ERROR", name + "_child", 1)]
+        ("first", "SUCCESS", None, None),
+        ("call_child", "ERROR", None, None),
+        ("child_a", "SUCCESS", name + "_child", None),
+        ("boom", "ERROR", name + "_child", 1),
+    ]
     assert execution_id in cli_ok(bridge, "execution", "list", "--status", "failed")
     # Only failed tasks can be re-run; the refusal names the state.
     first = rows[0]["id"]
     proc = bridge.cli("task", "rerun", first)
-    assert proc.returncode == 7 and "is SUCCESS" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert (
+        proc.returncode == 7 and "is SUCCESS" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    )
     assert bridge.cli("task", "rerun", str(uuid.uuid4())).returncode == 5
 
 
@@ -170,15 +205,17 @@ def test_pause_and_resume_cascade_and_pass_through_pausing_and_resuming(bridge, 
     path = write_workflow(tmp_path, NESTED_NAP.format(name=name, seconds=4, after=3))
     execution_id = cli_ok(bridge, "run", path, "--workflow", name).strip()
     record = bridge.get(execution_id)
-    wait_for("the sub-workflow", lambda: [c for c in children(mistral, record)
-                                          if c["state"] == "RUNNING"])
+    wait_for(
+        "the sub-workflow",
+        lambda: [c for c in children(mistral, record) if c["state"] == "RUNNING"],
+    )
 
     # No tracker yet: the record shows `pausing` until something sees the engine.
     assert cli_json(bridge, "execution", "pause", execution_id)["status"] == "pausing"
     assert bridge.get(execution_id)["status"] == "pausing"
     assert mistral.get("/executions/" + record["engine_execution_id"])["state"] == "PAUSED"
-    assert [c["state"] for c in children(mistral, record)] == ["PAUSED"]     # the engine cascades
-    tracker = bridge.start_tracker()            # poll mode: the poller confirms
+    assert [c["state"] for c in children(mistral, record)] == ["PAUSED"]  # the engine cascades
+    tracker = bridge.start_tracker()  # poll mode: the poller confirms
     try:
         assert wait_status(bridge, execution_id, ["paused"])["engine_state"] == "PAUSED"
     finally:
@@ -253,7 +290,10 @@ def test_rerun_after_failure_reopens_and_tracks_to_succeeded(hybrid, tmp_path, f
     assert fix[:3] == ["st2bridge", "task", "rerun"]
     answer = cli_json(hybrid, *fix[1:])
     assert (answer["execution_id"], answer["task_name"], answer["reopened"]) == (
-        execution_id, "fetch", True)
+        execution_id,
+        "fetch",
+        True,
+    )
 
     record = wait_status(hybrid, execution_id, FINAL)
     # stale_after is 60 s: the re-run's callbacks were accepted and finished it.

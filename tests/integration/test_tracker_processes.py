@@ -33,8 +33,9 @@ SLEEPY = """version: '2.0'
       action: std.noop
 """
 
-FAST_TRACKER = ("query_interval = 0.5\nlease_seconds = 4\nheartbeat_interval = 1\n"
-                "drain_timeout = 10\n")
+FAST_TRACKER = (
+    "query_interval = 0.5\nlease_seconds = 4\nheartbeat_interval = 1\ndrain_timeout = 10\n"
+)
 FINISHED = re.compile(r"execution (\S+) (succeeded|failed|canceled) \(finished by poll\)")
 
 
@@ -82,10 +83,10 @@ def test_three_trackers_kill9_and_sigterm_lose_nothing(bridge, mistral):
     ids = [r["id"] for r in records]
     trackers = [bridge.start_tracker() for _ in range(3)]
     try:
-        time.sleep(3)                                   # all three busy, executions still running
-        trackers[0].kill()                              # kill -9: its leases must lapse
+        time.sleep(3)  # all three busy, executions still running
+        trackers[0].kill()  # kill -9: its leases must lapse
         trackers[0].wait()
-        trackers[1].send_signal(signal.SIGTERM)         # graceful: drains and releases
+        trackers[1].send_signal(signal.SIGTERM)  # graceful: drains and releases
         assert trackers[1].wait(timeout=30) == 0
         final = wait_all_final(bridge, ids, timeout=90)
     finally:
@@ -94,7 +95,9 @@ def test_three_trackers_kill9_and_sigterm_lose_nothing(bridge, mistral):
             assert t.wait(timeout=30) == 0
     assert_matches_engine(mistral, final, ids)
     counts = completions(bridge)
-    assert {i: counts[i] for i in ids} == {i: 1 for i in ids}, "a completion was recorded twice or never"
+    assert {i: counts[i] for i in ids} == {i: 1 for i in ids}, (
+        "a completion was recorded twice or never"
+    )
     assert [r["tag"] for r in (final[i]["output"] for i in ids)] == list(range(50))
 
 
@@ -133,10 +136,12 @@ def test_engine_api_down_30s_nothing_lost(bridge, mistral):
         tracker = bridge.start_tracker()
         try:
             time.sleep(2)
-            proxy.down()                                  # every workflow finishes meanwhile
+            proxy.down()  # every workflow finishes meanwhile
             time.sleep(30)
             during = {r["id"]: r["status"] for r in bridge.records()}
-            assert all(during[i] == st.RUNNING for i in ids), "nothing can finish while the API is down"
+            assert all(during[i] == st.RUNNING for i in ids), (
+                "nothing can finish while the API is down"
+            )
             proxy.up()
             final = wait_all_final(bridge, ids, timeout=60)
         finally:

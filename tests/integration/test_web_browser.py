@@ -74,7 +74,9 @@ def site(tmp_path_factory, mistral):
     bridge = Bridge(tmp_path_factory.mktemp("web"), mistral.api_url)
     port = free_port()
     bridge.write(mode="hybrid", callback_port=free_port(), extra="stale_after = 5\n")
-    bridge.conf.write_text(bridge.conf.read_text() + "[metrics]\nport = 0\n[web]\nport = %d\n" % port)
+    bridge.conf.write_text(
+        bridge.conf.read_text() + "[metrics]\nport = 0\n[web]\nport = %d\n" % port
+    )
     tracker = bridge.start_tracker()
     base = "http://127.0.0.1:%d" % port
     deadline = time.monotonic() + 20
@@ -100,15 +102,27 @@ def site(tmp_path_factory, mistral):
 @pytest.fixture(scope="module")
 def browser():
     if not (CHROMIUM and CHROMEDRIVER):
-        (pytest.fail if os.environ.get("CI") else pytest.skip)("Debian's chromium and chromium-driver are not installed "
-                    "(tools/ensure-services.sh installs them)")
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            "Debian's chromium and chromium-driver are not installed "
+            "(tools/ensure-services.sh installs them)"
+        )
     from selenium.webdriver.chrome.service import Service
+
     profile = tempfile.mkdtemp(prefix="st2bridge-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1400,900", "--user-data-dir=" + profile):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,900",
+        "--user-data-dir=" + profile,
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -139,16 +153,21 @@ def test_page_updates_while_the_workflow_runs(site, browser):
     status = browser.find_element(By.ID, "status")
     assert status.text in ("running", "requested"), status.text
     nap = browser.find_element(By.CSS_SELECTOR, 'g.node[data-task="nap"]')
-    assert "state-RUNNING" in nap.get_attribute("class") or \
-        "state-NONE" in nap.get_attribute("class")
+    assert "state-RUNNING" in nap.get_attribute("class") or "state-NONE" in nap.get_attribute(
+        "class"
+    )
     shot(browser, "running")
     # No reload by the test: the page's own polling turns it green (and may replace an
     # element between its lookup and its reading: a stale element is read again).
     WebDriverWait(browser, 30, 0.3, ignored_exceptions=[StaleElementReferenceException]).until(
-        lambda d: d.find_element(By.ID, "status").text == "succeeded")
+        lambda d: d.find_element(By.ID, "status").text == "succeeded"
+    )
     WebDriverWait(browser, 10, 0.3, ignored_exceptions=[StaleElementReferenceException]).until(
-        lambda d: "state-SUCCESS" in d.find_element(
-        By.CSS_SELECTOR, 'g.node[data-task="after"]').get_attribute("class"))
+        lambda d: (
+            "state-SUCCESS"
+            in d.find_element(By.CSS_SELECTOR, 'g.node[data-task="after"]').get_attribute("class")
+        )
+    )
     shot(browser, "finished")
 
 
@@ -161,7 +180,8 @@ def test_list_shows_the_executions_newest_first(site, browser):
     assert rows.index(ids["ok"]) < rows.index(ids["fail"]) < rows.index(ids["slow"])
     row = browser.find_element(By.CSS_SELECTOR, '#rows tr[data-id="%s"]' % ids["fail"])
     assert "failed" in row.text and "st-failed" in row.find_element(
-        By.CSS_SELECTOR, ".badge").get_attribute("class")
+        By.CSS_SELECTOR, ".badge"
+    ).get_attribute("class")
     shot(browser, "list")
     browser.get(site["base"] + "/executions?status=failed&workflow=%s_fail" % site["prefix"])
     rows = [r.get_attribute("data-id") for r in browser.find_elements(By.CSS_SELECTOR, "#rows tr")]
@@ -173,7 +193,9 @@ def test_failed_execution_shows_the_failed_node_and_its_error(site, browser):
     browser.get("%s/executions/%s" % (site["base"], site["ids"]["fail"]))
     assert browser.find_element(By.ID, "status").text == "failed"
     boom = browser.find_element(By.CSS_SELECTOR, 'g.node[data-task="boom"]')
-    assert "failed" in boom.get_attribute("class").split() and "state-ERROR" in boom.get_attribute("class")
+    assert "failed" in boom.get_attribute("class").split() and "state-ERROR" in boom.get_attribute(
+        "class"
+    )
     first = browser.find_element(By.CSS_SELECTOR, 'g.node[data-task="first"]')
     assert "state-SUCCESS" in first.get_attribute("class")
     never = browser.find_element(By.CSS_SELECTOR, 'g.node[data-task="never"]')

@@ -24,9 +24,9 @@ class FakeEngine:
         self.clock = clock
         self.workflows = {}
         self.executions = {}
-        self.tasks = {}          # execution id -> list of task dicts
+        self.tasks = {}  # execution id -> list of task dicts
         self.calls = []
-        self.fail_next = []      # exceptions raised by the next calls, in order
+        self.fail_next = []  # exceptions raised by the next calls, in order
 
     def _call(self, name, *args):
         self.calls.append((name,) + args)
@@ -44,6 +44,7 @@ class FakeEngine:
 
     def _put(self, text):
         import yaml
+
         doc = yaml.safe_load(text)
         names = [k for k in doc if k not in ("version", "name", "description", "tags")]
         for n in names:
@@ -53,6 +54,7 @@ class FakeEngine:
     def create_workflows(self, text):
         self._call("create_workflows", text)
         import yaml
+
         doc = yaml.safe_load(text)
         if any(k in self.workflows for k in doc if k != "version"):
             raise errors.EngineConflict("duplicate workflow", 409)
@@ -63,16 +65,23 @@ class FakeEngine:
         return self._put(text)
 
     # -- executions
-    def start_execution(self, workflow_name, input=None, *, execution_id, params=None,
-                        description=""):
+    def start_execution(
+        self, workflow_name, input=None, *, execution_id, params=None, description=""
+    ):
         self._call("start_execution", workflow_name, execution_id)
         if workflow_name not in self.workflows:
             raise errors.EngineBadRequest("workflow %s not found" % workflow_name, 400)
         if execution_id not in self.executions:
             self.executions[execution_id] = {
-                "id": execution_id, "workflow_name": workflow_name, "state": "RUNNING",
-                "state_info": None, "input": input or {}, "output": {}, "params": params,
-                "updated_at": self._stamp()}
+                "id": execution_id,
+                "workflow_name": workflow_name,
+                "state": "RUNNING",
+                "state_info": None,
+                "input": input or {},
+                "output": {},
+                "params": params,
+                "updated_at": self._stamp(),
+            }
             self.tasks[execution_id] = []
         return dict(self.executions[execution_id])
 
@@ -86,8 +95,11 @@ class FakeEngine:
     def list_executions(self, fields=None, updated_at=None, nulls=None, **filters):
         self._call("list_executions", updated_at)
         since = updated_at.split(":", 1)[1] if updated_at else ""
-        return [{k: ex.get(k) for k in fields} if fields else dict(ex)
-                for ex in self.executions.values() if ex["updated_at"] >= since]
+        return [
+            {k: ex.get(k) for k in fields} if fields else dict(ex)
+            for ex in self.executions.values()
+            if ex["updated_at"] >= since
+        ]
 
     def list_tasks(self, execution_id, fields=None):
         self._call("list_tasks", execution_id)
@@ -101,8 +113,9 @@ class FakeEngine:
             raise errors.EngineNotFound("execution %s not found" % execution_id, 404)
         ex = self.executions[execution_id]
         if ex["state"] in ("SUCCESS", "ERROR", "CANCELLED"):
-            raise errors.EngineBadRequest("Can't change state from %s to %s" % (ex["state"], state),
-                                          400)
+            raise errors.EngineBadRequest(
+                "Can't change state from %s to %s" % (ex["state"], state), 400
+            )
         if not (state == "RUNNING" and ex["state"] != "PAUSED"):
             self.set_state(execution_id, state, state_info=state_info)
         return dict(ex)
@@ -134,15 +147,26 @@ class FakeEngine:
             ex["output"] = output
 
     def add_task(self, execution_id, name, state):
-        self.tasks[execution_id].append({
-            "id": "%s-%s" % (execution_id, name), "name": name, "state": state,
-            "workflow_execution_id": execution_id, "state_info": None, "type": "ACTION", "created_at": self._stamp(),
-            "updated_at": self._stamp(), "started_at": None, "finished_at": None})
+        self.tasks[execution_id].append(
+            {
+                "id": "%s-%s" % (execution_id, name),
+                "name": name,
+                "state": state,
+                "workflow_execution_id": execution_id,
+                "state_info": None,
+                "type": "ACTION",
+                "created_at": self._stamp(),
+                "updated_at": self._stamp(),
+                "started_at": None,
+                "finished_at": None,
+            }
+        )
 
     def _stamp(self):
         if self.clock is None:
             return _stamp()
         import time
+
         return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.clock()))
 
     def count(self, name):

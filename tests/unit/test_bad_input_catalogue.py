@@ -23,7 +23,8 @@ def files(tmp_path):
     port = closed_port()
     (tmp_path / "ok.conf").write_text(
         "[DEFAULT]\nstate_path = %s\n[engine]\napi_url = http://127.0.0.1:%d/v2\n"
-        "retry_stop_max_msec = 0\nconnect_timeout = 0.5\n" % (tmp_path, port))
+        "retry_stop_max_msec = 0\nconnect_timeout = 0.5\n" % (tmp_path, port)
+    )
     (tmp_path / "wf.yaml").write_text(GOOD_WF)
     texts = {
         "bad_yaml.yaml": "version: '2.0'\nwf:\n  tasks: [oops\n",
@@ -44,7 +45,8 @@ def files(tmp_path):
         "conf_bad_bool.conf": "[engine]\ninsecure = perhaps\n",
         "conf_bad_store.conf": "[store]\nurl = redis://localhost/0\n",
         "conf_store_slashes.conf": "[store]\nurl = sqlite://relative.db\n",
-        "conf_mongo_down.conf": "[store]\nurl = mongodb://127.0.0.1:%d/x\nconnect_timeout = 0.3\n" % port,
+        "conf_mongo_down.conf": "[store]\nurl = mongodb://127.0.0.1:%d/x\nconnect_timeout = 0.3\n"
+        % port,
     }
     for name, text in texts.items():
         (tmp_path / name).write_text(text)
@@ -54,8 +56,12 @@ def files(tmp_path):
 # (argv with {d} for the folder, exit code, text the one line must contain)
 CASES = [
     # workflow files
-    (["run", "{d}/bad_yaml.yaml"], 2, "invalid YAML in {d}/bad_yaml.yaml at line 4: expected ',' "
-     "or ']', but got '<stream end>' (while parsing a flow sequence started at line 3)"),
+    (
+        ["run", "{d}/bad_yaml.yaml"],
+        2,
+        "invalid YAML in {d}/bad_yaml.yaml at line 4: expected ',' "
+        "or ']', but got '<stream end>' (while parsing a flow sequence started at line 3)",
+    ),
     (["run", "{d}/not_mapping.yaml"], 2, "is not a Mistral workflow file"),
     (["run", "{d}/no_version.yaml"], 2, "missing \"version: '2.0'\""),
     (["run", "{d}/v1.yaml"], 2, "only Mistral DSL v2 is supported"),
@@ -78,32 +84,63 @@ CASES = [
     (["track", "no-such-id"], 5, "no execution no-such-id"),
     (["untrack", "no-such-id"], 5, "no execution no-such-id"),
     # configuration
-    (["--config-file", "{d}/conf_bad_float.conf", "execution", "get", "x"], 2,
-     "invalid value for [resultstracker] query_interval in {d}/conf_bad_float.conf"),
-    (["--config-file", "{d}/conf_bad_choice.conf", "execution", "get", "x"], 2,
-     "invalid value for [resultstracker] mode"),
-    (["--config-file", "{d}/conf_bad_section.conf", "execution", "get", "x"], 2,
-     "cannot parse config file {d}/conf_bad_section.conf"),
-    (["--config-file", "{d}/conf_bad_url.conf", "execution", "get", "x"], 2,
-     "invalid value for [engine] api_url"),
-    (["--config-file", "{d}/conf_bad_port.conf", "execution", "get", "x"], 2,
-     "invalid value for [callback] port"),
-    (["--config-file", "{d}/conf_bad_min.conf", "execution", "get", "x"], 2,
-     "invalid value for [resultstracker] thread_pool_size"),
-    (["--config-file", "{d}/conf_bad_bool.conf", "execution", "get", "x"], 2,
-     "invalid value for [engine] insecure"),
-    (["--config-file", "{d}/nope.conf", "execution", "get", "x"], 2,
-     "config file not found or unreadable: {d}/nope.conf"),
-    (["--config-file", "{d}/conf_bad_store.conf", "execution", "get", "x"], 2,
-     "unsupported store URL scheme 'redis'"),
-    (["--config-file", "{d}/conf_store_slashes.conf", "execution", "get", "x"], 2,
-     "sqlite store URL needs three slashes"),
+    (
+        ["--config-file", "{d}/conf_bad_float.conf", "execution", "get", "x"],
+        2,
+        "invalid value for [resultstracker] query_interval in {d}/conf_bad_float.conf",
+    ),
+    (
+        ["--config-file", "{d}/conf_bad_choice.conf", "execution", "get", "x"],
+        2,
+        "invalid value for [resultstracker] mode",
+    ),
+    (
+        ["--config-file", "{d}/conf_bad_section.conf", "execution", "get", "x"],
+        2,
+        "cannot parse config file {d}/conf_bad_section.conf",
+    ),
+    (
+        ["--config-file", "{d}/conf_bad_url.conf", "execution", "get", "x"],
+        2,
+        "invalid value for [engine] api_url",
+    ),
+    (
+        ["--config-file", "{d}/conf_bad_port.conf", "execution", "get", "x"],
+        2,
+        "invalid value for [callback] port",
+    ),
+    (
+        ["--config-file", "{d}/conf_bad_min.conf", "execution", "get", "x"],
+        2,
+        "invalid value for [resultstracker] thread_pool_size",
+    ),
+    (
+        ["--config-file", "{d}/conf_bad_bool.conf", "execution", "get", "x"],
+        2,
+        "invalid value for [engine] insecure",
+    ),
+    (
+        ["--config-file", "{d}/nope.conf", "execution", "get", "x"],
+        2,
+        "config file not found or unreadable: {d}/nope.conf",
+    ),
+    (
+        ["--config-file", "{d}/conf_bad_store.conf", "execution", "get", "x"],
+        2,
+        "unsupported store URL scheme 'redis'",
+    ),
+    (
+        ["--config-file", "{d}/conf_store_slashes.conf", "execution", "get", "x"],
+        2,
+        "sqlite store URL needs three slashes",
+    ),
     (["--config-file", "{d}/conf_mongo_down.conf", "execution", "get", "x"], 4, "127.0.0.1"),
 ]
 
 
-@pytest.mark.parametrize("argv, code, message", CASES,
-                         ids=["-".join(c[0][:3]).replace("{d}/", "") for c in CASES])
+@pytest.mark.parametrize(
+    "argv, code, message", CASES, ids=["-".join(c[0][:3]).replace("{d}/", "") for c in CASES]
+)
 def test_bad_input(files, capsys, argv, code, message):
     d = str(files)
     argv = [a.format(d=d) for a in argv]
@@ -118,7 +155,7 @@ def test_bad_input(files, capsys, argv, code, message):
     db = files / "bridge.db"
     if db.exists():
         with open_store("sqlite:///%s" % db) as store:
-            assert store.count_executions() == 0     # nothing half-done recorded
+            assert store.count_executions() == 0  # nothing half-done recorded
 
 
 def test_the_catalogue_is_large_enough():

@@ -21,60 +21,88 @@ NOW = float(calendar.timegm((2026, 11, 21, 12, 0, 0)))
 
 json_values = s.recursive(
     s.none() | s.booleans() | s.integers() | s.floats(allow_nan=False) | s.text(max_size=20),
-    lambda children: s.lists(children, max_size=4) | s.dictionaries(s.text(max_size=10), children,
-                                                                    max_size=4),
-    max_leaves=12)
-event_like = s.fixed_dictionaries({}, optional={
-    "event": s.sampled_from(sorted(events.WORKFLOW_EVENTS | events.TASK_EVENTS)) | s.text(max_size=12),
-    "id": s.text(max_size=40) | json_values,
-    "state": s.sampled_from(["RUNNING", "SUCCESS", "ERROR", "PAUSED", "CANCELLED"]) | json_values,
-    "updated_at": s.sampled_from(["2026-11-21 12:00:01", "2026-11-21 11:00:00", ""]) | json_values,
-    "root_execution_id": s.none() | s.text(max_size=40) | json_values,
-    "workflow_execution_id": s.text(max_size=40) | json_values,
-    "name": s.text(max_size=10) | json_values,
-    "state_info": json_values,
-})
-bodies = (event_like.map(lambda d: json.dumps(d).encode())
-          | json_values.map(lambda v: json.dumps(v).encode())
-          | s.binary(max_size=300))
+    lambda children: (
+        s.lists(children, max_size=4) | s.dictionaries(s.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+event_like = s.fixed_dictionaries(
+    {},
+    optional={
+        "event": s.sampled_from(sorted(events.WORKFLOW_EVENTS | events.TASK_EVENTS))
+        | s.text(max_size=12),
+        "id": s.text(max_size=40) | json_values,
+        "state": s.sampled_from(["RUNNING", "SUCCESS", "ERROR", "PAUSED", "CANCELLED"])
+        | json_values,
+        "updated_at": s.sampled_from(["2026-11-21 12:00:01", "2026-11-21 11:00:00", ""])
+        | json_values,
+        "root_execution_id": s.none() | s.text(max_size=40) | json_values,
+        "workflow_execution_id": s.text(max_size=40) | json_values,
+        "name": s.text(max_size=10) | json_values,
+        "state_info": json_values,
+    },
+)
+bodies = (
+    event_like.map(lambda d: json.dumps(d).encode())
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | s.binary(max_size=300)
+)
 
 
 class Endpoint:
     def __init__(self, tmp_path):
         self.store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
         self.engine = FakeEngine(clock=lambda: NOW)
-        runner = Runner(self.engine, self.store, mode="hybrid",
-                        callback_url="http://127.0.0.1:9", clock=lambda: NOW)
+        runner = Runner(
+            self.engine,
+            self.store,
+            mode="hybrid",
+            callback_url="http://127.0.0.1:9",
+            clock=lambda: NOW,
+        )
         self.record = runner.start(workflow.parse(WF), "wf", {})
         notify = self.engine.executions[self.record["engine_execution_id"]]["params"]["notify"]
         self.secret = notify[0]["headers"][secrets.HEADER]
-        self.app = make_app(CallbackHandler(self.store, self.engine, clock=lambda: NOW),
-                            max_body=4096)
+        self.app = make_app(
+            CallbackHandler(self.store, self.engine, clock=lambda: NOW), max_body=4096
+        )
 
     def post(self, path, body, secret, method="POST"):
-        environ = {"REQUEST_METHOD": method, "PATH_INFO": path,
-                   "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+        }
         if secret is not None:
             environ["HTTP_X_ST2BRIDGE_SECRET"] = secret
         seen = {}
         answer = b"".join(self.app(environ, lambda status, headers: seen.update(status=status)))
-        json.loads(answer)                      # always a JSON answer
+        json.loads(answer)  # always a JSON answer
         return int(seen["status"].split()[0])
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=bodies, secret=s.none() | s.text(max_size=50), method=s.sampled_from(["POST", "PUT", "GET"]))
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=bodies,
+    secret=s.none() | s.text(max_size=50),
+    method=s.sampled_from(["POST", "PUT", "GET"]),
+)
 def test_no_secret_no_change_and_never_500(tmp_path_factory, body, secret, method):
     endpoint = Endpoint(tmp_path_factory.mktemp("cb"))
     before = endpoint.store.get_execution(endpoint.record["id"])
     status = endpoint.post("/v1/callbacks/mistral/" + endpoint.record["id"], body, secret, method)
     assert status < 500
-    assert status in (401, 403, 405), status    # never accepted without the secret
+    assert status in (401, 403, 405), status  # never accepted without the secret
     assert endpoint.store.get_execution(endpoint.record["id"]) == before
     endpoint.store.close()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=bodies)
 def test_with_the_secret_any_body_is_answered_without_500(tmp_path_factory, body):
     endpoint = Endpoint(tmp_path_factory.mktemp("cb"))

@@ -15,9 +15,12 @@ from st2bridge.store.sqlite import SqliteStore
 def schema(path):
     conn = sqlite3.connect(path)
     try:
-        return sorted((t, n, " ".join((sql or "").replace("IF NOT EXISTS ", "").split()))
-                      for t, n, sql in conn.execute(
-                          "SELECT type, name, sql FROM sqlite_master WHERE name != 'sqlite_sequence'"))
+        return sorted(
+            (t, n, " ".join((sql or "").replace("IF NOT EXISTS ", "").split()))
+            for t, n, sql in conn.execute(
+                "SELECT type, name, sql FROM sqlite_master WHERE name != 'sqlite_sequence'"
+            )
+        )
     finally:
         conn.close()
 
@@ -45,22 +48,36 @@ def test_a_migrated_sqlite_store_equals_a_new_one(tmp_path):
     assert any("version 1 -> 2" in line for line in said)
     SqliteStore(new).close()
     assert schema(old) == schema(new)
-    with SqliteStore(old) as store:   # the store class accepts it now
+    with SqliteStore(old) as store:  # the store class accepts it now
         assert store.schema_version() == Store.SCHEMA_VERSION
 
 
 def test_migration_moves_each_records_tasks_to_the_task_table(tmp_path):
     import json
+
     path = tmp_path / "old.db"
     v1_store(path)
-    tasks = [{"id": "t%d" % i, "name": "n%d" % i, "state": "SUCCESS", "result": [i]} for i in range(12)]
+    tasks = [
+        {"id": "t%d" % i, "name": "n%d" % i, "state": "SUCCESS", "result": [i]} for i in range(12)
+    ]
     conn = sqlite3.connect(path)
     for rid, its_tasks in (("e1", tasks), ("e2", [])):
-        doc = {"id": rid, "workflow_name": "w", "engine_execution_id": "g" + rid, "status": "running",
-               "created_at": 1.0, "updated_at": 1.0, "tracked": True, "next_poll_at": 5.0,
-               "output": {"x": 1}, "tasks": its_tasks}
-        conn.execute("INSERT INTO executions VALUES (?, ?, 'running', 'w', 1.0, 1, 5.0, NULL, NULL, ?)",
-                     (rid, "g" + rid, json.dumps(doc)))
+        doc = {
+            "id": rid,
+            "workflow_name": "w",
+            "engine_execution_id": "g" + rid,
+            "status": "running",
+            "created_at": 1.0,
+            "updated_at": 1.0,
+            "tracked": True,
+            "next_poll_at": 5.0,
+            "output": {"x": 1},
+            "tasks": its_tasks,
+        }
+        conn.execute(
+            "INSERT INTO executions VALUES (?, ?, 'running', 'w', 1.0, 1, 5.0, NULL, NULL, ?)",
+            (rid, "g" + rid, json.dumps(doc)),
+        )
     conn.commit()
     conn.close()
     bridge_store.migrate("sqlite:///%s" % path, lock_timeout=1, say=lambda line: None)
@@ -91,7 +108,10 @@ def test_an_old_store_is_refused_by_the_store_class_and_left_alone(tmp_path):
 def test_a_new_store_is_created_at_the_latest_version(tmp_path):
     url = "sqlite:///%s" % (tmp_path / "sub" / "b.db")
     assert bridge_store.read_version(url) is None
-    assert bridge_store.migrate(url, lock_timeout=1, say=lambda s: None) == (None, Store.SCHEMA_VERSION)
+    assert bridge_store.migrate(url, lock_timeout=1, say=lambda s: None) == (
+        None,
+        Store.SCHEMA_VERSION,
+    )
     assert bridge_store.read_version(url) == bridge_store.LATEST
 
 
@@ -125,11 +145,20 @@ def test_mongo_store_migrated_from_version_1():
     url = "mongodb://localhost/st2b"
     db = client["st2b"]
     db["meta"].insert_one({"_id": "schema_version", "value": 1})
-    db["services"].insert_one({"_id": "s1", "name": "st2bridge-resultstracker", "host": "h",
-                               "pid": 1, "heartbeat_at": 5.0})
+    db["services"].insert_one(
+        {
+            "_id": "s1",
+            "name": "st2bridge-resultstracker",
+            "host": "h",
+            "pid": 1,
+            "heartbeat_at": 5.0,
+        }
+    )
     assert bridge_store.read_version(url, client=client) == 1
-    assert bridge_store.migrate(url, lock_timeout=1, say=lambda s: None,
-                                client=client) == (1, bridge_store.LATEST)
+    assert bridge_store.migrate(url, lock_timeout=1, say=lambda s: None, client=client) == (
+        1,
+        bridge_store.LATEST,
+    )
     assert "ix_name_host" in db["services"].index_information()
     assert db["meta"].find_one({"_id": "db_upgrade_lock"}) is None
     assert MongoStore(client=client, database="st2b").schema_version() == Store.SCHEMA_VERSION

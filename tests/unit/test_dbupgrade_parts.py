@@ -31,7 +31,12 @@ def test_parse_history_orders_base_to_head():
 
 def test_render_fills_the_config_file_and_refuses_bad_templates():
     assert migrate.render("tool --config-file {engine_config_file} upgrade head", "/e/m.conf") == [
-        "tool", "--config-file", "/e/m.conf", "upgrade", "head"]
+        "tool",
+        "--config-file",
+        "/e/m.conf",
+        "upgrade",
+        "head",
+    ]
     with pytest.raises(errors.ConfigError):
         migrate.render("tool 'unclosed", "/x")
     with pytest.raises(errors.ConfigError, match="command not found"):
@@ -40,16 +45,19 @@ def test_render_fills_the_config_file_and_refuses_bad_templates():
 
 def test_run_streams_lines_redacted_and_reports_the_exit_code():
     lines = []
-    code, last = migrate.run([sys.executable, "-c", "print('pw=hunter22'); print('two'); "
-                              "raise SystemExit(3)"], on_line=lines.append,
-                             redact=migrate.Redactor(["hunter22"]))
+    code, last = migrate.run(
+        [sys.executable, "-c", "print('pw=hunter22'); print('two'); raise SystemExit(3)"],
+        on_line=lines.append,
+        redact=migrate.Redactor(["hunter22"]),
+    )
     assert code == 3 and lines == ["pw=***", "two"] and last == lines
 
 
 def test_run_stops_a_command_at_its_timeout():
     started = time.monotonic()
-    code, last = migrate.run([sys.executable, "-c", "import time; time.sleep(60)"],
-                             on_line=print, timeout=0.5)
+    code, last = migrate.run(
+        [sys.executable, "-c", "import time; time.sleep(60)"], on_line=print, timeout=0.5
+    )
     assert code != 0 and "command_timeout" in last[-1]
     assert time.monotonic() - started < 20
 
@@ -58,27 +66,41 @@ def test_urls_are_redacted_and_compared_by_server_and_database():
     url = "postgresql+psycopg2://u:s3cret@db.example:5432/mistral"
     assert "s3cret" not in engine_schema.redact(url)
     assert engine_schema.same_database(url, "postgresql://x@db.example/mistral")
-    assert engine_schema.same_database("mysql+pymysql://r@localhost/m", "mysql://r@127.0.0.1:3306/m")
+    assert engine_schema.same_database(
+        "mysql+pymysql://r@localhost/m", "mysql://r@127.0.0.1:3306/m"
+    )
     assert not engine_schema.same_database(url, "postgresql://u@db.example/other")
     with pytest.raises(errors.ConfigError, match="PostgreSQL and MariaDB"):
         engine_schema.parse_url("sqlite:////tmp/mistral.db")
 
 
 def test_extra_objects_skip_what_goes_with_a_dropped_table():
-    live = {("table", "a", "a"), ("index", "a", "ix_a"), ("table", "b", "b"),
-            ("index", "b", "ix_b_new"), ("foreign_key", "b", "fk_new")}
+    live = {
+        ("table", "a", "a"),
+        ("index", "a", "ix_a"),
+        ("table", "b", "b"),
+        ("index", "b", "ix_b_new"),
+        ("foreign_key", "b", "fk_new"),
+    }
     expected = {("table", "a", "a")}
     assert engine_schema.extra_objects(live, expected) == [
-        ("index", "a", "ix_a"), ("table", "b", "b")]
+        ("index", "a", "ix_a"),
+        ("table", "b", "b"),
+    ]
     assert engine_schema.missing_objects(live, {("table", "c", "c")}) == [("table", "c", "c")]
 
 
 def test_heartbeats_live_and_stale():
     now = 1000.0
-    found = services.heartbeats([
-        {"name": "st2bridge-resultstracker", "host": "h1", "pid": 7, "heartbeat_at": 990.0},
-        {"name": "st2bridge-resultstracker", "host": "h2", "pid": 8, "heartbeat_at": 100.0},
-        {"name": "x", "host": "h3", "pid": 9, "heartbeat_at": None}], 60, now=now)
+    found = services.heartbeats(
+        [
+            {"name": "st2bridge-resultstracker", "host": "h1", "pid": 7, "heartbeat_at": 990.0},
+            {"name": "st2bridge-resultstracker", "host": "h2", "pid": 8, "heartbeat_at": 100.0},
+            {"name": "x", "host": "h3", "pid": 9, "heartbeat_at": None},
+        ],
+        60,
+        now=now,
+    )
     assert [f.short for f in found] == ["st2bridge-resultstracker on h1 pid 7, 10 s ago"]
     assert "systemctl stop st2bridge-resultstracker.service" in found[0].stop
 
@@ -91,13 +113,15 @@ def test_processes_matched_by_pattern_and_by_the_database_they_use(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code, tag, "--config-file", str(conf)])
     try:
         time.sleep(0.3)
-        uses = services.engine_process_uses("postgresql://127.0.0.1/target",
-                                            engine_schema.same_database)
+        uses = services.engine_process_uses(
+            "postgresql://127.0.0.1/target", engine_schema.same_database
+        )
         found = services.processes([tag], uses)
         assert [f.short.split()[1] for f in found] == [str(proc.pid)]
         assert found[0].certain and "kill -TERM %d" % proc.pid in found[0].stop
-        other = services.engine_process_uses("postgresql://127.0.0.1/other",
-                                             engine_schema.same_database)
+        other = services.engine_process_uses(
+            "postgresql://127.0.0.1/other", engine_schema.same_database
+        )
         assert services.processes([tag], other) == []
         assert services.config_files(proc.pid) == [str(conf)]
     finally:
@@ -111,19 +135,23 @@ def test_engine_api_check_needs_an_answer():
 
 def bridge_conf(tmp_path, extra=""):
     path = tmp_path / "bridge.conf"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         [DEFAULT]
         state_path = %s
         [db_upgrade]
         check_systemd = false
         check_processes = false
-        %s""") % (tmp_path, extra))
+        %s""")
+        % (tmp_path, extra)
+    )
     return config.load(["--config-file", str(path)], config_files=[])
 
 
 def test_bridge_guard_check_dry_run_upgrade_and_no_op(tmp_path, capsys):
     import sqlite3
     from st2bridge.dbupgrade import bridge_store
+
     conn = sqlite3.connect(tmp_path / "bridge.db")
     conn.executescript(bridge_store.SQLITE_V1)
     conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
@@ -153,10 +181,11 @@ def test_engine_target_config_errors_exit_2(tmp_path, capsys):
 
 def test_unreachable_engine_database_exits_11_without_the_password(tmp_path, capsys):
     path = tmp_path / "b.conf"
-    path.write_text("[DEFAULT]\nstate_path = %s\n[engine]\napi_url = http://127.0.0.1:9/v2\n"
-                    "[db_upgrade]\ncheck_processes = false\ncheck_systemd = false\n"
-                    "engine_connection = postgresql://u:topsecret@127.0.0.1:9/mistral\n"
-                    % tmp_path)
+    path.write_text(
+        "[DEFAULT]\nstate_path = %s\n[engine]\napi_url = http://127.0.0.1:9/v2\n"
+        "[db_upgrade]\ncheck_processes = false\ncheck_systemd = false\n"
+        "engine_connection = postgresql://u:topsecret@127.0.0.1:9/mistral\n" % tmp_path
+    )
     code = cli_main.main(["--config-file", str(path), "db-upgrade", "--target", "engine"])
     err = capsys.readouterr().err
     assert code == errors.EXIT_DB_UNREACHABLE, err
@@ -164,8 +193,14 @@ def test_unreachable_engine_database_exits_11_without_the_password(tmp_path, cap
 
 
 def test_exit_codes_are_distinct():
-    codes = [errors.EXIT_USAGE, errors.EXIT_SERVICES_RUNNING, errors.EXIT_DATA_AT_RISK,
-             errors.EXIT_MIGRATION_FAILED, errors.EXIT_DB_UNREACHABLE,
-             errors.EXIT_UPGRADE_LOCKED, errors.EXIT_UPGRADE_PENDING]
+    codes = [
+        errors.EXIT_USAGE,
+        errors.EXIT_SERVICES_RUNNING,
+        errors.EXIT_DATA_AT_RISK,
+        errors.EXIT_MIGRATION_FAILED,
+        errors.EXIT_DB_UNREACHABLE,
+        errors.EXIT_UPGRADE_LOCKED,
+        errors.EXIT_UPGRADE_PENDING,
+    ]
     assert len(set(codes)) == len(codes)
     assert errors.EXIT_SERVICES_RUNNING > errors.EXIT_CONFLICT

@@ -13,8 +13,10 @@ from st2bridge import app, config, errors
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.engine.auth import KeystoneTokens, StaticToken
 
-pytest.importorskip("keystoneauth1", reason="keystoneauth1 is not installed (the test extra "
-                                            "has it: pip install -e '.[test]')")
+pytest.importorskip(
+    "keystoneauth1",
+    reason="keystoneauth1 is not installed (the test extra has it: pip install -e '.[test]')",
+)
 
 PASSWORD = "s3cret-Keystone-pw"
 
@@ -23,11 +25,11 @@ class FakeCloud:
     """Keystone v3 password auth + the engine's GET /v2/workflows."""
 
     def __init__(self, lifetime=60.0):
-        self.now = 1_800_000_000.0       # the one clock of the test (no sleeping)
+        self.now = 1_800_000_000.0  # the one clock of the test (no sleeping)
         self.lifetime = lifetime
-        self.tokens = {}                  # token -> expires_at
+        self.tokens = {}  # token -> expires_at
         self.issued = 0
-        self.engine_calls = []            # (token, answered status)
+        self.engine_calls = []  # (token, answered status)
         cloud = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,31 +50,62 @@ class FakeCloud:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 user = body["auth"]["identity"]["password"]["user"]
                 if self.path != "/v3/auth/tokens" or user["password"] != PASSWORD:
-                    return self.answer(401, {"error": {"code": 401, "title": "Unauthorized",
-                                                       "message": "The request you have made "
-                                                       "requires authentication."}})
+                    return self.answer(
+                        401,
+                        {
+                            "error": {
+                                "code": 401,
+                                "title": "Unauthorized",
+                                "message": "The request you have made requires authentication.",
+                            }
+                        },
+                    )
                 cloud.issued += 1
                 token = "tok-%d" % cloud.issued
                 expires = cloud.now + cloud.lifetime
                 cloud.tokens[token] = expires
                 iso = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).strftime(
-                    "%Y-%m-%dT%H:%M:%S.000000Z")
-                self.answer(201, {"token": {
-                    "methods": ["password"], "expires_at": iso, "issued_at": iso,
-                    "user": {"id": "u1", "name": user["name"], "domain": {"id": "default",
-                                                                         "name": "Default"}},
-                    "project": {"id": "p1", "name": "admin", "domain": {"id": "default",
-                                                                       "name": "Default"}},
-                    "roles": [{"id": "r1", "name": "admin"}], "catalog": []}},
-                    headers=[("X-Subject-Token", token)])
+                    "%Y-%m-%dT%H:%M:%S.000000Z"
+                )
+                self.answer(
+                    201,
+                    {
+                        "token": {
+                            "methods": ["password"],
+                            "expires_at": iso,
+                            "issued_at": iso,
+                            "user": {
+                                "id": "u1",
+                                "name": user["name"],
+                                "domain": {"id": "default", "name": "Default"},
+                            },
+                            "project": {
+                                "id": "p1",
+                                "name": "admin",
+                                "domain": {"id": "default", "name": "Default"},
+                            },
+                            "roles": [{"id": "r1", "name": "admin"}],
+                            "catalog": [],
+                        }
+                    },
+                    headers=[("X-Subject-Token", token)],
+                )
 
             def do_GET(self):
                 token = self.headers.get("X-Auth-Token")
                 valid = token in cloud.tokens and cloud.tokens[token] > cloud.now
                 cloud.engine_calls.append((token, 200 if valid else 401))
                 if not valid:
-                    return self.answer(401, {"error": {"code": 401, "title": "Unauthorized",
-                                                       "message": "token expired"}})
+                    return self.answer(
+                        401,
+                        {
+                            "error": {
+                                "code": 401,
+                                "title": "Unauthorized",
+                                "message": "token expired",
+                            }
+                        },
+                    )
                 self.answer(200, {"workflows": [{"name": "wf"}]})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -92,15 +125,17 @@ def cloud():
 
 
 def client(cloud, password=PASSWORD, margin=10.0):
-    tokens = KeystoneTokens(cloud.url + "/v3", "bridge", password, "admin",
-                            renew_margin=margin, clock=lambda: cloud.now)
-    return MistralClient(cloud.url + "/v2", retry=RetryPolicy(stop_max_msec=0),
-                         token_provider=tokens), tokens
+    tokens = KeystoneTokens(
+        cloud.url + "/v3", "bridge", password, "admin", renew_margin=margin, clock=lambda: cloud.now
+    )
+    return MistralClient(
+        cloud.url + "/v2", retry=RetryPolicy(stop_max_msec=0), token_provider=tokens
+    ), tokens
 
 
 def test_token_is_renewed_before_it_expires(cloud):
     engine, tokens = client(cloud, margin=10.0)
-    for _ in range(20):                  # 20 requests over 3 token lifetimes
+    for _ in range(20):  # 20 requests over 3 token lifetimes
         assert engine.ping()
         cloud.now += 9.0
     assert all(status == 200 for _, status in cloud.engine_calls), cloud.engine_calls
@@ -112,16 +147,16 @@ def test_token_is_renewed_before_it_expires(cloud):
 def test_a_refused_token_is_renewed_once_and_the_request_repeated(cloud):
     engine, _ = client(cloud)
     engine.ping()
-    cloud.tokens.clear()                 # revoked early (or clocks disagree)
+    cloud.tokens.clear()  # revoked early (or clocks disagree)
     assert engine.ping()
     assert [status for _, status in cloud.engine_calls] == [200, 401, 200]
     assert cloud.issued == 2
-    assert engine.error_counts == {}     # the request itself did not fail
+    assert engine.error_counts == {}  # the request itself did not fail
 
 
 def test_a_second_401_is_the_callers_error(cloud):
     engine, _ = client(cloud)
-    cloud.lifetime = -1                  # Keystone hands out dead tokens
+    cloud.lifetime = -1  # Keystone hands out dead tokens
     with pytest.raises(errors.EngineAuthError, match="HTTP 401"):
         engine.ping()
     assert [status for _, status in cloud.engine_calls] == [401, 401]
@@ -134,7 +169,7 @@ def test_wrong_password_and_unreachable_keystone(cloud):
         engine.ping()
     assert "refused the credentials of user bridge" in str(caught.value)
     assert "wrong-password" not in str(caught.value)
-    assert cloud.engine_calls == []      # nothing sent to the engine without a token
+    assert cloud.engine_calls == []  # nothing sent to the engine without a token
     cloud.stop()
     with pytest.raises(errors.EngineUnavailable, match="cannot reach Keystone"):
         client(cloud)[0].ping()
@@ -142,15 +177,18 @@ def test_wrong_password_and_unreachable_keystone(cloud):
 
 def test_built_from_configuration(cloud, tmp_path):
     path = tmp_path / "bridge.conf"
-    path.write_text("[engine]\napi_url = %s/v2\nauth_type = keystone\nauth_url = %s\n"
-                    "username = bridge\npassword = %s\nproject_name = admin\n"
-                    % (cloud.url, cloud.url, PASSWORD))
+    path.write_text(
+        "[engine]\napi_url = %s/v2\nauth_type = keystone\nauth_url = %s\n"
+        "username = bridge\npassword = %s\nproject_name = admin\n"
+        % (cloud.url, cloud.url, PASSWORD)
+    )
     engine = app.build_engine(config.load(["--config-file", str(path)]), retry=False)
     assert engine.ping() and cloud.issued == 1
     assert engine.token_provider.auth_url == cloud.url + "/v3"
     path.write_text("[engine]\nauth_type = keystone\nusername = bridge\n")
-    with pytest.raises(errors.ConfigError, match="auth_type = keystone needs auth_url, "
-                                                 "password, project_name"):
+    with pytest.raises(
+        errors.ConfigError, match="auth_type = keystone needs auth_url, password, project_name"
+    ):
         app.build_engine(config.load(["--config-file", str(path)]))
 
 

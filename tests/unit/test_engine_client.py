@@ -18,14 +18,21 @@ from fake_time import FakeTime
 
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.errors import (
-    EngineAuthError, EngineBadRequest, EngineClientError, EngineConflict,
-    EngineNotFound, EngineServerError, EngineUnavailable)
+    EngineAuthError,
+    EngineBadRequest,
+    EngineClientError,
+    EngineConflict,
+    EngineNotFound,
+    EngineServerError,
+    EngineUnavailable,
+)
 
 TOKEN = "tok-3f9c1b7e-secret"
 EX_ID = "0c3f3a52-6d43-4b5e-9d57-2a0b1f1e6c11"
 
 
 # -- the stub -----------------------------------------------------------------
+
 
 class Stub:
     """Canned responses, consumed in order; `default` once the queue is empty."""
@@ -37,8 +44,9 @@ class Stub:
         self.lock = threading.Lock()
 
     def add(self, status=200, body=None, *, raw=None, drop=False, delay=0.0):
-        self.queue.append({"status": status, "body": body, "raw": raw,
-                           "drop": drop, "delay": delay})
+        self.queue.append(
+            {"status": status, "body": body, "raw": raw, "drop": drop, "delay": delay}
+        )
 
     def next_action(self, record):
         with self.lock:
@@ -47,20 +55,24 @@ class Stub:
 
 
 class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"       # keep-alive, as a real server
-    disable_nagle_algorithm = True      # no delayed-ACK stalls between writes
+    protocol_version = "HTTP/1.1"  # keep-alive, as a real server
+    disable_nagle_algorithm = True  # no delayed-ACK stalls between writes
 
-    def log_message(self, *args):       # keep test output quiet
+    def log_message(self, *args):  # keep test output quiet
         pass
 
     def _handle(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8") if length else ""
         parts = urlsplit(self.path)
-        record = {"method": self.command, "path": parts.path,
-                  "query": dict(parse_qsl(parts.query, keep_blank_values=True)),
-                  "headers": dict(self.headers), "body": body,
-                  "client_port": self.client_address[1]}
+        record = {
+            "method": self.command,
+            "path": parts.path,
+            "query": dict(parse_qsl(parts.query, keep_blank_values=True)),
+            "headers": dict(self.headers),
+            "body": body,
+            "client_port": self.client_address[1],
+        }
         action = self.server.stub.next_action(record)
         if action.get("drop"):
             # Read the request, then hang up without a word.
@@ -87,8 +99,9 @@ def stub():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.stub = Stub()
     server.stub.url = "http://127.0.0.1:%d/v2" % server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever,
-                              kwargs={"poll_interval": 0.01}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     yield server.stub
     server.shutdown()
@@ -102,9 +115,14 @@ def fake_time():
 
 def make_client(url, fake_time, stop_max_msec=10000, **kw):
     # 1 s, 2 s, 4 s with rng=1.0: at most 4 attempts in a 10 s budget.
-    policy = RetryPolicy(exp_msec=1000, exp_max_msec=4000,
-                         stop_max_msec=stop_max_msec, sleep=fake_time.sleep,
-                         clock=fake_time.clock, rng=lambda: 1.0)
+    policy = RetryPolicy(
+        exp_msec=1000,
+        exp_max_msec=4000,
+        stop_max_msec=stop_max_msec,
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+        rng=lambda: 1.0,
+    )
     return MistralClient(url, retry=policy, **kw)
 
 
@@ -118,42 +136,62 @@ def client(stub, fake_time):
 def closed_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]     # nothing listens here once closed
+        return s.getsockname()[1]  # nothing listens here once closed
 
 
 def execution(**fields):
-    ex = {"id": EX_ID, "workflow_name": "wf", "state": "RUNNING",
-          "input": '{"x": 1}', "output": "{}", "params": '{"env": {"a": 1}}'}
+    ex = {
+        "id": EX_ID,
+        "workflow_name": "wf",
+        "state": "RUNNING",
+        "input": '{"x": 1}',
+        "output": "{}",
+        "params": '{"env": {"a": 1}}',
+    }
     ex.update(fields)
     return ex
 
 
 # -- error mapping --------------------------------------------------------------
 
-@pytest.mark.parametrize("status, cls", [
-    (400, EngineBadRequest), (401, EngineAuthError), (403, EngineAuthError),
-    (404, EngineNotFound), (409, EngineConflict), (422, EngineClientError),
-    (500, EngineServerError), (502, EngineServerError)])
+
+@pytest.mark.parametrize(
+    "status, cls",
+    [
+        (400, EngineBadRequest),
+        (401, EngineAuthError),
+        (403, EngineAuthError),
+        (404, EngineNotFound),
+        (409, EngineConflict),
+        (422, EngineClientError),
+        (500, EngineServerError),
+        (502, EngineServerError),
+    ],
+)
 def test_http_errors_map_to_engine_errors(stub, fake_time, status, cls):
     client = make_client(stub.url, fake_time, stop_max_msec=0)
-    stub.add(status, {"faultcode": "Client", "faultstring": "it went wrong",
-                      "debuginfo": None})
+    stub.add(status, {"faultcode": "Client", "faultstring": "it went wrong", "debuginfo": None})
     with pytest.raises(cls) as info:
         client.get_execution(EX_ID)
     assert type(info.value) is cls
     assert info.value.status == status
-    assert str(info.value) == ("get execution %s: it went wrong (HTTP %d)"
-                               % (EX_ID, status))
+    assert str(info.value) == ("get execution %s: it went wrong (HTTP %d)" % (EX_ID, status))
 
 
 def test_multi_line_faultstring_is_trimmed_to_its_first_line(client, stub):
-    stub.add(400, {"faultcode": "Client", "faultstring":
-                   "\nInvalid DSL: 'tasks' is a required property\n\n"
-                   "Failed validating 'required' in schema:\n    {'type': 'object'}"})
+    stub.add(
+        400,
+        {
+            "faultcode": "Client",
+            "faultstring": "\nInvalid DSL: 'tasks' is a required property\n\n"
+            "Failed validating 'required' in schema:\n    {'type': 'object'}",
+        },
+    )
     with pytest.raises(EngineBadRequest) as info:
         client.create_workflows("version: '2.0'\nwf: {}\n")
-    assert str(info.value) == ("create workflows: Invalid DSL: 'tasks' is a "
-                               "required property (HTTP 400)")
+    assert str(info.value) == (
+        "create workflows: Invalid DSL: 'tasks' is a required property (HTTP 400)"
+    )
 
 
 def test_long_faultstring_is_capped_and_tracebacks_reduced(client, stub):
@@ -161,18 +199,33 @@ def test_long_faultstring_is_capped_and_tracebacks_reduced(client, stub):
     with pytest.raises(EngineBadRequest) as info:
         client.get_task("t1")
     assert len(str(info.value)) < 350 and "..." in str(info.value)
-    stub.add(404, {"faultstring": "Traceback (most recent call last):\n"
-                   "  File \"a.py\", line 1\nDBEntityNotFoundError: "
-                   "Task execution not found [id=t1]"})
-    with pytest.raises(EngineNotFound, match=r"get task t1: DBEntityNotFound"
-                       r"Error: Task execution not found \[id=t1\] \(HTTP 404\)$"):
+    stub.add(
+        404,
+        {
+            "faultstring": "Traceback (most recent call last):\n"
+            '  File "a.py", line 1\nDBEntityNotFoundError: '
+            "Task execution not found [id=t1]"
+        },
+    )
+    with pytest.raises(
+        EngineNotFound,
+        match=r"get task t1: DBEntityNotFound"
+        r"Error: Task execution not found \[id=t1\] \(HTTP 404\)$",
+    ):
         client.get_task("t1")
 
 
 def test_error_bodies_without_faultstring(client, stub):
-    stub.add(401, {"error": {"code": 401, "title": "Unauthorized",
-                             "message": "The request you have made requires "
-                                        "authentication."}})
+    stub.add(
+        401,
+        {
+            "error": {
+                "code": 401,
+                "title": "Unauthorized",
+                "message": "The request you have made requires authentication.",
+            }
+        },
+    )
     with pytest.raises(EngineAuthError, match="requires authentication"):
         client.get_task("t1")
     stub.add(404, raw="<html><body><h1>404 Not Found</h1></body></html>")
@@ -191,17 +244,19 @@ def test_a_success_that_is_not_json_is_a_server_error(stub, fake_time):
 
 # -- decoding and query strings ------------------------------------------------
 
+
 def test_json_string_fields_are_decoded(client, stub):
     stub.add(200, execution(output='{"result": [1, 2]}'))
     ex = client.get_execution(EX_ID)
     assert ex["input"] == {"x": 1}
     assert ex["output"] == {"result": [1, 2]}
     assert ex["params"] == {"env": {"a": 1}}
-    stub.add(200, {"id": "t1", "result": '"done"', "published": '{"k": null}',
-                   "state_info": "{not json"})
+    stub.add(
+        200, {"id": "t1", "result": '"done"', "published": '{"k": null}', "state_info": "{not json"}
+    )
     task = client.get_task("t1")
     assert task["result"] == "done" and task["published"] == {"k": None}
-    assert task["state_info"] == "{not json"          # not a JSON field
+    assert task["state_info"] == "{not json"  # not a JSON field
 
 
 def test_workflow_input_is_not_mistaken_for_json(client, stub):
@@ -220,25 +275,38 @@ def test_fields_become_a_comma_separated_query(client, stub):
 
 def test_list_executions_pages_with_marker_and_keeps_filters(client, stub):
     since = "gte:2026-11-21 12:00:00"
-    stub.add(200, {"executions": [{"id": "a", "input": "{}"}, {"id": "b"}],
-                   "next": "http://127.0.0.1/v2/executions?marker=b"})
+    stub.add(
+        200,
+        {
+            "executions": [{"id": "a", "input": "{}"}, {"id": "b"}],
+            "next": "http://127.0.0.1/v2/executions?marker=b",
+        },
+    )
     stub.add(200, {"executions": [{"id": "c", "output": '{"r": 1}'}]})
-    got = list(client.list_executions(fields=["id", "state", "updated_at"],
-                                      limit=2, updated_at=since,
-                                      nulls="task_execution_id"))
+    got = list(
+        client.list_executions(
+            fields=["id", "state", "updated_at"],
+            limit=2,
+            updated_at=since,
+            nulls="task_execution_id",
+        )
+    )
     assert [e["id"] for e in got] == ["a", "b", "c"]
     assert got[0]["input"] == {} and got[2]["output"] == {"r": 1}
     first, second = (r["query"] for r in stub.requests)
-    assert first == {"fields": "id,state,updated_at", "limit": "2",
-                     "updated_at": since, "nulls": "task_execution_id"}
+    assert first == {
+        "fields": "id,state,updated_at",
+        "limit": "2",
+        "updated_at": since,
+        "nulls": "task_execution_id",
+    }
     assert second == dict(first, marker="b")
 
 
 def test_list_tasks_pages_and_decodes(client, stub):
     stub.add(200, {"tasks": [{"id": "t1", "result": "[1]"}], "next": "x"})
     stub.add(200, {"tasks": []})
-    assert client.list_tasks(EX_ID, fields=["state", "result"]) == [
-        {"id": "t1", "result": [1]}]
+    assert client.list_tasks(EX_ID, fields=["state", "result"]) == [{"id": "t1", "result": [1]}]
     assert stub.requests[0]["path"] == "/v2/executions/%s/tasks" % EX_ID
     assert stub.requests[1]["query"]["marker"] == "t1"
 
@@ -247,18 +315,18 @@ def test_report_state_change_and_rerun_requests(client, stub):
     stub.add(200, {"root_workflow_execution": {"id": EX_ID}})
     client.execution_report(EX_ID)
     stub.add(200, execution(state="CANCELLED"))
-    assert client.update_execution_state(EX_ID, "CANCELLED", "by user")[
-        "state"] == "CANCELLED"
+    assert client.update_execution_state(EX_ID, "CANCELLED", "by user")["state"] == "CANCELLED"
     stub.add(200, {"id": "t1", "state": "RUNNING"})
     client.rerun_task("t1", reset=False)
     report, put, rerun = stub.requests
     assert report["path"].endswith("/report")
     assert report["query"] == {"errors_only": "true"}
     assert (put["method"], json.loads(put["body"])) == (
-        "PUT", {"state": "CANCELLED", "state_info": "by user"})
+        "PUT",
+        {"state": "CANCELLED", "state_info": "by user"},
+    )
     assert (rerun["method"], rerun["path"]) == ("PUT", "/v2/tasks/t1")
-    assert json.loads(rerun["body"]) == {"id": "t1", "state": "RUNNING",
-                                         "reset": False}
+    assert json.loads(rerun["body"]) == {"id": "t1", "state": "RUNNING", "reset": False}
 
 
 def test_path_segments_are_quoted(client, stub):
@@ -279,22 +347,27 @@ def test_create_workflows_posts_yaml_as_text(client, stub):
 
 def test_start_execution_sends_the_id_and_json_strings(client, stub):
     stub.add(201, execution())
-    ex = client.start_execution("wf", {"x": 1}, execution_id=EX_ID,
-                                params={"env": {"a": 1}}, description="d")
+    ex = client.start_execution(
+        "wf", {"x": 1}, execution_id=EX_ID, params={"env": {"a": 1}}, description="d"
+    )
     assert ex["id"] == EX_ID and ex["input"] == {"x": 1}
     assert json.loads(stub.requests[0]["body"]) == {
-        "id": EX_ID, "workflow_name": "wf", "input": '{"x": 1}',
-        "params": '{"env": {"a": 1}}', "description": "d"}
+        "id": EX_ID,
+        "workflow_name": "wf",
+        "input": '{"x": 1}',
+        "params": '{"env": {"a": 1}}',
+        "description": "d",
+    }
 
 
 def test_start_execution_refuses_an_id_taken_by_another_workflow(client, stub):
     stub.add(201, execution(workflow_name="other", workflow_id="w9"))
-    with pytest.raises(EngineConflict, match="belongs to an execution of "
-                                             "workflow other"):
+    with pytest.raises(EngineConflict, match="belongs to an execution of workflow other"):
         client.start_execution("wf", execution_id=EX_ID)
 
 
 # -- auth -----------------------------------------------------------------------
+
 
 def test_auth_token_is_sent_but_never_logged(stub, fake_time, caplog):
     client = make_client(stub.url, fake_time, auth_token=TOKEN)
@@ -319,6 +392,7 @@ def test_no_token_no_header(stub, fake_time):
 
 # -- retries ----------------------------------------------------------------------
 
+
 def test_get_is_retried_on_503_then_succeeds(client, stub, fake_time):
     stub.add(503, {"faultstring": "Service Unavailable"})
     stub.add(200, execution(state="SUCCESS"))
@@ -327,9 +401,9 @@ def test_get_is_retried_on_503_then_succeeds(client, stub, fake_time):
     assert fake_time.slept == [1.0]
 
 
-@pytest.mark.parametrize("status, cls", [(400, EngineBadRequest),
-                                         (404, EngineNotFound),
-                                         (409, EngineConflict)])
+@pytest.mark.parametrize(
+    "status, cls", [(400, EngineBadRequest), (404, EngineNotFound), (409, EngineConflict)]
+)
 def test_client_errors_are_not_retried(client, stub, fake_time, status, cls):
     stub.add(status, {"faultstring": "no"})
     with pytest.raises(cls):
@@ -354,9 +428,9 @@ def test_create_workflows_is_not_retried_on_500(client, stub, fake_time):
     assert client.request_count == 1 and fake_time.slept == []
 
 
-@pytest.mark.parametrize("call", [
-    lambda c: c.create_workflows("version: '2.0'\n"),
-    lambda c: c.rerun_task("t1")])
+@pytest.mark.parametrize(
+    "call", [lambda c: c.create_workflows("version: '2.0'\n"), lambda c: c.rerun_task("t1")]
+)
 def test_unsafe_requests_are_not_retried_once_sent(client, stub, fake_time, call):
     stub.add(drop=True)
     with pytest.raises(EngineUnavailable, match="closed without an answer") as info:
@@ -371,10 +445,11 @@ def test_connection_refused_gives_up_with_a_clear_message(fake_time, caplog):
     with caplog.at_level(logging.WARNING):
         with pytest.raises(EngineUnavailable) as info:
             client.get_execution(EX_ID)
-    assert str(info.value) == ("get execution %s: cannot reach the engine at "
-                               "%s: connection refused" % (EX_ID, url))
+    assert str(info.value) == (
+        "get execution %s: cannot reach the engine at %s: connection refused" % (EX_ID, url)
+    )
     assert info.value.status is None and info.value.request_sent is False
-    assert fake_time.slept == [1.0, 2.0, 4.0]         # the whole 10 s budget
+    assert fake_time.slept == [1.0, 2.0, 4.0]  # the whole 10 s budget
     assert client.request_count == 4
     assert "giving up after 4 attempt(s)" in caplog.text
     assert TOKEN not in caplog.text
@@ -384,14 +459,17 @@ def test_create_workflows_is_retried_while_the_connection_is_refused(fake_time):
     client = make_client("http://127.0.0.1:%d/v2" % closed_port(), fake_time)
     with pytest.raises(EngineUnavailable, match="connection refused"):
         client.create_workflows("version: '2.0'\n")
-    assert client.request_count == 4                  # nothing was ever sent
+    assert client.request_count == 4  # nothing was ever sent
 
 
 def test_read_timeout_is_engine_unavailable(stub, fake_time):
     client = make_client(stub.url, fake_time, stop_max_msec=0, read_timeout=0.2)
     stub.add(200, {}, delay=1.0)
-    with pytest.raises(EngineUnavailable, match=r"no answer within 0.2 s "
-                                                r"\(read timeout\)$") as info:
+    with pytest.raises(
+        EngineUnavailable,
+        match=r"no answer within 0.2 s "
+        r"\(read timeout\)$",
+    ) as info:
         client.get_task("t1")
     assert info.value.retryable and info.value.request_sent
 
@@ -410,7 +488,7 @@ def test_connections_are_pooled_and_counted(client, stub):
     for _ in range(5):
         client.get_task("t1")
     assert client.request_count == 5
-    assert len({r["client_port"] for r in stub.requests}) == 1   # keep-alive
+    assert len({r["client_port"] for r in stub.requests}) == 1  # keep-alive
     adapter = client._session.get_adapter(stub.url)
     assert adapter._pool_maxsize == 20
 

@@ -18,8 +18,13 @@ import requests
 
 import engine_sim
 from st2bridge.engine import MistralClient, RetryPolicy
-from st2bridge.errors import (EngineBadRequest, EngineConflict, EngineNotFound,
-                              EngineServerError, EngineUnavailable)
+from st2bridge.errors import (
+    EngineBadRequest,
+    EngineConflict,
+    EngineNotFound,
+    EngineServerError,
+    EngineUnavailable,
+)
 
 
 WF = "version: '2.0'\nsim.wf:\n  tasks:\n    t1:\n      action: std.noop\n"
@@ -87,8 +92,9 @@ def test_idempotent_start_light_query_and_finish(client):
 
 
 def test_error_report_and_task_rerun(client):
-    ex = client.start_execution("sim.wf", {"sim_fail": True, "sim_duration": 0.1},
-                                execution_id=str(uuid.uuid4()))
+    ex = client.start_execution(
+        "sim.wf", {"sim_fail": True, "sim_duration": 0.1}, execution_id=str(uuid.uuid4())
+    )
     assert wait_state(client, ex["id"], ("ERROR",))["state"] == "ERROR"
     report = client.execution_report(ex["id"])
     failed = report["root_workflow_execution"]["task_executions"]
@@ -116,18 +122,29 @@ def test_changed_since_listing_pages_each_execution_once(sim, client):
     since = client.list_executions(fields=fields, limit=1)
     start = next(since)["updated_at"]
     time.sleep(0.6)
-    rows = list(client.list_executions(fields=fields, limit=1000, updated_at="gte:" + start,
-                                       nulls="task_execution_id"))
+    rows = list(
+        client.list_executions(
+            fields=fields, limit=1000, updated_at="gte:" + start, nulls="task_execution_id"
+        )
+    )
     assert len(rows) == len({r["id"] for r in rows}) == 2500
     assert {r["id"] for r in rows} == set(ids)
     assert {r["state"] for r in rows} == {"SUCCESS"}
     assert set(rows[0]) == set(fields)
     stats = admin(sim, "GET", "stats")
-    assert stats["requests"]["GET /v2/executions"] == 1 + 3      # 2500 rows in 3 pages
+    assert stats["requests"]["GET /v2/executions"] == 1 + 3  # 2500 rows in 3 pages
     # Nothing changes after the far future; gt/lt bounds work on whole seconds.
     assert list(client.list_executions(updated_at="gt:2999-01-01 00:00:00")) == []
-    assert len(list(client.list_executions(updated_at="lt:2999-01-01 00:00:00",
-                                           sort_keys="updated_at", sort_dirs="desc"))) == 2500
+    assert (
+        len(
+            list(
+                client.list_executions(
+                    updated_at="lt:2999-01-01 00:00:00", sort_keys="updated_at", sort_dirs="desc"
+                )
+            )
+        )
+        == 2500
+    )
     with pytest.raises(EngineBadRequest):
         list(client.list_executions(id="in:a,b"))
 
@@ -170,9 +187,11 @@ def test_bulk_create_and_light_query_stats(sim, client):
 def test_pipelined_requests_answered_in_order(sim):
     host, port = sim.base.split("//")[1].split(":")
     with socket.create_connection((host, int(port))) as s:
-        s.sendall(b"GET /v2/workflows/a HTTP/1.1\r\nHost: x\r\n\r\n"
-                  b"POST /_sim/executions HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n"
-                  b'{"count": 1}GET /v2/workflows/b HTTP/1.1\r\nConnection: close\r\n\r\n')
+        s.sendall(
+            b"GET /v2/workflows/a HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /_sim/executions HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n"
+            b'{"count": 1}GET /v2/workflows/b HTTP/1.1\r\nConnection: close\r\n\r\n'
+        )
         data = b""
         while chunk := s.recv(65536):
             data += chunk
@@ -198,13 +217,19 @@ def test_webhook_events_posted_once(client):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = "http://127.0.0.1:%d/hook" % server.server_address[1]
-        ex = client.start_execution("sim.wf", {"sim_duration": 0.1}, execution_id=str(uuid.uuid4()),
-                                    params={"notify": [{"type": "webhook", "url": url}]})
+        ex = client.start_execution(
+            "sim.wf",
+            {"sim_duration": 0.1},
+            execution_id=str(uuid.uuid4()),
+            params={"notify": [{"type": "webhook", "url": url}]},
+        )
         deadline = time.monotonic() + 3
         while len(got) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
         server.shutdown()
-    assert [(e["event"], e["id"]) for e in got] == [("WORKFLOW_LAUNCHED", ex["id"]),
-                                                    ("WORKFLOW_SUCCEEDED", ex["id"])]
+    assert [(e["event"], e["id"]) for e in got] == [
+        ("WORKFLOW_LAUNCHED", ex["id"]),
+        ("WORKFLOW_SUCCEEDED", ex["id"]),
+    ]
     assert got[1]["state"] == "SUCCESS" and "output" not in got[1]

@@ -19,8 +19,13 @@ def store(tmp_path):
 def make(store, n):
     ids = []
     for _ in range(n):
-        r = new_execution_record(id=str(uuid.uuid4()), workflow_name="w", status="running",
-                                 engine_execution_id=str(uuid.uuid4()), created_at=1.0)
+        r = new_execution_record(
+            id=str(uuid.uuid4()),
+            workflow_name="w",
+            status="running",
+            engine_execution_id=str(uuid.uuid4()),
+            created_at=1.0,
+        )
         store.create_execution(r)
         ids.append(r["id"])
     return ids
@@ -81,7 +86,9 @@ def test_group_commit_under_eventlet_green_threads(tmp_path):
     """As in the daemon: green threads, patched threading and time."""
     import subprocess
     import sys
-    code = r'''
+
+    code = (
+        r"""
 from st2bridge import green
 green.monkey_patch()
 import eventlet, uuid
@@ -100,7 +107,9 @@ res = list(pool.imap(lambda x: group.run(lambda: store.update_task(x, None, {"id
 assert res == [True] * 50, res
 assert all(store.get_execution(x)["tasks"] == [{"id": "t"}] for x in ids)
 print(group.batches, group.writes)
-''' % tmp_path
+"""
+        % tmp_path
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     batches, writes = map(int, out.stdout.split())

@@ -25,9 +25,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def running(eid, now):
-    return new_execution_record(id=str(uuid.uuid4()), workflow_name="wf", engine_execution_id=eid,
-                                status=st.RUNNING, created_at=now, updated_at=now, tracked=True,
-                                next_poll_at=now)
+    return new_execution_record(
+        id=str(uuid.uuid4()),
+        workflow_name="wf",
+        engine_execution_id=eid,
+        status=st.RUNNING,
+        created_at=now,
+        updated_at=now,
+        tracked=True,
+        next_poll_at=now,
+    )
 
 
 @pytest.fixture(params=["sqlite", "mongo"])
@@ -57,7 +64,11 @@ def test_a_claim_of_a_lapsed_lease_is_a_takeover(store):
 
 def test_callback_outcomes():
     assert [callback_outcome(c) for c in (200, 401, 404, 503)] == [
-        "accepted", "rejected", "rejected", "error"]
+        "accepted",
+        "rejected",
+        "rejected",
+        "error",
+    ]
 
 
 def free_port():
@@ -81,8 +92,9 @@ def test_endpoint_of_a_real_tracker(tmp_path):
     port, cb_port = free_port(), free_port()
     proc = None
     try:
-        ids = requests.post(sim.base + "/_sim/executions", json={"count": 4, "duration": 3},
-                            timeout=5).json()["ids"]
+        ids = requests.post(
+            sim.base + "/_sim/executions", json={"count": 4, "duration": 3}, timeout=5
+        ).json()["ids"]
         gone = ids[0]
         requests.put(sim.base + "/_sim/faults", json={"not_found": [gone]}, timeout=5)
         with open_store("sqlite:///%s" % (tmp_path / "bridge.db")) as s:
@@ -94,10 +106,14 @@ def test_endpoint_of_a_real_tracker(tmp_path):
             "[DEFAULT]\nstate_path = %s\n[engine]\napi_url = %s\nretry_exp_msec = 100\n"
             "[resultstracker]\nmode = hybrid\nstale_after = 0.2\nquery_interval = 0.2\n"
             "heartbeat_interval = 0.3\n[callback]\nport = %d\n[metrics]\nport = %d\n"
-            % (tmp_path, sim.url, cb_port, port))
-        proc = subprocess.Popen([sys.executable, "-m", "st2bridge.tracker.daemon",
-                                 "--config-file", str(conf)], cwd=str(ROOT),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            % (tmp_path, sim.url, cb_port, port)
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(conf)],
+            cwd=str(ROOT),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = "http://127.0.0.1:%d/metrics" % port
         deadline = time.monotonic() + 20
         first = None
@@ -108,16 +124,24 @@ def test_endpoint_of_a_real_tracker(tmp_path):
                 time.sleep(0.2)
                 continue
             first = first or values
-            if values.get('st2bridge_executions{status="succeeded"}', 0) \
-                    + values.get('st2bridge_executions{status="failed"}', 0) == 3:
+            if (
+                values.get('st2bridge_executions{status="succeeded"}', 0)
+                + values.get('st2bridge_executions{status="failed"}', 0)
+                == 3
+            ):
                 break
             time.sleep(0.2)
         else:
-            pytest.fail("executions never finished: %s" % {k: v for k, v in values.items()
-                                                            if "executions" in k})
+            pytest.fail(
+                "executions never finished: %s"
+                % {k: v for k, v in values.items() if "executions" in k}
+            )
         assert first['st2bridge_executions{status="running"}'] == 4
-        assert values['st2bridge_executions{status="running"}'] \
-            + values['st2bridge_executions{status="abandoned"}'] == 1        # the 404 one
+        assert (
+            values['st2bridge_executions{status="running"}']
+            + values['st2bridge_executions{status="abandoned"}']
+            == 1
+        )  # the 404 one
         assert values["st2bridge_checks_total"] > first.get("st2bridge_checks_total", 0)
         assert values["st2bridge_engine_requests_total"] >= 4
         assert values['st2bridge_engine_errors_total{kind="not_found"}'] >= 1
@@ -126,8 +150,7 @@ def test_endpoint_of_a_real_tracker(tmp_path):
         assert values["st2bridge_callback_results_left_to_poller_total"] == 0
         assert values["st2bridge_heartbeat_timestamp_seconds"] > time.time() - 10
         # A callback the listener rejects (unknown execution) is counted with its latency.
-        requests.post("http://127.0.0.1:%d/v1/callbacks/mistral/nope" % cb_port, json={},
-                      timeout=5)
+        requests.post("http://127.0.0.1:%d/v1/callbacks/mistral/nope" % cb_port, json={}, timeout=5)
         values = scrape(url)
         assert values['st2bridge_callbacks_total{code="404",outcome="rejected"}'] == 1
         assert values["st2bridge_callback_duration_seconds_count"] == 1
@@ -141,6 +164,7 @@ def test_endpoint_of_a_real_tracker(tmp_path):
 
 def test_metrics_port_0_disables_the_endpoint(tmp_path):
     from st2bridge import config
+
     path = tmp_path / "bridge.conf"
     path.write_text("[metrics]\nport = 0\n")
     assert config.load(["--config-file", str(path)]).metrics.port == 0

@@ -40,9 +40,18 @@ class Env:
         self.store = MongoStore(client=FaultyClient(self.client, self.outage), database="db")
 
     def add(self, rid, **fields):
-        self.direct.create_execution(new_execution_record(
-            id=rid, workflow_name="wf", engine_execution_id="e-" + rid, status=st.RUNNING,
-            created_at=self.now, tracked=True, next_poll_at=self.now, **fields))
+        self.direct.create_execution(
+            new_execution_record(
+                id=rid,
+                workflow_name="wf",
+                engine_execution_id="e-" + rid,
+                status=st.RUNNING,
+                created_at=self.now,
+                tracked=True,
+                next_poll_at=self.now,
+                **fields,
+            )
+        )
 
     def close(self):
         self.store.close()
@@ -61,23 +70,25 @@ def test_every_operation_fails_as_store_unavailable(refused):
     env = Env(refused=refused)
     env.add("a")
     env.outage.start(60)
-    calls = [lambda: env.store.get_execution("a"),
-             lambda: env.store.list_executions(),
-             lambda: env.store.update_execution("a", {"poll_failures": 1}),
-             lambda: env.store.update_many([("a", {"poll_failures": 1})]),
-             lambda: env.store.update_task("a", None, {"name": "t"}),
-             lambda: env.store.claim_due("t1", env.now, 6, 10),
-             lambda: env.store.renew_leases("t1", env.now + 6),
-             lambda: env.store.release_leases("t1"),
-             lambda: env.store.next_due_at(),
-             lambda: env.store.count_executions(),
-             lambda: env.store.heartbeat_service("s", env.now),
-             lambda: env.store.list_services()]
+    calls = [
+        lambda: env.store.get_execution("a"),
+        lambda: env.store.list_executions(),
+        lambda: env.store.update_execution("a", {"poll_failures": 1}),
+        lambda: env.store.update_many([("a", {"poll_failures": 1})]),
+        lambda: env.store.update_task("a", None, {"name": "t"}),
+        lambda: env.store.claim_due("t1", env.now, 6, 10),
+        lambda: env.store.renew_leases("t1", env.now + 6),
+        lambda: env.store.release_leases("t1"),
+        lambda: env.store.next_due_at(),
+        lambda: env.store.count_executions(),
+        lambda: env.store.heartbeat_service("s", env.now),
+        lambda: env.store.list_services(),
+    ]
     for call in calls:
         with pytest.raises(StoreUnavailable, match="unavailable"):
             call()
     env.outage.stop()
-    assert env.store.get_execution("a")["poll_failures"] == 0     # nothing was written
+    assert env.store.get_execution("a")["poll_failures"] == 0  # nothing was written
     env.close()
 
 
@@ -90,8 +101,8 @@ def test_a_claim_whose_answer_was_lost_is_not_renewed_for_ever(env):
     with pytest.raises(StoreUnavailable):
         env.store.claim_due("t1", env.now, 6, 10)
     env.outage.stop()
-    assert env.direct.get_execution("a")["lease_owner"] == "t1"      # applied, unseen
-    for k in range(1, 10):                                            # heartbeats, 1 s apart
+    assert env.direct.get_execution("a")["lease_owner"] == "t1"  # applied, unseen
+    for k in range(1, 10):  # heartbeats, 1 s apart
         env.store.renew_leases("t1", env.now + k + 6)
     later = env.now + 8
     assert [r["id"] for r in env.store.claim_due("t1", later, 6, 10)] == ["a"]
@@ -110,6 +121,7 @@ def test_a_claim_cut_half_way_leaves_no_lease_behind(env):
         if len(calls) == 2:
             raise mongo_errors.AutoReconnect("connection closed")
         return real(*args, **kwargs)
+
     env.store._executions.find_one_and_update = second_fails
     with pytest.raises(StoreUnavailable):
         env.store.claim_due("t1", env.now, 6, 10)
@@ -120,12 +132,12 @@ def test_a_claim_cut_half_way_leaves_no_lease_behind(env):
 
 def test_leases_handed_out_are_still_renewed_after_an_uncertain_claim(env):
     env.add("a")
-    (held,) = env.store.claim_due("t1", env.now, 6, 10)      # being checked by t1
+    (held,) = env.store.claim_due("t1", env.now, 6, 10)  # being checked by t1
     env.add("b")
     env.outage.cut_writes = 1
     env.outage.start(60)
     with pytest.raises(StoreUnavailable):
-        env.store.claim_due("t1", env.now + 1, 6, 10)          # b: applied, answer lost
+        env.store.claim_due("t1", env.now + 1, 6, 10)  # b: applied, answer lost
     env.outage.stop()
     env.store.renew_leases("t1", env.now + 20)
     assert env.direct.get_execution("a")["lease_expires_at"] == env.now + 20
@@ -134,27 +146,49 @@ def test_leases_handed_out_are_still_renewed_after_an_uncertain_claim(env):
 
 def test_callback_while_the_store_is_down_gets_503_and_the_poller_finishes_later(env):
     engine = FakeEngine(clock=lambda: env.now)
-    runner = Runner(engine, env.direct, mode="hybrid", callback_url="http://127.0.0.1:9101",
-                    stale_after=30, clock=lambda: env.now)
-    handler = CallbackHandler(env.store, engine, mode="hybrid", stale_after=30,
-                              clock=lambda: env.now)
+    runner = Runner(
+        engine,
+        env.direct,
+        mode="hybrid",
+        callback_url="http://127.0.0.1:9101",
+        stale_after=30,
+        clock=lambda: env.now,
+    )
+    handler = CallbackHandler(
+        env.store, engine, mode="hybrid", stale_after=30, clock=lambda: env.now
+    )
     record = runner.start(workflow.parse(WF), "wf", {})
     (notify,) = engine.executions[record["engine_execution_id"]]["params"]["notify"]
     engine.set_state(record["engine_execution_id"], "SUCCESS", output={"x": 1})
-    body = json.dumps({"event": "WORKFLOW_SUCCEEDED", "id": record["engine_execution_id"],
-                       "state": "SUCCESS", "updated_at": "2026-11-21 12:00:01"}).encode()
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/callbacks/mistral/" + record["id"],
-               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
-               "HTTP_X_ST2BRIDGE_SECRET": notify["headers"][secrets.HEADER]}
+    body = json.dumps(
+        {
+            "event": "WORKFLOW_SUCCEEDED",
+            "id": record["engine_execution_id"],
+            "state": "SUCCESS",
+            "updated_at": "2026-11-21 12:00:01",
+        }
+    ).encode()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/v1/callbacks/mistral/" + record["id"],
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "HTTP_X_ST2BRIDGE_SECRET": notify["headers"][secrets.HEADER],
+    }
     seen = {}
     env.outage.start(60)
     answer = b"".join(make_app(handler)(environ, lambda status, headers: seen.update(s=status)))
     env.outage.stop()
     assert seen["s"].startswith("503") and json.loads(answer) == {"error": "store unavailable"}
     assert env.direct.get_execution(record["id"])["status"] == st.RUNNING
-    poller = Poller(engine, env.store, InlineExecutor(10), owner="t1", query_interval=5.0,
-                    clock=lambda: env.now)
-    env.now += 31                                   # silent for stale_after: polled
+    poller = Poller(
+        engine, env.store, InlineExecutor(10), owner="t1", query_interval=5.0, clock=lambda: env.now
+    )
+    env.now += 31  # silent for stale_after: polled
     poller.tick(env.now)
     final = env.direct.get_execution(record["id"])
-    assert (final["status"], final["output"], final["finished_by"]) == (st.SUCCEEDED, {"x": 1}, "poll")
+    assert (final["status"], final["output"], final["finished_by"]) == (
+        st.SUCCEEDED,
+        {"x": 1},
+        "poll",
+    )

@@ -11,26 +11,38 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_build_script_makes_wheel_and_archive(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable)
-    proc = subprocess.run(["bash", str(ROOT / "packaging" / "build.sh"), "-o", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "packaging" / "build.sh"), "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     from st2bridge import __version__ as version
+
     wheel = tmp_path / ("st2bridge-%s-py3-none-any.whl" % version)
     archive = tmp_path / ("st2bridge-%s.tar.gz" % version)
     assert proc.stdout.splitlines()[-2:] == [str(wheel), str(archive)]
     top = "st2bridge-%s/" % version
     with tarfile.open(archive) as tar:
-        names = {m.name[len(top):] for m in tar.getmembers() if m.isfile()}
+        names = {m.name[len(top) :] for m in tar.getmembers() if m.isfile()}
         install = tar.getmember(top + "install.sh")
         unit = tar.extractfile(top + "systemd/st2bridge-resultstracker.service").read().decode()
-    assert names == {"install.sh", "UPGRADE.md", "wheels/" + wheel.name,
-                     "systemd/st2bridge-resultstracker.service",
-                     "systemd/mistral-db-check.d/10-st2bridge-db-check.conf",
-                     "conf/bridge.conf.sample", "logrotate/st2bridge"}
+    assert names == {
+        "install.sh",
+        "UPGRADE.md",
+        "wheels/" + wheel.name,
+        "systemd/st2bridge-resultstracker.service",
+        "systemd/mistral-db-check.d/10-st2bridge-db-check.conf",
+        "conf/bridge.conf.sample",
+        "logrotate/st2bridge",
+    }
     assert install.mode & 0o111
     assert "db-upgrade --check --target bridge" in unit and "ExecReload" in unit
     # The wheel has the package and its console scripts; the tree got no build output.
     import zipfile
+
     with zipfile.ZipFile(wheel) as whl:
         listed = whl.namelist()
         entry_points = whl.read("st2bridge-%s.dist-info/entry_points.txt" % version).decode()
@@ -46,11 +58,17 @@ def test_install_script_dry_run(tmp_path):
     (stage / "wheels" / "st2bridge-0-py3-none-any.whl").write_bytes(b"")
     script = stage / "install.sh"
     script.write_text((ROOT / "packaging" / "install.sh").read_text())
-    proc = subprocess.run(["bash", str(script), "--dry-run", "--extras", "keystone"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(script), "--dry-run", "--extras", "keystone"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "python3 -m venv /opt/st2bridge/venv" in out
     assert "st2bridge[keystone] @ file://" in out
     assert "/etc/logrotate.d/st2bridge" in out and "/etc/systemd/system/" in out
-    assert "install -d -m 0750 -o st2bridge -g st2bridge /var/lib/st2bridge /var/log/st2bridge" in out
+    assert (
+        "install -d -m 0750 -o st2bridge -g st2bridge /var/lib/st2bridge /var/log/st2bridge" in out
+    )

@@ -23,9 +23,20 @@ def env(tmp_path):
     clock = Clock(T0)
     engine = FakeEngine(clock=clock)
     runner = Runner(engine, store, query_interval=5.0, clock=clock)
-    poller = Poller(engine, store, InlineExecutor(10), owner="t1", query_interval=5.0,
-                    jitter_interval=0.5, backoff_base=1.0, backoff_max=60.0,
-                    verify_interval=300.0, clock=clock, rng=lambda: 0.5, submit=runner.submit)
+    poller = Poller(
+        engine,
+        store,
+        InlineExecutor(10),
+        owner="t1",
+        query_interval=5.0,
+        jitter_interval=0.5,
+        backoff_base=1.0,
+        backoff_max=60.0,
+        verify_interval=300.0,
+        clock=clock,
+        rng=lambda: 0.5,
+        submit=runner.submit,
+    )
     yield store, engine, clock, runner, poller
     store.close()
 
@@ -74,7 +85,7 @@ def test_light_query_then_tasks_only_on_change(env):
     assert engine.count("list_tasks") == 0
     light = [c for c in engine.calls if c[0] == "get_execution"]
     assert light[0][2] == ("id", "state", "state_info", "updated_at")
-    engine.set_state(eid, "RUNNING")     # updated_at moves
+    engine.set_state(eid, "RUNNING")  # updated_at moves
     clock.now += 6
     poller.tick(clock.now)
     assert engine.count("list_tasks") == 1
@@ -88,7 +99,7 @@ def test_terminal_state_writes_output_once(env):
     engine.add_task(eid, "t1", "SUCCESS")
     engine.set_state(eid, "SUCCESS", output={"answer": 42})
     clock.now += 5
-    assert poller.tick(clock.now) == 5.0   # nothing left to track
+    assert poller.tick(clock.now) == 5.0  # nothing left to track
     final = store.get_execution(record["id"])
     assert final["status"] == st.SUCCEEDED and final["output"] == {"answer": 42}
     assert final["finished_by"] == "poll" and final["lease_owner"] is None
@@ -102,7 +113,9 @@ def test_terminal_state_writes_output_once(env):
 def test_failed_execution_keeps_engine_error(env):
     store, engine, clock, runner, poller = env
     record = start(runner, clock)
-    engine.set_state(record["engine_execution_id"], "ERROR", state_info="Failure caused by error in tasks: t1")
+    engine.set_state(
+        record["engine_execution_id"], "ERROR", state_info="Failure caused by error in tasks: t1"
+    )
     clock.now += 5
     poller.tick(clock.now)
     final = store.get_execution(record["id"])
@@ -186,16 +199,18 @@ def test_two_pollers_never_take_the_same_execution(env):
             self.name = name
 
         def submit(self, fn, record):
-            taken[self.name].append(record["id"])   # held, not polled: leases stay
+            taken[self.name].append(record["id"])  # held, not polled: leases stay
 
     for name in taken:
-        Poller(engine, store, Recording(name), owner=name, query_interval=5.0,
-               batch_size=3).tick(clock.now)
+        Poller(engine, store, Recording(name), owner=name, query_interval=5.0, batch_size=3).tick(
+            clock.now
+        )
     assert len(taken["a"]) == 3 and len(taken["b"]) == 3
     assert not set(taken["a"]) & set(taken["b"])
 
 
 # -- batches: one listing checks many executions --------------------------------
+
 
 def start_many(runner, clock, n):
     wf = workflow.parse(WF)
@@ -253,17 +268,17 @@ def test_a_failed_listing_backs_off_the_whole_batch(env):
 
 def test_small_batches_and_stale_verification_use_own_queries(env):
     store, engine, clock, runner, poller = env
-    start_many(runner, clock, 3)                       # fewer than SMALL_BATCH
+    start_many(runner, clock, 3)  # fewer than SMALL_BATCH
     clock.now += 5
     engine.calls.clear()
     poller.tick(clock.now)
     assert engine.count("list_executions") == 0 and engine.count("get_execution") == 3
     start_many(runner, clock, 5)
-    clock.now += 301                                   # past verify_interval for all
+    clock.now += 301  # past verify_interval for all
     engine.calls.clear()
     poller.tick(clock.now)
     assert engine.count("list_executions") == 0 and engine.count("get_execution") == 8
-    clock.now += 6                                     # verified now: batched again
+    clock.now += 6  # verified now: batched again
     engine.calls.clear()
     poller.tick(clock.now)
     assert engine.count("list_executions") == 1 and engine.count("get_execution") == 0
@@ -272,7 +287,7 @@ def test_small_batches_and_stale_verification_use_own_queries(env):
 def test_lateness_is_measured_against_the_due_time(env):
     store, engine, clock, runner, poller = env
     start_many(runner, clock, 4)
-    clock.now += 5.5                                   # due at +5: half a second late
+    clock.now += 5.5  # due at +5: half a second late
     poller.tick(clock.now)
     lateness = poller.stats.take_lateness()
     assert lateness["count"] == 4 and lateness["p50"] == 500.0 and lateness["max"] == 500.0
@@ -284,7 +299,7 @@ def test_batch_window_groups_executions_due_close_together(env):
     poller.batch_window = 0.25
     first = start_many(runner, clock, 2)
     clock.now += 0.1
-    second = start_many(runner, clock, 3)              # due 0.1 s after the first ones
+    second = start_many(runner, clock, 3)  # due 0.1 s after the first ones
     assert poller.tick(clock.now) == pytest.approx(4.9 + 0.25)
     clock.now += 4.9 + 0.25
     engine.calls.clear()
@@ -298,10 +313,10 @@ def test_a_late_check_keeps_the_execution_phase(env):
     store, engine, clock, runner, poller = env
     records = start_many(runner, clock, 4)
     due = store.get_execution(records[0]["id"])["next_poll_at"]
-    clock.now = due + 0.75                                   # checked late
+    clock.now = due + 0.75  # checked late
     poller.tick(clock.now)
     # Next due one interval (+ jitter 0.25) after the previous due time, not after the check.
     assert store.get_execution(records[0]["id"])["next_poll_at"] == pytest.approx(due + 5.25)
-    clock.now = due + 5.25 + 9                               # more than an interval late: rebase
+    clock.now = due + 5.25 + 9  # more than an interval late: rebase
     poller.tick(clock.now)
     assert store.get_execution(records[0]["id"])["next_poll_at"] == pytest.approx(clock.now + 5.25)

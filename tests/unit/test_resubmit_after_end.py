@@ -22,7 +22,7 @@ def setup(tmp_path):
     engine = FakeEngine(clock=lambda: T0)
     runner = Runner(engine, store, mode="poll", clock=lambda: T0)
     record = runner.start(workflow.parse(WF), "wf", {})
-    store.update_execution(record["id"], {"status": st.REQUESTED})   # as if the answer was lost
+    store.update_execution(record["id"], {"status": st.REQUESTED})  # as if the answer was lost
     engine.set_state(record["engine_execution_id"], "SUCCESS", output={"x": 1})
     engine.add_task(record["engine_execution_id"], "t1", "SUCCESS")
     return store, engine, runner, store.get_execution(record["id"])
@@ -32,7 +32,11 @@ def test_resubmit_of_an_ended_execution_records_its_output(tmp_path):
     store, engine, runner, record = setup(tmp_path)
     returned = runner.submit(record)
     final = store.get_execution(record["id"])
-    assert (final["status"], final["output"], final["finished_by"]) == (st.SUCCEEDED, {"x": 1}, "submit")
+    assert (final["status"], final["output"], final["finished_by"]) == (
+        st.SUCCEEDED,
+        {"x": 1},
+        "submit",
+    )
     assert [t["name"] for t in final["tasks"]] == ["t1"] and final["ended_at"] is not None
     assert returned["status"] == st.SUCCEEDED
     store.close()
@@ -40,7 +44,10 @@ def test_resubmit_of_an_ended_execution_records_its_output(tmp_path):
 
 def test_resubmit_of_an_ended_execution_whose_result_fetch_fails_stays_active(tmp_path):
     store, engine, runner, record = setup(tmp_path)
-    engine.fail_next = [None, errors.EngineUnavailable("connection refused")]   # submit ok, fetch fails
+    engine.fail_next = [
+        None,
+        errors.EngineUnavailable("connection refused"),
+    ]  # submit ok, fetch fails
     runner.submit(record)
-    assert store.get_execution(record["id"])["status"] == st.REQUESTED    # the tracker finishes it
+    assert store.get_execution(record["id"])["status"] == st.REQUESTED  # the tracker finishes it
     store.close()

@@ -28,18 +28,25 @@ def test_delays_double_up_to_the_cap_and_stop_within_the_budget():
 def test_equal_jitter_keeps_at_least_half_of_each_ceiling():
     fake = FakeTime(now=1000.0)
     assert list(policy(fake, rng=lambda: 0.0, stop_max_msec=40000).delays()) == [
-        0.5, 1, 2, 4, 8, 15]
+        0.5,
+        1,
+        2,
+        4,
+        8,
+        15,
+    ]
 
 
 def test_jittered_delays_stay_between_half_and_full_ceiling():
     fake = FakeTime(now=1000.0)
     rng = random.Random(7).random
-    delays = list(policy(fake, rng=rng, exp_msec=100, exp_max_msec=1600,
-                         stop_max_msec=60000).delays())
-    ceilings = [min(1.6, 0.1 * 2 ** n) for n in range(len(delays))]
+    delays = list(
+        policy(fake, rng=rng, exp_msec=100, exp_max_msec=1600, stop_max_msec=60000).delays()
+    )
+    ceilings = [min(1.6, 0.1 * 2**n) for n in range(len(delays))]
     assert len(delays) > 10
     assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings))
-    assert len(set(delays)) == len(delays)      # really random
+    assert len(set(delays)) == len(delays)  # really random
 
 
 def test_zero_budget_never_retries():
@@ -69,8 +76,12 @@ def test_call_retries_until_success_and_reports_each_retry():
             raise item
         return item
 
-    result = policy(fake).call(fn, retry_if=lambda e: True, describe="GET /x",
-                               on_retry=lambda e, n, d: seen.append((str(e), n, d)))
+    result = policy(fake).call(
+        fn,
+        retry_if=lambda e: True,
+        describe="GET /x",
+        on_retry=lambda e, n, d: seen.append((str(e), n, d)),
+    )
     assert result == "ok"
     assert fake.slept == [1, 2]
     assert seen == [("one", 2, 1), ("two", 3, 2)]
@@ -85,8 +96,7 @@ def test_call_does_not_retry_when_retry_if_says_no():
         raise ValueError("bad input")
 
     with pytest.raises(ValueError):
-        policy(fake).call(fn, retry_if=lambda e: isinstance(e, Transient),
-                          describe="GET /x")
+        policy(fake).call(fn, retry_if=lambda e: isinstance(e, Transient), describe="GET /x")
     assert calls == [1]
     assert fake.slept == []
 
@@ -101,7 +111,7 @@ def test_call_gives_up_with_the_last_error_once_the_budget_is_spent():
 
     with pytest.raises(Transient, match="failure 8"):
         policy(fake).call(fn, retry_if=lambda e: True, describe="GET /x")
-    assert len(attempts) == 8                  # 1 + the 7 delays of the budget
+    assert len(attempts) == 8  # 1 + the 7 delays of the budget
     assert sum(fake.slept) <= 120
 
 
@@ -111,7 +121,7 @@ def test_time_spent_in_attempts_counts_against_the_budget():
 
     def slow():
         attempts.append(fake.now)
-        fake.now += 50                         # each attempt times out after 50 s
+        fake.now += 50  # each attempt times out after 50 s
         raise Transient("timed out")
 
     with pytest.raises(Transient):
@@ -133,10 +143,12 @@ def test_retry_log_line_says_what_happens_next(caplog):
 
     with caplog.at_level(logging.WARNING, logger="st2bridge.engine.retry"):
         policy(fake, stop_max_msec=60000).call(
-            fn, retry_if=lambda e: True, describe="GET /executions/e1")
+            fn, retry_if=lambda e: True, describe="GET /executions/e1"
+        )
     assert [r.getMessage() for r in caplog.records] == [
         "engine request GET /executions/e1 failed: engine said no; "
-        "retrying in 1.0 s (attempt 2, giving up in 60 s)"]
+        "retrying in 1.0 s (attempt 2, giving up in 60 s)"
+    ]
 
 
 def test_giving_up_after_retries_is_logged(caplog):
@@ -147,25 +159,25 @@ def test_giving_up_after_retries_is_logged(caplog):
 
     with caplog.at_level(logging.WARNING, logger="st2bridge.engine.retry"):
         with pytest.raises(Transient):
-            policy(fake, stop_max_msec=3000).call(
-                fn, retry_if=lambda e: True, describe="GET /x")
+            policy(fake, stop_max_msec=3000).call(fn, retry_if=lambda e: True, describe="GET /x")
     messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 3                  # two retries, then giving up
-    assert re.fullmatch(r"engine request GET /x failed: refused; giving up "
-                        r"after 3 attempt\(s\) in 3 s", messages[-1])
+    assert len(messages) == 3  # two retries, then giving up
+    assert re.fullmatch(
+        r"engine request GET /x failed: refused; giving up "
+        r"after 3 attempt\(s\) in 3 s",
+        messages[-1],
+    )
 
 
 def test_backoff_delay_for_callers():
-    full = lambda: 1.0                         # noqa: E731
+    full = lambda: 1.0  # noqa: E731
     assert backoff_delay(0, 5, 300, full) == 0
-    assert [backoff_delay(n, 5, 300, full) for n in (1, 2, 3, 7, 8)] == [
-        5, 10, 20, 300, 300]
-    assert backoff_delay(3, 5, 300, lambda: 0.0) == 10   # half of 20
-    assert backoff_delay(100000, 5, 300, full) == 300    # no overflow
+    assert [backoff_delay(n, 5, 300, full) for n in (1, 2, 3, 7, 8)] == [5, 10, 20, 300, 300]
+    assert backoff_delay(3, 5, 300, lambda: 0.0) == 10  # half of 20
+    assert backoff_delay(100000, 5, 300, full) == 300  # no overflow
 
 
-@pytest.mark.parametrize("kw", [{"exp_msec": 0}, {"exp_max_msec": 0},
-                                {"stop_max_msec": -1}])
+@pytest.mark.parametrize("kw", [{"exp_msec": 0}, {"exp_max_msec": 0}, {"stop_max_msec": -1}])
 def test_invalid_policies_are_rejected(kw):
     with pytest.raises(ValueError):
         RetryPolicy(**kw)

@@ -41,7 +41,8 @@ def test_start_records_then_submits_with_its_own_id(engine, store):
     assert stored["engine_execution_id"] in engine.executions
     assert engine.executions[stored["engine_execution_id"]]["input"] == {"x": 1}
     assert engine.executions[stored["engine_execution_id"]]["params"]["env"] == {
-        "st2bridge_execution_id": record["id"]}
+        "st2bridge_execution_id": record["id"]
+    }
     assert stored["next_poll_at"] == stored["created_at"] + 5
 
 
@@ -51,7 +52,9 @@ def test_register_create_unchanged_update(engine, store):
     assert runner.register(wf) == "created"
     assert runner.register(wf) == "unchanged"
     # Formatting alone is not a change.
-    assert runner.register(workflow.parse(WF.replace("input: [x]", "input:\n    - x"))) == "unchanged"
+    assert (
+        runner.register(workflow.parse(WF.replace("input: [x]", "input:\n    - x"))) == "unchanged"
+    )
     assert runner.register(workflow.parse(WF.replace("$.x", "$.x + 1"))) == "updated"
     assert engine.count("create_workflows") == 1 and engine.count("update_workflows") == 1
 
@@ -86,7 +89,7 @@ def test_definition_deleted_in_the_engine_is_registered_again_at_submit(engine, 
     runner = Runner(engine, store, definition_cache_seconds=60, clock=lambda: 1000.0)
     wf = workflow.parse(WF)
     runner.register(wf)
-    del engine.workflows["wf"]          # deleted behind the runner's back
+    del engine.workflows["wf"]  # deleted behind the runner's back
     record = runner.start(wf, "wf", {"x": 1})
     assert store.get_execution(record["id"])["status"] == st.RUNNING
     assert "wf" in engine.workflows
@@ -98,8 +101,11 @@ def test_cached_definition_rejected_twice_closes_the_record(engine, store):
     wf = workflow.parse(WF)
     runner.register(wf)
     # the cached submit, the definition's read-back, the second submit
-    engine.fail_next = [errors.EngineBadRequest("Invalid input [x]", 400), None,
-                        errors.EngineBadRequest("Invalid input [x]", 400)]
+    engine.fail_next = [
+        errors.EngineBadRequest("Invalid input [x]", 400),
+        None,
+        errors.EngineBadRequest("Invalid input [x]", 400),
+    ]
     with pytest.raises(errors.InputError, match="rejected its input"):
         runner.start(wf, "wf", {"x": 1})
     (record,) = store.list_executions()
@@ -147,9 +153,15 @@ def test_wait_follows_to_the_end(engine, store):
     record = runner.start(workflow.parse(WF), "wf", {"x": 1})
     eid = record["engine_execution_id"]
     seen = []
-    steps = iter([lambda: engine.add_task(eid, "t1", "RUNNING"),
-                  lambda: (engine.tasks[eid][0].update(state="SUCCESS"),
-                           engine.set_state(eid, "SUCCESS", output={"y": 1}))])
+    steps = iter(
+        [
+            lambda: engine.add_task(eid, "t1", "RUNNING"),
+            lambda: (
+                engine.tasks[eid][0].update(state="SUCCESS"),
+                engine.set_state(eid, "SUCCESS", output={"y": 1}),
+            ),
+        ]
+    )
 
     def sleep(_):
         next(steps)()

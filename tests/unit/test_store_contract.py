@@ -31,19 +31,23 @@ class Backend:
             self.path = str(tmp_path / "state" / "st2bridge.db")
         elif name == "mongomock":
             import mongomock
+
             self.client = mongomock.MongoClient()
             self.database = "st2bridge"
         else:
             import pymongo
+
             self.client = pymongo.MongoClient(MONGO_URL, serverSelectionTimeoutMS=5000)
             self.database = "st2bridge_test_%s" % uuid.uuid4().hex[:12]
 
     def open(self):
         if self.name == "sqlite":
             from st2bridge.store.sqlite import SqliteStore
+
             store = SqliteStore(self.path, busy_timeout=10.0)
         else:
             from st2bridge.store.mongo import MongoStore
+
             store = MongoStore(client=self.client, database=self.database)
         self.stores.append(store)
         return store
@@ -51,27 +55,34 @@ class Backend:
     def set_schema_version(self, version):
         if self.name == "sqlite":
             import sqlite3
+
             conn = sqlite3.connect(self.path)
             with conn:
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                             (str(version),))
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),)
+                )
             conn.close()
         else:
             self.client[self.database]["meta"].update_one(
-                {"_id": "schema_version"}, {"$set": {"value": version}})
+                {"_id": "schema_version"}, {"$set": {"value": version}}
+            )
 
     def drop_stored_field(self, execution_id, field):
         """Make a record look as if written before `field` existed."""
         if self.name == "sqlite":
             import sqlite3
+
             conn = sqlite3.connect(self.path)
             with conn:
-                conn.execute("UPDATE executions SET doc = json_remove(doc, ?) WHERE id = ?",
-                             ("$." + field, execution_id))
+                conn.execute(
+                    "UPDATE executions SET doc = json_remove(doc, ?) WHERE id = ?",
+                    ("$." + field, execution_id),
+                )
             conn.close()
         else:
             self.client[self.database]["executions"].update_one(
-                {"_id": execution_id}, {"$unset": {field: ""}})
+                {"_id": execution_id}, {"$unset": {field: ""}}
+            )
 
     def cleanup(self):
         for store in self.stores:
@@ -81,11 +92,18 @@ class Backend:
             self.client.close()
 
 
-@pytest.fixture(params=[
-    "sqlite", "mongomock",
-    pytest.param("mongodb", marks=pytest.mark.skipif(
-        not MONGO_URL, reason="set ST2BRIDGE_TEST_MONGO_URL to test a real MongoDB")),
-])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "mongomock",
+        pytest.param(
+            "mongodb",
+            marks=pytest.mark.skipif(
+                not MONGO_URL, reason="set ST2BRIDGE_TEST_MONGO_URL to test a real MongoDB"
+            ),
+        ),
+    ]
+)
 def backend(request, tmp_path):
     backend = Backend(request.param, tmp_path)
     yield backend
@@ -98,9 +116,14 @@ def store(backend):
 
 
 def rec(**fields):
-    defaults = dict(id=str(uuid.uuid4()), workflow_name="wf.main",
-                    engine_execution_id=str(uuid.uuid4()), status=st.RUNNING,
-                    created_at=T0, updated_at=T0)
+    defaults = dict(
+        id=str(uuid.uuid4()),
+        workflow_name="wf.main",
+        engine_execution_id=str(uuid.uuid4()),
+        status=st.RUNNING,
+        created_at=T0,
+        updated_at=T0,
+    )
     defaults.update(fields)
     return new_execution_record(**defaults)
 
@@ -115,21 +138,45 @@ def ids(records):
 
 # -- create / get -------------------------------------------------------------
 
+
 def test_round_trip_is_exact(store):
     record = rec(
-        input={"f": 0.1, "third": 1 / 3, "tiny": 5e-324, "neg": -0.0, "big": 2 ** 70,
-               "none": None, "yes": True, "nested": {"list": [1, [2.5, {"x": None}], "é"]},
-               "host.example.com": {"$ref": "#/a", "a.b": []}, "ключ": "ünïcødé ✓ 日本 🚀"},
-        tasks=[{"id": "t1", "name": "task one", "status": "running", "state": "RUNNING",
-                "state_info": None, "created_at": T0 + 0.125, "updated_at": None}],
-        error="boom: ✗", engine_state="RUNNING", engine_updated_at=T0 + 1e-6,
-        next_poll_at=T0 + 0.3, timeout_at=T0 + 3600.5, poll_failures=3)
+        input={
+            "f": 0.1,
+            "third": 1 / 3,
+            "tiny": 5e-324,
+            "neg": -0.0,
+            "big": 2**70,
+            "none": None,
+            "yes": True,
+            "nested": {"list": [1, [2.5, {"x": None}], "é"]},
+            "host.example.com": {"$ref": "#/a", "a.b": []},
+            "ключ": "ünïcødé ✓ 日本 🚀",
+        },
+        tasks=[
+            {
+                "id": "t1",
+                "name": "task one",
+                "status": "running",
+                "state": "RUNNING",
+                "state_info": None,
+                "created_at": T0 + 0.125,
+                "updated_at": None,
+            }
+        ],
+        error="boom: ✗",
+        engine_state="RUNNING",
+        engine_updated_at=T0 + 1e-6,
+        next_poll_at=T0 + 0.3,
+        timeout_at=T0 + 3600.5,
+        poll_failures=3,
+    )
     store.create_execution(record)
     got = store.get_execution(record["id"])
     assert got == record
     assert set(got) == set(EXECUTION_FIELDS)
     assert repr(got["input"]["third"]) == repr(1 / 3)
-    assert got["input"]["big"] == 2 ** 70 and isinstance(got["input"]["big"], int)
+    assert got["input"]["big"] == 2**70 and isinstance(got["input"]["big"], int)
     assert got["output"] is None
 
 
@@ -199,10 +246,15 @@ def test_duplicate_engine_execution_id_conflicts(store):
 
 # -- list / count ---------------------------------------------------------------
 
+
 def test_list_newest_first_with_filters_and_limit(store):
-    specs = [("a", "wf.x", st.RUNNING, 10), ("b", "wf.y", st.SUCCEEDED, 30),
-             ("c", "wf.x", st.FAILED, 20), ("d", "wf.x", st.RUNNING, 40),
-             ("e", "wf.y", st.RUNNING, 50)]
+    specs = [
+        ("a", "wf.x", st.RUNNING, 10),
+        ("b", "wf.y", st.SUCCEEDED, 30),
+        ("c", "wf.x", st.FAILED, 20),
+        ("d", "wf.x", st.RUNNING, 40),
+        ("e", "wf.y", st.RUNNING, 50),
+    ]
     for id_, wf, status, t in specs:
         store.create_execution(rec(id=id_, workflow_name=wf, status=status, created_at=T0 + t))
     assert ids(store.list_executions()) == ["e", "d", "b", "c", "a"]
@@ -239,16 +291,34 @@ def test_count_executions(store):
 
 
 def test_callback_view_reads_the_fields_and_one_task(store):
-    tasks = [{"id": "t%d" % i, "name": "n%d" % i, "state": "RUNNING", "result": None}
-             for i in range(3)]
-    store.create_execution(rec(id="e1", engine_execution_id="g1", engine_state="RUNNING",
-                               engine_updated_at="2026-01-01 00:00:01", callback_secret_hash="h",
-                               tasks=tasks, output={"big": "x" * 100}))
+    tasks = [
+        {"id": "t%d" % i, "name": "n%d" % i, "state": "RUNNING", "result": None} for i in range(3)
+    ]
+    store.create_execution(
+        rec(
+            id="e1",
+            engine_execution_id="g1",
+            engine_state="RUNNING",
+            engine_updated_at="2026-01-01 00:00:01",
+            callback_secret_hash="h",
+            tasks=tasks,
+            output={"big": "x" * 100},
+        )
+    )
     view = store.callback_view("e1", "t2")
-    assert view == {"id": "e1", "status": st.RUNNING, "engine_execution_id": "g1",
-                    "engine_state": "RUNNING", "engine_updated_at": "2026-01-01 00:00:01",
-                    "callback_secret_hash": "h", "tasks": [tasks[2]], "tasks_from": 2}
-    assert store.callback_view("e1")["tasks"] == [] and store.callback_view("e1", "t9")["tasks"] == []
+    assert view == {
+        "id": "e1",
+        "status": st.RUNNING,
+        "engine_execution_id": "g1",
+        "engine_state": "RUNNING",
+        "engine_updated_at": "2026-01-01 00:00:01",
+        "callback_secret_hash": "h",
+        "tasks": [tasks[2]],
+        "tasks_from": 2,
+    }
+    assert (
+        store.callback_view("e1")["tasks"] == [] and store.callback_view("e1", "t9")["tasks"] == []
+    )
     store.create_execution(rec(id="e2", tasks=[]))
     assert store.callback_view("e2", "t0")["tasks_from"] is None
     with pytest.raises(NotFound):
@@ -257,11 +327,16 @@ def test_callback_view_reads_the_fields_and_one_task(store):
 
 # -- update ---------------------------------------------------------------------
 
+
 def test_update_replaces_top_level_fields(store):
     record = rec(id="e1", input={"keep": 1}, output=None)
     store.create_execution(record)
-    assert store.update_execution("e1", {"output": {"r": [1]}, "status": st.PAUSED,
-                                         "engine_state": "PAUSED"}) is True
+    assert (
+        store.update_execution(
+            "e1", {"output": {"r": [1]}, "status": st.PAUSED, "engine_state": "PAUSED"}
+        )
+        is True
+    )
     got = store.get_execution("e1")
     assert got == dict(record, output={"r": [1]}, status=st.PAUSED, engine_state="PAUSED")
     assert got["updated_at"] == T0  # the caller sets it, not the store
@@ -316,8 +391,10 @@ def test_if_lease_owner(store):
     # Both conditions must hold.
     assert store.update_execution("e1", {"status": st.FAILED}, if_lease_owner="t1")
     assert store.update_execution("e1", {"poll_failures": 9}, if_lease_owner="t1") is False
-    assert store.update_execution("e1", {"poll_failures": 9}, if_active=False,
-                                  if_lease_owner="t2") is False
+    assert (
+        store.update_execution("e1", {"poll_failures": 9}, if_active=False, if_lease_owner="t2")
+        is False
+    )
     assert store.get_execution("e1")["poll_failures"] == 3
 
 
@@ -334,8 +411,9 @@ def test_terminal_status_is_written_exactly_once_under_races(backend):
     def writer(n, store):
         barrier.wait()
         for record in random.Random(n).sample(records, len(records)):
-            if store.update_execution(record["id"], {"status": st.SUCCEEDED,
-                                                     "finished_by": "writer-%d" % n}):
+            if store.update_execution(
+                record["id"], {"status": st.SUCCEEDED, "finished_by": "writer-%d" % n}
+            ):
                 wins.append((record["id"], "writer-%d" % n))
 
     threads = [threading.Thread(target=writer, args=(n, s)) for n, s in enumerate(stores)]
@@ -349,6 +427,7 @@ def test_terminal_status_is_written_exactly_once_under_races(backend):
 
 
 # -- claim_due / release_leases -------------------------------------------------
+
 
 def test_claim_due_takes_only_due_active_tracked_records(store):
     store.create_execution(tracked(T0 - 5, id="due"))
@@ -388,8 +467,9 @@ def test_valid_lease_excludes_every_owner_and_lapsed_lease_is_taken_over(store):
     assert store.get_execution("e1")["lease_expires_at"] == T0 + 60
     assert store.update_execution("e1", {"poll_failures": 1}, if_lease_owner="t1") is False
     # A lease cleared by its holder (a poll rescheduled) frees the record.
-    assert store.update_execution("e1", {"lease_owner": None, "lease_expires_at": None},
-                                  if_lease_owner="t2")
+    assert store.update_execution(
+        "e1", {"lease_owner": None, "lease_expires_at": None}, if_lease_owner="t2"
+    )
     assert ids(store.claim_due("t3", T0 + 31, 30, 10)) == ["e1"]
 
 
@@ -414,9 +494,11 @@ def test_claims_by_racing_owners_never_overlap(backend):
             mine.extend(ids(batch))
             time.sleep(0.002)  # the polls themselves: lets the others interleave
             for record in batch:
-                assert store.update_execution(record["id"], {
-                    "next_poll_at": T0 + 1000, "lease_owner": None, "lease_expires_at": None},
-                    if_lease_owner=owner)
+                assert store.update_execution(
+                    record["id"],
+                    {"next_poll_at": T0 + 1000, "lease_owner": None, "lease_expires_at": None},
+                    if_lease_owner=owner,
+                )
 
     threads = [threading.Thread(target=tracker, args=(n, s)) for n, s in enumerate(stores)]
     for thread in threads:
@@ -449,7 +531,7 @@ def test_update_many_applies_each_change_under_the_conditions(store):
     for n in range(4):
         store.create_execution(tracked(T0, id="m%d" % n))
     store.update_execution("m3", {"status": st.SUCCEEDED})
-    claimed = ids(store.claim_due("t1", T0, 300, 2))            # m0, m1 leased by t1
+    claimed = ids(store.claim_due("t1", T0, 300, 2))  # m0, m1 leased by t1
     assert sorted(claimed) == ["m0", "m1"]
     changes = {"next_poll_at": T0 + 5, "lease_owner": None, "lease_expires_at": None}
     updates = [(i, changes) for i in ("m0", "m1", "m2", "m3", "missing")]
@@ -475,9 +557,15 @@ def test_renew_leases_moves_only_the_owners_expiry(store):
     store.claim_due("t2", T0, 60, 1)
     assert store.renew_leases("t1", T0 + 500) == 2
     assert store.renew_leases("nobody", T0 + 500) == 0
-    leases = {r["id"]: (r["lease_owner"], r["lease_expires_at"]) for r in
-              (store.get_execution("r%d" % n) for n in range(3))}
-    assert sorted(v for v in leases.values()) == [("t1", T0 + 500), ("t1", T0 + 500), ("t2", T0 + 60)]
+    leases = {
+        r["id"]: (r["lease_owner"], r["lease_expires_at"])
+        for r in (store.get_execution("r%d" % n) for n in range(3))
+    }
+    assert sorted(v for v in leases.values()) == [
+        ("t1", T0 + 500),
+        ("t1", T0 + 500),
+        ("t2", T0 + 60),
+    ]
     # A renewed lease still excludes everyone until it lapses; t2's lapsed at T0 + 60.
     assert store.claim_due("t3", T0 + 30, 60, 10) == []
     assert ids(store.claim_due("t3", T0 + 100, 60, 10)) == ["r2"]
@@ -486,11 +574,12 @@ def test_renew_leases_moves_only_the_owners_expiry(store):
 
 # -- next_due_at -------------------------------------------------------------------
 
+
 def test_next_due_at_is_none_when_nothing_is_tracked(store):
     assert store.next_due_at() is None
-    store.create_execution(rec(next_poll_at=T0))                             # untracked
-    store.create_execution(tracked(T0 - 1, status=st.FAILED))                # terminal
-    store.create_execution(tracked(None))                                    # never due
+    store.create_execution(rec(next_poll_at=T0))  # untracked
+    store.create_execution(tracked(T0 - 1, status=st.FAILED))  # terminal
+    store.create_execution(tracked(None))  # never due
     assert store.next_due_at() is None
 
 
@@ -499,7 +588,7 @@ def test_next_due_at_values(store):
     store.create_execution(tracked(T0 + 50, id="e1"))
     store.create_execution(tracked(T0 + 20, id="e2"))
     assert store.next_due_at() == T0 + 20
-    store.claim_due("t1", T0 + 20, 60, 10)               # e2 leased until T0 + 80
+    store.claim_due("t1", T0 + 20, 60, 10)  # e2 leased until T0 + 80
     assert store.next_due_at() == T0 + 50
     store.update_execution("e1", {"status": st.SUCCEEDED})
     assert store.next_due_at() == T0 + 80
@@ -512,8 +601,13 @@ def test_next_due_at_is_never_late(store):
     backends are exact although the contract lets them be early)."""
     rnd = random.Random(7)
     for n in range(60):
-        store.create_execution(tracked(T0 + rnd.uniform(-50, 50), id="e%02d" % n,
-                                       status=rnd.choice([st.RUNNING, st.RUNNING, st.FAILED])))
+        store.create_execution(
+            tracked(
+                T0 + rnd.uniform(-50, 50),
+                id="e%02d" % n,
+                status=rnd.choice([st.RUNNING, st.RUNNING, st.FAILED]),
+            )
+        )
     now, rounds = T0 - 60, 0
     for round_ in range(40):
         due = store.next_due_at()
@@ -526,16 +620,27 @@ def test_next_due_at_is_never_late(store):
         assert batch
         now = max(now, due)
         for record in batch[:2]:  # finish some, reschedule others
-            store.update_execution(record["id"], rnd.choice([
-                {"status": st.SUCCEEDED}, {"next_poll_at": now + rnd.uniform(1, 40)}]))
+            store.update_execution(
+                record["id"],
+                rnd.choice([{"status": st.SUCCEEDED}, {"next_poll_at": now + rnd.uniform(1, 40)}]),
+            )
     assert rounds >= 20
 
 
 # -- services ------------------------------------------------------------------------
 
+
 def svc(id_, name, host, **fields):
-    record = dict(id=id_, name=name, host=host, pid=100, version="0.1.0",
-                  started_at=T0, heartbeat_at=T0, info={"threads": 4, "a.b": ["ü"]})
+    record = dict(
+        id=id_,
+        name=name,
+        host=host,
+        pid=100,
+        version="0.1.0",
+        started_at=T0,
+        heartbeat_at=T0,
+        info={"threads": 4, "a.b": ["ü"]},
+    )
     record.update(fields)
     return record
 
@@ -562,6 +667,7 @@ def test_services_register_heartbeat_list_remove(store):
 
 
 # -- housekeeping -------------------------------------------------------------------
+
 
 def test_schema_version_and_persistence_across_reopen(backend):
     store = backend.open()

@@ -42,13 +42,19 @@ class Recorder:
         self.url, self.kwargs = url, kwargs
 
 
-@pytest.mark.parametrize("url, database", [
-    ("mongodb://localhost", "st2bridge"),
-    ("mongodb://localhost:27017/", "st2bridge"),
-    ("mongodb://bridge:s3cret@db1:27017,db2:27017/prod?replicaSet=rs0&authSource=admin", "prod"),
-    ("mongodb+srv://bridge:pw@cluster0.example.net/st2b_stage?retryWrites=true", "st2b_stage"),
-    ("MongoDB://localhost/my%2Ddb", "my-db"),
-])
+@pytest.mark.parametrize(
+    "url, database",
+    [
+        ("mongodb://localhost", "st2bridge"),
+        ("mongodb://localhost:27017/", "st2bridge"),
+        (
+            "mongodb://bridge:s3cret@db1:27017,db2:27017/prod?replicaSet=rs0&authSource=admin",
+            "prod",
+        ),
+        ("mongodb+srv://bridge:pw@cluster0.example.net/st2b_stage?retryWrites=true", "st2b_stage"),
+        ("MongoDB://localhost/my%2Ddb", "my-db"),
+    ],
+)
 def test_mongodb_urls(monkeypatch, url, database):
     monkeypatch.setattr(st2bridge.store.mongo, "MongoStore", Recorder)
     store = open_store(url, connect_timeout=1.5)
@@ -70,17 +76,20 @@ def test_invalid_mongodb_url_is_a_config_error():
         open_store("mongodb://localhost:notaport/x")
 
 
-@pytest.mark.parametrize("url, named", [
-    ("postgresql://bridge:s3cret@db/st2bridge", "postgresql"),
-    ("redis://localhost:6379/0", "redis"),
-    ("mysql+pymysql://h/db", "mysql+pymysql"),
-    ("st2bridge.db", "st2bridge.db"),
-    ("sqlite://relative.db", "three slashes"),
-    ("sqlite:///", "file path"),
-    ("sqlite:///state.db?mode=ro", "no options"),
-    ("", "empty"),
-    ("   ", "empty"),
-])
+@pytest.mark.parametrize(
+    "url, named",
+    [
+        ("postgresql://bridge:s3cret@db/st2bridge", "postgresql"),
+        ("redis://localhost:6379/0", "redis"),
+        ("mysql+pymysql://h/db", "mysql+pymysql"),
+        ("st2bridge.db", "st2bridge.db"),
+        ("sqlite://relative.db", "three slashes"),
+        ("sqlite:///", "file path"),
+        ("sqlite:///state.db?mode=ro", "no options"),
+        ("", "empty"),
+        ("   ", "empty"),
+    ],
+)
 def test_unusable_urls_are_config_errors(url, named):
     with pytest.raises(ConfigError) as info:
         open_store(url)

@@ -20,7 +20,8 @@ NOW = 1_700_000_000.0
 
 # Run by each worker process: open the store, say so, wait for "go", work,
 # then write what it won as JSON.
-WORKER = r"""
+WORKER = (
+    r"""
 import json, os, random, sys, time
 from st2bridge.store.sqlite import SqliteStore
 mode, path, owner, rundir = sys.argv[1:5]
@@ -54,16 +55,24 @@ elif mode == "create":
 store.close()
 with open(os.path.join(rundir, owner + ".json"), "w") as out:
     json.dump(won, out)
-""" % NOW
+"""
+    % NOW
+)
 
 
 def run_workers(mode, path, rundir, count=4, timeout=120):
     """Start `count` processes, release them together, return {owner: won}."""
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     owners = ["w%d" % n for n in range(count)]
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, mode, str(path), owner,
-                               str(rundir)], env=env, cwd=REPO, stderr=subprocess.PIPE)
-             for owner in owners]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, mode, str(path), owner, str(rundir)],
+            env=env,
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+        )
+        for owner in owners
+    ]
     try:
         deadline = time.monotonic() + timeout
         while not all((rundir / (o + ".ready")).exists() for o in owners):
@@ -95,8 +104,9 @@ def db(tmp_path):
 
 def test_persists_across_reopen_in_wal_mode(db):
     with SqliteStore(str(db)) as store:
-        record = rec("e1", input={"π": 3.14159, "list": [None, 1.5]}, tracked=True,
-                     next_poll_at=NOW)
+        record = rec(
+            "e1", input={"π": 3.14159, "list": [None, 1.5]}, tracked=True, next_poll_at=NOW
+        )
         store.create_execution(record)
         store.register_service({"id": "s1", "name": "tracker", "host": "h"})
     assert db.exists()  # parent directory created
@@ -113,12 +123,20 @@ def test_claims_and_lists_use_the_indexes(db):
     with SqliteStore(str(db)) as store:
         conn = store._conn
         names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-        assert {"ix_executions_status", "ix_executions_created_at",
-                "ix_executions_workflow_name", "ix_executions_tracked_next_poll_at",
-                "ix_executions_engine_execution_id"} <= names
-        plan = " ".join(str(row) for row in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT doc FROM executions WHERE tracked = 1 AND "
-            "next_poll_at <= 1 ORDER BY next_poll_at, id LIMIT 5"))
+        assert {
+            "ix_executions_status",
+            "ix_executions_created_at",
+            "ix_executions_workflow_name",
+            "ix_executions_tracked_next_poll_at",
+            "ix_executions_engine_execution_id",
+        } <= names
+        plan = " ".join(
+            str(row)
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT doc FROM executions WHERE tracked = 1 AND "
+                "next_poll_at <= 1 ORDER BY next_poll_at, id LIMIT 5"
+            )
+        )
         assert "ix_executions_tracked_next_poll_at" in plan
 
 
@@ -159,10 +177,23 @@ def test_a_locked_database_is_unavailable_and_loses_nothing(db):
     store.create_execution(rec("e1", tracked=True, next_poll_at=NOW))
     locker = sqlite3.connect(str(db), isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
-    locker.execute("INSERT INTO services (id, name, host, doc) VALUES ('s9', 'x', 'h', ?)",
-                   (json.dumps({"id": "s9", "name": "x", "host": "h", "pid": None,
-                                "version": None, "started_at": None, "heartbeat_at": None,
-                                "info": None}),))
+    locker.execute(
+        "INSERT INTO services (id, name, host, doc) VALUES ('s9', 'x', 'h', ?)",
+        (
+            json.dumps(
+                {
+                    "id": "s9",
+                    "name": "x",
+                    "host": "h",
+                    "pid": None,
+                    "version": None,
+                    "started_at": None,
+                    "heartbeat_at": None,
+                    "info": None,
+                }
+            ),
+        ),
+    )
     try:
         started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="locked"):

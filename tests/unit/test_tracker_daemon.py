@@ -30,9 +30,11 @@ def sim():
 
 def write_conf(tmp_path, api_url):
     conf = tmp_path / "bridge.conf"
-    conf.write_text("[DEFAULT]\nstate_path = %s\n[engine]\napi_url = %s\nread_timeout = 30\n"
-                    "[resultstracker]\nmode = poll\nquery_interval = 0.2\ndrain_timeout = 20\n"
-                    % (tmp_path, api_url))
+    conf.write_text(
+        "[DEFAULT]\nstate_path = %s\n[engine]\napi_url = %s\nread_timeout = 30\n"
+        "[resultstracker]\nmode = poll\nquery_interval = 0.2\ndrain_timeout = 20\n"
+        % (tmp_path, api_url)
+    )
     return conf
 
 
@@ -40,10 +42,18 @@ def add_records(tmp_path, engine_ids):
     with open_store("sqlite:///%s" % (tmp_path / "bridge.db")) as store:
         now = time.time()
         for eid in engine_ids:
-            store.create_execution(new_execution_record(
-                id=str(uuid.uuid4()), workflow_name="sim.wf", engine_execution_id=eid,
-                status=st.RUNNING, created_at=now, updated_at=now, tracked=True,
-                next_poll_at=now))
+            store.create_execution(
+                new_execution_record(
+                    id=str(uuid.uuid4()),
+                    workflow_name="sim.wf",
+                    engine_execution_id=eid,
+                    status=st.RUNNING,
+                    created_at=now,
+                    updated_at=now,
+                    tracked=True,
+                    next_poll_at=now,
+                )
+            )
 
 
 def test_second_sigterm_exits_at_once_while_draining(tmp_path, sim):
@@ -53,8 +63,12 @@ def test_second_sigterm_exits_at_once_while_draining(tmp_path, sim):
     requests.put(sim.base + "/_sim/faults", json={"latency_ms": 15000}, timeout=5)
     conf = write_conf(tmp_path, sim.url)
     log = open(tmp_path / "tracker.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file",
-                             str(conf)], stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(conf)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=str(ROOT),
+    )
     time.sleep(3)
     proc.send_signal(signal.SIGTERM)
     time.sleep(1)
@@ -89,9 +103,12 @@ def test_track_and_untrack(tmp_path, sim, capsys):
 
 def test_services_lists_a_running_tracker(tmp_path, sim, capsys):
     conf = write_conf(tmp_path, sim.url)
-    proc = subprocess.Popen([sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file",
-                             str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=str(ROOT),
+    )
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

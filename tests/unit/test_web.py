@@ -50,12 +50,12 @@ def test_graph_edges_of_every_transition_form():
     assert set(g.nodes) == {"start", "left", "right", "merge", "cleanup"}
     edges = set(g.edges)
     assert ("start", "left", "on-success") in edges
-    assert ("start", "right", "on-success") in edges          # {task: condition}
-    assert ("left", "merge", "on-complete") in edges           # a plain string
-    assert ("right", "merge", "on-success") in edges           # {publish, next}
-    assert ("merge", "start", "on-success") in edges           # a loop back
-    assert ("start", "cleanup", "on-error") in edges           # task-defaults
-    assert ("merge", "cleanup", "on-error") not in edges       # own on-error (a command) wins
+    assert ("start", "right", "on-success") in edges  # {task: condition}
+    assert ("left", "merge", "on-complete") in edges  # a plain string
+    assert ("right", "merge", "on-success") in edges  # {publish, next}
+    assert ("merge", "start", "on-success") in edges  # a loop back
+    assert ("start", "cleanup", "on-error") in edges  # task-defaults
+    assert ("merge", "cleanup", "on-error") not in edges  # own on-error (a command) wins
     assert not any(dst in ("fail", "noop") for _, dst, _ in edges)
     assert g.nodes["merge"]["join"] == "all" and g.nodes["right"]["workflow"] == "child"
     assert g.nodes["left"]["with_items"]
@@ -66,12 +66,15 @@ def test_graph_layers_follow_transitions_despite_the_loop():
     y = {n: g.positions[n][1] for n in g.nodes}
     assert y["start"] < y["left"] == y["right"] < y["merge"]
     xs = [(g.positions[n][0], y[n]) for n in g.nodes]
-    assert len(set(xs)) == len(xs)   # no two nodes on top of each other
+    assert len(set(xs)) == len(xs)  # no two nodes on top of each other
 
 
 def test_graph_of_a_single_workflow_document_and_reverse_workflows():
-    g = graph.build("version: '2.0'\nwf:\n  type: reverse\n  tasks:\n    a: {action: std.noop}\n"
-                    "    b: {action: std.noop, requires: [a]}\n", "wf")
+    g = graph.build(
+        "version: '2.0'\nwf:\n  type: reverse\n  tasks:\n    a: {action: std.noop}\n"
+        "    b: {action: std.noop, requires: [a]}\n",
+        "wf",
+    )
     assert g.edges == [("a", "b", "requires")]
     assert set(graph.build({"tasks": {"x": {}}}, "any").nodes) == {"x"}
     with pytest.raises(ValueError):
@@ -98,40 +101,75 @@ class FakeEngine:
         return []
 
     def list_tasks(self, execution_id, fields=None):
-        return [{"id": "t1", "name": "start", "state": "SUCCESS"},
-                {"id": "t2", "name": "left", "state": "ERROR", "state_info": "boom <img src=x>",
-                 "runtime_context": {"with_items": {"count": 2, "capacity": 0}}}]
+        return [
+            {"id": "t1", "name": "start", "state": "SUCCESS"},
+            {
+                "id": "t2",
+                "name": "left",
+                "state": "ERROR",
+                "state_info": "boom <img src=x>",
+                "runtime_context": {"with_items": {"count": 2, "capacity": 0}},
+            },
+        ]
 
     def execution_report(self, execution_id, errors_only=True):
-        return {"root_workflow_execution": {
-            "id": execution_id, "name": "main", "state": "ERROR", "state_info": "failed",
-            "task_executions": [{"id": "t2", "name": "left", "state": "ERROR",
-                                 "state_info": "boom <img src=x>"}]}}
+        return {
+            "root_workflow_execution": {
+                "id": execution_id,
+                "name": "main",
+                "state": "ERROR",
+                "state_info": "failed",
+                "task_executions": [
+                    {"id": "t2", "name": "left", "state": "ERROR", "state_info": "boom <img src=x>"}
+                ],
+            }
+        }
 
 
 @pytest.fixture
 def store(tmp_path):
     with open_store("sqlite:///%s" % (tmp_path / "b.db")) as s:
         now = time.time()
-        s.create_execution(new_execution_record(
-            id="ok1", workflow_name="main", engine_execution_id="e-ok", status="succeeded",
-            created_at=now - 10, ended_at=now - 5, input={"who": "<i>me</i>"},
-            output={"html": "<script>alert(1)</script>"}))
-        s.create_execution(new_execution_record(
-            id="bad1", workflow_name="main", engine_execution_id="e-bad", status="failed",
-            created_at=now - 3, ended_at=now - 1, error="left failed"))
+        s.create_execution(
+            new_execution_record(
+                id="ok1",
+                workflow_name="main",
+                engine_execution_id="e-ok",
+                status="succeeded",
+                created_at=now - 10,
+                ended_at=now - 5,
+                input={"who": "<i>me</i>"},
+                output={"html": "<script>alert(1)</script>"},
+            )
+        )
+        s.create_execution(
+            new_execution_record(
+                id="bad1",
+                workflow_name="main",
+                engine_execution_id="e-bad",
+                status="failed",
+                created_at=now - 3,
+                ended_at=now - 1,
+                error="left failed",
+            )
+        )
         yield s
 
 
 def call(app, path, method="GET", headers=None):
     path, _, query = path.partition("?")
-    environ = {"PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": method,
-               "wsgi.input": io.BytesIO()}
+    environ = {
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "REQUEST_METHOD": method,
+        "wsgi.input": io.BytesIO(),
+    }
     environ.update(headers or {})
     got = {}
 
     def start_response(status, headers):
         got["status"], got["headers"] = int(status.split()[0]), dict(headers)
+
     body = b"".join(app(environ, start_response)).decode()
     return got["status"], got["headers"], body
 
@@ -180,8 +218,10 @@ def test_engine_down_falls_back_to_recorded_tasks(store):
     class Down(FakeEngine):
         def list_executions(self, **filters):
             raise errors.EngineUnavailable("engine down")
-    store.update_execution("ok1", {"tasks": [{"name": "start", "state": "SUCCESS"}]},
-                           if_active=False)
+
+    store.update_execution(
+        "ok1", {"tasks": [{"name": "start", "state": "SUCCESS"}]}, if_active=False
+    )
     status, _, body = call(make_app(store, Down()), "/executions/ok1")
     assert status == 200 and "Engine not reachable" in body and "start" in body
 

@@ -28,13 +28,16 @@ def test_invalid_yaml_names_the_line(tmp_path):
         workflow.load(str(path))
 
 
-@pytest.mark.parametrize("text, message", [
-    ("- a\n- b\n", "not a Mistral workflow file"),
-    ("wf:\n  tasks: {}\n", "missing \"version: '2.0'\""),
-    ("version: '1.0'\nwf:\n  tasks: {}\n", "missing \"version: '2.0'\""),
-    ("version: '2.0'\n", "defines no workflow"),
-    ("version: '2.0'\nwf: 3\n", "workflow 'wf' must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("- a\n- b\n", "not a Mistral workflow file"),
+        ("wf:\n  tasks: {}\n", "missing \"version: '2.0'\""),
+        ("version: '1.0'\nwf:\n  tasks: {}\n", "missing \"version: '2.0'\""),
+        ("version: '2.0'\n", "defines no workflow"),
+        ("version: '2.0'\nwf: 3\n", "workflow 'wf' must be a mapping"),
+    ],
+)
 def test_not_a_workflow_file(text, message):
     with pytest.raises(InputError, match=message):
         workflow.parse(text, "x.yaml")
@@ -58,7 +61,9 @@ def test_check_input():
     wf = workflow.parse(SIMPLE, "greet.yaml")
     workflow.check_input(wf, "greet", {"name": "x"})
     workflow.check_input(wf, "greet", {"name": "x", "greeting": "Hi"})
-    with pytest.raises(InputError, match=r"unknown input 'nmae' for workflow greet \(it takes: name, greeting\)"):
+    with pytest.raises(
+        InputError, match=r"unknown input 'nmae' for workflow greet \(it takes: name, greeting\)"
+    ):
         workflow.check_input(wf, "greet", {"nmae": "x"})
     with pytest.raises(InputError, match=r"missing required input 'name' for workflow greet"):
         workflow.check_input(wf, "greet", {})
