@@ -3,8 +3,7 @@
 import sys
 
 from st2bridge import config, logs
-from st2bridge.engine import MistralClient, RetryPolicy
-from st2bridge.engine import auth
+from st2bridge.engine import MistralClient, RetryPolicy, auth
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 

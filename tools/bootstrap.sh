@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs st2bridge (editable) with its test and engine
-# extras. Quick when already done.
+# Creates .venv and installs st2bridge (editable) with its test
+# extra. Quick when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
@@ -12,7 +12,7 @@ stamp=.venv/.st2bridge-installed
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
     echo "installing st2bridge and its dependencies into .venv (log: .venv/pip.log)"
     if ! { .venv/bin/pip install --disable-pip-version-check -q --upgrade pip &&
-           .venv/bin/pip install --disable-pip-version-check -e '.[test,engine]'; } \
+           .venv/bin/pip install --disable-pip-version-check -e '.[test]'; } \
            > .venv/pip.log 2>&1; then
         tail -30 .venv/pip.log
         echo "error: pip install failed; see .venv/pip.log" >&2

@@ -49,7 +49,8 @@ SERVERS = "api,engine,executor,notifier,periodic"
 VENV_NAME = f"mistral-{MISTRAL_VERSION}-venv"
 RABBIT_PORT, PG_PORT = 5672, 5432
 EXIT_OK, EXIT_FAIL, EXIT_DOWN = 0, 1, 3  # 2 (usage) comes from argparse
-# The venv's programs must not see a caller's PYTHONPATH/PYTHONHOME (e.g. st2bridge's own environment).
+# The venv's programs must not see a caller's PYTHONPATH/PYTHONHOME (e.g. st2bridge's own
+# environment).
 VENV_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
@@ -136,8 +137,10 @@ class Instance:
         self.bin = self.venv / "bin"
         self.marker = self.venv / f".st2bridge-mistral-{MISTRAL_VERSION}"
 
-    # mistral-server renames its processes (setproctitle): the master becomes "mistral-server: master
-    # process [.../mistral-server --server ... --config-file F]", each forked component "mistral-server:
+    # mistral-server renames its processes (setproctitle): the master becomes "mistral-server:
+    # master
+    # process [.../mistral-server --server ... --config-file F]", each forked component "mistral-
+    # server:
     # ServiceWrapper worker(0)" (no config path); all stay in the master's process group.
     def recorded_pid(self) -> int | None:
         try:
@@ -345,7 +348,8 @@ port = {inst.port}
 
 [cron_trigger]
 # The periodic component runs, and processes cron triggers. Left True, the API runs a
-# second, competing loop, and the server no longer exits on SIGTERM (`stop` needs SIGKILL after 20 s).
+# second, competing loop, and the server no longer exits on SIGTERM (`stop` needs SIGKILL after 20
+# s).
 run_in_api = False
 
 [action_std_http]
@@ -373,7 +377,8 @@ def prepare_db(inst: Instance) -> None:
         return
     manage = [str(inst.bin / "mistral-db-manage"), "--config-file", str(inst.conf)]
     if inst.db == "sqlite":
-        # `upgrade head` fails on SQLite (an early migration ALTERs a constraint) and Mistral does not
+        # `upgrade head` fails on SQLite (an early migration ALTERs a constraint) and Mistral does
+        # not
         # create tables on start-up, so create them from the models (SQLAlchemy create_all).
         say("creating the SQLite schema")
         run(
@@ -432,7 +437,8 @@ def cmd_start(inst: Instance) -> None:
             f"---- mistral_local.py start {time.strftime('%Y-%m-%d %H:%M:%S')} ----\n".encode()
         )
         log.flush()
-        # Its own session, so that `stop` can signal the whole group: mistral-server forks one process
+        # Its own session, so that `stop` can signal the whole group: mistral-server forks one
+        # process
         # per component.
         proc = subprocess.Popen(
             [

@@ -19,5 +19,8 @@ bash tools/ensure-services.sh
 step "Mistral 23 in its own virtualenv (skipped when already installed)"
 python3 tools/mistral_local.py install
 
+step "lint: ruff check, ruff format --check (pyproject.toml)"
+.venv/bin/ruff check --quiet . && .venv/bin/ruff format --check --quiet .
+
 step "tests"
 exec .venv/bin/pytest -rfE "${@:-tests}"

@@ -12,8 +12,7 @@ import time
 
 from st2bridge import __version__, app, config, errors, workflow
 from st2bridge import status as st
-from st2bridge.cli import dbupgrade, executions, output, services
-from st2bridge.cli import collect
+from st2bridge.cli import collect, dbupgrade, executions, output, services
 
 
 def build_parser():

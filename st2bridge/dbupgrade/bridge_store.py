@@ -52,10 +52,12 @@ SQLITE_STEPS = {
         "record)",
         [
             "CREATE TABLE tasks (execution_id TEXT NOT NULL, idx INTEGER NOT NULL, task_id TEXT,"
-            "\n                    doc TEXT NOT NULL, PRIMARY KEY (execution_id, idx)) WITHOUT ROWID",
+            "\n                    doc TEXT NOT NULL, PRIMARY KEY (execution_id, idx))"
+            " WITHOUT ROWID",
             "CREATE INDEX ix_tasks_execution_id_task_id ON tasks (execution_id, task_id)",
-            "INSERT INTO tasks (execution_id, idx, task_id, doc) SELECT e.id, CAST(t.key AS INTEGER), "
-            "json_extract(t.value, '$.id'), t.value FROM executions e, json_each(e.doc, '$.tasks') t",
+            "INSERT INTO tasks (execution_id, idx, task_id, doc)"
+            " SELECT e.id, CAST(t.key AS INTEGER), json_extract(t.value, '$.id'), t.value"
+            " FROM executions e, json_each(e.doc, '$.tasks') t",
             "UPDATE executions SET doc = json_remove(doc, '$.tasks')",
         ],
     ),
@@ -345,7 +347,7 @@ def _migrate_mongo(db, lock_timeout, say):
     try:
         doc = meta.find_one({"_id": "schema_version"})
         before = None if doc is None else doc.get("value")
-        for version, what in pending(before):
+        for version, _what in pending(before):
             start = 1 if before is None else version
             for step in range(start, version + 1):
                 say("bridge store: version %d -> %d: %s" % (step - 1, step, MONGO_STEPS[step][0]))

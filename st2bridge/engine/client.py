@@ -14,6 +14,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from st2bridge.engine.http_errors import STATUS_ERRORS, fault, unreachable
+from st2bridge.engine.retry import RetryPolicy
 from st2bridge.errors import (
     EngineClientError,
     EngineConflict,
@@ -21,8 +23,6 @@ from st2bridge.errors import (
     EngineServerError,
     EngineUnavailable,
 )
-from st2bridge.engine.http_errors import STATUS_ERRORS, fault, unreachable
-from st2bridge.engine.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

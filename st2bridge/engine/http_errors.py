@@ -10,8 +10,8 @@ import ssl
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from st2bridge.errors import EngineAuthError, EngineBadRequest, EngineConflict, EngineNotFound
 from st2bridge.engine.retry import one_line
+from st2bridge.errors import EngineAuthError, EngineBadRequest, EngineConflict, EngineNotFound
 
 STATUS_ERRORS = {
     400: EngineBadRequest,

@@ -7,6 +7,7 @@ import html
 import json
 import time
 import urllib.parse
+from importlib import resources
 
 from st2bridge import status as st
 from st2bridge.web import graph as graphs
@@ -19,88 +20,9 @@ def e(value):
 
 STATUS_CHOICES = ("",) + st.ALL
 
-CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
-header{background:#1d2330;color:#fff;padding:10px 18px}header a{color:#fff;text-decoration:none}
-main{padding:14px 18px}table{border-collapse:collapse;background:#fff;width:100%}
-th,td{text-align:left;padding:5px 9px;border-bottom:1px solid #e3e6ea;vertical-align:top}
-.mono,td.id{font-family:ui-monospace,monospace;font-size:12px}
-.badge{padding:1px 8px;border-radius:9px;color:#fff;background:#8a94a6;white-space:nowrap}
-.st-succeeded{background:#2e8b57}.st-failed,.st-abandoned,.st-timeout{background:#c0392b}
-.st-running,.st-resuming{background:#2f6fd6}.st-requested,.st-scheduled{background:#7b68ee}
-.st-paused,.st-pausing,.st-canceling,.st-canceled{background:#d48a00}
-form.filters{margin-bottom:10px}form.filters *{margin-right:6px}
-.layout{display:flex;gap:16px;align-items:flex-start}.graphs{flex:1;overflow:auto}
-aside{width:38%;min-width:300px}section.box{background:#fff;border:1px solid #e3e6ea;
-border-radius:6px;padding:8px 12px;margin-bottom:12px}pre{white-space:pre-wrap;
-word-break:break-word;margin:4px 0;font-size:12px}.error{color:#a3231a}
-svg.graph{background:#fff;border:1px solid #e3e6ea;border-radius:6px}
-.node rect{fill:#eef0f3;stroke:#8a94a6;stroke-width:1.5}.node text{text-anchor:middle;font-size:12px}
-.node text.name{font-weight:600}.node.state-SUCCESS rect{fill:#d7f0df;stroke:#2e8b57}
-.node.state-ERROR rect{fill:#f8d7d4;stroke:#c0392b;stroke-width:3}
-.node.state-RUNNING rect,.node.state-RUNNING_DELAYED rect{fill:#d9e6fb;stroke:#2f6fd6}
-.node.state-WAITING rect,.node.state-DELAYED rect,.node.state-IDLE rect{fill:#ece8fb;stroke:#7b68ee}
-.node.state-PAUSED rect,.node.state-CANCELLED rect{fill:#fbecd0;stroke:#d48a00}
-.node.state-SKIPPED rect{fill:#f2f2f2;stroke:#bbb}.node.state-NONE rect{stroke-dasharray:4 3}
-.node.subworkflow rect{stroke-width:2.5}.edge{fill:none;stroke-width:1.5}
-.edge.on-success{stroke:#2e8b57}.edge.on-error{stroke:#c0392b;stroke-dasharray:6 3}
-.edge.on-complete,.edge.requires{stroke:#6b7385}.arrow.on-success{fill:#2e8b57}
-.arrow.on-error{fill:#c0392b}.arrow.on-complete,.arrow.requires{fill:#6b7385}
-details.sub{margin:8px 0 8px 14px}details.sub summary{cursor:pointer;font-weight:600}
-.legend span{margin-right:12px}.muted{color:#6b7385}
-"""
-
-JS = """
-(function () {
-  var root = document.body, url = root.getAttribute('data-live');
-  if (!url) { return; }
-  var kind = root.getAttribute('data-page');
-  function text(el, value) { el.textContent = value == null ? '' : String(value); }
-  function cell(tr, value, cls) { var td = document.createElement('td'); text(td, value);
-    if (cls) { td.className = cls; } tr.appendChild(td); return td; }
-  function badge(status) { var s = document.createElement('span');
-    s.className = 'badge st-' + status; text(s, status); return s; }
-  function fmt(t) { return t ? new Date(t * 1000).toISOString().replace('T', ' ').slice(0, 19) : ''; }
-  function dur(s) { if (s == null) { return ''; } if (s < 60) { return s.toFixed(1) + ' s'; }
-    return Math.floor(s / 60) + ' min ' + Math.round(s % 60) + ' s'; }
-  function list(data) {
-    var body = document.getElementById('rows'); body.textContent = '';
-    data.executions.forEach(function (r) {
-      var tr = document.createElement('tr'); tr.setAttribute('data-id', r.id);
-      var a = document.createElement('a'); a.href = 'executions/' + encodeURIComponent(r.id);
-      text(a, r.id); cell(tr, '', 'id').appendChild(a); cell(tr, r.workflow_name);
-      cell(tr, '').appendChild(badge(r.status)); cell(tr, fmt(r.created_at));
-      cell(tr, dur(r.duration_s) + (r.terminal ? '' : '+')); cell(tr, r.error, 'error');
-      body.appendChild(tr); });
-    text(document.getElementById('count'), data.executions.length);
-  }
-  function detail(data) {
-    var ex = data.execution, b = document.getElementById('status');
-    b.className = 'badge st-' + ex.status; text(b, ex.status);
-    text(document.getElementById('duration'), dur(ex.duration_s) + (ex.terminal ? '' : '+'));
-    Object.keys(data.tasks).forEach(function (wf) {
-      var svg = document.querySelector('svg[data-execution="' + wf + '"]'); if (!svg) { return; }
-      var tasks = data.tasks[wf];
-      Object.keys(tasks).forEach(function (name) {
-        svg.querySelectorAll('g.node').forEach(function (g) {
-          if (g.getAttribute('data-task') !== name) { return; }
-          var t = tasks[name];
-          g.setAttribute('class', g.getAttribute('class').replace(/state-\\S+/, 'state-' + t.state));
-          var label = g.querySelector('text.state');
-          if (label) { text(label, t.state + (t.items != null ? ' \\u00b7 ' + t.items + ' items' : '')); }
-        }); }); });
-    if (ex.terminal && root.getAttribute('data-terminal') !== 'true') { location.reload(); return true; }
-  }
-  function poll() {
-    fetch(url, {credentials: 'same-origin', cache: 'no-store'}).then(function (r) {
-      return r.ok ? r.json() : null; }).then(function (data) {
-      var done = data && (kind === 'list' ? list(data) : detail(data));
-      if (!done) { setTimeout(poll, 1500); }
-    }).catch(function () { setTimeout(poll, 3000); });
-  }
-  setTimeout(poll, 1500);
-})();
-"""
+# The page style and script are package data files (st2bridge/web/static/).
+CSS = resources.files(__package__).joinpath("static/style.css").read_text("utf-8")
+JS = resources.files(__package__).joinpath("static/app.js").read_text("utf-8")
 
 
 def when(ts):
@@ -150,8 +72,8 @@ def executions_page(rows, status="", workflow="", live_url=""):
         for s in STATUS_CHOICES
     )
     body = [
-        '<h1>Executions <small class="muted">(<span id="count">%d</span>, newest first)</small></h1>'
-        % len(rows),
+        '<h1>Executions <small class="muted">'
+        '(<span id="count">%d</span>, newest first)</small></h1>' % len(rows),
         '<form class="filters" method="get" action="executions">'
         '<select name="status">%s</select>'
         '<input name="workflow" placeholder="workflow" value="%s">'

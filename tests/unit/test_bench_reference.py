@@ -113,8 +113,8 @@ def test_render_markdown(br):
     assert "| callback detection p50 ms (all topologies) | – | <= 20 | n/a |" in md
     assert "| polls/s | 399.5 | PASS |" in md and "| CPU ms | 0.116 | PASS |" in md
     assert (
-        "(`tools/bench_tracker.py --executions 2000`; load average 1.6 at its start, 0.8 at its end)"
-        in md
+        "(`tools/bench_tracker.py --executions 2000`; "
+        "load average 1.6 at its start, 0.8 at its end)" in md
     )
     # every table row has as many cells as its header
     for table in md.split("\n\n"):

@@ -9,8 +9,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from st2bridge import status as st
 from st2bridge import config
+from st2bridge import status as st
 from st2bridge.cli import services
 from st2bridge.cli.main import main as cli
 from st2bridge.store import open_store

@@ -150,6 +150,7 @@ def bridge_conf(tmp_path, extra=""):
 
 def test_bridge_guard_check_dry_run_upgrade_and_no_op(tmp_path, capsys):
     import sqlite3
+
     from st2bridge.dbupgrade import bridge_store
 
     conn = sqlite3.connect(tmp_path / "bridge.db")

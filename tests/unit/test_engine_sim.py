@@ -13,10 +13,10 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import engine_sim
 import pytest
 import requests
 
-import engine_sim
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.errors import (
     EngineBadRequest,
@@ -25,7 +25,6 @@ from st2bridge.errors import (
     EngineServerError,
     EngineUnavailable,
 )
-
 
 WF = "version: '2.0'\nsim.wf:\n  tasks:\n    t1:\n      action: std.noop\n"
 LIGHT = ["state", "state_info", "updated_at"]

@@ -10,11 +10,11 @@ import time
 import uuid
 from pathlib import Path
 
+import engine_sim
 import mongomock
 import pytest
 import requests
 
-import engine_sim
 from st2bridge import status as st
 from st2bridge.metrics import callback_outcome
 from st2bridge.store import open_store

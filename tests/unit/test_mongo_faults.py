@@ -30,7 +30,8 @@ WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
 
 
 class Env:
-    """Two views of one mongomock database: `direct` (never fails) and `store` (through the hook)."""
+    """Two views of one mongomock database: `direct` (never fails) and `store`
+    (through the hook)."""
 
     def __init__(self, **outage):
         self.now = T0

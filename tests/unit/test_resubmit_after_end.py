@@ -7,9 +7,8 @@ import calendar
 
 from fake_engine import FakeEngine
 
-from st2bridge import errors
+from st2bridge import errors, workflow
 from st2bridge import status as st
-from st2bridge import workflow
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 

@@ -5,7 +5,6 @@ import random
 import re
 
 import pytest
-
 from fake_time import FakeTime
 
 from st2bridge.engine.retry import RetryPolicy, backoff_delay

@@ -9,10 +9,10 @@ import time
 import uuid
 from pathlib import Path
 
+import engine_sim
 import pytest
 import requests
 
-import engine_sim
 from st2bridge import status as st
 from st2bridge.cli.main import main as cli
 from st2bridge.store import open_store
