@@ -7,7 +7,9 @@ import uuid
 
 import pytest
 import requests
-from conftest import QUICK, free_port, start_listening_tracker, wait_status, write_workflow
+
+from tests.support.bridge import QUICK, start_listening_tracker, wait_status, write_workflow
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 
 from st2bridge.dbupgrade import bridge_store
 from st2bridge.store import open_store
 from st2bridge.store.base import Store
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

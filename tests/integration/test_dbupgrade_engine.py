@@ -19,7 +19,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+
+from tests.support.net import free_port
 
 sa = pytest.importorskip("sqlalchemy")
 

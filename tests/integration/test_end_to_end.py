@@ -6,8 +6,9 @@ import time
 import uuid
 
 import pytest
-from conftest import write_workflow
-from dropping_proxy import DroppingProxy
+
+from tests.support.bridge import write_workflow
+from tests.support.dropping_proxy import DroppingProxy
 
 pytestmark = pytest.mark.integration
 

@@ -1,9 +1,9 @@
-"""The fault campaign (tools/fault_campaign.py --small) as a test: 40 real workflows on a
+"""The fault campaign (tests/faults/campaign.py --small) as a test: 40 real workflows on a
 private Mistral through 2 trackers in hybrid mode while trackers are killed (-9) and SIGTERMed,
 the engine API and the callback listener are unreachable, RabbitMQ is restarted (this
 machine's broker: every Mistral here sees it for 15 s), the SQLite store is locked, and a
 misbehaving client sends duplicated, delayed, reordered and forged callbacks; then the MongoDB
-stage (tools/fault_mongo.py): 16 more workflows while the trackers' MongoDB store refuses
+stage (tests/faults/mongo_stage.py): 16 more workflows while the trackers' MongoDB store refuses
 connections twice for 7 s (mongomock behind a fault hook, or ST2BRIDGE_TEST_MONGO_URL's server
 behind a relay). Nothing may be lost, wrong or completed twice; callbacks that find the store
 down get 503, never 500. About 2 min on an idle machine (the campaign starts its own Mistral,
@@ -27,7 +27,8 @@ def test_small_fault_campaign_loses_nothing(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "tools" / "fault_campaign.py"),
+            "-m",
+            "tests.faults.campaign",
             "--small",
             "--json-out",
             str(out),

@@ -8,7 +8,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import FINAL, QUICK, wait_for, wait_status, write_workflow
+
+from tests.support.bridge import FINAL, QUICK, wait_for, wait_status, write_workflow
 
 pytestmark = pytest.mark.integration
 

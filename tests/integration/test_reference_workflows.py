@@ -1,12 +1,13 @@
-"""The reference workflows (tools/reference_workflows.py) are valid Mistral
+"""The reference workflows (tests/support/reference_workflows.py) are valid Mistral
 workflows: each runs to success on the real engine through the bridge, with
 the number of tasks its topology promises."""
 
 import json
 
 import pytest
-import reference_workflows as ref
-from conftest import write_workflow
+
+from tests.support import reference_workflows as ref
+from tests.support.bridge import write_workflow
 
 pytestmark = pytest.mark.integration
 

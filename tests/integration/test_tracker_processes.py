@@ -9,13 +9,13 @@ import time
 import uuid
 
 import pytest
-import tcp_relay
 
 from st2bridge import status as st
 from st2bridge import workflow
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
+from tests.support import tcp_relay
 
 pytestmark = pytest.mark.integration
 

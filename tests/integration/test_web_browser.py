@@ -10,7 +10,9 @@ import uuid
 
 import pytest
 import requests
-from conftest import ROOT, Bridge, free_port, write_workflow
+
+from tests.support.bridge import ROOT, Bridge, write_workflow
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 webdriver = pytest.importorskip("selenium.webdriver")

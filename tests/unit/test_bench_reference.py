@@ -1,4 +1,4 @@
-"""The pure parts of tools/bench_reference.py: statistics, overhead ratio, goals, Markdown.
+"""The pure parts of benchmarks/reference.py: statistics, overhead ratio, goals, Markdown.
 No engine: the benchmark itself needs a real Mistral."""
 
 import importlib
@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def br():
-    return importlib.import_module("bench_reference")  # tools/ is on the test path
+    return importlib.import_module("benchmarks.reference")
 
 
 def row(br, topology, mode, e2e, det=(), lost=0, dup=0, execs=(100.0,), outside=(), launches=()):
@@ -113,7 +113,7 @@ def test_render_markdown(br):
     assert "| callback detection p50 ms (all topologies) | – | <= 20 | n/a |" in md
     assert "| polls/s | 399.5 | PASS |" in md and "| CPU ms | 0.116 | PASS |" in md
     assert (
-        "(`tools/bench_tracker.py --executions 2000`; "
+        "(`benchmarks/tracker.py --executions 2000`; "
         "load average 1.6 at its start, 0.8 at its end)" in md
     )
     # every table row has as many cells as its header

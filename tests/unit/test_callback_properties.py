@@ -5,7 +5,6 @@ import calendar
 import io
 import json
 
-from fake_engine import FakeEngine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as s
 
@@ -15,6 +14,7 @@ from st2bridge.callbacks.app import make_app
 from st2bridge.callbacks.handler import CallbackHandler
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
+from tests.support.fake_engine import FakeEngine
 
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
 NOW = float(calendar.timegm((2026, 11, 21, 12, 0, 0)))

@@ -6,7 +6,6 @@ import io
 import json
 
 import pytest
-from fake_engine import FakeEngine
 
 from st2bridge import status as st
 from st2bridge import workflow
@@ -15,6 +14,7 @@ from st2bridge.callbacks.app import make_app
 from st2bridge.callbacks.handler import CallbackHandler
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
+from tests.support.fake_engine import FakeEngine
 
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
 

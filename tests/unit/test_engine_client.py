@@ -14,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from fake_time import FakeTime
 
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.errors import (
@@ -26,6 +25,7 @@ from st2bridge.errors import (
     EngineServerError,
     EngineUnavailable,
 )
+from tests.support.fake_time import FakeTime
 
 TOKEN = "tok-3f9c1b7e-secret"
 EX_ID = "0c3f3a52-6d43-4b5e-9d57-2a0b1f1e6c11"

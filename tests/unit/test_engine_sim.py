@@ -1,4 +1,4 @@
-"""tools/engine_sim.py driven through the bridge's own MistralClient.
+"""tests/support/engine_sim.py driven through the bridge's own MistralClient.
 
 Going through the real client proves the simulator speaks the subset of the
 v2 API the bridge sends. Durations are fractions of a second; the whole file
@@ -13,7 +13,6 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import engine_sim
 import pytest
 import requests
 
@@ -25,6 +24,10 @@ from st2bridge.errors import (
     EngineServerError,
     EngineUnavailable,
 )
+from tests.support import engine_sim
+
+# Starts processes or real listeners: deselect with -m 'not process' for the fast loop.
+pytestmark = pytest.mark.process
 
 WF = "version: '2.0'\nsim.wf:\n  tasks:\n    t1:\n      action: std.noop\n"
 LIGHT = ["state", "state_info", "updated_at"]

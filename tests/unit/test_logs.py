@@ -11,7 +11,6 @@ import time
 import uuid
 from pathlib import Path
 
-import engine_sim
 import pytest
 import requests
 
@@ -19,6 +18,10 @@ from st2bridge import config, errors, logs
 from st2bridge import status as st
 from st2bridge.store import open_store
 from st2bridge.store.base import new_execution_record
+from tests.support import engine_sim
+
+# Starts processes or real listeners: deselect with -m 'not process' for the fast loop.
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "tok-" + "9f8e7d6c5b4a" * 3

@@ -3,14 +3,12 @@ endpoint of a real tracker process whose values move."""
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-import engine_sim
 import mongomock
 import pytest
 import requests
@@ -20,6 +18,11 @@ from st2bridge.metrics import callback_outcome
 from st2bridge.store import open_store
 from st2bridge.store.base import new_execution_record
 from st2bridge.store.mongo import MongoStore
+from tests.support import engine_sim
+from tests.support.net import free_port
+
+# Starts processes or real listeners: deselect with -m 'not process' for the fast loop.
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,12 +72,6 @@ def test_callback_outcomes():
         "rejected",
         "error",
     ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(url):

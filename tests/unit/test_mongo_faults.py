@@ -1,4 +1,5 @@
-"""MongoStore while the server refuses connections (tools/mongo_fault_hook.py over mongomock):
+"""MongoStore while the server refuses connections (tests/faults/mongo_fault_hook.py over
+mongomock):
 every operation fails with StoreUnavailable, a claim whose outcome was not seen does not leave a
 lease that the tracker's heartbeat renews for ever, and a callback that arrives meanwhile gets
 a 503 and the poller finishes the execution once the store is back."""
@@ -9,8 +10,6 @@ import json
 
 import mongomock
 import pytest
-from fake_engine import FakeEngine
-from mongo_fault_hook import FaultyClient, Outage
 from pymongo import errors as mongo_errors
 
 from st2bridge import status as st
@@ -24,6 +23,8 @@ from st2bridge.runner import Runner
 from st2bridge.store.base import new_execution_record
 from st2bridge.store.mongo import MongoStore
 from st2bridge.tracker.poller import Poller
+from tests.faults.mongo_fault_hook import FaultyClient, Outage
+from tests.support.fake_engine import FakeEngine
 
 T0 = float(calendar.timegm((2026, 11, 21, 12, 0, 0)))
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"

@@ -4,8 +4,6 @@ and the state rules of cancel/pause/resume and task re-runs (engine stand-in).""
 import datetime
 
 import pytest
-from fake_engine import FakeEngine
-from fake_time import Clock
 
 from st2bridge import control, errors, errortree, workflow
 from st2bridge import status as st
@@ -15,6 +13,8 @@ from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 from st2bridge.tracker.poller import Poller
+from tests.support.fake_engine import FakeEngine
+from tests.support.fake_time import Clock
 
 NOW = 1_800_000_000.0
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"

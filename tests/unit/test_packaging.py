@@ -6,6 +6,11 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
+# Starts processes or real listeners: deselect with -m 'not process' for the fast loop.
+pytestmark = pytest.mark.process
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -3,8 +3,6 @@
 import time
 
 import pytest
-from fake_engine import FakeEngine
-from fake_time import Clock
 
 from st2bridge import errors, workflow
 from st2bridge import status as st
@@ -12,6 +10,8 @@ from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 from st2bridge.tracker.poller import Poller
+from tests.support.fake_engine import FakeEngine
+from tests.support.fake_time import Clock
 
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
 T0 = 1_800_000_000.0

@@ -1,16 +1,15 @@
 """A repeated submit that the engine answers with an execution that has ended already (the first
 submit got through late, e.g. held up by a RabbitMQ restart, and the tracker submitted the
 `requested` record again): the record must end with the engine's output, not with a bare final
-status that nothing would ever complete (found by tools/fault_campaign.py's rabbit fault)."""
+status that nothing would ever complete (found by tests/faults/campaign.py's rabbit fault)."""
 
 import calendar
-
-from fake_engine import FakeEngine
 
 from st2bridge import errors, workflow
 from st2bridge import status as st
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
+from tests.support.fake_engine import FakeEngine
 
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
 T0 = float(calendar.timegm((2026, 11, 21, 12, 0, 0)))

@@ -5,9 +5,9 @@ import random
 import re
 
 import pytest
-from fake_time import FakeTime
 
 from st2bridge.engine.retry import RetryPolicy, backoff_delay
+from tests.support.fake_time import FakeTime
 
 
 class Transient(Exception):

@@ -1,10 +1,10 @@
 import pytest
-from fake_engine import FakeEngine
 
 from st2bridge import errors, workflow
 from st2bridge import status as st
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
+from tests.support.fake_engine import FakeEngine
 
 WF = """version: '2.0'
 wf:

@@ -9,7 +9,6 @@ import time
 import uuid
 from pathlib import Path
 
-import engine_sim
 import pytest
 import requests
 
@@ -17,6 +16,10 @@ from st2bridge import status as st
 from st2bridge.cli.main import main as cli
 from st2bridge.store import open_store
 from st2bridge.store.base import new_execution_record
+from tests.support import engine_sim
+
+# Starts processes or real listeners: deselect with -m 'not process' for the fast loop.
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parents[2]
 

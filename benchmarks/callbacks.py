@@ -1,7 +1,7 @@
 """Benchmark of completion callbacks (issue 4). Prints each figure beside its goal with PASS/MISS;
 asserts nothing about timing.
 
-    .venv/bin/python tools/bench_callbacks.py [--part latency|requests|ingest|all] [--api-url URL]
+    .venv/bin/python -m benchmarks.callbacks [--part latency|requests|ingest|all] [--api-url URL]
         [--executions 30] [--concurrency 5] [--req-executions 10] [--sleep 10]
         [--ingest-records 1000] [--ingest-tasks 0] [--ingest-seconds 20] [--procs 2] [--threads 8] [--profile]
         [--json-out FILE]
@@ -30,8 +30,6 @@ import json
 import os
 import re
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -39,25 +37,31 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+import requests
 
-import requests  # noqa: E402
+from benchmarks.common import (
+    ROOT,
+    STOP,
+    TERMINAL_EVENTS,
+    Bridge,
+    Counting,
+    Probe,
+    Proc,
+    Server,
+    dist,
+    engine_count,
+    load,
+    pct,
+    start_mistral,
+    stop_mistral,
+)
+from st2bridge import workflow
+from st2bridge.callbacks import secrets
+from st2bridge.store.base import new_execution_record
 
-from bench_tracker import Proc, load  # noqa: E402  (process groups, /proc figures, load average)
-from mistral_local import PrivateMistral  # noqa: E402
-from st2bridge import app, config, workflow  # noqa: E402
-from st2bridge.callbacks import secrets  # noqa: E402
-from st2bridge.store.base import new_execution_record  # noqa: E402
-
-TERMINAL_EVENTS = ("WORKFLOW_CANCELLED", "WORKFLOW_FAILED", "WORKFLOW_SUCCEEDED")
-TERMINAL = ("succeeded", "failed", "canceled", "timeout", "abandoned")
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-STOP = threading.Event()
 WF = """version: '2.0'
 %(name)s:
   input: [n]
@@ -69,227 +73,10 @@ WF = """version: '2.0'
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values, p):
-    """Nearest-rank percentile (None for no values)."""
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(len(values) * p / 100.0))], 1) if values else None
-
-
-def dist(values):
-    return {
-        "n": len(values),
-        "p50": pct(values, 50),
-        "p99": pct(values, 99),
-        "max": round(max(values), 1) if values else None,
-    }
-
-
 # -- small HTTP servers (threaded; whole response in one write + TCP_NODELAY: no delayed-ACK stalls)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, handler, **attrs):
-        super().__init__(("127.0.0.1", 0), handler)
-        self.lock, self.log = threading.Lock(), collections.defaultdict(list)
-        self.counts = collections.Counter()
-        self.__dict__.update(attrs)
-        self.url = "http://127.0.0.1:%d" % self.server_address[1]
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def note(self, kind, key, value):
-        with self.lock:
-            self.log[kind, key].append(value)
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, *args):
-        pass
-
-    def body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
-
-    def reply(self, status, body=b"{}", ctype="application/json"):
-        head = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
-            status,
-            http.client.responses.get(status, "-"),
-            ctype,
-            len(body),
-        )
-        self.wfile.write(head.encode() + body)
-
-
-class Probe(Handler):
-    """POST /probe: the extra_notify listener. POST /v1/callbacks/...: the tap in front of the
-    tracker's listener (server.target). Both note when a root terminal event arrived."""
-
-    def do_POST(self):
-        body = self.body()
-        arrived = (time.monotonic(), time.time())
-        try:
-            ev = json.loads(body)
-        except ValueError:
-            ev = {}
-        terminal = ev.get("event") in TERMINAL_EVENTS and not ev.get("task_execution_id")
-        if self.path.startswith("/probe"):
-            if terminal:
-                self.server.note("probe", ev["id"], arrived)
-            return self.reply(200)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-        conn = http.client.HTTPConnection(*self.server.target, timeout=60)
-        try:
-            conn.request("POST", self.path, body, headers)
-            resp = conn.getresponse()
-            status, answer = resp.status, resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            status, answer = 502, json.dumps({"error": str(exc)}).encode()
-        finally:
-            conn.close()
-        if terminal:
-            self.server.note(
-                "tap",
-                ev["id"],
-                arrived + (status, answer.decode(errors="replace"), time.monotonic()),
-            )
-        self.reply(status, answer)
-
-
-class Counting(Handler):
-    """Forwards every request to server.upstream (host, port), one upstream connection per client
-    connection, and counts requests by method and path template."""
-
-    def forward(self):
-        body = self.body()
-        key = "%s %s" % (self.command, UUID.sub("{id}", self.path.split("?")[0]))
-        with self.server.lock:
-            self.server.counts[key] += 1
-        headers = {
-            k: v
-            for k, v in self.headers.items()
-            if k.lower() not in ("host", "connection", "keep-alive")
-        }
-        for attempt in (1, 2):
-            if getattr(self, "up", None) is None:
-                self.up = http.client.HTTPConnection(*self.server.upstream, timeout=120)
-            try:
-                self.up.request(self.command, self.path, body or None, headers)
-                resp = self.up.getresponse()
-                answer = resp.read()
-                break
-            except (OSError, http.client.HTTPException):
-                self.up.close()
-                self.up = None
-                if attempt == 2:
-                    return self.reply(502, b'{"faultstring": "proxy: upstream failed"}')
-        self.reply(resp.status, answer, resp.getheader("Content-Type", "application/json"))
-
-    do_GET = do_POST = do_PUT = do_DELETE = forward
-
-
 # -- the bridge under test -----------------------------------------------------------------------
-
-
-class Watcher(threading.Thread):
-    """Polls the bridge's SQLite file every 2 ms: when each record is first seen terminal (the time
-    of the query that saw it first: the commit happened before it and after the previous one)."""
-
-    def __init__(self, db):
-        super().__init__(daemon=True)
-        self.db, self.seen, self.halt = db, {}, threading.Event()
-
-    def run(self):
-        conn = sqlite3.connect(str(self.db), timeout=5)
-        query = "SELECT id FROM executions WHERE status IN (%s)" % ",".join(
-            "'%s'" % s for s in TERMINAL
-        )
-        while not self.halt.is_set():
-            t = time.monotonic()
-            try:
-                for (rid,) in conn.execute(query):
-                    self.seen.setdefault(rid, t)
-            except sqlite3.OperationalError:
-                pass
-            time.sleep(0.002)
-        conn.close()
-
-
-class Bridge:
-    """A config in its own dir, a tracker subprocess, and an in-process runner on the same store."""
-
-    def __init__(self, tmp, name, mode, api_url, a, callback_url=None, task_events=True):
-        self.dir = tmp / name
-        self.dir.mkdir()
-        self.db, self.port, self.mode = self.dir / "bridge.db", free_port(), mode
-        path = self.dir / "bridge.conf"
-        path.write_text(
-            "[DEFAULT]\nstate_path = %s\nlog_level = %s\n[store]\nurl = sqlite:///%s\n"
-            "[engine]\napi_url = %s\n[resultstracker]\nmode = %s\nquery_interval = %s\n"
-            "thread_pool_size = %d\njitter_interval = %s\nstale_after = %s\n"
-            "[callback]\nhost = 127.0.0.1\nport = %d\ntask_events = %s\n%s"
-            % (
-                self.dir,
-                a.log_level,
-                self.db,
-                api_url,
-                mode,
-                a.query_interval,
-                a.pool,
-                a.jitter,
-                a.stale_after,
-                self.port,
-                task_events,
-                "url = %s\n" % callback_url if callback_url else "",
-            )
-        )
-        self.conf = config.load(["--config-file", str(path)], config_files=[])
-        self.store = app.build_store(self.conf)
-        self.engine = app.build_engine(self.conf)
-        self.runner = app.build_runner(self.conf, self.engine, self.store)
-        self.watcher = Watcher(self.db)
-        self.watcher.start()
-        self.tracker = Proc(
-            [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(path)],
-            self.dir / "tracker.log",
-        )
-        deadline = time.monotonic() + 60
-        while not self.ready():
-            if self.tracker.p.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(
-                    "bench: the tracker did not start:\n%s"
-                    % (self.dir / "tracker.log").read_text()[-3000:]
-                )
-            time.sleep(0.2)
-
-    def ready(self):
-        if self.mode == "poll":
-            return any(s.get("pid") == self.tracker.pid for s in self.store.list_services())
-        try:
-            return requests.get("http://127.0.0.1:%d/v1/health" % self.port, timeout=2).ok
-        except requests.RequestException:
-            return False
-
-    def close(self):
-        self.watcher.halt.set()
-        code = self.tracker.stop(timeout=30)
-        if code is None:
-            self.tracker.kill()
-        self.engine.close()
-        self.store.close()
-        return code
 
 
 def run_executions(bridge, first, name, n, concurrency, timeout, label, probe_url=None):
@@ -381,16 +168,6 @@ def fetch_costs(engine, ids):
         out[name] = dist(times)
     print("  engine fetch cost (ms): %s" % {k: v["p50"] for k, v in out.items()}, flush=True)
     return out
-
-
-def engine_count(api_url, name):
-    """Executions of a workflow in the engine (a duplicated submit would show here)."""
-    resp = requests.get(
-        api_url + "/executions",
-        params={"fields": "id,workflow_name", "limit": 1000, "workflow_name": name},
-        timeout=60,
-    )
-    return sum(e.get("workflow_name") == name for e in resp.json()["executions"])
 
 
 # -- part 1: detection latency ------------------------------------------------------------------
@@ -889,27 +666,6 @@ def report(res):
         print("  %-32s %20s   goal %-30s %s" % (name, value, goal, verdict))
     for p in (ing.get("profile") or {}).get("inclusive", [])[:12]:
         print("  profile (inclusive) %6s  %s" % p)
-
-
-def start_mistral(a, tmp):
-    """A private Mistral for the run (tools/mistral_local.py: own port and vhost)."""
-    instance = PrivateMistral(tmp / "mistral", db=a.mistral_db, prefix="st2bridge-bench")
-    print(
-        "starting a private Mistral (port %d, vhost %s, load %.2f)"
-        % (instance.port, instance.vhost, load()),
-        flush=True,
-    )
-    if not instance.up():
-        instance.stop()
-        raise SystemExit("bench: could not start Mistral")
-    return instance
-
-
-def stop_mistral(instance):
-    """Stop the private Mistral, delete its vhost (and database). Returns None (nothing left)."""
-    if instance:
-        instance.stop()
-        print("private Mistral stopped, vhost %s deleted" % instance.vhost, flush=True)
 
 
 def main():

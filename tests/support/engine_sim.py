@@ -11,7 +11,7 @@ Executions finish on their own, computed lazily on read: RUNNING until
 read two time-ordered indexes (state changes, finish times), so they cost what
 they return, not the number of executions.
 
-    python tools/engine_sim.py --port 8999 [--duration 30] [--error-ratio 0.1]
+    python -m tests.support.engine_sim --port 8999 [--duration 30] [--error-ratio 0.1]
 Admin API (JSON): POST /_sim/executions {"count"|"ids", "duration", "spread"}
 (bulk create), GET /_sim/stats[?per_execution=1], POST /_sim/stats/reset,
 GET|PUT /_sim/faults {"error_rate", "latency_ms", "latency_jitter_ms",
@@ -90,7 +90,7 @@ class Fault(Exception):
         self.status = status
 
 
-def _stamp(t, _cache={}):
+def _stamp(t, _cache={}):  # noqa: B006 -- a deliberate memo
     s = int(t)
     if s not in _cache:
         if len(_cache) > 4096:
@@ -953,7 +953,7 @@ def main(argv=None):
     try:
         asyncio.run(run())
     except OSError as exc:
-        raise SystemExit("engine_sim: error: %s" % exc)
+        raise SystemExit("engine_sim: error: %s" % exc) from None
     return 0
 
 

@@ -1,12 +1,12 @@
 """Reference-workflow benchmark (issue 7): the bridge on every reference topology, mode by mode,
 against the engine alone. Prints each figure beside its goal with PASS/MISS; asserts nothing.
 
-    .venv/bin/python tools/bench_reference.py [-n 3] [-x 2] [-m 3] [--concurrency 3]
+    .venv/bin/python -m benchmarks.reference [-n 3] [-x 2] [-m 3] [--concurrency 3]
         [--topologies sequence,parallel,...] [--modes engine,poll,callback,hybrid] [--api-url URL]
         [--with-scale [--scale-executions 2000]] [--json-out F] [--md-out F] [--charts DIR]
 
 One engine (a private Mistral started with tools/mistral_local.py: own home, port and RabbitMQ
-vhost; or --api-url). For each mode, each topology of tools/reference_workflows.py, M executions:
+vhost; or --api-url). For each mode, each topology of tests/support/reference_workflows.py, M executions:
   engine    no bridge: POST /v2/workflows once, then POST /v2/executions with a probe webhook,
             and on its terminal event GET /v2/executions/{id}?fields=...output (the webhook has no
             output: a client needs this read to have the result, as the bridge does);
@@ -41,15 +41,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+import requests
 
-import requests  # noqa: E402
-
-import bench_callbacks as bc  # noqa: E402  (servers, tap, probe, counting proxy, Bridge, Mistral)
-import reference_workflows as rw  # noqa: E402
-from bench_tracker import load  # noqa: E402
-from st2bridge import workflow  # noqa: E402
+from benchmarks import common as bc
+from st2bridge import workflow
+from tests.support import reference_workflows as rw
+from tests.support.procs import ROOT, load
 
 MODES = ("engine", "poll", "callback", "hybrid", "callback-wf")
 # callback-wf: callback mode with [callback] task_events = false (workflow events only).
@@ -313,7 +310,7 @@ def render_markdown(res):
     if scale:
         out += [
             "",
-            "Simulator scale benchmark (`tools/bench_tracker.py %s`; load average %s at its "
+            "Simulator scale benchmark (`benchmarks/tracker.py %s`; load average %s at its "
             "start, %s at its end):"
             % (
                 " ".join(a for a in scale.get("argv", []) if "json" not in a and "/" not in a),
@@ -442,7 +439,8 @@ def run_engine(a, api_url, topology, probe):
         ):
             time.sleep(0.001)
         if probe.log.get(("probe", eid)):
-            # The webhook carries no output: a client without the bridge reads it, as the bridge does.
+            # The webhook carries no output: a client without the bridge reads it, as the bridge
+            # does.
             r = local.http.get(
                 api_url + "/executions/" + eid,
                 timeout=60,
@@ -638,7 +636,7 @@ def finish_row(row, execs, e2e, det, outside=(), launches=()):
 
 
 def run_scale(a, tmp):
-    import bench_tracker
+    from benchmarks import tracker as bench_tracker
 
     out = tmp / "scale.json"
     argv = [
@@ -772,7 +770,7 @@ def main(argv=None):
         "--timeout", type=float, default=120.0, help="seconds to wait for one execution"
     )
     ap.add_argument("--settle", type=float, default=1.0, help="seconds to wait for late duplicates")
-    ap.add_argument("--with-scale", action="store_true", help="also run tools/bench_tracker.py")
+    ap.add_argument("--with-scale", action="store_true", help="also run benchmarks/tracker.py")
     ap.add_argument(
         "--pin-engine",
         metavar="CPUS",

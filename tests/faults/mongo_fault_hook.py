@@ -9,7 +9,7 @@ AutoReconnect ("connection refused") at once, or ServerSelectionTimeoutError aft
 `select_timeout` (pymongo's serverSelectionTimeoutMS) unless the outage ends meanwhile, in which
 case it is served. The first `cut_writes` writes of each outage are applied and then raise
 AutoReconnect: the connection cut while the server's answer was on its way. Cursors fail when
-read, as pymongo's do. Used by tools/fault_mongo.py and tests/unit/test_mongo_faults.py.
+read, as pymongo's do. Used by tests/faults/mongo_stage.py and tests/unit/test_mongo_faults.py.
 """
 
 import collections

@@ -1,9 +1,9 @@
 """Fault campaign (issue 9): real workflows on a private Mistral through several trackers in
 hybrid mode on one SQLite store, while faults are injected on a schedule; then every execution
-is compared with the engine's own record. A second stage (tools/fault_mongo.py) does the same on
+is compared with the engine's own record. A second stage (tests/faults/mongo_stage.py) does the same on
 a MongoDB store that becomes unreachable for a while.
 
-    .venv/bin/python tools/fault_campaign.py [--small] [--workflows 300] [--trackers 3]
+    .venv/bin/python -m tests.faults.campaign [--small] [--workflows 300] [--trackers 3]
         [--span 300] [--api-outage 60] [--callback-outage 45] [--store-lock 20] [--no-rabbit]
         [--stage all|sqlite|mongo] [--mongo-workflows 100] [--mongo-span 120] [--mongo-outage 30]
         [--mistral-db sqlite|postgresql] [--json-out FILE] [--keep]
@@ -25,7 +25,7 @@ Faults (each one recorded with its start and end, wall clock):
                terminal one) callbacks with the right secret (read from the execution's
                params.notify in the engine), built from the engine's real execution and tasks, and
                forged ones (wrong secret, no secret) that must be answered 403/401.
-  mongo_down   (MongoDB stage, tools/fault_mongo.py) the trackers' store refuses connections for
+  mongo_down   (MongoDB stage, tests/faults/mongo_stage.py) the trackers' store refuses connections for
                --mongo-outage s, twice: mongomock behind a fault hook with the trackers in one
                process, or a real server (ST2BRIDGE_TEST_MONGO_URL) behind a TCP relay.
 Goal: 0 lost, 0 wrong, 0 completed twice, 0 forged accepted, 0 HTTP 500, in every stage; exit 1
@@ -43,7 +43,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -53,17 +52,15 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+import requests
 
-import requests  # noqa: E402
-
-from bench_tracker import Proc, load  # noqa: E402
-from mistral_local import PrivateMistral  # noqa: E402
-from tcp_relay import Relay  # noqa: E402
-from st2bridge import app, config, workflow  # noqa: E402
-from st2bridge import status as st  # noqa: E402
-from st2bridge.callbacks import secrets  # noqa: E402
+from st2bridge import app, config, workflow
+from st2bridge import status as st
+from st2bridge.callbacks import secrets
+from tests.support.net import free_port
+from tests.support.procs import ROOT, Proc, load
+from tests.support.tcp_relay import Relay
+from tools.mistral_local import PrivateMistral
 
 WF = """version: '2.0'
 %(name)s:
@@ -96,12 +93,6 @@ def say(msg):
     print("[campaign %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def engine_epoch(ts):
     """Mistral's 'YYYY-MM-DD HH:MM:SS' (UTC, whole seconds) as epoch seconds."""
     return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%d %H:%M:%S")) if ts else None
@@ -121,7 +112,7 @@ class Tracker:
         self.conf.write_text(conf_text)
 
     def start(self, timeout=60):
-        for attempt in range(10):  # the port may linger a moment after a kill -9
+        for _attempt in range(10):  # the port may linger a moment after a kill -9
             self.gen += 1
             self.proc = Proc(
                 [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(self.conf)],
@@ -196,7 +187,7 @@ class Campaign:
             for i in range(a.trackers)
         ]
 
-    # -- what a stage on another store overrides (tools/fault_mongo.py) ------------------------
+    # -- what a stage on another store overrides (tests/faults/mongo_stage.py) ------------------------
 
     def conf_text(self, api_url, port, store_url):
         a = self.a
@@ -275,7 +266,7 @@ class Campaign:
     def submit(self, tag, seconds, fail):
         while self.submitting_paused.is_set() and not STOP.is_set():
             time.sleep(0.2)
-        for attempt in range(5):
+        for _attempt in range(5):
             try:
                 rec = self.runner.start(
                     self.wf, self.name, {"seconds": seconds, "tag": tag, "fail": fail}
@@ -814,12 +805,13 @@ def report(res, a):
 
 
 def run_mongo_stage(a, tmp, api_url):
-    """tools/fault_mongo.py on this campaign's Mistral, in a process of its own (it runs trackers
+    """tests/faults/mongo_stage.py on this campaign's Mistral, in a process of its own (it runs trackers
     in its own green threads): (its JSON figures, passed)."""
     out = tmp / "mongo.json"
     argv = [
         sys.executable,
-        str(ROOT / "tools" / "fault_mongo.py"),
+        "-m",
+        "tests.faults.mongo_stage",
         "--api-url",
         api_url,
         "--tmp",
@@ -882,7 +874,7 @@ def main(argv=None):
         "--stage",
         choices=["all", "sqlite", "mongo"],
         default="all",
-        help="the SQLite stage, the MongoDB stage (tools/fault_mongo.py), or both",
+        help="the SQLite stage, the MongoDB stage (tests/faults/mongo_stage.py), or both",
     )
     ap.add_argument("--mongo-workflows", type=int)
     ap.add_argument("--mongo-span", type=float)

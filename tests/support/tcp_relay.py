@@ -1,5 +1,5 @@
 """A TCP relay that can be taken down: the engine API or the callback path
-going away for a while, in tests and in tools/fault_campaign.py."""
+going away for a while, in tests and in tests/faults/campaign.py."""
 
 import socket
 import threading

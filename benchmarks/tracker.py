@@ -1,9 +1,9 @@
-"""Scale benchmark of st2bridge-resultstracker against tools/engine_sim.py (issue 3).
+"""Scale benchmark of st2bridge-resultstracker against tests/support/engine_sim.py (issue 3).
 
 Tracks N running executions (default 10,000, query_interval 5 s) and prints
 each figure beside its goal with PASS/MISS; it asserts nothing about timing.
 
-    .venv/bin/python tools/bench_tracker.py [--executions 10000] [--measure 60]
+    .venv/bin/python -m benchmarks.tracker [--executions 10000] [--measure 60]
         [--query-interval 5] [--pool 10] [--idle 20] [--json-out FILE]
 
 Phases, all with ONE tracker process so that its RSS growth is comparable:
@@ -19,9 +19,7 @@ the store's service registry (polls, lateness) and the simulator's /_sim/stats
 import argparse
 import http.client
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,69 +27,22 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import requests
 
-import requests  # noqa: E402
+from st2bridge.engine import MistralClient, RetryPolicy
+from st2bridge.store import open_store
+from st2bridge.store.base import new_execution_record
+from tests.support.procs import ROOT, Proc, load
 
-from st2bridge.engine import MistralClient, RetryPolicy  # noqa: E402
-from st2bridge.store import open_store  # noqa: E402
-from st2bridge.store.base import new_execution_record  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
 LIGHT = ["id", "state", "state_info", "updated_at"]
-
-
-class Proc:
-    """A child in its own session, so an error path can kill its whole group."""
-
-    def __init__(self, argv, log_path, pipe_stdout=False):
-        self.log = open(log_path, "wb")
-        self.p = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE if pipe_stdout else self.log,
-            stderr=self.log,
-            start_new_session=True,
-            cwd=ROOT,
-        )
-        self.pid = self.p.pid
-
-    def cpu(self):
-        fields = open("/proc/%d/stat" % self.pid).read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
-
-    def mem_kb(self):
-        vals = dict(line.split(":", 1) for line in open("/proc/%d/status" % self.pid))
-        return int(vals["VmRSS"].split()[0]), int(vals["VmHWM"].split()[0])
-
-    def stop(self, timeout=60):
-        """SIGTERM, wait; SIGKILL the group if it hangs. Returns the exit code."""
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()
-        return self.p.returncode
-
-    def kill(self):
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.p.wait()
-
-
-def load():
-    return float(open("/proc/loadavg").read().split()[0])
 
 
 def start_sim(tmp, duration):
     proc = Proc(
         [
             sys.executable,
-            str(ROOT / "tools" / "engine_sim.py"),
+            "-m",
+            "tests.support.engine_sim",
             "--port",
             "0",
             "--duration",

@@ -2,7 +2,7 @@
 N (tasks or items) and X (parallel branches); together they cover every
 elementary topology. Used by the reference-workflow benchmark (issue 7).
 
-    python tools/reference_workflows.py TOPOLOGY -n N [-x X]   # prints the YAML
+    python -m tests.support.reference_workflows TOPOLOGY -n N [-x X]   # prints the YAML
 
 Topologies: sequence, parallel, parallel_sequences, parallel_join,
 parallel_sequences_join, with_items, complex (all of the above, plus a

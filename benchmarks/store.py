@@ -2,7 +2,7 @@
 """What the store costs per tracker poll: ops/s of the calls a poll pass makes.
 
 Usage:
-    python3 tools/bench_store.py [--records 10000] [--mongomock-records 1000]
+    python3 -m benchmarks.store [--records 10000] [--mongomock-records 1000]
                                  [--batch 100] [--backends sqlite,mongomock]
                                  [--mongo-url URL]
 
@@ -20,14 +20,11 @@ and says nothing about MongoDB; it runs on fewer records by default. Use
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from st2bridge.store.base import new_execution_record  # noqa: E402
+from st2bridge.store.base import new_execution_record
 
 NOW = 1_700_000_000.0
 
@@ -137,6 +134,7 @@ def main():
                 )
         elif backend == "mongomock":
             import mongomock
+
             from st2bridge.store.mongo import MongoStore
 
             bench(
@@ -149,6 +147,7 @@ def main():
             parser.error("unknown backend %r" % backend)
     if args.mongo_url:
         import pymongo
+
         from st2bridge.store.mongo import MongoStore
 
         client = pymongo.MongoClient(args.mongo_url)

@@ -1,22 +1,22 @@
 """The MongoDB stage of the fault campaign (issue 9): the store unreachable for a while.
 
-Run by tools/fault_campaign.py after its SQLite stage (or alone: `--stage mongo`), in a process of
+Run by tests/faults/campaign.py after its SQLite stage (or alone: `--stage mongo`), in a process of
 its own, on the campaign's private Mistral:
 
-    .venv/bin/python tools/fault_mongo.py --api-url URL --tmp DIR [--workflows 100] [--trackers 2]
+    .venv/bin/python -m tests.faults.mongo_stage --api-url URL --tmp DIR [--workflows 100] [--trackers 2]
         [--span 120] [--outage 30] [--json-out FILE]
 
-Two ways, one stage (tools/fault_campaign.py's Campaign: the same workflows, runner, bad client,
+Two ways, one stage (tests/faults/campaign.py's Campaign: the same workflows, runner, bad client,
 watcher and verify()):
 
 - mongomock (default): MongoDB cannot be installed on every machine, and mongomock lives in one
   process, so the trackers run in THIS process: st2bridge.tracker.daemon.Tracker objects (the
   daemon's own poller, callback listener and heartbeat, in eventlet green threads as in the
   daemon), each over a MongoStore on one shared mongomock client seen through
-  tools/mongo_fault_hook.py's FaultyClient (connection refused for the outage; see there). The
+  tests/faults/mongo_fault_hook.py's FaultyClient (connection refused for the outage; see there). The
   runner, the watcher and verify() use the client directly.
 - a real server (ST2BRIDGE_TEST_MONGO_URL=mongodb://127.0.0.1:PORT/..., local only): tracker
-  PROCESSES reach it through a TCP relay (tools/tcp_relay.py) that is cut for the outage (refused
+  PROCESSES reach it through a TCP relay (tests/support/tcp_relay.py) that is cut for the outage (refused
   connections, open ones closed); a database of its own, dropped at the end. (Not run yet: no
   MongoDB server could be installed where this was written.)
 
@@ -30,8 +30,6 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 REAL_URL = os.environ.get("ST2BRIDGE_TEST_MONGO_URL")
 
 if not REAL_URL:
@@ -52,18 +50,19 @@ import uuid  # noqa: E402
 
 from pymongo import errors as mongo_errors  # noqa: E402
 
-import fault_campaign as fc  # noqa: E402
-from mongo_fault_hook import FaultyClient, Outage  # noqa: E402
-from tcp_relay import Relay  # noqa: E402
 from st2bridge import app, config  # noqa: E402
 from st2bridge import status as st  # noqa: E402
 from st2bridge.store.mongo import MongoStore  # noqa: E402
+from tests.faults import campaign as fc  # noqa: E402
+from tests.faults.mongo_fault_hook import FaultyClient, Outage  # noqa: E402
+from tests.support.tcp_relay import Relay  # noqa: E402
 
 TERMINAL_EVENTS = {"WORKFLOW_SUCCEEDED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED"}
 BAD_MARK = "campaign_bad_client"  # an extra key in the bad client's bodies (the bridge ignores it)
 
 
-# -- trackers in this process (mongomock) -----------------------------------------------------------
+# -- trackers in this process (mongomock)
+# -----------------------------------------------------------
 
 
 class InProcessTracker:
@@ -120,7 +119,8 @@ class InProcessTracker:
         return "still draining" if self.thread.is_alive() else self.code
 
 
-# -- the stage ---------------------------------------------------------------------------------------
+# -- the stage
+# ---------------------------------------------------------------------------------------
 
 
 class MongoStage(fc.Campaign):

@@ -1,0 +1,173 @@
+"""An in-memory stand-in for MistralClient, for unit tests only.
+
+It keeps workflows, executions and tasks in dicts and lets a test move an
+execution through states. The real engine is exercised by tests/integration.
+"""
+
+import itertools
+
+from st2bridge import errors
+
+_clock = itertools.count(1)
+
+
+def _stamp():
+    # Mistral's one-second-resolution timestamps; a counter keeps them distinct.
+    n = next(_clock)
+    return "2026-11-21 12:%02d:%02d" % (n // 60 % 60, n % 60)
+
+
+class FakeEngine:
+    def __init__(self, clock=None):
+        # With a clock, updated_at follows it (one-second resolution, like
+        # Mistral); without one, a counter keeps timestamps distinct.
+        self.clock = clock
+        self.workflows = {}
+        self.executions = {}
+        self.tasks = {}  # execution id -> list of task dicts
+        self.calls = []
+        self.fail_next = []  # exceptions raised by the next calls, in order
+
+    def _call(self, name, *args):
+        self.calls.append((name,) + args)
+        if self.fail_next:
+            exc = self.fail_next.pop(0)
+            if exc is not None:
+                raise exc
+
+    # -- workflows
+    def get_workflow(self, name):
+        self._call("get_workflow", name)
+        if name not in self.workflows:
+            raise errors.EngineNotFound("workflow %s not found" % name, 404)
+        return self.workflows[name]
+
+    def _put(self, text):
+        import yaml
+
+        doc = yaml.safe_load(text)
+        names = [k for k in doc if k not in ("version", "name", "description", "tags")]
+        for n in names:
+            self.workflows[n] = {"name": n, "definition": text}
+        return [self.workflows[n] for n in names]
+
+    def create_workflows(self, text):
+        self._call("create_workflows", text)
+        import yaml
+
+        doc = yaml.safe_load(text)
+        if any(k in self.workflows for k in doc if k != "version"):
+            raise errors.EngineConflict("duplicate workflow", 409)
+        return self._put(text)
+
+    def update_workflows(self, text):
+        self._call("update_workflows", text)
+        return self._put(text)
+
+    # -- executions
+    def start_execution(
+        self, workflow_name, input=None, *, execution_id, params=None, description=""
+    ):
+        self._call("start_execution", workflow_name, execution_id)
+        if workflow_name not in self.workflows:
+            raise errors.EngineBadRequest("workflow %s not found" % workflow_name, 400)
+        if execution_id not in self.executions:
+            self.executions[execution_id] = {
+                "id": execution_id,
+                "workflow_name": workflow_name,
+                "state": "RUNNING",
+                "state_info": None,
+                "input": input or {},
+                "output": {},
+                "params": params,
+                "updated_at": self._stamp(),
+            }
+            self.tasks[execution_id] = []
+        return dict(self.executions[execution_id])
+
+    def get_execution(self, execution_id, fields=None):
+        self._call("get_execution", execution_id, tuple(fields or ()))
+        if execution_id not in self.executions:
+            raise errors.EngineNotFound("execution %s not found" % execution_id, 404)
+        ex = self.executions[execution_id]
+        return {k: ex.get(k) for k in fields} if fields else dict(ex)
+
+    def list_executions(self, fields=None, updated_at=None, nulls=None, **filters):
+        self._call("list_executions", updated_at)
+        since = updated_at.split(":", 1)[1] if updated_at else ""
+        return [
+            {k: ex.get(k) for k in fields} if fields else dict(ex)
+            for ex in self.executions.values()
+            if ex["updated_at"] >= since
+        ]
+
+    def list_tasks(self, execution_id, fields=None):
+        self._call("list_tasks", execution_id)
+        return [dict(t) for t in self.tasks.get(execution_id, [])]
+
+    def update_execution_state(self, execution_id, state, state_info=None):
+        """Like Mistral: pause/resume/cancel a live execution; a finished one
+        answers 400. (No sub-workflows here: Mistral cascades on its own.)"""
+        self._call("update_execution_state", execution_id, state)
+        if execution_id not in self.executions:
+            raise errors.EngineNotFound("execution %s not found" % execution_id, 404)
+        ex = self.executions[execution_id]
+        if ex["state"] in ("SUCCESS", "ERROR", "CANCELLED"):
+            raise errors.EngineBadRequest(
+                "Can't change state from %s to %s" % (ex["state"], state), 400
+            )
+        if not (state == "RUNNING" and ex["state"] != "PAUSED"):
+            self.set_state(execution_id, state, state_info=state_info)
+        return dict(ex)
+
+    def get_task(self, task_id):
+        self._call("get_task", task_id)
+        for tasks in self.tasks.values():
+            for task in tasks:
+                if task["id"] == task_id:
+                    return dict(task)
+        raise errors.EngineNotFound("task %s not found" % task_id, 404)
+
+    def rerun_task(self, task_id, reset=True):
+        self._call("rerun_task", task_id, reset)
+        task = next((t for ts in self.tasks.values() for t in ts if t["id"] == task_id), None)
+        if task is None:
+            raise errors.EngineNotFound("task %s not found" % task_id, 404)
+        if task["state"] != "ERROR":
+            raise errors.EngineBadRequest("The current task execution must be in ERROR", 400)
+        task.update(state="RUNNING", updated_at=self._stamp())
+        self.set_state(task["workflow_execution_id"], "RUNNING")
+        return dict(task)
+
+    # -- test controls
+    def set_state(self, execution_id, state, output=None, state_info=None):
+        ex = self.executions[execution_id]
+        ex.update(state=state, updated_at=self._stamp(), state_info=state_info)
+        if output is not None:
+            ex["output"] = output
+
+    def add_task(self, execution_id, name, state):
+        self.tasks[execution_id].append(
+            {
+                "id": "%s-%s" % (execution_id, name),
+                "name": name,
+                "state": state,
+                "workflow_execution_id": execution_id,
+                "state_info": None,
+                "type": "ACTION",
+                "created_at": self._stamp(),
+                "updated_at": self._stamp(),
+                "started_at": None,
+                "finished_at": None,
+            }
+        )
+
+    def _stamp(self):
+        if self.clock is None:
+            return _stamp()
+        import time
+
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.clock()))
+
+    def count(self, name):
+        return sum(1 for c in self.calls if c[0] == name)
