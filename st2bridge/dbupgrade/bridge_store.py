@@ -19,6 +19,7 @@ import urllib.parse
 import uuid
 
 from st2bridge import errors
+from st2bridge.store import sqlite_sql
 from st2bridge.store.base import Store
 
 LATEST = Store.SCHEMA_VERSION
@@ -61,6 +62,11 @@ SQLITE_STEPS = {
             "UPDATE executions SET doc = json_remove(doc, '$.tasks')",
         ],
     ),
+    4: (
+        "the platform's side: idempotency keys, the change log, API keys and the "
+        "notification outbox",
+        ["ALTER TABLE executions ADD COLUMN idempotency_key TEXT"] + sqlite_sql.SCHEMA_V4,
+    ),
 }
 
 
@@ -91,7 +97,18 @@ MONGO_STEPS = {
         "updates one task in place)",
         lambda db: None,
     ),
+    4: (
+        "the platform's side: indexes of idempotency keys, labels, the change log, API keys "
+        "and the notification outbox",
+        lambda db: _mongo_v4(db),
+    ),
 }
+
+
+def _mongo_v4(db):
+    from st2bridge.store.mongo import create_v4_indexes
+
+    create_v4_indexes(db)
 
 
 # -- locating the store -------------------------------------------------------

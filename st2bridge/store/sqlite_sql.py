@@ -10,13 +10,14 @@ from st2bridge.errors import NotFound
 from st2bridge.store import TERMINAL
 from st2bridge.store.base import INDEXED_FIELDS
 
+# (idempotency_key is written as version 4's ALTER TABLE leaves it in a migrated store.)
 SCHEMA = """
 CREATE TABLE executions (
     id TEXT PRIMARY KEY, engine_execution_id TEXT, status TEXT, workflow_name TEXT,
     created_at REAL, tracked INTEGER NOT NULL DEFAULT 0, next_poll_at REAL,
     lease_owner TEXT, lease_expires_at REAL,
     doc TEXT NOT NULL
-);
+, idempotency_key TEXT);
 CREATE UNIQUE INDEX ix_executions_engine_execution_id ON executions (engine_execution_id);
 CREATE INDEX ix_executions_status ON executions (status);
 CREATE INDEX ix_executions_created_at ON executions (created_at);
@@ -30,6 +31,36 @@ CREATE TABLE tasks (execution_id TEXT NOT NULL, idx INTEGER NOT NULL, task_id TE
                     doc TEXT NOT NULL, PRIMARY KEY (execution_id, idx)) WITHOUT ROWID;
 CREATE INDEX ix_tasks_execution_id_task_id ON tasks (execution_id, task_id);
 """
+
+# Version 4 (the platform's side): what SCHEMA adds, also run by db-upgrade's step.
+SCHEMA_V4 = [
+    "CREATE UNIQUE INDEX ix_executions_idempotency_key ON executions (idempotency_key)",
+    "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,"
+    " execution_id TEXT NOT NULL, doc TEXT NOT NULL)",
+    "CREATE INDEX ix_changes_at ON changes (at)",
+    "CREATE TABLE cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
+    "CREATE TABLE api_keys (name TEXT PRIMARY KEY, key_hash TEXT NOT NULL, doc TEXT NOT NULL)",
+    "CREATE UNIQUE INDEX ix_api_keys_key_hash ON api_keys (key_hash)",
+    "CREATE TABLE notifications (id TEXT PRIMARY KEY, execution_id TEXT NOT NULL,"
+    " sink TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL, next_attempt_at REAL,"
+    " lease_owner TEXT, lease_expires_at REAL, created_at REAL, doc TEXT NOT NULL)",
+    "CREATE INDEX ix_notifications_due ON notifications (status, next_attempt_at)",
+    "CREATE INDEX ix_notifications_order ON notifications (execution_id, sink, seq)",
+    "CREATE INDEX ix_notifications_created_at ON notifications (created_at)",
+]
+SCHEMA += ";\n".join(SCHEMA_V4) + ";\n"
+
+NOTIFICATION_COLUMNS = (
+    "id",
+    "execution_id",
+    "sink",
+    "seq",
+    "status",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_expires_at",
+    "created_at",
+)
 
 COLUMNS = ", ".join(INDEXED_FIELDS)
 ACTIVE = "COALESCE(status, '') NOT IN (%s)" % ", ".join("'%s'" % s for s in TERMINAL)
@@ -49,6 +80,14 @@ NEXT_DUE = (
     "INDEXED BY ix_executions_lease_owner WHERE lease_owner IS NOT NULL AND "
     "lease_expires_at IS NOT NULL AND tracked = 1 AND next_poll_at IS NOT NULL AND " + ACTIVE + ")"
 )
+
+
+def append_change(conn, entry):
+    """Add one change-log entry in the caller's transaction; its seq."""
+    return conn.execute(
+        "INSERT INTO changes (at, execution_id, doc) VALUES (?, ?, ?)",
+        (entry["at"], entry["execution_id"], dumps(entry)),
+    ).lastrowid
 
 
 def dumps(value):
@@ -135,6 +174,11 @@ def transaction(conn):
 
 def fetch(conn, table, id_):
     row = conn.execute("SELECT doc FROM %s WHERE id = ?" % table, (id_,)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def fetch_by(conn, table, column, value):
+    row = conn.execute("SELECT doc FROM %s WHERE %s = ?" % (table, column), (value,)).fetchone()
     return None if row is None else json.loads(row[0])
 
 
