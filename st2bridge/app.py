@@ -17,14 +17,16 @@ def setup_logging(conf, stream=None, quiet=False, component=logs.TRACKER):
     return logs.setup(conf, component, stream=stream or sys.stderr, quiet=quiet, strict=not quiet)
 
 
-def build_engine(conf, retry=True):
+def build_engine(conf, retry=True, stop_max_msec=None):
     """The engine client. `retry=False` for callers that back off on their own
-    (the tracker reschedules a failed poll instead of blocking a green thread)."""
+    (the tracker reschedules a failed poll instead of blocking a green thread);
+    `stop_max_msec` bounds the retries of callers someone waits on (the API)."""
     e = conf.engine
+    budget = e.retry_stop_max_msec if stop_max_msec is None else stop_max_msec
     policy = RetryPolicy(
         exp_msec=e.retry_exp_msec,
         exp_max_msec=e.retry_exp_max_msec,
-        stop_max_msec=e.retry_stop_max_msec if retry else 0,
+        stop_max_msec=budget if retry else 0,
     )
     verify = False if e.insecure else (e.cacert or True)
     return MistralClient(

@@ -12,7 +12,15 @@ import time
 
 from st2bridge import __version__, app, config, errors, workflow
 from st2bridge import status as st
-from st2bridge.cli import collect, dbupgrade, executions, output, services
+from st2bridge.cli import (
+    apikeys,
+    collect,
+    dbupgrade,
+    executions,
+    notifications,
+    output,
+    services,
+)
 
 
 def build_parser():
@@ -69,6 +77,8 @@ def build_parser():
 
     dbupgrade.add_parser(commands)
     collect.add_parser(commands)
+    apikeys.add_parser(commands)
+    notifications.add_parser(commands)
     return parser
 
 

@@ -41,6 +41,9 @@ def execution_view(record):
         "created_at": iso(record.get("created_at")),
         "updated_at": iso(record.get("updated_at")),
         "ended_at": iso(record.get("ended_at")),
+        "labels": record.get("labels") or {},
+        "namespace": record.get("namespace") or "",
+        "started_by": record.get("started_by"),
     }
 
 

@@ -1,0 +1,138 @@
+"""Starting an execution for the API: the one place that calls the Runner.
+
+Today's Runner.start takes a parsed workflow file, an input and a timeout.
+What the API adds is passed around it, thinly, so that switching to the
+reworked Runner (branch `runner`: name or definition text, env, namespace,
+task, idempotency key) is a change to this module alone:
+  * the record's extra fields (labels, started_by, notify, idempotency_key,
+    namespace) are added by a store wrapper at create_execution;
+  * env and the reverse workflow's task go into the submit's params through
+    an engine wrapper;
+  * a workflow started by name is read from the engine (cached like the
+    Runner's own definitions) and handed over as a file.
+"""
+
+import copy
+import dataclasses
+import time
+
+from st2bridge import errors, workflow
+
+# The keys the bridge itself puts into params.env (they win over a user's).
+BRIDGE_ENV_KEYS = ("st2bridge_execution_id",)
+
+
+@dataclasses.dataclass
+class StartRequest:
+    workflow: str | None = None
+    definition: str | None = None
+    input: dict = dataclasses.field(default_factory=dict)
+    env: dict = dataclasses.field(default_factory=dict)
+    namespace: str = ""
+    labels: dict = dataclasses.field(default_factory=dict)
+    task: str | None = None
+    timeout: float | None = None
+    notify: list = dataclasses.field(default_factory=list)
+    idempotency_key: str | None = None
+    started_by: str | None = None
+
+
+class Starter:
+    def __init__(self, runner, *, definition_cache_seconds=60.0, clock=time.time):
+        self.runner = runner
+        self.clock = clock
+        self.definition_cache_seconds = definition_cache_seconds
+        self._by_name = {}  # workflow name -> (definition text, when read)
+
+    def start(self, request: StartRequest):
+        """Register (when given a definition), record and submit. Returns
+        (record, warning): warning is None, or says why a recorded execution
+        is not confirmed by the engine yet (a tracker submits it)."""
+        if request.namespace:
+            raise errors.InputError(
+                "namespace %r: this bridge starts workflows in the default namespace only "
+                "(namespaces come with the runner rework, issue 13)" % request.namespace
+            )
+        wf_file, name = self._definition(request)
+        extras = {
+            "labels": dict(request.labels),
+            "namespace": request.namespace or None,
+            "started_by": request.started_by,
+            "notify": [dict(sink) for sink in request.notify],
+            "idempotency_key": request.idempotency_key,
+        }
+        runner = copy.copy(self.runner)  # shares the definition cache
+        runner.store = _RecordExtras(self.runner.store, extras)
+        runner.engine = _SubmitParams(self.runner.engine, request.env, request.task)
+        try:
+            record = runner.start(wf_file, name, request.input, timeout=request.timeout)
+        except (errors.EngineUnavailable, errors.EngineServerError) as exc:
+            if runner.store.created is None:
+                raise  # nothing recorded: nothing will run
+            # Recorded, the submit's outcome unknown: a tracker submits it with
+            # the same engine id. Reporting a failure would make callers retry.
+            return self.runner.store.get_execution(runner.store.created), " ".join(str(exc).split())
+        record.update(extras)
+        return record, None
+
+    def _definition(self, request):
+        if request.definition is not None:
+            wf_file = workflow.parse(request.definition, "the definition")
+            if request.workflow is None and len(wf_file.workflows) > 1:
+                raise errors.InputError(
+                    'the definition defines several workflows (%s): choose one with "workflow"'
+                    % ", ".join(sorted(wf_file.workflows))
+                )
+            return wf_file, workflow.pick(wf_file, request.workflow)
+        text = self._registered_text(request.workflow)
+        wf_file = workflow.parse(text, "workflow %s in the engine" % request.workflow)
+        return wf_file, workflow.pick(wf_file, request.workflow)
+
+    def _registered_text(self, name):
+        now = self.clock()
+        cached = self._by_name.get(name)
+        if cached and now - cached[1] < self.definition_cache_seconds:
+            return cached[0]
+        try:
+            text = self.runner.engine.get_workflow(name).get("definition") or ""
+        except errors.EngineNotFound:
+            raise errors.NotFound("the engine has no workflow %s" % name) from None
+        self._by_name[name] = (text, now)
+        return text
+
+
+class _RecordExtras:
+    """The store, with the API's fields added to the record it creates."""
+
+    def __init__(self, store, extras):
+        self._store, self._extras = store, extras
+        self.created = None  # the id of the record it created
+
+    def create_execution(self, record):
+        stored = self._store.create_execution(dict(record, **self._extras))
+        self.created = stored["id"]
+        return stored
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+class _SubmitParams:
+    """The engine client, with the user's env and task in the submit's params."""
+
+    def __init__(self, engine, env, task):
+        self._engine, self._env, self._task = engine, dict(env or {}), task
+
+    def start_execution(self, workflow_name, input=None, *, execution_id, params=None, **kw):
+        params = dict(params or {})
+        env = dict(self._env)
+        env.update(params.get("env") or {})
+        params["env"] = env
+        if self._task:
+            params["task_name"] = self._task
+        return self._engine.start_execution(
+            workflow_name, input, execution_id=execution_id, params=params, **kw
+        )
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
