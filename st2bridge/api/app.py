@@ -45,6 +45,10 @@ ID = r"([A-Za-z0-9][A-Za-z0-9_.-]{0,127})"
 
 
 class HttpError(errors.BridgeError):
+    """A request the HTTP layer refuses (framing, size): the CLI's usage code."""
+
+    exit_code = errors.EXIT_USAGE
+
     def __init__(self, status, message, headers=()):
         super().__init__(message)
         self.status = status
@@ -114,7 +118,9 @@ class Request:
         except UnicodeDecodeError:
             raise errors.InputError("the request body is not UTF-8") from None
         except RecursionError:
-            raise errors.InputError("the request body is nested too deeply") from None
+            raise errors.InputError(
+                "the request body is not valid JSON: nested too deeply"
+            ) from None
         except ValueError as exc:
             raise errors.InputError("the request body is not valid JSON: %s" % exc) from None
         if not isinstance(value, dict):

@@ -7,7 +7,7 @@ import re
 import time
 import urllib.parse
 
-from st2bridge import control, errors, errortree, lookup
+from st2bridge import control, errors, errortree, lookup, workflow
 from st2bridge import status as st
 from st2bridge.api.starter import StartRequest
 from st2bridge.cli import executions as cli_executions
@@ -83,7 +83,13 @@ class ExecutionHandlers:
         return 201, record_view(record), location
 
     def _replay(self, existing, start):
-        if start.workflow and start.workflow != existing["workflow_name"]:
+        wanted = start.workflow
+        if wanted is None and start.definition is not None:
+            try:
+                wanted = workflow.pick(workflow.parse(start.definition, "the definition"))
+            except errors.InputError:
+                wanted = None  # several workflows: the start itself would have said so
+        if wanted and wanted != existing["workflow_name"]:
             raise errors.Conflict(
                 "Idempotency-Key %s was used for execution %s of workflow %s"
                 % (start.idempotency_key, existing["id"], existing["workflow_name"])
