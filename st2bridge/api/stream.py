@@ -114,7 +114,10 @@ class ChangeFeed:
             self._cond.notify_all()
 
     def pruned_before(self, seq):
-        """Whether entries after `seq` are gone from the store already."""
+        """Whether entries after `seq` are gone (from memory and the store)."""
+        with self._cond:
+            if self._seqs and self._seqs[0] <= seq + 1:
+                return False
         first = self.store.read_changes(0, limit=1)
         return bool(first) and first[0]["seq"] > seq + 1
 
@@ -135,24 +138,20 @@ def format_event(entry):
 
 
 def events(feed, last_id=None, execution_id=None, keepalive=15.0):
-    """The SSE byte chunks of one subscriber (a generator the server drains)."""
+    """The SSE byte chunks of one subscriber (an iterator the server drains).
+    Its position is taken now, not when the server starts reading it."""
+    cursor = feed.cursor if last_id is None else last_id
+    reset = last_id is not None and feed.pruned_before(last_id)
+    return _events(feed, cursor, reset, execution_id, keepalive)
+
+
+def _events(feed, cursor, reset, execution_id, keepalive):
     feed.subscribers += 1
     try:
         yield b"retry: 1000\n\n"
-        if last_id is None:
-            cursor = feed.cursor
-        else:
-            cursor = last_id
-            if feed.pruned_before(last_id):
-                yield (
-                    "event: reset\ndata: %s\n\n"
-                    % json.dumps(
-                        {
-                            "reason": "events after %d are no longer kept; re-read the executions"
-                            % last_id
-                        }
-                    )
-                ).encode()
+        if reset:
+            reason = "events after %d are no longer kept; re-read the executions" % cursor
+            yield ("event: reset\ndata: %s\n\n" % json.dumps({"reason": reason})).encode()
         while not feed.stopping:
             entries = feed.after(cursor)
             if entries:
