@@ -17,7 +17,7 @@ def setup_logging(conf, stream=None, quiet=False, component=logs.TRACKER):
     return logs.setup(conf, component, stream=stream or sys.stderr, quiet=quiet, strict=not quiet)
 
 
-def build_engine(conf, retry=True, stop_max_msec=None):
+def build_engine(conf, retry=True, stop_max_msec=None, session=None):
     """The engine client. `retry=False` for callers that back off on their own
     (the tracker reschedules a failed poll instead of blocking a green thread);
     `stop_max_msec` bounds the retries of callers someone waits on (the API)."""
@@ -37,6 +37,7 @@ def build_engine(conf, retry=True, stop_max_msec=None):
         verify=verify,
         retry=policy,
         token_provider=auth.from_config(e, verify=verify),
+        session=session,
     )
 
 

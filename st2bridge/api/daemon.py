@@ -23,6 +23,9 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 
+import requests  # noqa: E402
+from requests.adapters import HTTPAdapter  # noqa: E402
+
 from st2bridge import app, errors, logs, registry  # noqa: E402
 from st2bridge.api import routes, server  # noqa: E402
 from st2bridge.api.metrics import ApiMetrics  # noqa: E402
@@ -33,6 +36,26 @@ from st2bridge.api.stream import ChangeFeed  # noqa: E402
 NAME = logs.API
 LOG = logging.getLogger("st2bridge.api")
 PRUNE_EVERY = 60.0
+
+
+# Environment variables requests reads on every request when trust_env is on.
+REQUESTS_ENV = ("proxy", "ca_bundle", "netrc")
+
+
+def http_session(pool_size):
+    """A session for many concurrent requests: a pool as large as the
+    requests in flight. requests reads the environment (proxies, CA bundle,
+    .netrc) on every request, a millisecond each; when none of it is set
+    that is skipped (when some is, it is kept, and correct)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    if not any(
+        word in name.lower() for name in os.environ for word in REQUESTS_ENV
+    ) and not os.path.exists(os.path.expanduser("~/.netrc")):
+        session.trust_env = False
+    return session
 
 
 class ApiDaemon:
@@ -60,6 +83,7 @@ class ApiDaemon:
             lease_seconds=n.lease_seconds,
             spawn=self.deliveries.submit,
             clock=clock,
+            session=http_session(64),
         )
         self._news = threading.Event()
         self.feed.listeners.append(self._news.set)
@@ -225,7 +249,11 @@ def main(argv=None):
         conf = config.load(argv, prog=NAME)
         app.setup_logging(conf, component=NAME)
         store = app.build_store(conf)
-        engine = app.build_engine(conf, stop_max_msec=int(conf.api.engine_retry_seconds * 1000))
+        engine = app.build_engine(
+            conf,
+            stop_max_msec=int(conf.api.engine_retry_seconds * 1000),
+            session=http_session(conf.api.max_connections),
+        )
     except errors.BridgeError as exc:
         print("%s: error: %s" % (NAME, " ".join(str(exc).split())), file=sys.stderr)
         return exc.exit_code

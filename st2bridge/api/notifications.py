@@ -119,10 +119,11 @@ class Notifier:
             rows = []
             for entry in entries:
                 rows += self.notifications_for(entry)
-            if rows:
-                made += len(self.store.add_notifications(rows))
+            with self.store.transaction():  # one commit for both
+                if rows:
+                    made += len(self.store.add_notifications(rows))
+                self.store.advance_cursor(CURSOR, entries[-1]["seq"])
             self.cursor = entries[-1]["seq"]
-            self.store.advance_cursor(CURSOR, self.cursor)
         return made
 
     def notifications_for(self, entry):

@@ -20,6 +20,7 @@ from st2bridge import errors, workflow
 
 # The keys the bridge itself puts into params.env (they win over a user's).
 BRIDGE_ENV_KEYS = ("st2bridge_execution_id",)
+PARSED_CACHE = 256
 
 
 @dataclasses.dataclass
@@ -42,7 +43,8 @@ class Starter:
         self.runner = runner
         self.clock = clock
         self.definition_cache_seconds = definition_cache_seconds
-        self._by_name = {}  # workflow name -> (definition text, when read)
+        self._by_name = {}  # workflow name -> (parsed file, when read)
+        self._parsed = {}  # definition text -> parsed file (a platform sends the same ones)
 
     def start(self, request: StartRequest):
         """Register (when given a definition), record and submit. Returns
@@ -77,18 +79,29 @@ class Starter:
 
     def _definition(self, request):
         if request.definition is not None:
-            wf_file = workflow.parse(request.definition, "the definition")
+            wf_file = self._parse(request.definition)
             if request.workflow is None and len(wf_file.workflows) > 1:
                 raise errors.InputError(
                     'the definition defines several workflows (%s): choose one with "workflow"'
                     % ", ".join(sorted(wf_file.workflows))
                 )
             return wf_file, workflow.pick(wf_file, request.workflow)
-        text = self._registered_text(request.workflow)
-        wf_file = workflow.parse(text, "workflow %s in the engine" % request.workflow)
+        wf_file = self._registered(request.workflow)
         return wf_file, workflow.pick(wf_file, request.workflow)
 
-    def _registered_text(self, name):
+    def _parse(self, text):
+        """Parsed once per distinct text (parsing YAML costs more than a start)."""
+        wf_file = self._parsed.get(text)
+        if wf_file is None:
+            wf_file = workflow.parse(text, "the definition")
+            if len(self._parsed) >= PARSED_CACHE:
+                self._parsed.clear()
+            self._parsed[text] = wf_file
+        return wf_file
+
+    def _registered(self, name):
+        """A registered workflow's definition, read from the engine at most
+        once per definition_cache_seconds (like the Runner's own cache)."""
         now = self.clock()
         cached = self._by_name.get(name)
         if cached and now - cached[1] < self.definition_cache_seconds:
@@ -97,8 +110,9 @@ class Starter:
             text = self.runner.engine.get_workflow(name).get("definition") or ""
         except errors.EngineNotFound:
             raise errors.NotFound("the engine has no workflow %s" % name) from None
-        self._by_name[name] = (text, now)
-        return text
+        wf_file = workflow.parse(text, "workflow %s in the engine" % name)
+        self._by_name[name] = (wf_file, now)
+        return wf_file
 
 
 class _RecordExtras:
