@@ -12,9 +12,19 @@ STREAM_PARAMS = {"execution", "last_event_id"}
 
 
 def build(
-    store, engine, starter, feed, *, metrics=None, max_body=1048576, keepalive=15.0, clock=time.time
+    store,
+    engine,
+    starter,
+    feed,
+    *,
+    metrics=None,
+    max_body=1048576,
+    keepalive=15.0,
+    clock=time.time,
+    extra_routes=(),
 ):
-    """The WSGI application."""
+    """The WSGI application. `extra_routes`: more Route objects (the event
+    endpoints of the alarms work), authenticated the same way."""
     ex = ExecutionHandlers(store, engine, starter, clock=clock)
     document = openapi.document()
 
@@ -74,6 +84,6 @@ def build(
         Route("POST", "/v1/tasks/" + ID + "/rerun", ex.rerun, write=True),
         Route("GET", "/v1/stream", events),
         Route("GET", "/metrics", prometheus),
-    ]
+    ] + list(extra_routes)
     observers = [metrics.observe_request] if metrics is not None else []
     return make_app(store, routes, max_body=max_body, observers=observers)
