@@ -31,7 +31,7 @@ from st2bridge.api import routes, server  # noqa: E402
 from st2bridge.api.metrics import ApiMetrics  # noqa: E402
 from st2bridge.api.notifications import CURSOR, Notifier  # noqa: E402
 from st2bridge.api.starter import Starter  # noqa: E402
-from st2bridge.api.stream import ChangeFeed  # noqa: E402
+from st2bridge.api.stream import LogFollower  # noqa: E402
 
 NAME = logs.API
 LOG = logging.getLogger("st2bridge.api")
@@ -68,7 +68,7 @@ class ApiDaemon:
         self.stopping = False
         self.loops = green.GreenExecutor(8)
         self.deliveries = green.GreenExecutor(64)
-        self.feed = ChangeFeed(store, clock=clock)
+        self.feed = LogFollower(store, clock=clock)
         n = conf.notify
         self.notifier = Notifier(
             store,

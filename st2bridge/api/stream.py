@@ -1,7 +1,7 @@
-"""The change feed: one reader of the store's change log per process, and the
+"""The log follower: one reader of the store's change log per process, and the
 Server-Sent Events stream that fans it out.
 
-`ChangeFeed.poll()` reads the entries after its cursor (a cheap indexed
+`LogFollower.poll()` reads the entries after its cursor (a cheap indexed
 query; `[api] poll_interval` apart) and wakes every waiter. The cursor only
 passes a gap in seq once the entry after it is older than `gap_wait`: in
 MongoDB an entry is numbered before it is written, so a young gap is one
@@ -41,7 +41,7 @@ def settled(entries, cursor, now, gap_wait):
     return out
 
 
-class ChangeFeed:
+class LogFollower:
     def __init__(self, store, *, buffer_size=20000, gap_wait=1.0, clock=time.time):
         self.store = store
         self.buffer_size = buffer_size

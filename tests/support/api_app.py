@@ -9,7 +9,7 @@ import urllib.parse
 
 from st2bridge.api import auth, routes
 from st2bridge.api.starter import Starter
-from st2bridge.api.stream import ChangeFeed
+from st2bridge.api.stream import LogFollower
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.runner import Runner
 from st2bridge.store.sqlite import SqliteStore
@@ -43,7 +43,7 @@ class ApiHarness:
         )
         self.runner = Runner(self.engine, self.store, mode="poll", definition_cache_seconds=60)
         self.starter = Starter(self.runner, definition_cache_seconds=60)
-        self.feed = ChangeFeed(self.store).start()
+        self.feed = LogFollower(self.store).start()
         self.app = routes.build(self.store, self.engine, self.starter, self.feed, keepalive=0.2)
         self.key, _ = auth.create(self.store, "rw", False, time.time())
         self.ro_key, _ = auth.create(self.store, "ro", True, time.time())

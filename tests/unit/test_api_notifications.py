@@ -9,7 +9,7 @@ import pytest
 from st2bridge import status as st
 from st2bridge.api import signing
 from st2bridge.api.notifications import Notifier, backoff, resend
-from st2bridge.api.stream import ChangeFeed
+from st2bridge.api.stream import LogFollower
 from st2bridge.client import verify_webhook
 from st2bridge.store.base import new_execution_record
 from st2bridge.store.sqlite import SqliteStore
@@ -49,7 +49,7 @@ def execution(store, i, sinks=(), status=st.RUNNING):
 
 
 def notifier(store, clock, **kw):
-    feed = ChangeFeed(store, clock=clock).start()
+    feed = LogFollower(store, clock=clock).start()
     kw.setdefault("retry_first", 1.0)
     kw.setdefault("retry_max", 8.0)
     kw.setdefault("deadline", 30.0)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from st2bridge import status as st
-from st2bridge.api.stream import ChangeFeed, events, settled
+from st2bridge.api.stream import LogFollower, events, settled
 from st2bridge.store.base import new_execution_record
 from st2bridge.store.sqlite import SqliteStore
 from tests.support import engine_sim
@@ -69,7 +69,7 @@ def test_settled_waits_for_a_young_gap_and_skips_an_old_one():
 
 
 def test_a_subscriber_sees_each_change_with_its_id(store):
-    feed = ChangeFeed(store).start()
+    feed = LogFollower(store).start()
     gen = events(feed, keepalive=0.05)
     assert next(gen) == b"retry: 1000\n\n"
     store.create_execution(rec(1))
@@ -89,7 +89,7 @@ def test_a_subscriber_sees_each_change_with_its_id(store):
 
 
 def test_reconnecting_with_last_event_id_gets_what_was_missed(store):
-    feed = ChangeFeed(store, buffer_size=2).start()
+    feed = LogFollower(store, buffer_size=2).start()
     store.create_execution(rec(1))
     feed.poll()
     first = feed.cursor
@@ -103,7 +103,7 @@ def test_reconnecting_with_last_event_id_gets_what_was_missed(store):
 
 
 def test_a_pruned_window_is_announced_with_a_reset(store):
-    feed = ChangeFeed(store, buffer_size=1).start()
+    feed = LogFollower(store, buffer_size=1).start()
     for i in range(3):
         store.create_execution(rec(i))
     feed.poll()
@@ -115,7 +115,7 @@ def test_a_pruned_window_is_announced_with_a_reset(store):
 
 
 def test_an_idle_stream_sends_keepalives_and_ends_on_stop(store):
-    feed = ChangeFeed(store).start()
+    feed = LogFollower(store).start()
     gen = events(feed, keepalive=0.01)
     next(gen)
     assert next(gen) == b": keepalive\n\n"
