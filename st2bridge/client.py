@@ -33,6 +33,7 @@ import requests
 from st2bridge.api import signing
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "timeout", "abandoned"})
+Records = list[dict]  # (the method Client.list hides the builtin inside the class)
 
 
 class ClientError(Exception):
@@ -158,7 +159,7 @@ class Client:
         since: str | None = None,
         limit: int = 50,
         marker: str | None = None,
-    ) -> tuple[list[dict], str | None]:
+    ) -> tuple[Records, str | None]:
         """One page, newest first, and the marker of the next (None at the end)."""
         params: list[tuple[str, str]] = []
         if status:
@@ -184,7 +185,7 @@ class Client:
             if not marker:
                 return
 
-    def tasks(self, execution_id: str) -> list[dict]:
+    def tasks(self, execution_id: str) -> Records:
         return self._call("GET", "/v1/executions/%s/tasks" % execution_id)["tasks"]
 
     def cancel(self, execution_id: str) -> dict:
@@ -216,7 +217,7 @@ class Client:
             if left is not None and left <= 0:
                 raise WaitTimeout(
                     "execution %s is still %s after %.0f s"
-                    % (execution_id, record["status"], timeout)
+                    % (execution_id, record["status"], timeout or 0.0)
                 )
             window = poll if left is None else min(poll, left)
             try:
@@ -321,7 +322,8 @@ def _error(answer) -> ClientError:
 
 
 def _parse_sse(lines) -> Iterator[Event]:
-    event, data, ident = "message", [], None
+    event, ident = "message", None
+    data: list[str] = []
     for line in lines:
         if line == "":
             if data:

@@ -78,6 +78,8 @@ class ApiHarness:
 
         chunks = self.app(self.environ(method, path, body, headers, key, raw), start_response)
         if seen["headers"].get("Content-Type", "").startswith("text/event-stream"):
+            if check:
+                openapi_check.check(method, path, seen["status"], None, "text/event-stream")
             return Answer(seen["status"], seen["headers"], chunks)
         text = b"".join(chunks)
         answer = Answer(seen["status"], seen["headers"], json.loads(text) if text else None)
