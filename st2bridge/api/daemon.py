@@ -27,15 +27,14 @@ import requests  # noqa: E402
 from requests.adapters import HTTPAdapter  # noqa: E402
 
 from st2bridge import app, errors, logs, registry  # noqa: E402
-from st2bridge.api import routes, server  # noqa: E402
+from st2bridge.api import retention, routes, server  # noqa: E402
 from st2bridge.api.metrics import ApiMetrics  # noqa: E402
-from st2bridge.api.notifications import CURSOR, Notifier  # noqa: E402
+from st2bridge.api.notifications import Notifier  # noqa: E402
 from st2bridge.api.starter import Starter  # noqa: E402
 from st2bridge.api.stream import LogFollower  # noqa: E402
 
 NAME = logs.API
 LOG = logging.getLogger("st2bridge.api")
-PRUNE_EVERY = 60.0
 
 
 # Environment variables requests reads on every request when trust_env is on.
@@ -148,25 +147,14 @@ class ApiDaemon:
         return self.conf.resultstracker.heartbeat_interval
 
     def _housekeeping(self):
-        """Heartbeat; and prune the change log past the stream window, but
-        never past what the notifier has turned into notifications."""
+        """Heartbeat; and prune the change log (st2bridge.api.retention)."""
         last_prune = 0.0
         while not self.stopping:
             self.heartbeat()
             now = self.clock()
-            if now - last_prune >= PRUNE_EVERY:
+            if now - last_prune >= retention.PRUNE_EVERY:
                 last_prune = now
-                try:
-                    pruned = self.store.prune_changes(
-                        now - self.conf.api.stream_window,
-                        keep_after_seq=self.store.get_cursor(CURSOR),
-                    )
-                    if pruned:
-                        LOG.info(
-                            "pruned %d change log entries older than the stream window", pruned
-                        )
-                except errors.StoreError as exc:
-                    LOG.warning("pruning the change log failed: %s; trying again in 60 s", exc)
+                retention.prune(self.store, self.conf, now)
             self.loops.sleep(self._beat())
 
     # -- run ------------------------------------------------------------------------

@@ -145,3 +145,24 @@ def test_the_stream_endpoint_filters_by_execution_and_resumes(tmp_path):
 
 
 WF_A = "version: '2.0'\nwf_a:\n  tasks:\n    t:\n      action: std.noop\n"
+
+
+def test_retention_keeps_what_the_notifier_has_not_expanded_until_the_deadline(store):
+    import time
+    from types import SimpleNamespace
+
+    from st2bridge.api import retention
+
+    conf = SimpleNamespace(
+        api=SimpleNamespace(stream_window=100.0), notify=SimpleNamespace(deadline_seconds=1000.0)
+    )
+    for i in range(4):
+        store.create_execution(rec(i))
+    seqs = [c["seq"] for c in store.read_changes(0)]
+    store.advance_cursor("notify", seqs[1])
+    now = time.time()
+    assert retention.prune(store, conf, now) == 0  # inside the window
+    assert retention.prune(store, conf, now + 500) == 2  # past it: the expanded ones
+    assert [c["seq"] for c in store.read_changes(0)] == seqs[2:]
+    assert retention.prune(store, conf, now + 2000) == 2  # past the deadline: all
+    assert store.read_changes(0) == []
