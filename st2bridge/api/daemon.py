@@ -37,24 +37,25 @@ NAME = logs.API
 LOG = logging.getLogger("st2bridge.api")
 
 
-# Environment variables requests reads on every request when trust_env is on.
-REQUESTS_ENV = ("proxy", "ca_bundle", "netrc")
-
-
 def http_session(pool_size):
     """A session for many concurrent requests: a pool as large as the
-    requests in flight. requests reads the environment (proxies, CA bundle,
-    .netrc) on every request, a millisecond each; when none of it is set
-    that is skipped (when some is, it is kept, and correct)."""
+    requests in flight. requests reads the whole environment (proxies, CA
+    bundle, .netrc) on every request, a millisecond each: here it is read
+    once. Where a proxy is configured that is left to requests (its no_proxy
+    rules); a CA bundle named in the environment becomes the session's."""
     session = requests.Session()
     adapter = HTTPAdapter(pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    if not any(
-        word in name.lower() for name in os.environ for word in REQUESTS_ENV
-    ) and not os.path.exists(os.path.expanduser("~/.netrc")):
+    proxied = any("proxy" in name.lower() for name in os.environ)
+    if not proxied and not os.path.exists(os.path.expanduser("~/.netrc")):
         session.trust_env = False
+        session.verify = env_ca_bundle() or True
     return session
+
+
+def env_ca_bundle():
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
 class ApiDaemon:
@@ -237,11 +238,14 @@ def main(argv=None):
         conf = config.load(argv, prog=NAME)
         app.setup_logging(conf, component=NAME)
         store = app.build_store(conf)
+        session = http_session(conf.api.max_connections)
         engine = app.build_engine(
             conf,
             stop_max_msec=int(conf.api.engine_retry_seconds * 1000),
-            session=http_session(conf.api.max_connections),
+            session=session,
         )
+        if not session.trust_env and engine.verify is True:
+            engine.verify = session.verify  # the environment's CA bundle, read once
     except errors.BridgeError as exc:
         print("%s: error: %s" % (NAME, " ".join(str(exc).split())), file=sys.stderr)
         return exc.exit_code
