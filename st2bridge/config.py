@@ -440,7 +440,7 @@ db_upgrade_opts = [
     ),
     cfg.ListOpt(
         "bridge_systemd_units",
-        default=["st2bridge-resultstracker.service"],
+        default=["st2bridge-resultstracker.service", "st2bridge-api.service"],
         help="systemd units of the bridge's daemons.",
     ),
     cfg.BoolOpt(
@@ -465,7 +465,12 @@ db_upgrade_opts = [
     ),
     cfg.ListOpt(
         "bridge_process_patterns",
-        default=["st2bridge-resultstracker", r"st2bridge\.tracker\.daemon"],
+        default=[
+            "st2bridge-resultstracker",
+            r"st2bridge\.tracker\.daemon",
+            "st2bridge-api",
+            r"st2bridge\.api\.daemon",
+        ],
         help="Regular expressions matched against process command lines "
         "to find the bridge's daemons.",
     ),
