@@ -123,7 +123,7 @@ class LogFollower:
 
 
 def event_data(entry):
-    data = {k: v for k, v in entry.items() if k not in ("written_at", "event_id")}
+    data = {k: v for k, v in entry.items() if k not in ("written_at", "event_id", "_sse")}
     data["time"] = datetime.datetime.fromtimestamp(entry["at"], datetime.timezone.utc).isoformat(
         timespec="milliseconds"
     )
@@ -131,10 +131,14 @@ def event_data(entry):
 
 
 def format_event(entry):
-    return (
-        "id: %d\nevent: %s\ndata: %s\n\n"
-        % (entry["seq"], entry["event"], json.dumps(event_data(entry), ensure_ascii=False))
-    ).encode("utf-8")
+    """The event's bytes, made once per entry however many subscribers send it."""
+    text = entry.get("_sse")
+    if text is None:
+        text = entry["_sse"] = (
+            "id: %d\nevent: %s\ndata: %s\n\n"
+            % (entry["seq"], entry["event"], json.dumps(event_data(entry), ensure_ascii=False))
+        ).encode("utf-8")
+    return text
 
 
 def events(feed, last_id=None, execution_id=None, keepalive=15.0):
