@@ -225,3 +225,34 @@ def test_list_and_count_notifications(store):
     assert store.count_notifications() == {"pending": 2, "failed": 1}
     with pytest.raises(ValueError):
         store.update_notification("1-s1", {"bogus": 1})
+
+
+def test_mongo_takes_over_entries_a_dead_writer_left_unnumbered(backend):
+    if backend.name == "sqlite":
+        pytest.skip("SQLite numbers entries in the write's own transaction")
+    store = backend.open()
+    store.create_execution(rec(id="ex-dead", status=st.RUNNING))
+    after = store.last_change_seq()
+    # The write happened (entry in the document), the writer died before numbering it.
+    store._executions.update_one(
+        {"_id": "ex-dead"},
+        {
+            "$set": {"status": st.SUCCEEDED},
+            "$push": {
+                "_changes": {
+                    "at": 1.0,
+                    "execution_id": "ex-dead",
+                    "event": "end",
+                    "status": st.SUCCEEDED,
+                    "workflow_name": None,
+                    "event_id": "dead-1",
+                }
+            },
+        },
+    )
+    got = store.read_changes(after)
+    assert [(c["execution_id"], c["event"], c["workflow_name"]) for c in got] == [
+        ("ex-dead", "end", "wf.main")
+    ]
+    assert store.read_changes(got[0]["seq"]) == []  # numbered once
+    assert "_changes" not in store.get_execution("ex-dead")
