@@ -100,6 +100,10 @@ class Request:
 
     def json(self, required=True):
         """The body as a JSON object ({} when empty and not required)."""
+        if not self.environ.get("CONTENT_LENGTH") and "chunked" in (
+            self.environ.get("HTTP_TRANSFER_ENCODING") or ""
+        ):
+            raise HttpError(411, "send the body with a Content-Length (not chunked)")
         try:
             length = int(self.environ.get("CONTENT_LENGTH") or 0)
         except ValueError:

@@ -27,7 +27,7 @@ ERRORS = {
     "404": ERROR,
     "503": ERROR,
 }
-WRITE_ERRORS = dict(ERRORS, **{"403": ERROR, "409": ERROR, "413": ERROR})
+WRITE_ERRORS = dict(ERRORS, **{"403": ERROR, "409": ERROR, "411": ERROR, "413": ERROR})
 ID_PARAM = {
     "name": "id",
     "in": "path",

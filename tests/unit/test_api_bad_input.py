@@ -88,6 +88,16 @@ CASES = [
     ),
     ("too big", "POST", "/v1/executions", b" " * 1048577, {}, "rw", 413, "over"),
     (
+        "chunked",
+        "POST",
+        "/v1/executions",
+        None,
+        {"Transfer-Encoding": "chunked"},
+        "rw",
+        411,
+        "Content-Length",
+    ),
+    (
         "idempotency key",
         "POST",
         "/v1/executions",
