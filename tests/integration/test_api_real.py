@@ -177,6 +177,12 @@ def test_start_retried_after_a_dropped_answer_one_execution_stream_and_webhook(e
     assert sent["event"] == "end" and sent["execution"]["output"] == {"greeting": "hi platform"}
     listed = env.client.list(labels={"test": "drop"})[0]
     assert [r["id"] for r in listed] == [record["id"]]
+    # the workflow is registered now: a start by its name alone
+    again = env.client.start(wf, input={"who": "by name"}, env={"origin": "test"})
+    done = env.client.wait(again["id"], timeout=60)
+    assert done["status"] == "succeeded" and done["output"] == {"greeting": "hi by name"}
+    engine_side = env.mistral.get("/executions/" + done["engine_execution_id"])
+    assert json.loads(engine_side["params"])["env"]["origin"] == "test"
 
 
 def test_kill_9_of_tracker_and_api_between_the_end_and_its_delivery(env):
