@@ -104,3 +104,44 @@ def _until_end(stream, workflow):
         yield event
         if event.event == "end" and event.data["workflow_name"] == workflow:
             return
+
+
+def test_a_taken_port_or_a_bad_config_is_one_line_and_an_exit_code(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        conf = tmp_path / "bridge.conf"
+        conf.write_text(
+            "[DEFAULT]\nstate_path = %s\n[api]\nport = %d\n" % (tmp_path, taken.getsockname()[1])
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "st2bridge.api.daemon", "--config-file", str(conf)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("st2bridge-api: error: cannot listen")
+    conf.write_text("[DEFAULT]\nstate_path = %s\n[notify]\nurls = http://x/hook\n" % tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "st2bridge.api.daemon", "--config-file", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "st2bridge-api: error: [notify] secret is required when [notify] urls is set"
+    )
+
+
+def test_sighup_reloads_and_sigterm_stops(setup):
+    setup["api"].send_signal(signal.SIGHUP)
+    client = Client(setup["url"], setup["key"])
+    assert client.health()["status"] == "ok"
+    setup["api"].send_signal(signal.SIGTERM)
+    assert setup["api"].wait(30) == 0
