@@ -33,6 +33,7 @@ import requests
 from st2bridge.api import signing
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "timeout", "abandoned"})
+KEEPALIVE = "keepalive"  # what _parse_sse makes of a comment line (never yielded by stream)
 Records = list[dict]  # (the method Client.list hides the builtin inside the class)
 
 
@@ -209,25 +210,34 @@ class Client:
 
     def wait(self, execution_id: str, timeout: float | None = None, poll: float = 5.0) -> dict:
         """Follow an execution until its record is final; the record. Listens
-        on the stream, and reads the record at least every `poll` seconds."""
+        on the stream (opened before the record is read, so an end between the
+        two is not missed), and reads the record at least every `poll` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        record = self.get(execution_id)
-        while record["status"] not in TERMINAL:
+        execution_id = self.get(execution_id)["id"]
+        while True:
             left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            window = poll if left is None else max(0.1, min(poll, left))
+            try:
+                with self._open_stream(None, execution_id, window) as answer:
+                    record = self.get(execution_id)
+                    if record["status"] in TERMINAL:
+                        return record
+                    opened = time.monotonic()
+                    for event in _parse_sse(answer.iter_lines(decode_unicode=True)):
+                        if event.event in ("end", "reset") or time.monotonic() - opened > window:
+                            break
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # read the record again below
+            except requests.exceptions.ChunkedEncodingError:
+                pass
+            record = self.get(execution_id)
+            if record["status"] in TERMINAL:
+                return record
+            if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(
                     "execution %s is still %s after %.0f s"
                     % (execution_id, record["status"], timeout or 0.0)
                 )
-            window = poll if left is None else min(poll, left)
-            try:
-                for event in self.stream(execution=record["id"], reconnect=False, idle=window):
-                    if event.event in ("end", "reset"):
-                        break
-            except ClientError:
-                time.sleep(min(1.0, window))
-            record = self.get(record["id"])
-        return record
 
     # -- the stream ------------------------------------------------------------------
 
@@ -245,26 +255,20 @@ class Client:
         `idle`: stop after that many seconds without an event."""
         last = last_event_id
         while True:
-            headers = {"Accept": "text/event-stream"}
-            if last is not None:
-                headers["Last-Event-ID"] = str(last)
-            params = {"execution": execution} if execution else None
             try:
-                with self.session.get(
-                    self.url + "/v1/stream",
-                    headers=headers,
-                    params=params,
-                    stream=True,
-                    timeout=(self.timeout, idle if idle is not None else 60.0),
-                ) as answer:
-                    if answer.status_code != 200:
-                        raise _error(answer)
+                with self._open_stream(last, execution, idle) as answer:
+                    quiet_since = time.monotonic()
                     for event in _parse_sse(answer.iter_lines(decode_unicode=True)):
+                        if event.event == KEEPALIVE:
+                            if idle is not None and time.monotonic() - quiet_since > idle:
+                                return
+                            continue
+                        quiet_since = time.monotonic()
                         if event.id is not None:
                             last = event.id
                         yield event
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if idle is not None and isinstance(exc, requests.ReadTimeout):
+                if idle is not None and _timed_out(exc):
                     return
                 if not reconnect:
                     raise Unavailable("the stream broke off: %s" % type(exc).__name__) from None
@@ -277,6 +281,23 @@ class Client:
                 continue
             if not reconnect:
                 return
+
+    def _open_stream(self, last, execution, idle):
+        headers = {"Accept": "text/event-stream"}
+        if last is not None:
+            headers["Last-Event-ID"] = str(last)
+        answer = self.session.get(
+            self.url + "/v1/stream",
+            headers=headers,
+            params={"execution": execution} if execution else None,
+            stream=True,
+            timeout=(self.timeout, idle if idle is not None else 60.0),
+        )
+        if answer.status_code != 200:
+            error = _error(answer)
+            answer.close()
+            raise error
+        return answer
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -312,6 +333,12 @@ class Client:
         raise AssertionError("unreachable")
 
 
+def _timed_out(exc: Exception) -> bool:
+    # While a streamed body is read, requests reports a read timeout as a
+    # ConnectionError wrapping urllib3's ReadTimeoutError.
+    return isinstance(exc, requests.ReadTimeout) or "timed out" in str(exc).lower()
+
+
 def _error(answer) -> ClientError:
     try:
         body = answer.json()
@@ -331,6 +358,7 @@ def _parse_sse(lines) -> Iterator[Event]:
             event, data, ident = "message", [], None
             continue
         if line.startswith(":"):
+            yield Event(None, KEEPALIVE, {})
             continue
         field, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
