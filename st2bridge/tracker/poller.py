@@ -161,10 +161,11 @@ class Poller:
     def _sync(self, records):
         started = self.clock()
         since = min(r.get("synced_at") or r["created_at"] for r in records) - self.sync_overlap
+        wanted = [r["engine_execution_id"] for r in records]
         try:
             # One listing shared by all batches: only what changed since it
             # last listed (tracker/changefeed.py).
-            listed, listed_at = self.feed.changes_since(since)
+            listed, listed_at = self.feed.changes_since(since, wanted)
         except errors.EngineError as exc:
             self._back_off_batch(records, exc, started)
             return
