@@ -63,9 +63,18 @@ SQLITE_STEPS = {
         ],
     ),
     4: (
+        "finished executions leave the due index (next_poll_at cleared): claims cost what "
+        "is active, not the whole history",
+        [
+            "UPDATE executions SET next_poll_at = NULL,"
+            " doc = json_set(doc, '$.next_poll_at', json('null'))"
+            " WHERE status IN ('abandoned', 'canceled', 'failed', 'succeeded', 'timeout')",
+        ],
+    ),
+    5: (
         "the platform's side: idempotency keys, the change log, API keys and the "
         "notification outbox",
-        ["ALTER TABLE executions ADD COLUMN idempotency_key TEXT"] + sqlite_sql.SCHEMA_V4,
+        ["ALTER TABLE executions ADD COLUMN idempotency_key TEXT"] + sqlite_sql.SCHEMA_V5,
     ),
 }
 
@@ -89,6 +98,13 @@ def _mongo_v2(db):
     db["services"].create_index([("name", 1), ("host", 1)], name="ix_name_host")
 
 
+def _mongo_v4(db):
+    db["executions"].update_many(
+        {"status": {"$in": ["abandoned", "canceled", "failed", "succeeded", "timeout"]}},
+        {"$set": {"next_poll_at": None}},
+    )
+
+
 MONGO_STEPS = {
     1: ("the executions indexes", _mongo_v1),
     2: ("index services by (name, host), the order list_services returns", _mongo_v2),
@@ -98,17 +114,22 @@ MONGO_STEPS = {
         lambda db: None,
     ),
     4: (
+        "finished executions leave the due index (next_poll_at cleared): claims cost what "
+        "is active, not the whole history",
+        _mongo_v4,
+    ),
+    5: (
         "the platform's side: indexes of idempotency keys, labels, the change log, API keys "
         "and the notification outbox",
-        lambda db: _mongo_v4(db),
+        lambda db: _mongo_v5(db),
     ),
 }
 
 
-def _mongo_v4(db):
-    from st2bridge.store.mongo import create_v4_indexes
+def _mongo_v5(db):
+    from st2bridge.store.mongo import create_v5_indexes
 
-    create_v4_indexes(db)
+    create_v5_indexes(db)
 
 
 # -- locating the store -------------------------------------------------------

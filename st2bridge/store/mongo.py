@@ -111,6 +111,8 @@ def _label_pairs(labels):
 
 def _execution_set(changes):
     update = _encode(changes, _EXECUTION_PAYLOAD)
+    if update.get("idempotency_key", "") is None:
+        del update["idempotency_key"]  # never stored as null: the unique index is sparse
     if "labels" in changes:
         update["_label_pairs"] = _label_pairs(changes["labels"])
     return update
@@ -254,7 +256,7 @@ class MongoStore(Store):
             partialFilterExpression={"engine_execution_id": {"$type": "string"}},
         )
         self._services.create_index([("name", 1), ("host", 1)], name="ix_name_host")
-        create_v4_indexes(self._db)
+        create_v5_indexes(self._db)
 
     def _recorded_version(self):
         doc = self._meta.find_one({"_id": "schema_version"})
@@ -297,8 +299,6 @@ class MongoStore(Store):
         record = prepare_execution(record)
         doc = _execution_set(record)
         doc["_id"] = doc.pop("id", record["id"])
-        if record.get("idempotency_key") is None:
-            doc.pop("idempotency_key", None)  # the unique index is on strings only
         created = created_event(record)
         doc["_changes"] = [dict(created, event_id=uuid.uuid4().hex)]
         try:
@@ -823,13 +823,11 @@ class MongoStore(Store):
         return "MongoStore(%r)" % self._where
 
 
-def create_v4_indexes(db):
-    """The indexes of schema version 4 (also db-upgrade's step 4)."""
+def create_v5_indexes(db):
+    """The indexes of schema version 5 (also db-upgrade's step 5)."""
+    # Sparse: records without a key never store the field (see _execution_set).
     db["executions"].create_index(
-        "idempotency_key",
-        name="ix_idempotency_key",
-        unique=True,
-        partialFilterExpression={"idempotency_key": {"$type": "string"}},
+        "idempotency_key", name="ix_idempotency_key", unique=True, sparse=True
     )
     db["executions"].create_index("_label_pairs", name="ix_label_pairs")
     db["executions"].create_index("_changes.at", name="ix_unnumbered_changes", sparse=True)

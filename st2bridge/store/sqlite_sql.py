@@ -10,7 +10,7 @@ from st2bridge.errors import NotFound
 from st2bridge.store import TERMINAL
 from st2bridge.store.base import INDEXED_FIELDS
 
-# (idempotency_key is written as version 4's ALTER TABLE leaves it in a migrated store.)
+# (idempotency_key is written as version 5's ALTER TABLE leaves it in a migrated store.)
 SCHEMA = """
 CREATE TABLE executions (
     id TEXT PRIMARY KEY, engine_execution_id TEXT, status TEXT, workflow_name TEXT,
@@ -32,8 +32,8 @@ CREATE TABLE tasks (execution_id TEXT NOT NULL, idx INTEGER NOT NULL, task_id TE
 CREATE INDEX ix_tasks_execution_id_task_id ON tasks (execution_id, task_id);
 """
 
-# Version 4 (the platform's side): what SCHEMA adds, also run by db-upgrade's step.
-SCHEMA_V4 = [
+# Version 5 (the platform's side): what SCHEMA adds, also run by db-upgrade's step.
+SCHEMA_V5 = [
     "CREATE UNIQUE INDEX ix_executions_idempotency_key ON executions (idempotency_key)",
     "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,"
     " execution_id TEXT NOT NULL, doc TEXT NOT NULL)",
@@ -48,7 +48,7 @@ SCHEMA_V4 = [
     "CREATE INDEX ix_notifications_order ON notifications (execution_id, sink, seq)",
     "CREATE INDEX ix_notifications_created_at ON notifications (created_at)",
 ]
-SCHEMA += ";\n".join(SCHEMA_V4) + ";\n"
+SCHEMA += ";\n".join(SCHEMA_V5) + ";\n"
 
 NOTIFICATION_COLUMNS = (
     "id",

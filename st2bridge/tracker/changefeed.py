@@ -38,29 +38,29 @@ class ChangeFeed:
         self.retain = retain
         self.clock = clock
         self.rows = {}  # engine execution id -> light listing row
+        self.times = {}  # engine execution id -> its updated_at as epoch seconds
         self.covers_from = None  # every change since this (bridge) time is in `rows`
         self.listed_at = None  # when the last listing started
         self._lock = threading.Lock()  # one listing at a time; the seam makes it cooperative
         self.listings = 0  # listing requests sent (pages count once each listing)
 
-    def changes_since(self, since):
-        """(rows changed at or after `since`, when the listing they come from
-        started). Raises EngineError (the caller backs off)."""
+    def changes_since(self, since, wanted):
+        """(the rows of the `wanted` engine ids that changed at or after
+        `since`, when the listing they come from started). Raises EngineError
+        (the caller backs off)."""
         with self._lock:
             now = self.clock()
             self._prune(now)  # before, so that rows listed now for an old batch are kept
             if self.covers_from is None or since < self.covers_from:
-                fetched = self._list(since)  # raises before anything changes
-                self.rows.update(fetched)
+                self._merge(self._list(since))  # raises before anything changes
                 self.covers_from = since
             else:
-                self.rows.update(self._list(self.listed_at - self.sync_overlap))
+                self._merge(self._list(self.listed_at - self.sync_overlap))
             self.listed_at = now
             # What a listing from `since` would hold: stamps are whole seconds.
-            wanted = math.floor(since)
-            return {
-                i: r for i, r in self.rows.items() if engine_time(r["updated_at"]) >= wanted
-            }, now
+            oldest = math.floor(since)
+            times, rows = self.times, self.rows
+            return {i: rows[i] for i in wanted if i in rows and times[i] >= oldest}, now
 
     def _list(self, since):
         self.listings += 1
@@ -82,11 +82,14 @@ class ChangeFeed:
             rows[row["id"]] = row
         return rows
 
+    def _merge(self, rows):
+        self.rows.update(rows)
+        self.times.update((i, engine_time(r["updated_at"])) for i, r in rows.items())
+
     def _prune(self, now):
         oldest = now - self.retain
         if self.covers_from is not None and self.covers_from < oldest:
             self.covers_from = oldest
             limit = math.floor(oldest)
-            self.rows = {
-                i: r for i, r in self.rows.items() if engine_time(r["updated_at"]) >= limit
-            }
+            self.times = {i: t for i, t in self.times.items() if t >= limit}
+            self.rows = {i: r for i, r in self.rows.items() if i in self.times}

@@ -101,10 +101,13 @@ class Poller:
     def tick(self, now):
         """Claim what is due and start its checks; return seconds to wait."""
         free = self.executor.free()
-        if free and self._syncs < MAX_SYNCS:
-            claimed = self.store.claim_due(self.owner, now, self.lease_seconds, self.batch_size)
-            if claimed:
-                self._dispatch(claimed, now, free)
+        if not free or self._syncs >= MAX_SYNCS:
+            # Busy: nothing could be started, so the store is not asked either
+            # (under load this pass runs every POOL_FULL_WAIT).
+            return POOL_FULL_WAIT
+        claimed = self.store.claim_due(self.owner, now, self.lease_seconds, self.batch_size)
+        if claimed:
+            self._dispatch(claimed, now, free)
         due = self.store.next_due_at()
         if due is None:
             return self.query_interval
@@ -161,10 +164,11 @@ class Poller:
     def _sync(self, records):
         started = self.clock()
         since = min(r.get("synced_at") or r["created_at"] for r in records) - self.sync_overlap
+        wanted = [r["engine_execution_id"] for r in records]
         try:
             # One listing shared by all batches: only what changed since it
             # last listed (tracker/changefeed.py).
-            listed, listed_at = self.feed.changes_since(since)
+            listed, listed_at = self.feed.changes_since(since, wanted)
         except errors.EngineError as exc:
             self._back_off_batch(records, exc, started)
             return
@@ -205,8 +209,10 @@ class Poller:
                 len(unchanged),
                 exc,
             )
+        # What changed costs engine reads (a finish: output and tasks): in
+        # the pool, side by side, not one after the other in this batch.
         for record, row in changed:
-            self._safely(self._apply, record, row, started, False, listed_at)
+            self.executor.submit(self._safely, self._apply, record, row, started, False, listed_at)
 
     def _back_off_batch(self, records, exc, now):
         updates, longest = [], 0.0

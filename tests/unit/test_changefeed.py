@@ -9,6 +9,8 @@ from st2bridge import errors
 from st2bridge.tracker.changefeed import ChangeFeed, filter_time
 from tests.support.fake_time import Clock
 
+ALL = ["ex%d" % i for i in range(3000)] + ["old", "new", "a"]
+
 
 def stamp(ts):
     return filter_time(ts)
@@ -54,12 +56,12 @@ def test_the_first_round_lists_the_burst_once_then_only_what_changed(env):
         engine.set("ex%d" % i, "RUNNING", start)
     clock.now += 1
     # Three batches of the same round, each asking from the burst's start.
-    rows, listed_at = feed.changes_since(start - 3)
+    rows, listed_at = feed.changes_since(start - 3, ALL)
     assert len(rows) == 3000 and listed_at == clock()
     engine.set("ex7", "SUCCESS", clock() + 0.5)
     clock.now += 1
-    rows2, _ = feed.changes_since(start - 3)
-    rows3, _ = feed.changes_since(start - 3)
+    rows2, _ = feed.changes_since(start - 3, ALL)
+    rows3, _ = feed.changes_since(start - 3, ALL)
     assert rows2["ex7"]["state"] == "SUCCESS" and len(rows3) == 3000
     # The later listings asked only for the last seconds, not the burst again.
     assert engine.listed[0] == int(start - 3)
@@ -72,30 +74,30 @@ def test_rows_older_than_the_batch_are_not_returned(env):
     engine.set("old", "RUNNING", clock())
     clock.now += 20
     engine.set("new", "RUNNING", clock())
-    feed.changes_since(clock() - 30)
-    rows, _ = feed.changes_since(clock() - 5)
+    feed.changes_since(clock() - 30, ALL)
+    rows, _ = feed.changes_since(clock() - 5, ALL)
     assert set(rows) == {"new"}
 
 
 def test_a_batch_older_than_the_window_lists_from_its_own_time_again(env):
     clock, engine, feed = env
     engine.set("a", "RUNNING", clock())
-    feed.changes_since(clock() - 3)
+    feed.changes_since(clock() - 3, ALL)
     clock.now += 120  # past `retain`: the window moved on
-    feed.changes_since(clock() - 3)
+    feed.changes_since(clock() - 3, ALL)
     assert feed.covers_from == clock() - 60
     engine.listed.clear()
-    rows, _ = feed.changes_since(clock() - 200)
+    rows, _ = feed.changes_since(clock() - 200, ALL)
     assert engine.listed == [int(clock() - 200)] and "a" in rows
 
 
 def test_a_malformed_listing_changes_nothing(env):
     clock, engine, feed = env
     engine.set("a", "RUNNING", clock())
-    _, listed_at = feed.changes_since(clock() - 3)
+    _, listed_at = feed.changes_since(clock() - 3, ALL)
     clock.now += 5
     for bad in ({}, {"id": "a"}, {"id": "a", "state": "RUNNING", "updated_at": "soon"}, []):
         engine.broken = bad
         with pytest.raises(errors.EngineError):
-            feed.changes_since(clock() - 3)
+            feed.changes_since(clock() - 3, ALL)
         assert feed.listed_at == listed_at and set(feed.rows) == {"a"}

@@ -1,4 +1,4 @@
-"""The store contract of the platform's side (schema version 4), on every
+"""The store contract of the platform's side (schema version 5), on every
 backend: the change log, idempotency keys, id lookup, labels and paging, API
 keys and the notification outbox."""
 
