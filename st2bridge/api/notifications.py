@@ -100,6 +100,12 @@ class Notifier:
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self.cursor = None
+        self._cursor_saved_at = 0.0
+        self._made = False  # notifications were made since the last claim
+        self._claimed_at = 0.0
+        # execution id -> whether it has sinks for every status (from its
+        # `created` entry): status changes of the others need no record read.
+        self._status_sinks = {}
         self.in_flight = set()
         self.counts = {"delivered": 0, "retried": 0, "failed": 0}
         self.observers = []  # metrics: called with (outcome, seconds from the change)
@@ -119,16 +125,34 @@ class Notifier:
             rows = []
             for entry in entries:
                 rows += self.notifications_for(entry)
-            with self.store.transaction():  # one commit for both
-                if rows:
-                    made += len(self.store.add_notifications(rows))
-                self.store.advance_cursor(CURSOR, entries[-1]["seq"])
+            now = self.clock()
+            # The stored cursor only saves work after a restart (expanding
+            # again is harmless): written with new notifications, or each second.
+            if rows or now - self._cursor_saved_at >= 1.0:
+                with self.store.transaction():  # one commit for both
+                    if rows:
+                        made += len(self.store.add_notifications(rows))
+                    self.store.advance_cursor(CURSOR, entries[-1]["seq"])
+                self._cursor_saved_at = now
             self.cursor = entries[-1]["seq"]
+        self._made = self._made or made > 0
         return made
 
     def notifications_for(self, entry):
+        if entry["event"] == "created":
+            if len(self._status_sinks) > 100000:
+                self._status_sinks.clear()
+            self._status_sinks[entry["execution_id"]] = bool(entry.get("status_sinks"))
         if entry["event"] not in ("end", "status"):
             return []
+        if (
+            entry["event"] == "status"
+            and self._status_sinks.get(entry["execution_id"]) is False
+            and not any(s["every_status"] for s in self.global_sinks)
+        ):
+            return []  # nobody wants this status change
+        if entry["event"] == "end":
+            self._status_sinks.pop(entry["execution_id"], None)
         try:
             record = self.store.get_execution(entry["execution_id"])
         except errors.NotFound:
@@ -178,6 +202,8 @@ class Notifier:
 
     def deliver_due(self, limit=50):
         """Claim what is due and send each in its own green thread; the count."""
+        self._made = False
+        self._claimed_at = self.clock()
         claimed = self.store.claim_notifications(
             self.owner, self.clock(), self.lease_seconds, limit
         )
@@ -312,7 +338,10 @@ class Notifier:
         while not stop_requested():
             try:
                 self.expand()
-                self.deliver_due()
+                # A claim when notifications were just made, or each tick for
+                # retries that came due (not on every change of the log).
+                if self._made or self.clock() - self._claimed_at >= tick:
+                    self.deliver_due()
                 if down:
                     LOG.info("store reachable again; notifications go on")
                 down = False

@@ -185,7 +185,11 @@ def status_event(old_status, new_status):
 
 
 def created_event(record):
-    return change_entry(record["id"], CREATED, record["status"], record.get("workflow_name"))
+    entry = change_entry(record["id"], CREATED, record["status"], record.get("workflow_name"))
+    # A record's sinks never change: whether one wants every status is told
+    # once, so that readers need not read the record for each status change.
+    entry["status_sinks"] = any(s.get("every_status") for s in record.get("notify") or [])
+    return entry
 
 
 def logged_events(old_status, changes, task=None):

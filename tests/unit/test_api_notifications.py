@@ -181,3 +181,18 @@ def test_a_notification_of_a_killed_process_is_sent_after_its_lease(store, recei
 def _wait_done(n):
     # spawn runs inline here: deliveries are done when deliver_due returns
     assert not n.in_flight
+
+
+def test_status_changes_nobody_wants_cost_no_record_read(store, receiver):
+    clock = Clock(100.0)
+    n = notifier(store, clock)
+    reads = []
+    real = store.get_execution
+    store.get_execution = lambda i: reads.append(i) or real(i)
+    rid = execution(store, 1, sinks=[(receiver.url, False)])
+    store.update_execution(rid, {"status": st.PAUSED})
+    store.update_execution(rid, {"status": st.RUNNING})
+    store.update_execution(rid, {"status": st.SUCCEEDED})
+    run(n)
+    assert reads == [rid]  # the end's body only
+    assert [json.loads(b)["event"] for _, _, b in receiver.wait_for(1)] == ["end"]
