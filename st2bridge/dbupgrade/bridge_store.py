@@ -127,7 +127,7 @@ MONGO_STEPS = {
 
 
 def _mongo_v5(db):
-    from st2bridge.store.mongo import create_v5_indexes
+    from st2bridge.store.mongo_platform import create_v5_indexes
 
     create_v5_indexes(db)
 
