@@ -4,9 +4,11 @@
                              [--subscribers 100] [--ends 200] [--json FILE]
 
 Figures, each printed beside its goal (issue 19):
-  * start latency, bridge side: p50 of a start through the API (request in
-    to answer out, measured by the client, one at a time) minus p50 of the
-    same start sent straight to the engine simulator: <= 5 ms;
+  * start latency, bridge side: p50 over starts made one at a time of the
+    API's own time (its Server-Timing header: request read to answer ready,
+    minus the time its engine calls took): <= 5 ms; beside it, the client's
+    view: p50 of the round trip through the API minus p50 of the same start
+    sent straight to the simulator;
   * starts/s with `--clients` concurrent clients: >= 300;
   * stream: `--subscribers` open streams; for each of `--ends` terminal
     records (written to the store by this process, as a tracker would), the
@@ -72,6 +74,7 @@ class Conn:
         self.c.request("POST", path, data, headers)
         answer = self.c.getresponse()
         payload = answer.read()
+        self.timing = answer.getheader("Server-Timing")
         return answer.status, payload
 
 
@@ -84,7 +87,7 @@ def latency(api_port, sim_port, key, n):
     engine = Conn(sim_port, {})
     for i in range(20):  # warm up: connections, definition caches
         api.post("/v1/executions", start_body(i), {"Idempotency-Key": str(uuid.uuid4())})
-    through, direct = [], []
+    through, direct, inside = [], [], []
     for i in range(n):
         t = time.perf_counter()
         status, _ = api.post(
@@ -92,6 +95,8 @@ def latency(api_port, sim_port, key, n):
         )
         through.append((time.perf_counter() - t) * 1000)
         assert status == 201, status
+        timing = dict(part.strip().split(";dur=") for part in api.timing.split(","))
+        inside.append(float(timing["total"]) - float(timing["engine"]))
         body = {
             "id": str(uuid.uuid4()),
             "workflow_name": "bench_api",
@@ -104,10 +109,12 @@ def latency(api_port, sim_port, key, n):
         direct.append((time.perf_counter() - t) * 1000)
         assert status == 201, status
     return {
+        "start_bridge_p50_ms": round(pct(inside, 50), 2),
+        "start_bridge_p99_ms": round(pct(inside, 99), 2),
         "api_p50_ms": round(pct(through, 50), 2),
         "api_p99_ms": round(pct(through, 99), 2),
         "engine_p50_ms": round(pct(direct, 50), 2),
-        "start_bridge_p50_ms": round(pct(through, 50) - pct(direct, 50), 2),
+        "client_minus_engine_p50_ms": round(pct(through, 50) - pct(direct, 50), 2),
         "n": n,
     }
 

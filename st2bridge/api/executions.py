@@ -68,7 +68,10 @@ class ExecutionHandlers:
             if not existing:
                 raise
             return self._replay(existing, start)  # a concurrent request with the key won
-        location = [("Location", "/v1/executions/" + record["id"])]
+        location = [
+            ("Location", "/v1/executions/" + record["id"]),
+            ("Server-Timing", "engine;dur=%.3f" % (start.engine_seconds * 1000)),
+        ]
         if warning:
             # Recorded, not confirmed by the engine: a tracker submits it.
             LOG.warning("execution %s recorded, not yet submitted: %s", record["id"], warning)

@@ -36,6 +36,7 @@ class StartRequest:
     notify: list = dataclasses.field(default_factory=list)
     idempotency_key: str | None = None
     started_by: str | None = None
+    engine_seconds: float = 0.0  # spent waiting for the engine (Server-Timing)
 
 
 class Starter:
@@ -55,7 +56,12 @@ class Starter:
                 "namespace %r: this bridge starts workflows in the default namespace only "
                 "(namespaces come with the runner rework, issue 13)" % request.namespace
             )
-        wf_file, name = self._definition(request)
+        started = time.perf_counter()
+        try:
+            wf_file, name = self._definition(request)
+        finally:  # reading a registered definition is the engine's time too
+            if request.definition is None:
+                request.engine_seconds += time.perf_counter() - started
         extras = {
             "labels": dict(request.labels),
             "namespace": request.namespace or None,
@@ -65,15 +71,17 @@ class Starter:
         }
         runner = copy.copy(self.runner)  # shares the definition cache
         runner.store = _RecordExtras(self.runner.store, extras)
-        runner.engine = _SubmitParams(self.runner.engine, request.env, request.task)
+        runner.engine = engine = _SubmitParams(self.runner.engine, request.env, request.task)
         try:
             record = runner.start(wf_file, name, request.input, timeout=request.timeout)
         except (errors.EngineUnavailable, errors.EngineServerError) as exc:
+            request.engine_seconds += engine.seconds
             if runner.store.created is None:
                 raise  # nothing recorded: nothing will run
             # Recorded, the submit's outcome unknown: a tracker submits it with
             # the same engine id. Reporting a failure would make callers retry.
             return self.runner.store.get_execution(runner.store.created), " ".join(str(exc).split())
+        request.engine_seconds += engine.seconds
         record.update(extras)
         return record, None
 
@@ -132,10 +140,12 @@ class _RecordExtras:
 
 
 class _SubmitParams:
-    """The engine client, with the user's env and task in the submit's params."""
+    """The engine client, with the user's env and task in the submit's params;
+    it also adds up the time its calls take (`seconds`)."""
 
     def __init__(self, engine, env, task):
         self._engine, self._env, self._task = engine, dict(env or {}), task
+        self.seconds = 0.0
 
     def start_execution(self, workflow_name, input=None, *, execution_id, params=None, **kw):
         params = dict(params or {})
@@ -144,9 +154,20 @@ class _SubmitParams:
         params["env"] = env
         if self._task:
             params["task_name"] = self._task
-        return self._engine.start_execution(
+        return self._timed(self._engine.start_execution)(
             workflow_name, input, execution_id=execution_id, params=params, **kw
         )
 
+    def _timed(self, call):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed
+
     def __getattr__(self, name):
-        return getattr(self._engine, name)
+        attr = getattr(self._engine, name)
+        return self._timed(attr) if callable(attr) else attr

@@ -87,6 +87,10 @@ def test_start_with_a_definition_records_who_labels_and_env(api, sim):
     assert record["status"] == st.RUNNING and record["workflow_name"] == "wf_def"
     assert record["labels"] == {"team": "a"} and record["started_by"] == "rw"
     assert answer.headers["Location"] == "/v1/executions/" + record["id"]
+    timing = dict(
+        part.strip().split(";dur=") for part in answer.headers["Server-Timing"].split(",")
+    )
+    assert 0 < float(timing["engine"]) <= float(timing["total"])
     engine = sim.sim.execs[record["engine_execution_id"]]
     assert engine.params["env"] == {"site": "x", "st2bridge_execution_id": record["id"]}
     stored = api.store.get_execution(record["id"])
