@@ -94,6 +94,8 @@ def read_from_engine(engine, plan):
     try:
         resource = engine.get_workflow(name, namespace=ns)
     except errors.EngineNotFound:
+        resource = None
+    if resource is None:
         try:
             book = engine.get_workbook(name, namespace=ns)
         except errors.EngineNotFound:
@@ -101,9 +103,14 @@ def read_from_engine(engine, plan):
                 "the engine has no workflow or workbook %r%s (`st2bridge workflow list` "
                 "shows what it has)" % (name, where)
             ) from None
-        name = workflow.pick(
-            workflow.parse(book.get("definition") or "", "workbook %s%s" % (name, where))
-        )
+        book_file = workflow.parse(book.get("definition") or "", "workbook %s%s" % (name, where))
+        if workflow.MAIN not in book_file.workflows and len(book_file.workflows) > 1:
+            raise errors.InputError(
+                "workbook %s%s has several workflows (%s) and none named %s: run one with "
+                "--name %s.WORKFLOW"
+                % (name, where, ", ".join(sorted(book_file.workflows)), workflow.MAIN, name)
+            )
+        name = workflow.pick(book_file)
         resource = engine.get_workflow(name, namespace=ns)
     plan.wf_file = workflow.from_engine(resource, plan.request.namespace)
     plan.workflow_name = name

@@ -93,7 +93,7 @@ class FakeEngine:
         self.definition = definition
         self.gets = []
 
-    def get_workflow(self, name):
+    def get_workflow(self, name, namespace=None):
         self.gets.append(name)
         return {"name": name, "definition": self.definition}
 
