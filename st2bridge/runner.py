@@ -182,6 +182,7 @@ class Runner:
         one is known only by its hash), whose hash is recorded first.
         `reregister`: called once, then the submit repeated, if the engine
         rejects it. `warnings`: a list that gets what the caller should tell."""
+        told = warnings is not None  # the caller reports them; otherwise they are logged
         warnings = [] if warnings is None else warnings
         renewed = notify is None
         if renewed:
@@ -229,9 +230,10 @@ class Runner:
             message = (
                 "the engine accepted execution %s but the store could not record it (%s); "
                 "the record catches up when a st2bridge-resultstracker checks it"
-                % (record["id"], exc)
+                % (record["id"], _reason(exc))
             )
-            LOG.warning("%s", message)
+            if not told:
+                LOG.warning("%s", message)
             warnings.append(message)
             record.update(results.progress_changes(execution, None, self.clock()))
             return record
@@ -362,6 +364,12 @@ class Runner:
         warnings.append(
             "execution %s ended (%s) but the store could not record it (%s); the record "
             "catches up when a st2bridge-resultstracker checks it"
-            % (record["id"], record["status"], exc)
+            % (record["id"], record["status"], _reason(exc))
         )
         return record
+
+
+def _reason(exc):
+    """A store error's reason without its advice to try again: once the engine
+    runs the execution, trying again is what must not happen."""
+    return str(exc).replace("; try again", "")

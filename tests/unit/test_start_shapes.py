@@ -344,3 +344,16 @@ def test_the_callback_secret_is_masked_in_recorded_output():
     changes = results.terminal_changes(execution, [], 1.0, "poll")
     assert "s3cr3t-value" not in repr(changes)
     assert changes["output"]["ex"]["params"]["notify"][0]["headers"][secrets.HEADER] == "***"
+
+
+def test_a_spurious_parse_error_of_concurrent_registrations_is_asked_again(engine, store):
+    """Mistral 23 answers some concurrent registrations of valid definitions
+    with 400 "Parse error"; a real syntax error still counts after two retries."""
+    runner = runner_for(engine, store)
+    runner.registrar.sleep = lambda s: None
+    spurious = errors.EngineBadRequest("create workflows: Parse error: unexpected end (HTTP 400)")
+    engine.fail_next = [None, spurious]  # the GET, then the create
+    assert runner.start_request(StartRequest(definition=WF, input={"x": 1})).record
+    engine.fail_next = [spurious] * 3
+    with pytest.raises(errors.InputError, match="rejected by the engine: .*Parse error"):
+        runner.start_request(StartRequest(definition=WF.replace("wf:", "wf2:"), input={"x": 1}))
