@@ -194,8 +194,13 @@ class Detail:
         if self.engine_error:
             return None
         namespace = self.record.get("namespace") or None
-        definition = self.engine.get_workflow(workflow_name, namespace=namespace).get("definition")
-        return workflow.find_spec(yaml.safe_load(definition or ""), workflow_name)
+        try:
+            found = self.engine.get_workflow(workflow_name, namespace=namespace)
+        except errors.EngineNotFound:
+            if not namespace:
+                raise
+            found = self.engine.get_workflow(workflow_name)  # as Mistral: then the default one
+        return workflow.find_spec(yaml.safe_load(found.get("definition") or ""), workflow_name)
 
     def tree(self, execution_id=None, workflow_name=None, depth=0):
         """{execution_id, workflow, graph, tasks, subs: {task name: [tree]}}."""
