@@ -331,6 +331,23 @@ class Runner:
                 store_down = True
             if st.is_terminal(record["status"]):
                 return record
+            if record.get("timeout_at") and self.clock() >= record["timeout_at"]:
+                # As the tracker does: stop following; the engine execution is left alone.
+                timed_out = {
+                    "status": st.TIMEOUT,
+                    "error": "tracking timed out after %.0f s"
+                    % (record["timeout_at"] - record["created_at"]),
+                    "tracked": False,
+                    "ended_at": self.clock(),
+                    "updated_at": self.clock(),
+                    "finished_by": "wait",
+                }
+                try:
+                    self.store.update_execution(execution_id, timed_out, if_active=True)
+                except errors.StoreError as exc:
+                    warnings.append("the timeout of %s is not recorded: %s" % (execution_id, exc))
+                    return dict(record, **timed_out)
+                continue
             engine_id = record["engine_execution_id"]
             execution = self.engine.get_execution(engine_id, fields=results.LIGHT_FIELDS)
             now = self.clock()

@@ -100,6 +100,13 @@ TOP = LEVEL % ("top", "workflow: {p}middle")
 MIDDLE = LEVEL % ("middle", "workflow: {p}lowest")
 LOWEST = LEVEL % ("lowest", "action: std.noop")
 
+FAILING = """version: '2.0'
+{name}:
+  tasks:
+    boom:
+      action: std.fail error_data="disk on fire"
+"""
+
 SECRET_OUT = """version: '2.0'
 {name}:
   output:
@@ -115,8 +122,10 @@ def unique(prefix):
 
 
 def together(bridge, *commands):
-    """Run CLI commands at the same time; their CompletedProcesses in order."""
-    with ThreadPoolExecutor(len(commands)) as pool:
+    """Run CLI commands two at a time; their CompletedProcesses in order. (Not
+    more: the test engine keeps its state in SQLite, and under load its
+    processes lose writes to "database is locked", leaving executions RUNNING.)"""
+    with ThreadPoolExecutor(2) as pool:
         return list(pool.map(lambda argv: bridge.cli(*argv), commands))
 
 
@@ -143,12 +152,17 @@ def test_a_workbook_with_an_ad_hoc_action_and_a_reverse_workflow(bridge, mistral
     wb, rev = unique("wb"), unique("rev")
     wb_path = write_workflow(tmp_path, WORKBOOK.format(wb=wb), "wb.yaml")
     rev_path = write_workflow(tmp_path, REVERSE.format(name=rev), "rev.yaml")
-    book, reverse, refused = together(
+    failing = write_workflow(tmp_path, FAILING.format(name=unique("fails")), "fails.yaml")
+    book, reverse, refused, failed = together(
         bridge,
-        ["run", wb_path, "-i", "who=world", "--wait", "--json"],
-        ["run", rev_path, "--task", "top", "--wait", "--json"],
+        ["run", wb_path, "-i", "who=world", "--wait", "--json", "--timeout", "60"],
+        ["run", rev_path, "--task", "top", "--wait", "--json", "--timeout", "60"],
         ["run", rev_path],
+        ["--config-file", bridge.conf, "run", failing, "--wait", "--timeout", "60"],
     )
+    # --wait ends like `execution get`: the error tree and the command, config file included.
+    assert failed.returncode == 1 and "error tree (from the engine):" in failed.stdout
+    assert "  st2bridge --config-file %s task rerun " % bridge.conf in failed.stdout
     book = ok_json(book)
     assert (book["status"], book["workflow_name"], book["workbook"]) == (
         "succeeded",
@@ -185,9 +199,20 @@ def test_env_reads_as_without_the_bridge(bridge, mistral, tmp_path):
     assert answer.status_code == 201, answer.text
     by_values, by_file, by_name, unknown = together(
         bridge,
-        ["run", path, "--env", "region=ap-south", "--env", "n=3", "--wait", "--json"],
-        ["run", path, "--env-file", tmp_path / "env.yaml", "--wait", "--json"],
-        ["run", path, "--env-name", env_name, "--wait", "--json"],
+        [
+            "run",
+            path,
+            "--env",
+            "region=ap-south",
+            "--env",
+            "n=3",
+            "--wait",
+            "--json",
+            "--timeout",
+            "60",
+        ],
+        ["run", path, "--env-file", tmp_path / "env.yaml", "--wait", "--json", "--timeout", "60"],
+        ["run", path, "--env-name", env_name, "--wait", "--json", "--timeout", "60"],
         ["run", path, "--env-name", unique("missing")],
     )
     by_values, by_file, by_name = ok_json(by_values), ok_json(by_file), ok_json(by_name)
@@ -226,10 +251,10 @@ def test_namespaces_keep_same_named_workflows_apart(bridge, mistral, tmp_path):
     assert lowest.returncode == 0 and "created" in lowest.stdout, lowest.stderr
     in_a, in_b, default, nested = together(
         bridge,
-        ["run", a, "--namespace", ns_a, "--wait", "--json"],
-        ["run", b, "--namespace", ns_b, "--wait", "--json"],
-        ["run", d, "--wait", "--json"],
-        ["run", tmp_path / "top.yaml", "--namespace", ns_a, "--wait", "--json"],
+        ["run", a, "--namespace", ns_a, "--wait", "--json", "--timeout", "60"],
+        ["run", b, "--namespace", ns_b, "--wait", "--json", "--timeout", "60"],
+        ["run", d, "--wait", "--json", "--timeout", "60"],
+        ["run", tmp_path / "top.yaml", "--namespace", ns_a, "--wait", "--json", "--timeout", "60"],
     )
     in_a, in_b, default = ok_json(in_a), ok_json(in_b), ok_json(default)
     assert [r["output"]["which"] for r in (in_a, in_b, default)] == ["A", "B", "D"]
@@ -245,7 +270,7 @@ def test_namespaces_keep_same_named_workflows_apart(bridge, mistral, tmp_path):
     records_before = len(bridge.records())
     by_name, bad_input, listed = together(
         bridge,
-        ["run", "--name", name, "--namespace", ns_b, "--wait", "--json"],
+        ["run", "--name", name, "--namespace", ns_b, "--wait", "--json", "--timeout", "60"],
         ["run", "--name", name, "--namespace", ns_b, "-i", "bogus=1"],
         ["workflow", "list", "--namespace", ns_a, "--json"],
     )
@@ -333,3 +358,39 @@ def test_the_callback_secret_stays_out_of_the_record(bridge, mistral, tmp_path):
     assert secret not in json.dumps(bridge.get(record["id"]))
     for stored in tmp_path.glob("bridge.db*"):  # the WAL too
         assert secret.encode() not in stored.read_bytes()
+
+
+def test_a_resubmit_by_the_tracker_carries_the_webhook(hybrid, mistral, tmp_path):
+    """Issue 16 (7): the submit never reached the engine; the tracker submits the
+    requested record, and its callbacks (authenticated with a new secret) arrive."""
+    bridge, name = hybrid, unique("resubmit")
+    path = write_workflow(tmp_path, WHICH.format(name=name, which="late"))
+    port = int(bridge.callback.rsplit(":", 1)[1])
+
+    def refuse_submits(method, path_):
+        if method == "POST" and path_ == "/v2/executions":
+            raise ConnectionAbortedError("the submit is lost on the way")
+
+    proxy = DroppingProxy(mistral.api_url.rsplit("/v2", 1)[0], drops=0, before=refuse_submits)
+    try:
+        bridge.write(
+            api_url=proxy.url + "/v2", mode="hybrid", callback_port=port, extra="stale_after = 60\n"
+        )
+        run = bridge.cli("run", path)
+    finally:
+        proxy.close()
+        bridge.write(mode="hybrid", callback_port=port, extra="stale_after = 60\n")
+    assert run.returncode == 3 and "stays 'requested'" in run.stderr, run.stderr
+    execution_id = run.stdout.strip()  # printed when recorded, before the submit
+    assert mistral.executions(name) == []
+    assert bridge.cli("track", execution_id).returncode == 0  # due now, not after stale_after
+    record = wait_status(bridge, execution_id, timeout=30)
+    assert record["status"] == "succeeded" and record["output"] == {"which": "late"}
+    (engine_run_,) = mistral.executions(name)
+    webhook = json.loads(engine_run_["params"])["notify"][0]
+    assert webhook["url"] == bridge.callback + "/v1/callbacks/mistral/" + execution_id
+    stored = next(r for r in bridge.records() if r["id"] == execution_id)
+    assert stored["last_event_at"] is not None  # its callbacks were accepted
+    from st2bridge.callbacks import secrets
+
+    assert secrets.matches(webhook["headers"][secrets.HEADER], stored["callback_secret_hash"])

@@ -357,3 +357,12 @@ def test_a_spurious_parse_error_of_concurrent_registrations_is_asked_again(engin
     engine.fail_next = [spurious] * 3
     with pytest.raises(errors.InputError, match="rejected by the engine: .*Parse error"):
         runner.start_request(StartRequest(definition=WF.replace("wf:", "wf2:"), input={"x": 1}))
+
+
+def test_wait_ends_with_timeout_when_the_engine_never_ends(engine, store):
+    runner = runner_for(engine, store)
+    record = runner.start_request(StartRequest(definition=WF, input={"x": 1}, timeout=30)).record
+    ended = runner.wait(record["id"], sleep=lambda s: None)  # each tick of the clock is 1 s
+    assert ended["status"] == st.TIMEOUT and ended["finished_by"] == "wait"
+    assert "tracking timed out after 30 s" in ended["error"]
+    assert engine.executions[record["engine_execution_id"]]["state"] == "RUNNING"  # left alone
