@@ -13,3 +13,9 @@ def prog(args):
     if getattr(args, "config_dir", None):
         parts += ["--config-dir", args.config_dir]
     return " ".join(shlex.quote(part) for part in parts)
+
+
+def repeat_config(text, args):
+    """`text` with each command it suggests (`st2bridge …` in backquotes) as
+    the user called st2bridge."""
+    return text.replace("`st2bridge ", "`%s " % prog(args))

@@ -102,7 +102,7 @@ def main(argv=None):
         app.setup_logging(conf, quiet=True, component=app.logs.command_component(args.command))
         return args.handler(args, conf)
     except errors.BridgeError as exc:
-        print("st2bridge: error: %s" % _one_line(exc), file=sys.stderr)
+        print("st2bridge: error: %s" % hints.repeat_config(_one_line(exc), args), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("st2bridge: interrupted", file=sys.stderr)

@@ -58,3 +58,19 @@ def test_suggested_commands_repeat_the_config_the_user_gave():
         "error": "boom",
     }
     assert "  " + prog + " task rerun t1" in executions.get_text(record, tree, prog).splitlines()
+
+
+def test_commands_suggested_in_errors_repeat_the_config(tmp_path, capsys):
+    import sqlite3
+
+    from st2bridge.cli.main import main
+    from st2bridge.store import open_store
+
+    conf = tmp_path / "my.conf"
+    conf.write_text("[DEFAULT]\nstate_path = %s\n" % tmp_path)
+    open_store("sqlite:///%s" % (tmp_path / "bridge.db")).close()
+    with sqlite3.connect(tmp_path / "bridge.db") as db:  # a store of an older version
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    assert main(["--config-file", str(conf), "execution", "get", "x"]) == errors.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "run `st2bridge --config-file %s db-upgrade`" % conf in err
