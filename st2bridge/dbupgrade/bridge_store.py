@@ -62,6 +62,15 @@ SQLITE_STEPS = {
         ],
     ),
     4: (
+        "finished executions leave the due index (next_poll_at cleared): claims cost what "
+        "is active, not the whole history",
+        [
+            "UPDATE executions SET next_poll_at = NULL,"
+            " doc = json_set(doc, '$.next_poll_at', json('null'))"
+            " WHERE status IN ('abandoned', 'canceled', 'failed', 'succeeded', 'timeout')",
+        ],
+    ),
+    5: (
         "the definitions executions were started with (content-addressed) and idempotency keys",
         [
             "CREATE TABLE definitions (id TEXT PRIMARY KEY, created_at REAL, doc TEXT NOT NULL)",
@@ -91,11 +100,15 @@ def _mongo_v2(db):
 
 
 def _mongo_v4(db):
+    db["executions"].update_many(
+        {"status": {"$in": ["abandoned", "canceled", "failed", "succeeded", "timeout"]}},
+        {"$set": {"next_poll_at": None}},
+    )
+
+
+def _mongo_v5(db):
     db["executions"].create_index(
-        "idempotency_key",
-        name="ix_idempotency_key",
-        unique=True,
-        partialFilterExpression={"idempotency_key": {"$type": "string"}},
+        "idempotency_key", name="ix_idempotency_key", unique=True, sparse=True
     )
 
 
@@ -108,8 +121,13 @@ MONGO_STEPS = {
         lambda db: None,
     ),
     4: (
+        "finished executions leave the due index (next_poll_at cleared): claims cost what "
+        "is active, not the whole history",
+        _mongo_v4,
+    ),
+    5: (
         "a unique index of idempotency keys (definitions get a collection when first kept)",
-        lambda db: _mongo_v4(db),
+        _mongo_v5,
     ),
 }
 

@@ -89,13 +89,9 @@ def _conditions(execution_id, if_active, if_lease_owner):
 
 
 def create_idempotency_index(executions):
-    """Unique, and partial so that any number of records have no key."""
-    executions.create_index(
-        "idempotency_key",
-        name="ix_idempotency_key",
-        unique=True,
-        partialFilterExpression={"idempotency_key": {"$type": "string"}},
-    )
+    """Unique and sparse: a record without a key does not store the field
+    (create_execution), so any number of them fit."""
+    executions.create_index("idempotency_key", name="ix_idempotency_key", unique=True, sparse=True)
 
 
 def _execution(doc):
@@ -271,8 +267,11 @@ class MongoStore(Store):
     @_translated
     def create_execution(self, record):
         record = prepare_execution(record)
+        doc = _encode(record, _EXECUTION_PAYLOAD)
+        if doc.get("idempotency_key") is None:
+            del doc["idempotency_key"]  # out of the sparse unique index
         try:
-            self._executions.insert_one(_encode(record, _EXECUTION_PAYLOAD))
+            self._executions.insert_one(doc)
         except mongo_errors.DuplicateKeyError as exc:
             if self._executions.find_one({"_id": record["id"]}, {"_id": 1}) is not None:
                 raise Conflict("execution %s exists already" % record["id"]) from exc
