@@ -249,12 +249,17 @@ def test_namespaces_keep_same_named_workflows_apart(bridge, mistral, tmp_path):
     )
     assert ok_json(register)[0]["outcome"] == "created"
     assert lowest.returncode == 0 and "created" in lowest.stdout, lowest.stderr
-    in_a, in_b, default, nested = together(
+    in_a, in_b = together(
         bridge,
         ["run", a, "--namespace", ns_a, "--wait", "--json", "--timeout", "60"],
         ["run", b, "--namespace", ns_b, "--wait", "--json", "--timeout", "60"],
+    )
+    records_before = len(bridge.records())
+    default, bad_input = together(
+        bridge,
         ["run", d, "--wait", "--json", "--timeout", "60"],
-        ["run", tmp_path / "top.yaml", "--namespace", ns_a, "--wait", "--json", "--timeout", "60"],
+        # Run by name: what the engine holds in that namespace, input checked first.
+        ["run", "--name", name, "--namespace", ns_b, "-i", "bogus=1"],
     )
     in_a, in_b, default = ok_json(in_a), ok_json(in_b), ok_json(default)
     assert [r["output"]["which"] for r in (in_a, in_b, default)] == ["A", "B", "D"]
@@ -262,22 +267,22 @@ def test_namespaces_keep_same_named_workflows_apart(bridge, mistral, tmp_path):
     for ns, which in ((ns_a, "A"), (ns_b, "B"), ("", "D")):  # none overwrote another
         held = mistral.get("/workflows/%s" % name, namespace=ns)
         assert 'output="%s"' % which in held["definition"]
-    # Sub-workflows resolve as Mistral resolves them: the namespace first, then the default.
-    nested = ok_json(nested)
-    assert nested["status"] == "succeeded", nested
+    assert bad_input.returncode == 2 and "unknown input 'bogus'" in bad_input.stderr
+    assert len(bridge.records()) == records_before + 1  # the default one only
 
-    # Run by name: what the engine holds in that namespace, input checked first.
-    records_before = len(bridge.records())
-    by_name, bad_input, listed = together(
+    # Sub-workflows resolve as Mistral resolves them: the namespace first, then the default.
+    # (Alone: three executions at once.)
+    nested = bridge.cli(
+        "run", tmp_path / "top.yaml", "--namespace", ns_a, "--wait", "--json", "--timeout", "60"
+    )
+    assert ok_json(nested)["status"] == "succeeded", nested.stdout
+    by_name, listed = together(
         bridge,
         ["run", "--name", name, "--namespace", ns_b, "--wait", "--json", "--timeout", "60"],
-        ["run", "--name", name, "--namespace", ns_b, "-i", "bogus=1"],
         ["workflow", "list", "--namespace", ns_a, "--json"],
     )
     assert sorted(w["name"] for w in ok_json(listed)) == sorted([name, p + "middle", p + "top"])
     assert ok_json(by_name)["output"] == {"which": "B"}
-    assert bad_input.returncode == 2 and "unknown input 'bogus'" in bad_input.stderr
-    assert len(bridge.records()) == records_before + 1
 
 
 def test_an_idempotency_key_starts_one_execution_however_often_it_is_run(bridge, mistral, tmp_path):
