@@ -198,7 +198,7 @@ def ends(db, api_port, key, subscribers, count, receiver):
                 "status": st.RUNNING,
                 "created_at": now,
                 "updated_at": now,
-                "notify": [{"url": receiver.url, "secret": "bench-secret-0123456789"}],
+                "sinks": [{"url": receiver.url, "secret": "bench-secret-0123456789"}],
             }
         )
         ids.append(rid)

@@ -7,7 +7,7 @@ import re
 import time
 import urllib.parse
 
-from st2bridge import control, errors, errortree, lookup, workflow
+from st2bridge import control, errors, errortree, lookup
 from st2bridge import status as st
 from st2bridge.api.starter import StartRequest
 from st2bridge.cli import executions as cli_executions
@@ -57,25 +57,23 @@ class ExecutionHandlers:
         start = parse_start(request.json())
         start.idempotency_key = key
         start.started_by = request.key["name"]
-        if key is not None:
-            existing = self.store.execution_by_idempotency_key(key)
-            if existing is not None:
-                return self._replay(existing, start)
-        try:
-            record, warning = self.starter.start(start)
-        except errors.Conflict:
-            existing = key and self.store.execution_by_idempotency_key(key)
-            if not existing:
-                raise
-            return self._replay(existing, start)  # a concurrent request with the key won
+        started = self.starter.start(start)  # a key used for another request: Conflict
+        record = started.record
         location = [
             ("Location", "/v1/executions/" + record["id"]),
             ("Server-Timing", "engine;dur=%.3f" % (start.engine_seconds * 1000)),
         ]
-        if warning:
+        if started.reused:
+            return 200, record_view(record), location + [("Idempotent-Replayed", "true")]
+        view = record_view(record)
+        if started.warning:
+            view["warning"] = started.warning
+        if not started.confirmed:
             # Recorded, not confirmed by the engine: a tracker submits it.
-            LOG.warning("execution %s recorded, not yet submitted: %s", record["id"], warning)
-            return 202, dict(record_view(record), warning=warning), location
+            LOG.warning(
+                "execution %s recorded, not yet submitted: %s", record["id"], started.warning
+            )
+            return 202, view, location
         LOG.info(
             "execution %s of %s started by key %s%s",
             record["id"],
@@ -83,25 +81,7 @@ class ExecutionHandlers:
             start.started_by,
             " (idempotency key given)" if key else "",
         )
-        return 201, record_view(record), location
-
-    def _replay(self, existing, start):
-        wanted = start.workflow
-        if wanted is None and start.definition is not None:
-            try:
-                wanted = workflow.pick(workflow.parse(start.definition, "the definition"))
-            except errors.InputError:
-                wanted = None  # several workflows: the start itself would have said so
-        if wanted and wanted != existing["workflow_name"]:
-            raise errors.Conflict(
-                "Idempotency-Key %s was used for execution %s of workflow %s"
-                % (start.idempotency_key, existing["id"], existing["workflow_name"])
-            )
-        return (
-            200,
-            record_view(existing),
-            [("Location", "/v1/executions/" + existing["id"]), ("Idempotent-Replayed", "true")],
-        )
+        return 201, view, location
 
     # -- read -------------------------------------------------------------------
 
@@ -230,7 +210,7 @@ def parse_start(body):
         definition=body.get("definition"),
         input=body.get("input") or {},
         env=body.get("env") or {},
-        namespace=body.get("namespace") or "",
+        namespace=body.get("namespace"),
         labels=check_labels(body.get("labels") or {}),
         task=body.get("task"),
         timeout=float(timeout) if timeout is not None else None,

@@ -158,7 +158,7 @@ class Notifier:
         except errors.NotFound:
             return []
         sinks, seen = [], set()
-        for sink in (record.get("notify") or []) + self.global_sinks:
+        for sink in (record.get("sinks") or []) + self.global_sinks:
             if sink["url"] in seen:
                 continue
             if entry["event"] == "status" and not sink.get("every_status"):

@@ -63,6 +63,7 @@ SCHEMAS = {
             "id",
             "status",
             "workflow_name",
+            "workbook",
             "engine_execution_id",
             "input",
             "output",
@@ -81,6 +82,10 @@ SCHEMAS = {
             "id": {"type": "string"},
             "status": {"type": "string", "enum": list(st.ALL)},
             "workflow_name": {"type": "string"},
+            "workbook": {
+                "type": ["string", "null"],
+                "description": "the workbook of the workflow (then named WORKBOOK.WORKFLOW)",
+            },
             "engine_execution_id": NULLABLE_STR,
             "engine_state": NULLABLE_STR,
             "input": {"type": "object"},

@@ -1,26 +1,22 @@
 """Starting an execution for the API: the one place that calls the Runner.
 
-Today's Runner.start takes a parsed workflow file, an input and a timeout.
-What the API adds is passed around it, thinly, so that switching to the
-reworked Runner (branch `runner`: name or definition text, env, namespace,
-task, idempotency key) is a change to this module alone:
-  * the record's extra fields (labels, started_by, notify, idempotency_key,
-    namespace) are added by a store wrapper at create_execution;
-  * env and the reverse workflow's task go into the submit's params through
-    an engine wrapper;
-  * a workflow started by name is read from the engine (cached like the
-    Runner's own definitions) and handed over as a file.
+The Runner takes a StartRequest (a definition or a registered name, input,
+env, namespace, reverse task, labels, idempotency key) and answers a repeated
+idempotency key with the first execution. What the API adds around it:
+  * the record's `started_by` (the API key's name) and `sinks` (the result
+    webhooks), added by a store wrapper when the record is created;
+  * the time its engine calls take (the answer's Server-Timing);
+  * a start whose record exists but whose submit got no answer from the
+    engine is returned with a warning (a tracker submits it, same engine id),
+    never as a failure: a caller retrying it would start it twice.
 """
 
 import copy
 import dataclasses
 import time
 
-from st2bridge import errors, workflow
-
-# The keys the bridge itself puts into params.env (they win over a user's).
-BRIDGE_ENV_KEYS = ("st2bridge_execution_id",)
-PARSED_CACHE = 256
+from st2bridge import errors
+from st2bridge.launch import StartRequest as RunnerRequest
 
 
 @dataclasses.dataclass
@@ -29,98 +25,67 @@ class StartRequest:
     definition: str | None = None
     input: dict = dataclasses.field(default_factory=dict)
     env: dict = dataclasses.field(default_factory=dict)
-    namespace: str = ""
+    namespace: str | None = None
     labels: dict = dataclasses.field(default_factory=dict)
     task: str | None = None
     timeout: float | None = None
-    notify: list = dataclasses.field(default_factory=list)
+    notify: list = dataclasses.field(default_factory=list)  # the result sinks
     idempotency_key: str | None = None
     started_by: str | None = None
     engine_seconds: float = 0.0  # spent waiting for the engine (Server-Timing)
 
 
+@dataclasses.dataclass
+class Started:
+    record: dict
+    reused: bool = False  # an earlier start with the same idempotency key
+    warning: str | None = None  # what the caller should be told
+    confirmed: bool = True  # False: recorded, the engine's answer not seen
+
+
 class Starter:
-    def __init__(self, runner, *, definition_cache_seconds=60.0, clock=time.time):
+    def __init__(self, runner, *, definition_cache_seconds=0.0, clock=time.time):
         self.runner = runner
         self.clock = clock
+        # Registered workflows read from the engine, trusted as long as the
+        # Runner trusts what it registered: a start by name is then one request.
         self.definition_cache_seconds = definition_cache_seconds
-        self._by_name = {}  # workflow name -> (parsed file, when read)
-        self._parsed = {}  # definition text -> parsed file (a platform sends the same ones)
+        self._workflows = {}
 
-    def start(self, request: StartRequest):
-        """Register (when given a definition), record and submit. Returns
-        (record, warning): warning is None, or says why a recorded execution
-        is not confirmed by the engine yet (a tracker submits it)."""
-        if request.namespace:
-            raise errors.InputError(
-                "namespace %r: this bridge starts workflows in the default namespace only "
-                "(namespaces come with the runner rework, issue 13)" % request.namespace
-            )
-        started = time.perf_counter()
-        try:
-            wf_file, name = self._definition(request)
-        finally:  # reading a registered definition is the engine's time too
-            if request.definition is None:
-                request.engine_seconds += time.perf_counter() - started
-        extras = {
-            "labels": dict(request.labels),
-            "namespace": request.namespace or None,
-            "started_by": request.started_by,
-            "notify": [dict(sink) for sink in request.notify],
-            "idempotency_key": request.idempotency_key,
-        }
+    def start(self, request: StartRequest) -> Started:
+        extras = {"started_by": request.started_by, "sinks": [dict(s) for s in request.notify]}
         runner = copy.copy(self.runner)  # shares the definition cache
-        runner.store = _RecordExtras(self.runner.store, extras)
-        runner.engine = engine = _SubmitParams(self.runner.engine, request.env, request.task)
+        runner.store = store = _RecordExtras(self.runner.store, extras)
+        runner.engine = engine = _Timed(self.runner.engine, self)
+        asked = RunnerRequest(
+            workflow=request.workflow,
+            definition=request.definition,
+            source="the definition",
+            input=request.input,
+            env=request.env or None,
+            namespace=request.namespace,
+            task=request.task,
+            labels=request.labels or None,
+            timeout=request.timeout,
+            idempotency_key=request.idempotency_key,
+        )
         try:
-            record = runner.start(wf_file, name, request.input, timeout=request.timeout)
+            result = runner.start_request(asked)
         except (errors.EngineUnavailable, errors.EngineServerError) as exc:
-            request.engine_seconds += engine.seconds
-            if runner.store.created is None:
+            if store.created is None:
                 raise  # nothing recorded: nothing will run
-            # Recorded, the submit's outcome unknown: a tracker submits it with
-            # the same engine id. Reporting a failure would make callers retry.
-            return self.runner.store.get_execution(runner.store.created), " ".join(str(exc).split())
-        request.engine_seconds += engine.seconds
-        record.update(extras)
-        return record, None
-
-    def _definition(self, request):
-        if request.definition is not None:
-            wf_file = self._parse(request.definition)
-            if request.workflow is None and len(wf_file.workflows) > 1:
-                raise errors.InputError(
-                    'the definition defines several workflows (%s): choose one with "workflow"'
-                    % ", ".join(sorted(wf_file.workflows))
-                )
-            return wf_file, workflow.pick(wf_file, request.workflow)
-        wf_file = self._registered(request.workflow)
-        return wf_file, workflow.pick(wf_file, request.workflow)
-
-    def _parse(self, text):
-        """Parsed once per distinct text (parsing YAML costs more than a start)."""
-        wf_file = self._parsed.get(text)
-        if wf_file is None:
-            wf_file = workflow.parse(text, "the definition")
-            if len(self._parsed) >= PARSED_CACHE:
-                self._parsed.clear()
-            self._parsed[text] = wf_file
-        return wf_file
-
-    def _registered(self, name):
-        """A registered workflow's definition, read from the engine at most
-        once per definition_cache_seconds (like the Runner's own cache)."""
-        now = self.clock()
-        cached = self._by_name.get(name)
-        if cached and now - cached[1] < self.definition_cache_seconds:
-            return cached[0]
-        try:
-            text = self.runner.engine.get_workflow(name).get("definition") or ""
-        except errors.EngineNotFound:
-            raise errors.NotFound("the engine has no workflow %s" % name) from None
-        wf_file = workflow.parse(text, "workflow %s in the engine" % name)
-        self._by_name[name] = (wf_file, now)
-        return wf_file
+            return Started(
+                self.runner.store.get_execution(store.created),
+                warning=" ".join(str(exc).split()),
+                confirmed=False,
+            )
+        finally:
+            request.engine_seconds += engine.seconds
+        record = result.record
+        if not result.reused:
+            record.update(extras)
+        warning = "; ".join(result.warnings) or None
+        return Started(record, reused=result.reused, warning=warning)
 
 
 class _RecordExtras:
@@ -139,35 +104,36 @@ class _RecordExtras:
         return getattr(self._store, name)
 
 
-class _SubmitParams:
-    """The engine client, with the user's env and task in the submit's params;
-    it also adds up the time its calls take (`seconds`)."""
+class _Timed:
+    """The engine client, adding up the time its calls take (`seconds`);
+    get_workflow answered from the starter's cache while it is fresh."""
 
-    def __init__(self, engine, env, task):
-        self._engine, self._env, self._task = engine, dict(env or {}), task
+    def __init__(self, engine, starter):
+        self._engine = engine
+        self._starter = starter
         self.seconds = 0.0
 
-    def start_execution(self, workflow_name, input=None, *, execution_id, params=None, **kw):
-        params = dict(params or {})
-        env = dict(self._env)
-        env.update(params.get("env") or {})
-        params["env"] = env
-        if self._task:
-            params["task_name"] = self._task
-        return self._timed(self._engine.start_execution)(
-            workflow_name, input, execution_id=execution_id, params=params, **kw
-        )
+    def get_workflow(self, name, namespace=None):
+        cache, now = self._starter._workflows, self._starter.clock()
+        hit = cache.get((name, namespace))
+        if hit and now - hit[1] < self._starter.definition_cache_seconds:
+            return copy.deepcopy(hit[0])
+        found = self.__getattr__("get_workflow")(name, namespace=namespace)
+        if len(cache) > 1024:
+            cache.clear()
+        cache[(name, namespace)] = (copy.deepcopy(found), now)
+        return found
 
-    def _timed(self, call):
+    def __getattr__(self, name):
+        attr = getattr(self._engine, name)
+        if not callable(attr):
+            return attr
+
         def timed(*args, **kwargs):
             started = time.perf_counter()
             try:
-                return call(*args, **kwargs)
+                return attr(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - started
 
         return timed
-
-    def __getattr__(self, name):
-        attr = getattr(self._engine, name)
-        return self._timed(attr) if callable(attr) else attr

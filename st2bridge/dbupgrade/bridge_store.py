@@ -72,9 +72,15 @@ SQLITE_STEPS = {
         ],
     ),
     5: (
-        "the platform's side: idempotency keys, the change log, API keys and the "
-        "notification outbox",
-        ["ALTER TABLE executions ADD COLUMN idempotency_key TEXT"] + sqlite_sql.SCHEMA_V5,
+        "the definitions executions were started with (content-addressed) and idempotency keys",
+        [
+            "CREATE TABLE definitions (id TEXT PRIMARY KEY, created_at REAL, doc TEXT NOT NULL)",
+            "CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, execution_id TEXT NOT NULL)",
+        ],
+    ),
+    6: (
+        "the platform's side: the change log, cursors, API keys and the notification outbox",
+        sqlite_sql.SCHEMA_V6,
     ),
 }
 
@@ -105,6 +111,12 @@ def _mongo_v4(db):
     )
 
 
+def _mongo_v5(db):
+    db["executions"].create_index(
+        "idempotency_key", name="ix_idempotency_key", unique=True, sparse=True
+    )
+
+
 MONGO_STEPS = {
     1: ("the executions indexes", _mongo_v1),
     2: ("index services by (name, host), the order list_services returns", _mongo_v2),
@@ -119,17 +131,21 @@ MONGO_STEPS = {
         _mongo_v4,
     ),
     5: (
-        "the platform's side: indexes of idempotency keys, labels, the change log, API keys "
-        "and the notification outbox",
-        lambda db: _mongo_v5(db),
+        "a unique index of idempotency keys (definitions get a collection when first kept)",
+        _mongo_v5,
+    ),
+    6: (
+        "the platform's side: indexes of labels, the change log, API keys and the "
+        "notification outbox",
+        lambda db: _mongo_v6(db),
     ),
 }
 
 
-def _mongo_v5(db):
-    from st2bridge.store.mongo_platform import create_v5_indexes
+def _mongo_v6(db):
+    from st2bridge.store.mongo_platform import create_v6_indexes
 
-    create_v5_indexes(db)
+    create_v6_indexes(db)
 
 
 # -- locating the store -------------------------------------------------------

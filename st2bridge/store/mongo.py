@@ -44,17 +44,27 @@ from st2bridge.store import (
     created_event,
     logged_events,
     prepare_changes,
+    prepare_definition,
     prepare_execution,
     prepare_service,
     status_list,
     version_mismatch_message,
 )
 from st2bridge.store.base import Store
-from st2bridge.store.mongo_platform import MongoPlatformStore, _translated, create_v5_indexes
+from st2bridge.store.mongo_platform import MongoPlatformStore, _translated, create_v6_indexes
 
-_EXECUTION_PAYLOAD = ("input", "output", "tasks", "labels", "notify")
+# Workflow data: keys may hold dots or a leading "$" (see the module docstring).
+_EXECUTION_PAYLOAD = ("input", "output", "tasks", "env", "labels", "notify", "sinks")
 _SERVICE_PAYLOAD = ("info",)
-_COLLECTIONS = {"executions", "services", "meta", "changes", "api_keys", "notifications"}
+_COLLECTIONS = {
+    "executions",
+    "services",
+    "meta",
+    "definitions",
+    "changes",
+    "api_keys",
+    "notifications",
+}
 
 _AFTER = pymongo.ReturnDocument.AFTER
 
@@ -90,6 +100,12 @@ def _conditions(execution_id, if_active, if_lease_owner):
     if if_lease_owner is not None:
         query["lease_owner"] = if_lease_owner
     return query
+
+
+def create_idempotency_index(executions):
+    """Unique and sparse: a record without a key does not store the field
+    (create_execution), so any number of them fit."""
+    executions.create_index("idempotency_key", name="ix_idempotency_key", unique=True, sparse=True)
 
 
 def _execution(doc):
@@ -183,6 +199,7 @@ class MongoStore(MongoPlatformStore, Store):
         self._executions = db["executions"]
         self._services = db["services"]
         self._meta = db["meta"]
+        self._definitions = db["definitions"]
         self._changes = db["changes"]
         self._api_keys = db["api_keys"]
         self._notifications = db["notifications"]
@@ -241,8 +258,9 @@ class MongoStore(MongoPlatformStore, Store):
             unique=True,
             partialFilterExpression={"engine_execution_id": {"$type": "string"}},
         )
+        create_idempotency_index(ex)
         self._services.create_index([("name", 1), ("host", 1)], name="ix_name_host")
-        create_v5_indexes(self._db)
+        create_v6_indexes(self._db)
 
     def _recorded_version(self):
         doc = self._meta.find_one({"_id": "schema_version"})
@@ -292,12 +310,11 @@ class MongoStore(MongoPlatformStore, Store):
         except mongo_errors.DuplicateKeyError as exc:
             if self._executions.find_one({"_id": record["id"]}, {"_id": 1}) is not None:
                 raise Conflict("execution %s exists already" % record["id"]) from exc
-            if record.get("idempotency_key") is not None and self._executions.find_one(
-                {"idempotency_key": record["idempotency_key"]}, {"_id": 1}
-            ):
+            key = record["idempotency_key"]
+            holder = key and self._executions.find_one({"idempotency_key": key}, {"_id": 1})
+            if holder:
                 raise Conflict(
-                    "an execution with idempotency key %s exists already"
-                    % record["idempotency_key"]
+                    "idempotency key %r belongs to execution %s already" % (key, holder["_id"])
                 ) from exc
             raise Conflict(
                 "an execution with engine execution id %s exists already"
@@ -305,6 +322,13 @@ class MongoStore(MongoPlatformStore, Store):
             ) from exc
         self._number(record["id"])
         return record
+
+    @_translated
+    def get_execution_by_idempotency_key(self, key):
+        doc = self._executions.find_one({"idempotency_key": key})
+        if doc is None:
+            raise NotFound("no execution with idempotency key %r" % key)
+        return _execution(doc)
 
     @_translated
     def get_execution(self, execution_id):
@@ -540,6 +564,24 @@ class MongoStore(MongoPlatformStore, Store):
     def count_by_status(self):
         groups = self._executions.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
         return {g["_id"]: g["n"] for g in groups if g["_id"] is not None}
+
+    # -- definitions --------------------------------------------------------
+
+    @_translated
+    def put_definition(self, definition):
+        definition = prepare_definition(definition)
+        try:
+            self._definitions.insert_one(_encode(definition, ()))
+        except mongo_errors.DuplicateKeyError:
+            return False  # the same content, kept already
+        return True
+
+    @_translated
+    def get_definition(self, definition_id):
+        doc = self._definitions.find_one({"_id": definition_id})
+        if doc is None:
+            raise NotFound("no definition %s" % definition_id)
+        return prepare_definition(_decode(doc, ()))
 
     # -- services -----------------------------------------------------------
 

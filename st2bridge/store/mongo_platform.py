@@ -1,6 +1,6 @@
 """MongoStore's part for the platform's side (st2bridge-api): numbering and
 reading the change log, cursors, API keys and notifications, and the indexes
-of schema version 5. The change-log entries are written into the execution
+of schema version 6. The change-log entries are written into the execution
 documents by the record writes themselves (mongo.py, `_logged_update`)."""
 
 import functools
@@ -56,11 +56,6 @@ class MongoPlatformStore:
                 ).limit(int(limit))
             )
         return [self._execution_record(doc) for doc in docs]
-
-    @_translated
-    def execution_by_idempotency_key(self, key):
-        doc = self._executions.find_one({"idempotency_key": key})
-        return self._execution_record(doc) if doc else None
 
     # -- change log -----------------------------------------------------------
     # An entry is written into its execution's document by the write itself
@@ -270,12 +265,8 @@ class MongoPlatformStore:
         return {g["_id"]: g["n"] for g in groups if g["_id"] is not None}
 
 
-def create_v5_indexes(db):
-    """The indexes of schema version 5 (also db-upgrade's step 5)."""
-    # Sparse: records without a key never store the field (see _execution_set).
-    db["executions"].create_index(
-        "idempotency_key", name="ix_idempotency_key", unique=True, sparse=True
-    )
+def create_v6_indexes(db):
+    """The indexes of schema version 6 (also db-upgrade's step 6)."""
     db["executions"].create_index("_label_pairs", name="ix_label_pairs")
     db["executions"].create_index("_changes.at", name="ix_unnumbered_changes", sparse=True)
     db["changes"].create_index("event_id", name="ix_event_id", unique=True)

@@ -37,14 +37,6 @@ class SqlitePlatformStore:
                 ).fetchall()
             return sql.attach_tasks(conn, [complete_execution(json.loads(d)) for (d,) in rows])
 
-    def execution_by_idempotency_key(self, key):
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT id FROM executions WHERE idempotency_key = ?", (key,)
-            ).fetchone()
-            record = sql.fetch_record(conn, row[0]) if row else None
-        return complete_execution(record) if record else None
-
     # -- change log -----------------------------------------------------------
 
     def read_changes(self, after, limit=1000):

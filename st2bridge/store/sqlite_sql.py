@@ -10,14 +10,13 @@ from st2bridge.errors import NotFound
 from st2bridge.store import TERMINAL
 from st2bridge.store.base import INDEXED_FIELDS
 
-# (idempotency_key is written as version 5's ALTER TABLE leaves it in a migrated store.)
 SCHEMA = """
 CREATE TABLE executions (
     id TEXT PRIMARY KEY, engine_execution_id TEXT, status TEXT, workflow_name TEXT,
     created_at REAL, tracked INTEGER NOT NULL DEFAULT 0, next_poll_at REAL,
     lease_owner TEXT, lease_expires_at REAL,
     doc TEXT NOT NULL
-, idempotency_key TEXT);
+);
 CREATE UNIQUE INDEX ix_executions_engine_execution_id ON executions (engine_execution_id);
 CREATE INDEX ix_executions_status ON executions (status);
 CREATE INDEX ix_executions_created_at ON executions (created_at);
@@ -30,11 +29,12 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tasks (execution_id TEXT NOT NULL, idx INTEGER NOT NULL, task_id TEXT,
                     doc TEXT NOT NULL, PRIMARY KEY (execution_id, idx)) WITHOUT ROWID;
 CREATE INDEX ix_tasks_execution_id_task_id ON tasks (execution_id, task_id);
+CREATE TABLE definitions (id TEXT PRIMARY KEY, created_at REAL, doc TEXT NOT NULL);
+CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, execution_id TEXT NOT NULL);
 """
 
-# Version 5 (the platform's side): what SCHEMA adds, also run by db-upgrade's step.
-SCHEMA_V5 = [
-    "CREATE UNIQUE INDEX ix_executions_idempotency_key ON executions (idempotency_key)",
+# Version 6 (the platform's side): what SCHEMA adds, also run by db-upgrade's step.
+SCHEMA_V6 = [
     "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,"
     " execution_id TEXT NOT NULL, doc TEXT NOT NULL)",
     "CREATE INDEX ix_changes_at ON changes (at)",
@@ -48,7 +48,7 @@ SCHEMA_V5 = [
     "CREATE INDEX ix_notifications_order ON notifications (execution_id, sink, seq)",
     "CREATE INDEX ix_notifications_created_at ON notifications (created_at)",
 ]
-SCHEMA += ";\n".join(SCHEMA_V5) + ";\n"
+SCHEMA += ";\n".join(SCHEMA_V6) + ";\n"
 
 NOTIFICATION_COLUMNS = (
     "id",

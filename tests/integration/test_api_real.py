@@ -183,6 +183,14 @@ def test_start_retried_after_a_dropped_answer_one_execution_stream_and_webhook(e
     assert done["status"] == "succeeded" and done["output"] == {"greeting": "hi by name"}
     engine_side = env.mistral.get("/executions/" + done["engine_execution_id"])
     assert json.loads(engine_side["params"])["env"]["origin"] == "test"
+    # and in a namespace of its own
+    ns = env.client.start(
+        wf, definition=QUICK.format(name=wf), input={"who": "ns"}, namespace="api-" + wf
+    )
+    done = env.client.wait(ns["id"], timeout=60)
+    assert done["status"] == "succeeded" and done["namespace"] == "api-" + wf
+    engine_side = env.mistral.get("/executions/" + done["engine_execution_id"])
+    assert engine_side["workflow_namespace"] == "api-" + wf
 
 
 def test_kill_9_of_tracker_and_api_between_the_end_and_its_delivery(env):

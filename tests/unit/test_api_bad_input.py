@@ -74,7 +74,7 @@ CASES = [
         400,
         "at most",
     ),
-    ("namespace", "POST", "/v1/executions", dict(OK, namespace="ns1"), {}, "rw", 400, "namespace"),
+    ("namespace", "POST", "/v1/executions", dict(OK, namespace=5), {}, "rw", 400, "namespace"),
     ("bad yaml", "POST", "/v1/executions", {"definition": "a: [b"}, {}, "rw", 400, "YAML"),
     (
         "no version",

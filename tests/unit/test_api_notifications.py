@@ -42,7 +42,7 @@ def execution(store, i, sinks=(), status=st.RUNNING):
             status=status,
             created_at=1.0,
             updated_at=1.0,
-            notify=[dict(url=u, secret=SECRET, every_status=e) for u, e in sinks],
+            sinks=[dict(url=u, secret=SECRET, every_status=e) for u, e in sinks],
         )
     )
     return "ex-%d" % i

@@ -1,6 +1,6 @@
-"""The store contract of the platform's side (schema version 5), on every
-backend: the change log, idempotency keys, id lookup, labels and paging, API
-keys and the notification outbox."""
+"""The store contract of the platform's side (schema version 6), on every
+backend: the change log, id lookup, labels and paging, API keys and the
+notification outbox. (Idempotency keys: test_store_contract.py.)"""
 
 import pytest
 
@@ -91,18 +91,7 @@ def test_cursors_only_move_forward(store):
     assert store.get_cursor("notify") == 9
 
 
-# -- idempotency, lookup, labels, paging ------------------------------------------
-
-
-def test_an_idempotency_key_is_unique(store):
-    first = rec(idempotency_key="k-1")
-    store.create_execution(first)
-    with pytest.raises(Conflict, match="idempotency key k-1"):
-        store.create_execution(rec(idempotency_key="k-1"))
-    store.create_execution(rec())  # records without a key never collide
-    store.create_execution(rec())
-    assert store.execution_by_idempotency_key("k-1")["id"] == first["id"]
-    assert store.execution_by_idempotency_key("k-2") is None
+# -- lookup, labels, paging ------------------------------------------
 
 
 def test_find_executions_by_id_engine_id_and_prefix(store):
