@@ -13,6 +13,7 @@ import time
 from st2bridge import __version__, app, config, errors, workflow
 from st2bridge import status as st
 from st2bridge.cli import collect, dbupgrade, executions, output, services
+from st2bridge.cli import stuck as stuckcli
 
 
 def build_parser():
@@ -54,7 +55,8 @@ def build_parser():
     run.add_argument("--json", action="store_true", help="print the record as JSON")
     run.set_defaults(handler=cmd_run)
 
-    executions.add_parsers(commands)  # execution list/get/tasks/watch/…, task rerun
+    execution_sub = executions.add_parsers(commands)  # execution list/get/…, task rerun
+    stuckcli.add_parsers(execution_sub)  # execution list --stuck, execution recover
 
     track = commands.add_parser("track", help="have the trackers poll an execution again")
     track.add_argument("id")
