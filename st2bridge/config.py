@@ -293,11 +293,12 @@ stuck_opts = [
     ),
     cfg.FloatOpt(
         "heartbeat_timeout",
-        default=60.0,
+        default=90.0,
         min=0.1,
         help="A RUNNING action execution whose last heartbeat is older than this has lost its "
-        "executor. Keep it above Mistral's [action_heartbeat] check_interval (20 s): the "
-        "executor sends one heartbeat per interval.",
+        "executor. Mistral's executor sends one per [action_heartbeat] check_interval (20 s), "
+        "and a busy engine records them late: keep a few intervals of margin. Below "
+        "check_interval x max_missed_heartbeats (300 s), where Mistral fails it itself.",
     ),
     cfg.FloatOpt(
         "unstarted_timeout",

@@ -37,6 +37,8 @@ from st2bridge.tracker import stuck
 
 LOG = logging.getLogger(__name__)
 PREFIX = "st2bridge recover: "
+# Seconds a failed task's workflow gets to end before the task counts as handled.
+ENDING = 10.0
 
 
 @dataclasses.dataclass
@@ -258,15 +260,24 @@ class Recovery:
 
     def _rerun_if_failed(self, record, task):
         """Wait (up to `settle`) for the engine to act on the completed action;
-        re-run the task when the workflow failed for it."""
+        re-run the task when the workflow failed for it. A failed task ends
+        its workflow a moment later (Mistral checks for completion after the
+        task's transaction), unless an on-error handler takes over: give it
+        ENDING seconds to show which."""
         eid = record["engine_execution_id"]
         deadline = self.clock() + self.settle
+        failed_at = None
         while True:
             state = self.engine.get_execution(eid, fields=LIGHT_FIELDS).get("state")
             task_state = self.engine.get_task(task["id"]).get("state")
-            if state != "RUNNING" or task_state not in ("RUNNING", "IDLE"):
+            now = self.clock()
+            if task_state == "ERROR" and failed_at is None:
+                failed_at = now
+            if state != "RUNNING" or task_state not in ("RUNNING", "IDLE", "ERROR"):
                 break
-            if self.clock() >= deadline:
+            if failed_at is not None and now - failed_at >= min(ENDING, self.settle):
+                break
+            if now >= deadline:
                 return "the engine still has task %s %s after %.0f s; not re-run" % (
                     task.get("name"),
                     task_state,

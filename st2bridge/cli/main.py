@@ -12,7 +12,7 @@ import time
 
 from st2bridge import __version__, app, config, errors, workflow
 from st2bridge import status as st
-from st2bridge.cli import collect, dbupgrade, executions, output, services
+from st2bridge.cli import collect, dbupgrade, doctor, executions, output, services
 from st2bridge.cli import stuck as stuckcli
 
 
@@ -71,6 +71,7 @@ def build_parser():
 
     dbupgrade.add_parser(commands)
     collect.add_parser(commands)
+    doctor.add_parser(commands)
     return parser
 
 
@@ -175,6 +176,8 @@ def oslo_args(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "loads_config", False):  # doctor reports a bad config itself
+            return args.handler(args, oslo_args(args))
         conf = config.load(oslo_args(args))
         app.setup_logging(conf, quiet=True, component=app.logs.command_component(args.command))
         return args.handler(args, conf)

@@ -45,7 +45,7 @@ class Settings:
 
     probe_after: float = 30.0
     probe_interval: float = 60.0
-    heartbeat_timeout: float = 60.0
+    heartbeat_timeout: float = 90.0
     unstarted_timeout: float = 300.0
     result_grace: float = 60.0
     continuation_grace: float = 60.0

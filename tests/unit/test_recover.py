@@ -133,6 +133,23 @@ def test_a_lost_action_with_known_output_succeeds_with_it(env):
     assert engine.count("rerun_task") == 0
 
 
+def test_a_failed_task_whose_workflow_goes_on_is_not_re_run(env):
+    store, engine, t, record, eid = env
+    lost_action(engine, eid)
+    original = engine.complete_action_execution
+
+    def handled(action_execution_id, state, output):  # an on-error handler takes over
+        answer = original(action_execution_id, state, output)
+        engine.set_state(eid, "RUNNING")
+        return answer
+
+    engine.complete_action_execution = handled
+    r = recovery(engine, store, t)
+    plan = r.carry_out(r.plan(record["id"]))
+    assert "the engine went on (execution RUNNING, task t1 ERROR)" in plan.done[-1]
+    assert engine.count("rerun_task") == 0
+
+
 def test_no_rerun_stops_after_the_action(env):
     store, engine, t, record, eid = env
     lost_action(engine, eid)

@@ -8,7 +8,7 @@ import pytest
 from st2bridge.tracker import stuck
 
 NOW = 1_800_000_000.0
-S = stuck.Settings()  # the defaults: 60 s heartbeat timeout and graces
+S = stuck.Settings(heartbeat_timeout=60.0)  # and the default 60 s graces
 
 
 def ts(seconds_ago):
