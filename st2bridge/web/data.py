@@ -10,6 +10,7 @@ import time
 
 from st2bridge import errors, errortree
 from st2bridge import status as st
+from st2bridge.tracker import stuckview
 from st2bridge.web import graph as graphs
 
 LOG = logging.getLogger("st2bridge.web")
@@ -47,6 +48,7 @@ def row(record, now):
         "duration_s": duration(record, now),
         "terminal": st.is_terminal(record.get("status")),
         "error": errortree.first_line(record.get("error")),
+        "stuck": stuckview.view(record),  # null, or signature, since, evidence, command
     }
 
 
