@@ -250,6 +250,10 @@ def measure(a, tracker, sim, store, res):
         "cpu_ms_per_poll": round(cpu / wall / polls_s * 1000, 4) if polls_s else None,
         "engine_requests_per_s": round(eng_total / wall, 1),
         "engine_requests": st["requests"],
+        # The stuck watch's reads (suspects only: executions quiet for [stuck] probe_after)
+        # and what it flagged (the simulator's executions are healthy: 0 expected).
+        "stuck_probes": (s1 or {}).get("stuck_probes", 0) - (s0 or {}).get("stuck_probes", 0),
+        "stuck_flagged": (s1 or {}).get("stuck_flagged", 0),
         "sim_cpu_pct": round((sim.cpu() - sc0) / wall * 100, 1),
         "rss_kb": rss[0],
         "peak_rss_kb": rss[1],
@@ -326,6 +330,13 @@ def report(a, res):
             None,
         ),
         ("engine requests/s", lp.get("engine_requests_per_s"), "(info)", None),
+        ("stuck-watch engine reads (window)", lp.get("stuck_probes"), "(info)", None),
+        (
+            "executions flagged stuck (false positives)",
+            lp.get("stuck_flagged"),
+            "0",
+            lambda v: v == 0,
+        ),
         (
             "simulator CPU %",
             lp.get("sim_cpu_pct"),

@@ -143,6 +143,9 @@ class Tracker:
                         "tracked": tracked,
                         "in_flight": self.executor.running(),
                         "callbacks": dict(self.callbacks.counts) if self.callbacks else None,
+                        # Engine reads of the stuck watch (suspects only), executions it flagged.
+                        "stuck_probes": self.poller.stuck.probes if self.poller.stuck else 0,
+                        "stuck_flagged": self.poller.stuck.flagged if self.poller.stuck else 0,
                     },
                     "callback_url": config.callback_url(self.conf) if self.listener else None,
                 },

@@ -41,7 +41,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.stuck]
 # late on a loaded 2-core machine: see docs/operations.md.)
 HEARTBEAT_TIMEOUT = 12.0
 GRACE = 8.0
-STUCK = """[stuck]
+STUCK = """[metrics]
+port = 0
+[web]
+port = 0
+[stuck]
 probe_after = 2
 probe_interval = 2
 heartbeat_timeout = %g
