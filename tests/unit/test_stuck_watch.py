@@ -268,3 +268,25 @@ def test_learnt_bounds_come_from_succeeded_runs(tmp_path):
     Conf.history_min_runs = 7
     assert EngineBounds(FakeEngine(), store, Conf(), clock=lambda: T0).learnt("wf", "t1") is None
     store.close()
+
+
+def test_the_watch_follows_the_stuck_options(tmp_path):
+    from st2bridge import config
+
+    conf_file = tmp_path / "bridge.conf"
+    conf_file.write_text(
+        "[stuck]\nheartbeat_timeout = 45\nresult_grace = 20\nasync_actions = my.async\n"
+        "max_probes_per_second = 3\n"
+    )
+    conf = config.load(["--config-file", str(conf_file)])
+    watch = StuckWatch.from_config(conf, FakeEngine(), None)
+    assert watch.settings.heartbeat_timeout == 45 and watch.settings.result_grace == 20
+    assert watch.settings.continuation_grace == 60  # a default
+    assert watch.settings.async_actions == ("my.async",) and watch.rate == 3
+    conf_file.write_text("[stuck]\nenabled = false\n")
+    assert (
+        StuckWatch.from_config(config.load(["--config-file", str(conf_file)]), None, None) is None
+    )
+    conf_file.write_text("[stuck]\nheartbeat_timeout = -1\n")
+    with pytest.raises(errors.ConfigError, match=r"\[stuck\] heartbeat_timeout"):
+        config.load(["--config-file", str(conf_file)])
