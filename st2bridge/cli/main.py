@@ -14,6 +14,7 @@ from st2bridge.cli import (
     apikeys,
     collect,
     dbupgrade,
+    doctor,
     executions,
     hints,
     notifications,
@@ -21,6 +22,7 @@ from st2bridge.cli import (
     services,
     workflows,
 )
+from st2bridge.cli import stuck as stuckcli
 
 
 def build_parser():
@@ -40,7 +42,8 @@ def build_parser():
 
     run.add_parser(commands)
     workflows.add_parser(commands)
-    executions.add_parsers(commands)  # execution list/get/tasks/watch/…, task rerun
+    execution_sub = executions.add_parsers(commands)  # execution list/get/…, task rerun
+    stuckcli.add_parsers(execution_sub)  # execution list --stuck, execution recover
 
     track = commands.add_parser("track", help="have the trackers poll an execution again")
     track.add_argument("id")
@@ -57,6 +60,7 @@ def build_parser():
     collect.add_parser(commands)
     apikeys.add_parser(commands)
     notifications.add_parser(commands)
+    doctor.add_parser(commands)
     return parser
 
 
@@ -110,6 +114,8 @@ def oslo_args(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "loads_config", False):  # doctor reports a bad config itself
+            return args.handler(args, oslo_args(args))
         conf = config.load(oslo_args(args))
         app.setup_logging(conf, quiet=True, component=app.logs.command_component(args.command))
         return args.handler(args, conf)

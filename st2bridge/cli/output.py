@@ -4,6 +4,7 @@ import datetime
 import json
 
 from st2bridge import status as st
+from st2bridge.tracker import stuckview
 
 
 def iso(ts):
@@ -45,6 +46,7 @@ def execution_view(record):
         "ended_at": iso(record.get("ended_at")),
         "labels": record.get("labels") or {},
         "started_by": record.get("started_by"),
+        "stuck": stuckview.view(record),
     }
 
 
@@ -87,6 +89,9 @@ def execution_text(record):
     ]
     if view["error"]:
         lines.append("error:      %s" % _indent(view["error"]))
+    stuck = stuckview.explain(record)
+    if stuck:
+        lines.append("STUCK:      %s" % _indent("\n".join(stuck)))
     if view["tasks"]:
         width = max(len(t["name"] or "") for t in view["tasks"])
         lines.append("tasks:")

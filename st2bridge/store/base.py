@@ -50,6 +50,10 @@ An execution record has these fields (all present; unset ones are None):
     started_by          name of the API key that started it (None: the CLI)
     sinks               where its result is POSTed: [{url, secret, every_status}]
                         (the secrets sign the requests; never shown in any view)
+    -- stuck executions (st2bridge/tracker/stuck.py) --
+    stuck               None, or {signature, since, detected_at, reason,
+                        evidence}: the engine looks stuck on it
+    stuck_probe_at      float: when the engine may next be asked whether it is
 
 The change log: every write that creates a record, changes its status or its
 tasks appends one entry, in the same transaction (SQLite) or the same
@@ -71,6 +75,8 @@ A notification (the outbox of webhook deliveries): see NOTIFICATION_FIELDS.
 
 import abc
 import contextlib
+
+from st2bridge import status as _status
 
 # The fields of a record a callback reads (Store.callback_view).
 CALLBACK_FIELDS = (
@@ -134,6 +140,8 @@ EXECUTION_FIELDS = (
     "request_digest",
     "started_by",
     "sinks",
+    "stuck",
+    "stuck_probe_at",
 )
 
 DEFINITION_FIELDS = ("id", "kind", "name", "text", "workflows", "created_at")
@@ -302,6 +310,24 @@ class Store(abc.ABC):
     def count_by_status(self):
         """{status: number of records} for the statuses that have any (one
         grouped query: the metrics gauge asks on every heartbeat)."""
+
+    def list_stuck(self, limit=50):
+        """Active records flagged stuck (`stuck` set), newest first. This
+        default reads every active record; backends that can filter on the
+        document override it."""
+        active = [s for s in _status.ALL if s not in _status.TERMINAL]
+        return [r for r in self.list_executions(status=active, limit=None) if r.get("stuck")][
+            :limit
+        ]
+
+    def count_stuck(self):
+        """{signature: number of active records flagged with it} (the metrics
+        gauge asks on every heartbeat)."""
+        counts = {}
+        for record in self.list_stuck(limit=None):
+            signature = record["stuck"].get("signature")
+            counts[signature] = counts.get(signature, 0) + 1
+        return counts
 
     # -- definitions --------------------------------------------------------
 
