@@ -76,6 +76,7 @@ SCHEMAS = {
             "labels",
             "namespace",
             "started_by",
+            "stuck",
             "error_tree",
         ],
         "properties": {
@@ -100,6 +101,11 @@ SCHEMAS = {
             "namespace": {"type": "string"},
             "started_by": NULLABLE_STR,
             "error_tree": {"type": ["object", "null"]},
+            "stuck": {
+                "type": ["object", "null"],
+                "description": "null, or why the engine looks stuck on it (signature, since, "
+                "detected_at, reason, evidence, command)",
+            },
             "warning": {
                 "type": "string",
                 "description": "only with 202: why the engine has not confirmed it yet",
