@@ -444,6 +444,20 @@ def test_claim_due_takes_only_due_active_tracked_records(store):
     assert store.get_execution("later")["lease_owner"] is None
 
 
+def test_a_final_record_leaves_the_due_index(store):
+    # Finished records would otherwise stay at the front of the due index,
+    # and every claim would walk the whole history before reaching work.
+    store.create_execution(tracked(T0 - 5, id="e1"))
+    store.create_execution(tracked(T0 - 5, id="born-final", status=st.FAILED))
+    assert store.get_execution("born-final")["next_poll_at"] is None
+    assert store.update_execution("e1", {"status": st.SUCCEEDED, "ended_at": T0})
+    assert store.get_execution("e1")["next_poll_at"] is None
+    assert store.next_due_at() is None and store.claim_due("t1", T0, 30, 10) == []
+    store.create_execution(tracked(T0 - 5, id="e2"))
+    assert store.update_many([("e2", {"status": st.CANCELED})]) == 1
+    assert store.get_execution("e2")["next_poll_at"] is None
+
+
 def test_claim_due_orders_by_next_poll_at_and_honours_limit(store):
     times = [T0 - 7, T0 - 1, T0 - 9, T0 - 3, T0 - 5]
     for n, t in enumerate(times):
@@ -719,3 +733,39 @@ def test_update_task_sets_one_entry_under_the_condition(store):
         store.update_task("missing", None, {"id": "x"})
     with pytest.raises(ValueError):
         store.update_task("t0", 0, {"id": "a"}, {"tasks": []})
+
+
+# -- idempotency keys and definitions ---------------------------------------------
+
+
+def test_an_idempotency_key_is_unique_and_finds_its_record(backend):
+    a, b = backend.open(), backend.open()
+    first = rec(idempotency_key="key-1", env={"a.b": 1, "$x": [1]}, labels={"team": "x"})
+    a.create_execution(first)
+    assert b.get_execution_by_idempotency_key("key-1") == first
+    with pytest.raises(Conflict, match="idempotency key 'key-1' belongs to execution"):
+        b.create_execution(rec(idempotency_key="key-1"))
+    assert b.count_executions() == 1  # the refused one left nothing behind
+    a.create_execution(rec())  # records without a key: any number
+    a.create_execution(rec())
+    with pytest.raises(NotFound):
+        a.get_execution_by_idempotency_key("key-2")
+    with pytest.raises(ValueError):
+        a.update_execution(first["id"], {"idempotency_key": "other"})
+
+
+def test_definitions_are_kept_once_by_content_id(backend):
+    a, b = backend.open(), backend.open()
+    definition = {
+        "id": "d" * 64,
+        "kind": "workbook",
+        "name": "wb",
+        "text": "version: '2.0'\nname: wb\n",
+        "workflows": ["wb.main"],
+        "created_at": T0,
+    }
+    assert a.put_definition(definition) is True
+    assert b.put_definition(dict(definition, created_at=T0 + 1)) is False  # the same content
+    assert b.get_definition("d" * 64) == definition
+    with pytest.raises(NotFound):
+        a.get_definition("nope")
