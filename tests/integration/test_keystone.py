@@ -30,6 +30,7 @@ import requests
 
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.engine.auth import KeystoneTokens
+from tests.integration.conftest import engine_database
 from tests.support.bridge import ROOT, Bridge, start_listening_tracker, wait_for, write_workflow
 from tests.support.net import free_port
 from tools.keystone_local import PrivateKeystone
@@ -92,6 +93,7 @@ def cloud(tmp_path_factory):
         pytest.skip("Keystone 30 needs Python 3.11 or newer")
     mistral = PrivateMistral(
         tmp_path_factory.mktemp("mistral-auth"),
+        db=engine_database(),  # as the session's engine: SQLite loses writes under load
         prefix="st2bridge-test-ks",
         keystone_home=tmp_path_factory.mktemp("keystone"),
     )
@@ -105,7 +107,7 @@ def cloud(tmp_path_factory):
         print("Keystone up on port %d in %.1f s" % (keystone.port, time.monotonic() - started))
         if not mistral.up(capture=True):
             pytest.fail("could not start Mistral with Keystone:\n%s" % mistral.output[-6000:])
-        print("Mistral (auth) up in %.1f s in all" % (time.monotonic() - started))
+        print("Mistral (auth, %s) up in %.1f s in all" % (mistral.db, time.monotonic() - started))
         yield Cloud(keystone, mistral)
     finally:
         mistral.stop()
