@@ -117,9 +117,13 @@ class Runner:
 
     # -- executions -------------------------------------------------------
 
-    def start(self, wf_file, workflow_name, input=None, *, timeout=None, extra_notify=()):
+    def start(
+        self, wf_file, workflow_name, input=None, *, timeout=None, extra_notify=(), on_timeout=None
+    ):
         """Register, record and submit. Returns the record as stored.
-        `extra_notify`: more webhook entries for Mistral's params.notify."""
+        `extra_notify`: more webhook entries for Mistral's params.notify.
+        `on_timeout`: "cancel" (default) or "leave" the engine execution when
+        `timeout` passes (st2bridge.control.time_out)."""
         input = dict(input or {})
         workflow.check_input(wf_file, workflow_name, input)
         registered = self._register_or_reject(wf_file)
@@ -150,6 +154,7 @@ class Runner:
             tracked=self.mode != "callback",
             next_poll_at=now + (self.stale_after if self.mode == "hybrid" else self.query_interval),
             timeout_at=now + timeout if timeout else None,
+            on_timeout=on_timeout if timeout else None,
             callback_secret_hash=secrets.hash_secret(secret) if secret else None,
         )
         self.store.create_execution(record)

@@ -46,7 +46,11 @@ def _route(handler, max_body, environ):
     if path == "/v1/health":
         if method != "GET":
             return 405, {"error": "use GET"}, [("Allow", "GET")]
-        return 200, {"status": "ok", "callbacks": dict(handler.counts)}, []
+        # A store that was replaced under the tracker, or is corrupted, is down.
+        healthy, store = handler.store.health()
+        answer = {"status": "ok" if healthy else "down", "store": store}
+        answer["callbacks"] = dict(handler.counts)
+        return (200 if healthy else 503), answer, []
     match = PATH.match(path)
     if not match:
         return 404, {"error": "no such endpoint"}, []
