@@ -16,6 +16,8 @@ import logging
 import logging.handlers
 import os
 import sys
+import threading
+import time
 
 from st2bridge import config, errors, redact
 
@@ -50,6 +52,41 @@ class PrivateFileHandler(logging.handlers.WatchedFileHandler):
     def _open(self):
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         return open(fd, self.mode.replace("w", "a"), encoding=self.encoding, errors=self.errors)
+
+
+class RateLimitedLog:
+    """At most one line per `interval` seconds for each kind of event (`key`);
+    the events in between are counted and the next line says how many, so a
+    flood (a client hammering an endpoint) costs a line a minute, not one per
+    request, and nothing goes unmentioned. Shared by the listeners.
+
+        REJECTED = RateLimitedLog(LOG)
+        REJECTED.log(logging.WARNING, 404, "callback for unknown execution %s", eid)
+    """
+
+    def __init__(self, logger, interval=60.0, clock=time.monotonic):
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._last = {}  # key -> when its last line was written
+        self._held = {}  # key -> events not written since
+        self._lock = threading.Lock()
+
+    def log(self, level, key, message, *args):
+        """Write the line now, or count it; True when written."""
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval:
+                self._held[key] = self._held.get(key, 0) + 1
+                return False
+            held = self._held.pop(key, 0)
+            self._last[key] = now
+        if held:
+            message += " (and %d more like it in the last %.0f s)"
+            args += (held, now - last)
+        self.logger.log(level, message, *args)
+        return True
 
 
 def log_path(conf, component):

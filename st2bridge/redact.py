@@ -169,13 +169,14 @@ def input_secrets(value, extra=None, _inside=False):
     return found
 
 
-def _deep_redact(value, secrets):
+def mask_values(value, secrets):
+    """`value` (texts, lists, dicts) with every one of `secrets` masked."""
     if isinstance(value, str):
         return redact(value, secrets) if secrets else value
     if isinstance(value, dict):
-        return {k: _deep_redact(v, secrets) for k, v in value.items()}
+        return {k: mask_values(v, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [_deep_redact(v, secrets) for v in value]
+        return [mask_values(v, secrets) for v in value]
     return value
 
 
@@ -187,5 +188,5 @@ def mask_record(record, extra=None):
     if secrets:
         for field in ("output", "error", "tasks"):
             if masked.get(field) is not None:
-                masked[field] = _deep_redact(masked[field], secrets)
+                masked[field] = mask_values(masked[field], secrets)
     return masked

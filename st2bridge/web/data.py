@@ -8,7 +8,7 @@ so instead of failing.
 import logging
 import time
 
-from st2bridge import errors, errortree
+from st2bridge import errors, errortree, redact
 from st2bridge import status as st
 from st2bridge.web import graph as graphs
 
@@ -55,7 +55,7 @@ def list_rows(store, status=None, workflow=None, limit=100, now=None):
     records = store.list_executions(
         status=status or None, workflow_name=workflow or None, limit=limit
     )
-    return [row(r, now) for r in records]
+    return [row(redact.mask_record(r), now) for r in records]
 
 
 def task_view(task):
@@ -82,7 +82,11 @@ class Detail:
     """One execution page's data, gathered with few engine requests."""
 
     def __init__(self, store, engine, execution_id, now=None, with_graphs=True):
-        self.record = store.get_execution(execution_id)  # NotFound propagates
+        record = store.get_execution(execution_id)  # NotFound propagates
+        # Secret input values never reach a page: masked in the record and in
+        # whatever the engine repeats them in (task state_info, the error report).
+        self.secrets = redact.input_secrets(record.get("input"))
+        self.record = redact.mask_record(record)
         self.engine = engine
         self.now = time.time() if now is None else now
         self.with_graphs = with_graphs
@@ -100,7 +104,7 @@ class Detail:
                     if sub.get("id") != root:
                         self.subs.setdefault(sub.get("task_execution_id"), []).append(sub)
                 self.tasks[root] = [
-                    task_view(t) for t in engine.list_tasks(root, fields=TASK_FIELDS)
+                    self._view(t) for t in engine.list_tasks(root, fields=TASK_FIELDS)
                 ]
         except errors.BridgeError as exc:
             self.engine_error = str(exc)
@@ -112,6 +116,9 @@ class Detail:
                 )
         self.failure = self._failure(root)
 
+    def _view(self, task):
+        return redact.mask_values(task_view(task), self.secrets)
+
     def _failure(self, root):
         if self.record.get("status") != st.FAILED:
             return None
@@ -122,13 +129,16 @@ class Detail:
                 leaves = errortree.failed_leaves(tree)
             except errors.BridgeError as exc:
                 LOG.info("no error report for %s: %s", root, exc)
-        return {
-            "error": self.record.get("error"),
-            "tasks": [
-                {"name": t["name"], "id": t["id"], "path": path, "error": t["error"]}
-                for t, path in leaves
-            ],
-        }
+        return redact.mask_values(
+            {
+                "error": self.record.get("error"),
+                "tasks": [
+                    {"name": t["name"], "id": t["id"], "path": path, "error": t["error"]}
+                    for t, path in leaves
+                ],
+            },
+            self.secrets,
+        )
 
     def failed_names(self, execution_id):
         """Names of the tasks in ERROR of one workflow execution."""
@@ -138,7 +148,7 @@ class Detail:
         if execution_id not in self.tasks and not self.engine_error:
             try:
                 self.tasks[execution_id] = [
-                    task_view(t) for t in self.engine.list_tasks(execution_id, fields=TASK_FIELDS)
+                    self._view(t) for t in self.engine.list_tasks(execution_id, fields=TASK_FIELDS)
                 ]
             except errors.BridgeError as exc:
                 LOG.info("tasks of %s: %s", execution_id, exc)
