@@ -47,11 +47,27 @@ class RedactingFormatter(logging.Formatter):
 class PrivateFileHandler(logging.handlers.WatchedFileHandler):
     """A WatchedFileHandler whose files are created 0640 (owner and its
     group, as logrotate's `create 0640` does): logs name executions, hosts
-    and errors, which are not for every user of the machine."""
+    and errors, which are not for every user of the machine. A file that
+    root creates in the service user's log directory is given to that user,
+    as the store is (st2bridge.store.sqlite_file)."""
 
     def _open(self):
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            fd = os.open(self.baseFilename, flags | os.O_EXCL, 0o640)
+        except FileExistsError:
+            fd = os.open(self.baseFilename, flags, 0o640)
+        else:
+            _give_to_directory_owner(fd, self.baseFilename)
         return open(fd, self.mode.replace("w", "a"), encoding=self.encoding, errors=self.errors)
+
+
+def _give_to_directory_owner(fd, path):
+    if os.geteuid() != 0:
+        return
+    directory = os.stat(os.path.dirname(os.path.abspath(path)))
+    if (directory.st_uid, directory.st_gid) != (0, 0):
+        os.fchown(fd, directory.st_uid, directory.st_gid)
 
 
 class RateLimitedLog:

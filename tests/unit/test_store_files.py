@@ -42,6 +42,25 @@ def test_a_new_store_is_private(tmp_path):
     assert os.stat(path).st_mode & 0o777 == 0o640
 
 
+def test_log_files_are_private_and_the_service_users(shared_dir):
+    import logging
+
+    from st2bridge import logs
+
+    logs_dir = shared_dir / "log"
+    logs_dir.mkdir()
+    nobody = pwd.getpwnam("nobody")
+    if os.geteuid() == 0:
+        os.chown(logs_dir, nobody.pw_uid, nobody.pw_gid)
+    handler = logs.PrivateFileHandler(str(logs_dir / "st2bridge.log"), encoding="utf-8")
+    handler.emit(logging.makeLogRecord({"msg": "hello"}))
+    handler.close()
+    info = os.stat(logs_dir / "st2bridge.log")
+    assert info.st_mode & 0o777 == 0o640
+    if os.geteuid() == 0:
+        assert (info.st_uid, info.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+
+
 def test_reads_never_create_a_store(tmp_path):
     path = tmp_path / "state" / "bridge.db"
     with pytest.raises(errors.StoreUnavailable, match="no SQLite store at .*nothing has been"):
