@@ -4,10 +4,12 @@ A pass claims the executions that are due (with a lease, so several trackers
 can share one store) and checks them with the engine, then returns how long
 the driver may sleep before anything else is due. Two ways to check:
 
-- a batch: ONE light listing of the root executions the engine changed since
-  the batch was last in sync (`updated_at >= since`). Every record in the
-  batch that is not in the listing is unchanged, and is rescheduled in one
-  store write. This is what lets one tracker follow thousands of executions.
+- a batch: the root executions the engine changed since the batch was last
+  in sync (`updated_at >= since`), from one change listing that every batch
+  shares (tracker/changefeed.py: each listing asks only for what changed
+  since the previous one). Every record in the batch that is not in it is
+  unchanged, and is rescheduled in one store write. This is what lets one
+  tracker follow tens of thousands of executions.
 - one by one: a light GET of one execution, for what a listing cannot tell:
   a `requested` record (did the submit arrive?), a 404 being confirmed, a
   timeout, and a periodic check that the execution still exists
@@ -26,6 +28,8 @@ from st2bridge import control, errors, results
 from st2bridge import status as st
 from st2bridge.engine.retry import backoff_delay
 from st2bridge.results import LIGHT_FIELDS, TASK_FIELDS
+from st2bridge.tracker.changefeed import ChangeFeed
+from st2bridge.tracker.stats import PollStats
 
 LOG = logging.getLogger(__name__)
 
@@ -39,47 +43,6 @@ SMALL_BATCH = 4
 MAX_SYNCS = 2
 
 RELEASE = {"lease_owner": None, "lease_expires_at": None}
-
-
-def engine_filter_time(ts):
-    """Mistral's filter syntax for a UTC time (one-second resolution)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
-
-
-class PollStats:
-    """Counters the daemon reports with each heartbeat."""
-
-    WINDOW = 20000  # lateness samples kept between two reports
-
-    def __init__(self):
-        self.polls = 0
-        self.lateness = []
-        self.observe_lateness = None  # metrics hook: called with each lateness (s)
-
-    def polled(self, record, now):
-        self.polls += 1
-        if record.get("next_poll_at"):
-            late = max(0.0, now - record["next_poll_at"])
-            if len(self.lateness) < self.WINDOW:
-                self.lateness.append(late)
-            if self.observe_lateness:
-                self.observe_lateness(late)
-
-    def take_lateness(self):
-        """p50/p99/max lateness (ms) since the last call, and the sample count."""
-        samples, self.lateness = sorted(self.lateness), []
-        if not samples:
-            return {"p50": None, "p99": None, "max": None, "count": 0}
-
-        def pct(p):
-            return round(samples[min(len(samples) - 1, int(p * len(samples)))] * 1000, 1)
-
-        return {
-            "p50": pct(0.50),
-            "p99": pct(0.99),
-            "max": round(samples[-1] * 1000, 1),
-            "count": len(samples),
-        }
 
 
 class Poller:
@@ -125,16 +88,26 @@ class Poller:
         self.rng = rng
         self.stats = PollStats()
         self._syncs = 0
+        # Changes are kept for a few intervals; older batches list afresh.
+        self.feed = ChangeFeed(
+            engine,
+            sync_overlap=sync_overlap,
+            retain=max(60.0, 4 * query_interval) + sync_overlap,
+            clock=clock,
+        )
 
     # -- the pass ---------------------------------------------------------
 
     def tick(self, now):
         """Claim what is due and start its checks; return seconds to wait."""
         free = self.executor.free()
-        if free and self._syncs < MAX_SYNCS:
-            claimed = self.store.claim_due(self.owner, now, self.lease_seconds, self.batch_size)
-            if claimed:
-                self._dispatch(claimed, now, free)
+        if not free or self._syncs >= MAX_SYNCS:
+            # Busy: nothing could be started, so the store is not asked either
+            # (under load this pass runs every POOL_FULL_WAIT).
+            return POOL_FULL_WAIT
+        claimed = self.store.claim_due(self.owner, now, self.lease_seconds, self.batch_size)
+        if claimed:
+            self._dispatch(claimed, now, free)
         due = self.store.next_due_at()
         if due is None:
             return self.query_interval
@@ -191,19 +164,11 @@ class Poller:
     def _sync(self, records):
         started = self.clock()
         since = min(r.get("synced_at") or r["created_at"] for r in records) - self.sync_overlap
-        wanted = {r["engine_execution_id"] for r in records}
+        wanted = [r["engine_execution_id"] for r in records]
         try:
-            # Keep only this batch's rows while paging: a listing can hold every
-            # execution the engine changed lately, not just ours.
-            listed = {
-                row["id"]: row
-                for row in self.engine.list_executions(
-                    fields=LIGHT_FIELDS,
-                    updated_at="gte:" + engine_filter_time(since),
-                    nulls="task_execution_id",
-                )
-                if row["id"] in wanted
-            }
+            # One listing shared by all batches: only what changed since it
+            # last listed (tracker/changefeed.py).
+            listed, listed_at = self.feed.changes_since(since, wanted)
         except errors.EngineError as exc:
             self._back_off_batch(records, exc, started)
             return
@@ -228,7 +193,7 @@ class Poller:
                         dict(
                             RELEASE,
                             next_poll_at=self.next_poll_at(started, record.get("next_poll_at")),
-                            synced_at=started,
+                            synced_at=listed_at,
                             poll_failures=0,
                         ),
                     )
@@ -244,8 +209,10 @@ class Poller:
                 len(unchanged),
                 exc,
             )
+        # What changed costs engine reads (a finish: output and tasks): in
+        # the pool, side by side, not one after the other in this batch.
         for record, row in changed:
-            self._safely(self._apply, record, row, started)
+            self.executor.submit(self._safely, self._apply, record, row, started, False, listed_at)
 
     def _back_off_batch(self, records, exc, now):
         updates, longest = [], 0.0
@@ -314,8 +281,9 @@ class Poller:
             )
             self._reschedule(record, self.clock() + self.backoff_max, {})
 
-    def _apply(self, record, execution, now, verified=False):
-        """Record what a light query or listing row says about one execution."""
+    def _apply(self, record, execution, now, verified=False, synced_at=None):
+        """Record what a light query or listing row says about one execution
+        (`synced_at`: when the listing it comes from started; default `now`)."""
         if execution.get("state") in st.ENGINE_TERMINAL:
             if results.finish(
                 self.engine, self.store, record, self.clock, "poll", self.executor.concurrently
@@ -326,7 +294,7 @@ class Poller:
                     st.from_engine(execution["state"]),
                 )
             return
-        changes = {"poll_failures": 0, "not_found_count": 0, "synced_at": now}
+        changes = {"poll_failures": 0, "not_found_count": 0, "synced_at": synced_at or now}
         if verified:
             changes["verified_at"] = now
         seen = (execution.get("state"), execution.get("updated_at"))
