@@ -34,7 +34,6 @@ def test_quickstart_leaves_a_working_system(tmp_path):
     }
     env = dict(os.environ, **{k: str(v) for k, v in ports.items()})
     env.pop("PYTHONPATH", None)
-    vhost = None
     try:
         proc = subprocess.run(
             ["bash", "tools/quickstart.sh"],
@@ -70,7 +69,7 @@ def test_quickstart_leaves_a_working_system(tmp_path):
             env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")},
         )
         assert listed.stdout.split() == ["succeeded"], listed.stderr
-        vhost = _vhost(clone)
+        assert _vhost(clone)  # what the clean-up below deletes
         # Stop as printed.
         assert "stop both: bash tools/quickstart.sh stop" in out
         stop = subprocess.run(
@@ -90,6 +89,7 @@ def test_quickstart_leaves_a_working_system(tmp_path):
             requests.get(web, timeout=2)
     finally:
         subprocess.run(["bash", "tools/quickstart.sh", "stop"], cwd=clone, env=env, timeout=120)
+        vhost = _vhost(clone)
         if vhost and shutil.which("rabbitmqctl"):
             subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
 
@@ -114,5 +114,5 @@ def _vhost(clone):
         text=True,
         timeout=60,
     )
-    match = re.search(r"ST2BRIDGE_MISTRAL_VHOST=(\S+)", proc.stdout)
-    return match.group(1).strip("'\"") if match else None
+    match = re.search(r"ST2BRIDGE_MISTRAL_TRANSPORT_URL=\S+/([^/\s'\"]+)", proc.stdout)
+    return match.group(1) if match else None
