@@ -186,6 +186,7 @@ def test_collect_logs_masks_secret_input(conf, capsys, tmp_path):
     assert "no tracker output was found" in texts["README.txt"]
 
 
+@pytest.mark.process
 def test_collect_logs_takes_the_output_of_a_running_tracker(conf, capsys, tmp_path):
     """Without log_dir: the file a tracker's stderr goes to (the quick start's)."""
     log = tmp_path / "resultstracker.log"

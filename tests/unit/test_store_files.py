@@ -131,6 +131,7 @@ def test_a_store_replaced_under_a_process_stops_it_writing(tmp_path, how):
     store.close()
 
 
+@pytest.mark.process
 def test_the_records_of_others_survive_a_lost_process(tmp_path):
     """Before: after the -wal/-shm were deleted, the tracker's last close
     copied its old log over the store and erased what others wrote."""
@@ -213,6 +214,7 @@ def test_root_creates_the_store_for_the_owner_of_the_state_directory(shared_dir)
         assert (info.st_uid, info.st_gid) == (nobody.pw_uid, nobody.pw_gid), name
 
 
+@pytest.mark.process
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 def test_a_store_the_process_cannot_write_is_one_line_at_open(shared_dir):
     """issue 16 #9: a read-only store failed only at the first write, after
