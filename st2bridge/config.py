@@ -85,6 +85,12 @@ engine_opts = [
         "on every start). A definition deleted in the engine meanwhile is "
         "registered again when the submit is rejected.",
     ),
+    cfg.StrOpt(
+        "namespace",
+        default="",
+        help="Mistral namespace of the workflows `st2bridge run` registers and "
+        "starts, unless --namespace names another (empty: the default one).",
+    ),
     cfg.StrOpt("cacert", help="CA bundle to verify the engine's TLS certificate."),
     cfg.BoolOpt("insecure", default=False, help="Do not verify the engine's TLS certificate."),
     cfg.IntOpt(

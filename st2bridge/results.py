@@ -9,6 +9,7 @@ import logging
 import time
 
 from st2bridge import status as st
+from st2bridge.callbacks import secrets
 from st2bridge.errors import BridgeError
 
 LOG = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def engine_time(value):
 def task_view(task):
     """The part of an engine task the record keeps (no result payloads)."""
     view = {key: task.get(key) for key in TASK_FIELDS}
+    view["state_info"] = secrets.mask(view["state_info"])
     view["status"] = st.from_engine(task.get("state"))
     return view
 
@@ -74,8 +76,11 @@ def terminal_changes(execution, tasks, now, finished_by):
         "status": status,
         "engine_state": state,
         "engine_updated_at": execution.get("updated_at"),
-        "output": execution.get("output") if isinstance(execution.get("output"), dict) else {},
-        "error": (execution.get("state_info") or None) if failed else None,
+        # The callback secret stays out of the record (a workflow may return execution()).
+        "output": secrets.mask(
+            execution.get("output") if isinstance(execution.get("output"), dict) else {}
+        ),
+        "error": secrets.mask(execution.get("state_info") or None) if failed else None,
         "ended_at": engine_time(execution.get("updated_at")) or now,
         "updated_at": now,
         "finished_by": finished_by,

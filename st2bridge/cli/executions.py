@@ -14,7 +14,7 @@ import time
 
 from st2bridge import app, control, errors, errortree, redact, results
 from st2bridge import status as st
-from st2bridge.cli import output, timespec
+from st2bridge.cli import hints, output, timespec
 
 LIST_COLUMNS = ["id", "workflow", "status", "started", "duration", "finished_by"]
 # The JSON fields of a list row; -c takes these or the table's column names.
@@ -236,7 +236,7 @@ def error_tree(engine, record):
         return None
 
 
-def get_text(record, tree):
+def get_text(record, tree, prog="st2bridge"):
     if tree:
         # The engine's message repeats the whole tree: its first line is enough here.
         # Mistral's output of a failed execution is that same message.
@@ -256,7 +256,7 @@ def get_text(record, tree):
         leaves = errortree.failed_leaves(tree)
         if leaves:
             lines.append("re-run the failed task%s with:" % ("s" if len(leaves) > 1 else ""))
-            lines += ["  " + errortree.rerun_command(task["id"]) for task, _ in leaves]
+            lines += ["  " + errortree.rerun_command(task["id"], prog) for task, _ in leaves]
     return "\n".join(lines)
 
 
@@ -270,7 +270,7 @@ def cmd_get(args, conf):
     view = output.execution_view(record, show_secrets=args.show_secrets)
     view["error_tree"] = tree
     shown = record if args.show_secrets else redact.mask_record(record)
-    output.emit_one(args, view, lambda: get_text(shown, tree))
+    output.emit_one(args, view, lambda: get_text(shown, tree, hints.prog(args)))
     return errors.EXIT_OK
 
 
@@ -422,7 +422,7 @@ def cmd_watch(args, conf):
         view = dict(output.execution_view(record), error_tree=tree)
         print(json.dumps(view, ensure_ascii=False))
     else:
-        print(get_text(redact.mask_record(record), tree))
+        print(get_text(redact.mask_record(record), tree, hints.prog(args)))
     return errors.EXIT_OK if record["status"] == st.SUCCEEDED else errors.EXIT_FAILED
 
 

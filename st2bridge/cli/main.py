@@ -5,15 +5,14 @@ exit code (st2bridge.errors); tracebacks are for bugs only.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 import traceback
 
-from st2bridge import __version__, app, config, control, errors, workflow
+from st2bridge import __version__, app, config, control, errors
 from st2bridge import status as st
-from st2bridge.cli import collect, dbupgrade, executions, output, services
+from st2bridge.cli import collect, dbupgrade, executions, hints, output, run, services, workflows
 
 # As a command killed by SIGPIPE: 128 + 13.
 EXIT_BROKEN_PIPE = 141
@@ -39,36 +38,8 @@ def build_parser():
     parser.add_argument("--version", action="version", version="st2bridge " + __version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", help="run a workflow file on the engine")
-    run.add_argument("file", metavar="WORKFLOW.yaml")
-    run.add_argument(
-        "-i",
-        "--input",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an input value (JSON, or a plain string); may be repeated",
-    )
-    run.add_argument("--input-file", metavar="F.json", help="input values as a JSON object")
-    run.add_argument(
-        "--workflow", metavar="NAME", help="which workflow to run when the file defines several"
-    )
-    run.add_argument(
-        "--timeout",
-        type=float,
-        metavar="SECONDS",
-        help="end it with status timeout after this long (see --on-timeout)",
-    )
-    run.add_argument(
-        "--on-timeout",
-        choices=["cancel", "leave"],
-        default="cancel",
-        help="what a timeout does to the engine execution: cancel it (default) or leave it running",
-    )
-    run.add_argument("--wait", action="store_true", help="follow it to the end")
-    run.add_argument("--json", action="store_true", help="print the record as JSON")
-    run.set_defaults(handler=cmd_run)
-
+    run.add_parser(commands)
+    workflows.add_parser(commands)
     executions.add_parsers(commands)  # execution list/get/tasks/watch/…, task rerun
 
     track = commands.add_parser("track", help="have the trackers poll an execution again")
@@ -85,59 +56,6 @@ def build_parser():
     dbupgrade.add_parser(commands)
     collect.add_parser(commands)
     return parser
-
-
-def parse_inputs(pairs, input_file):
-    values = {}
-    if input_file:
-        try:
-            with open(input_file, encoding="utf-8") as f:
-                values = json.load(f)
-        except OSError as exc:
-            raise errors.InputError(
-                "cannot read input file %s: %s" % (input_file, exc.strerror)
-            ) from None
-        except ValueError as exc:
-            raise errors.InputError(
-                "input file %s is not valid JSON: %s" % (input_file, exc)
-            ) from None
-        if not isinstance(values, dict):
-            raise errors.InputError("input file %s must hold a JSON object" % input_file)
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise errors.InputError("input %r is not KEY=VALUE" % pair)
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw  # a plain string needs no JSON quotes
-    return values
-
-
-def cmd_run(args, conf):
-    wf_file = workflow.load(args.file)
-    name = workflow.pick(wf_file, args.workflow)
-    inputs = parse_inputs(args.input, args.input_file)
-    with app.build_store(conf) as store:
-        engine = app.build_engine(conf, interactive=True)
-        runner = app.build_runner(conf, engine, store)
-        record = runner.start(
-            wf_file, name, inputs, timeout=args.timeout, on_timeout=args.on_timeout
-        )
-        if not args.wait:
-            print(output.dumps(output.execution_view(record)) if args.json else record["id"])
-            return errors.EXIT_OK
-        print("execution %s started; waiting for it to end" % record["id"], file=sys.stderr)
-        record = runner.wait(
-            record["id"],
-            on_progress=lambda r: print("  " + output.progress_line(r), file=sys.stderr),
-        )
-        print(
-            output.dumps(output.execution_view(record))
-            if args.json
-            else output.execution_text(record)
-        )
-        return errors.EXIT_OK if record["status"] == st.SUCCEEDED else errors.EXIT_FAILED
 
 
 def cmd_track(args, conf):
@@ -171,8 +89,8 @@ def cmd_untrack(args, conf):
             return errors.EXIT_OK
         store.update_execution(record["id"], {"tracked": False}, if_active=False)
     print(
-        "execution %s is no longer polled (`st2bridge track %s` attaches it again)"
-        % (record["id"], record["id"])
+        "execution %s is no longer polled (`%s track %s` attaches it again)"
+        % (record["id"], hints.prog(args), record["id"])
     )
     return errors.EXIT_OK
 
@@ -217,7 +135,7 @@ def main(argv=None):
     except errors.BridgeError as exc:
         if debug:
             traceback.print_exc()
-        print("st2bridge: error: %s" % _one_line(exc), file=sys.stderr)
+        print("st2bridge: error: %s" % hints.repeat_config(_one_line(exc), args), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("st2bridge: interrupted", file=sys.stderr)

@@ -38,6 +38,8 @@ def execution_view(record, show_secrets=False):
         "id": record["id"],
         "status": record["status"],
         "workflow_name": record["workflow_name"],
+        "namespace": record.get("namespace") or "",
+        "workbook": record.get("workbook"),
         "engine_execution_id": record["engine_execution_id"],
         "engine_state": record.get("engine_state"),
         "input": record.get("input") or {},
@@ -86,7 +88,11 @@ def execution_text(record, show_secrets=False):
     finished = " (finished by %s)" % view["finished_by"] if view["finished_by"] else ""
     lines = [
         "id:         %s" % view["id"],
-        "workflow:   %s" % view["workflow_name"],
+        "workflow:   %s%s"
+        % (
+            view["workflow_name"],
+            " (namespace %s)" % view["namespace"] if view["namespace"] else "",
+        ),
         "status:     %s%s" % (view["status"], finished),
         "engine id:  %s (%s)" % (view["engine_execution_id"], view["engine_state"] or "-"),
         "created:    %s" % view["created_at"],

@@ -138,30 +138,106 @@ class MistralClient:
             self._session.close()
 
     # -- workflows ----------------------------------------------------------
+    # `namespace`: Mistral's workflow namespace; None or "" is the default
+    # one. Mistral matches the namespace exactly on these calls (a workflow of
+    # the same name in another namespace is neither read nor changed).
 
-    def get_workflow(self, name):
-        return self._call("GET", "/workflows/" + _seg(name), "get workflow %s" % name)
+    def get_workflow(self, name, namespace=None):
+        return self._call(
+            "GET",
+            "/workflows/" + _seg(name),
+            "get workflow %s%s" % (name, _in(namespace)),
+            params=_query(namespace=namespace or None),
+        )
 
-    def create_workflows(self, definition_yaml):
+    def list_workflows(self, namespace=None, fields=None):
+        """Every workflow the engine holds (all namespaces unless one is given)."""
+        return self._pages(
+            "/workflows",
+            "workflows",
+            "list workflows",
+            _query(namespace=namespace, fields=fields, limit=1000),
+            None,
+        )
+
+    def create_workflows(self, definition_yaml, namespace=None):
         """POST the definition; EngineConflict if a workflow of that name exists."""
         return self._call(
-            "POST", "/workflows", "create workflows", text=definition_yaml, retry_if=_retry_unsent
+            "POST",
+            "/workflows",
+            "create workflows%s" % _in(namespace),
+            text=definition_yaml,
+            params=_query(namespace=namespace or None),
+            retry_if=_retry_unsent,
         ).get("workflows", [])
 
-    def update_workflows(self, definition_yaml):
-        return self._call("PUT", "/workflows", "update workflows", text=definition_yaml).get(
-            "workflows", []
+    def update_workflows(self, definition_yaml, namespace=None):
+        return self._call(
+            "PUT",
+            "/workflows",
+            "update workflows%s" % _in(namespace),
+            text=definition_yaml,
+            params=_query(namespace=namespace or None),
+        ).get("workflows", [])
+
+    # -- workbooks and environments ------------------------------------------
+
+    def get_workbook(self, name, namespace=None):
+        return self._call(
+            "GET",
+            "/workbooks/" + _seg(name),
+            "get workbook %s%s" % (name, _in(namespace)),
+            params=_query(namespace=namespace or None),
         )
+
+    def create_workbook(self, definition_yaml, namespace=None):
+        """POST a workbook (its workflows and ad-hoc actions with it);
+        EngineConflict if one of that name exists in the namespace."""
+        return self._call(
+            "POST",
+            "/workbooks",
+            "create workbook%s" % _in(namespace),
+            text=definition_yaml,
+            params=_query(namespace=namespace or None),
+            retry_if=_retry_unsent,
+        )
+
+    def update_workbook(self, definition_yaml, namespace=None):
+        return self._call(
+            "PUT",
+            "/workbooks",
+            "update workbook%s" % _in(namespace),
+            text=definition_yaml,
+            params=_query(namespace=namespace or None),
+        )
+
+    def get_environment(self, name):
+        """A stored environment; its `variables` as an object."""
+        env = self._call("GET", "/environments/" + _seg(name), "get environment %s" % name)
+        if isinstance(env.get("variables"), str):
+            try:
+                env["variables"] = json.loads(env["variables"])
+            except ValueError:
+                pass
+        return env
 
     # -- executions ---------------------------------------------------------
 
     def start_execution(
-        self, workflow_name, input=None, *, execution_id, params=None, description=""
+        self,
+        workflow_name,
+        input=None,
+        *,
+        execution_id,
+        params=None,
+        description="",
+        namespace=None,
     ):
         """Start (or find) the execution with the client-chosen id.
 
         Mistral's API returns the existing execution when the id is known and
         its engine does the same when two submits race, so this is retried.
+        `namespace` is the workflow's (Mistral's `workflow_namespace`).
         """
         if not execution_id:
             raise ValueError("execution_id is required: it makes the submit safe to repeat")
@@ -175,6 +251,8 @@ class MistralClient:
             "params": _json_text(params),
             "description": description or "",
         }
+        if namespace:
+            payload["workflow_namespace"] = namespace
         ex = _decode(
             self._call(
                 "POST", "/executions", action, json_body=payload, timeout=self.rpc_read_timeout
@@ -391,6 +469,10 @@ class MistralClient:
 
 def _seg(value):
     return quote(str(value), safe="")
+
+
+def _in(namespace):
+    return " in namespace %s" % namespace if namespace else ""
 
 
 def _json_text(value):

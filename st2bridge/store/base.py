@@ -18,6 +18,18 @@ An execution record has these fields (all present; unset ones are None):
                         float seconds since the epoch (UTC)
     engine_state        last Mistral state seen, engine_updated_at its updated_at
     finished_by         how the terminal status was learnt: "poll", "callback"
+    -- what was started --
+    namespace           the workflow's Mistral namespace ("" is the default)
+    workbook            the workbook the workflow belongs to, or None
+    task_name           the target task of a reverse workflow, or None
+    env                 the environment values the user gave (dict), or None
+    env_name            the name of an environment stored in the engine, or None
+    labels              the caller's labels (dict), or None
+    definition_id       id of the definition it was started with (see below)
+    notify              params.notify as submitted, with the bridge's callback
+                        secret left out (None): a re-submit fills in a new one
+    idempotency_key     the caller's key, unique across records, or None
+    request_digest      digest of what was asked for under that key
     -- tracking --
     tracked             bool: the poller looks after it while it is active
     next_poll_at        float: when it is next due for a poll
@@ -38,6 +50,11 @@ An execution record has these fields (all present; unset ones are None):
     last_event_at       float: when the last valid callback arrived
 
 A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}.
+
+A definition record (content-addressed: its id is the digest of the parsed
+definition, so one is kept once however many executions ran it):
+{id, kind ("workflows" or "workbook"), name (the workbook's, or None), text,
+workflows (the engine names it defines), created_at}.
 """
 
 import abc
@@ -94,7 +111,19 @@ EXECUTION_FIELDS = (
     "on_timeout",
     "callback_secret_hash",
     "last_event_at",
+    "namespace",
+    "workbook",
+    "task_name",
+    "env",
+    "env_name",
+    "labels",
+    "definition_id",
+    "notify",
+    "idempotency_key",
+    "request_digest",
 )
+
+DEFINITION_FIELDS = ("id", "kind", "name", "text", "workflows", "created_at")
 
 
 def new_execution_record(**fields):
@@ -118,7 +147,7 @@ class Store(abc.ABC):
 
     # Bumped with each schema change; st2bridge/dbupgrade/bridge_store.py holds
     # the steps that bring an older store forward (`st2bridge db-upgrade`).
-    SCHEMA_VERSION = 4
+    SCHEMA_VERSION = 5
 
     # Claims of a record whose previous lease had lapsed (its tracker died or
     # hung), counted by claim_due in this process (metrics).
@@ -128,8 +157,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def create_execution(self, record):
-        """Insert a new execution record. Conflict if its id (or
-        engine_execution_id) exists already."""
+        """Insert a new execution record. Conflict if its id, its
+        engine_execution_id or its idempotency_key exists already (the key is
+        taken in the same atomic step as the insert)."""
+
+    @abc.abstractmethod
+    def get_execution_by_idempotency_key(self, key):
+        """The record created with this idempotency key. NotFound if none.
+        (The CLI's `run --idempotency-key` and an API's Idempotency-Key
+        header both end here.)"""
 
     @abc.abstractmethod
     def get_execution(self, execution_id):
@@ -220,6 +256,18 @@ class Store(abc.ABC):
     def count_by_status(self):
         """{status: number of records} for the statuses that have any (one
         grouped query: the metrics gauge asks on every heartbeat)."""
+
+    # -- definitions --------------------------------------------------------
+
+    @abc.abstractmethod
+    def put_definition(self, definition):
+        """Keep a definition record unless one with its id exists (the id is
+        its content digest, so an existing one is the same). Returns True if
+        it was added."""
+
+    @abc.abstractmethod
+    def get_definition(self, definition_id):
+        """The definition record. NotFound if there is none."""
 
     # -- services -----------------------------------------------------------
 

@@ -29,6 +29,8 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tasks (execution_id TEXT NOT NULL, idx INTEGER NOT NULL, task_id TEXT,
                     doc TEXT NOT NULL, PRIMARY KEY (execution_id, idx)) WITHOUT ROWID;
 CREATE INDEX ix_tasks_execution_id_task_id ON tasks (execution_id, task_id);
+CREATE TABLE definitions (id TEXT PRIMARY KEY, created_at REAL, doc TEXT NOT NULL);
+CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, execution_id TEXT NOT NULL);
 """
 
 COLUMNS = ", ".join(INDEXED_FIELDS)

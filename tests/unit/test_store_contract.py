@@ -733,3 +733,39 @@ def test_update_task_sets_one_entry_under_the_condition(store):
         store.update_task("missing", None, {"id": "x"})
     with pytest.raises(ValueError):
         store.update_task("t0", 0, {"id": "a"}, {"tasks": []})
+
+
+# -- idempotency keys and definitions ---------------------------------------------
+
+
+def test_an_idempotency_key_is_unique_and_finds_its_record(backend):
+    a, b = backend.open(), backend.open()
+    first = rec(idempotency_key="key-1", env={"a.b": 1, "$x": [1]}, labels={"team": "x"})
+    a.create_execution(first)
+    assert b.get_execution_by_idempotency_key("key-1") == first
+    with pytest.raises(Conflict, match="idempotency key 'key-1' belongs to execution"):
+        b.create_execution(rec(idempotency_key="key-1"))
+    assert b.count_executions() == 1  # the refused one left nothing behind
+    a.create_execution(rec())  # records without a key: any number
+    a.create_execution(rec())
+    with pytest.raises(NotFound):
+        a.get_execution_by_idempotency_key("key-2")
+    with pytest.raises(ValueError):
+        a.update_execution(first["id"], {"idempotency_key": "other"})
+
+
+def test_definitions_are_kept_once_by_content_id(backend):
+    a, b = backend.open(), backend.open()
+    definition = {
+        "id": "d" * 64,
+        "kind": "workbook",
+        "name": "wb",
+        "text": "version: '2.0'\nname: wb\n",
+        "workflows": ["wb.main"],
+        "created_at": T0,
+    }
+    assert a.put_definition(definition) is True
+    assert b.put_definition(dict(definition, created_at=T0 + 1)) is False  # the same content
+    assert b.get_definition("d" * 64) == definition
+    with pytest.raises(NotFound):
+        a.get_definition("nope")

@@ -182,10 +182,11 @@ def test_a_corrupted_store_is_unhealthy(tmp_path):
             store.create_execution(rec(i, input={"pad": "y" * 500}))
         assert store.health() == (True, "integrity ok")
     size = os.path.getsize(path)
-    with open(path, "r+b") as f:  # scribble over pages past the schema
-        for offset in range(size // 2, size - 4096, 4096):
+    page = 4096
+    with open(path, "r+b") as f:  # scribble over the headers of pages past the schema's
+        for offset in range(size // 2 // page * page, size, page):
             f.seek(offset)
-            f.write(os.urandom(64))
+            f.write(b"\xff" * 64)
     with SqliteStore(str(path), create=False) as store:
         ok, detail = store.health()
     assert not ok and detail
@@ -240,3 +241,38 @@ def test_a_store_the_process_cannot_write_is_one_line_at_open(shared_dir):
     )
     assert proc.stdout.startswith("StoreUnavailable SQLite store %s " % path), proc.stderr
     assert "user nobody cannot write it (owner root" in proc.stdout or "read-only" in proc.stdout
+
+
+def test_health_endpoint_and_services_show_a_broken_store_down(tmp_path, monkeypatch):
+    import io
+    import json
+
+    from st2bridge import config
+    from st2bridge.callbacks.app import make_app
+    from st2bridge.callbacks.handler import CallbackHandler
+    from st2bridge.cli import services
+
+    store = SqliteStore(str(tmp_path / "bridge.db"))
+    app = make_app(CallbackHandler(store, engine=None))
+
+    def health():
+        seen = {}
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1/health", "wsgi.input": io.BytesIO()}
+        body = b"".join(app(environ, lambda status, headers: seen.update(status=status)))
+        return int(seen["status"].split()[0]), json.loads(body)
+
+    assert health()[0] == 200
+    broken = (False, "database disk image is malformed")
+    monkeypatch.setattr(SqliteStore, "health", lambda self: broken)
+    status, answer = health()
+    assert status == 503 and answer["status"] == "down" and answer["store"] == broken[1]
+    path = tmp_path / "bridge.conf"
+    path.write_text(
+        "[DEFAULT]\nstate_path = %s\n[engine]\napi_url = http://127.0.0.1:9/v2\n"
+        "connect_timeout = 0.2\ninteractive_retry_seconds = 0\n[resultstracker]\nmode = poll\n"
+        % tmp_path
+    )
+    rows = services.collect(config.load(["--config-file", str(path)]))
+    (row,) = [r for r in rows if r["name"] == "store"]
+    assert row["state"] == "down" and row["detail"] == broken[1]
+    store.close()

@@ -93,7 +93,7 @@ class FakeEngine:
         self.definition = definition
         self.gets = []
 
-    def get_workflow(self, name):
+    def get_workflow(self, name, namespace=None):
         self.gets.append(name)
         return {"name": name, "definition": self.definition}
 
@@ -235,3 +235,32 @@ def test_web_token_required_off_loopback(tmp_path):
     assert config.load(["--config-file", str(conf)], config_files=[]).web.token == "t"
     conf.write_text("[web]\nhost = 0.0.0.0\nport = 0\n")
     config.load(["--config-file", str(conf)], config_files=[])
+
+
+def test_the_graph_is_the_definition_the_execution_started_with(store):
+    """The engine's definition was edited since: the page still draws the old one."""
+    from st2bridge.web import data
+
+    old = (
+        "version: '2.0'\nmain:\n  tasks:\n    first: {action: std.noop, on-success: [second]}\n"
+        "    second: {action: std.noop}\n"
+    )
+    store.put_definition({"id": "d1", "kind": "workflows", "text": old, "workflows": ["main"]})
+    store.create_execution(
+        new_execution_record(
+            id="old1",
+            workflow_name="main",
+            engine_execution_id="e-old",
+            status="succeeded",
+            created_at=time.time(),
+            definition_id="d1",
+            output={"ex": {"notify": [{"headers": {"X-St2bridge-Secret": "abcdefgh"}}]}},
+        )
+    )
+    engine = FakeEngine()  # its current definition has other tasks
+    detail = data.Detail(store, engine, "old1")
+    assert sorted(detail.tree()["graph"].nodes) == ["first", "second"]
+    assert engine.gets == []  # not asked: the stored definition has it
+    assert "abcdefgh" not in repr(detail.record["output"])  # an older record, masked on show
+    # Records from before definitions were kept: the engine's current definition.
+    assert "start" in data.Detail(store, engine, "ok1").tree()["graph"].nodes
