@@ -12,7 +12,18 @@ import traceback
 
 from st2bridge import __version__, app, config, control, errors
 from st2bridge import status as st
-from st2bridge.cli import collect, dbupgrade, executions, hints, output, run, services, workflows
+from st2bridge.cli import (
+    collect,
+    dbupgrade,
+    doctor,
+    executions,
+    hints,
+    output,
+    run,
+    services,
+    workflows,
+)
+from st2bridge.cli import stuck as stuckcli
 
 # As a command killed by SIGPIPE: 128 + 13.
 EXIT_BROKEN_PIPE = 141
@@ -40,7 +51,8 @@ def build_parser():
 
     run.add_parser(commands)
     workflows.add_parser(commands)
-    executions.add_parsers(commands)  # execution list/get/tasks/watch/…, task rerun
+    execution_sub = executions.add_parsers(commands)  # execution list/get/…, task rerun
+    stuckcli.add_parsers(execution_sub)  # execution list --stuck, execution recover
 
     track = commands.add_parser("track", help="have the trackers poll an execution again")
     track.add_argument("id")
@@ -55,6 +67,7 @@ def build_parser():
 
     dbupgrade.add_parser(commands)
     collect.add_parser(commands)
+    doctor.add_parser(commands)
     return parser
 
 
@@ -121,6 +134,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
     try:
+        if getattr(args, "loads_config", False):  # doctor reports a bad config itself
+            return args.handler(args, oslo_args(args))
         conf = config.load(oslo_args(args), require_file=True)
         if debug:
             conf.set_override("log_level", "DEBUG")

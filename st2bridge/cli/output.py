@@ -16,6 +16,7 @@ import yaml
 
 from st2bridge import errors, redact
 from st2bridge import status as st
+from st2bridge.tracker import stuckview
 
 FORMATS = ("table", "json", "yaml", "value")
 ELLIPSIS = "…"
@@ -61,6 +62,7 @@ def execution_view(record, show_secrets=False):
         "created_at": iso(record.get("created_at")),
         "updated_at": iso(record.get("updated_at")),
         "ended_at": iso(record.get("ended_at")),
+        "stuck": stuckview.view(record),
     }
 
 
@@ -103,6 +105,9 @@ def execution_text(record, show_secrets=False):
     ]
     if view["error"]:
         lines.append("error:      %s" % _indent(view["error"]))
+    stuck = stuckview.explain(record)
+    if stuck:
+        lines.append("STUCK:      %s" % _indent("\n".join(stuck)))
     if view["tasks"]:
         width = max(len(t["name"] or "") for t in view["tasks"])
         lines.append("tasks:")

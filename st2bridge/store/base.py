@@ -48,6 +48,10 @@ An execution record has these fields (all present; unset ones are None):
     callback_secret_hash  sha256 of the execution's callback secret (the
                         secret itself is never stored)
     last_event_at       float: when the last valid callback arrived
+    -- stuck executions (st2bridge/tracker/stuck.py) --
+    stuck               None, or {signature, since, detected_at, reason,
+                        evidence}: the engine looks stuck on it
+    stuck_probe_at      float: when the engine may next be asked whether it is
 
 A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}.
 
@@ -59,6 +63,8 @@ workflows (the engine names it defines), created_at}.
 
 import abc
 import contextlib
+
+from st2bridge import status as _status
 
 # The fields of a record a callback reads (Store.callback_view).
 CALLBACK_FIELDS = (
@@ -121,6 +127,8 @@ EXECUTION_FIELDS = (
     "notify",
     "idempotency_key",
     "request_digest",
+    "stuck",
+    "stuck_probe_at",
 )
 
 DEFINITION_FIELDS = ("id", "kind", "name", "text", "workflows", "created_at")
@@ -256,6 +264,24 @@ class Store(abc.ABC):
     def count_by_status(self):
         """{status: number of records} for the statuses that have any (one
         grouped query: the metrics gauge asks on every heartbeat)."""
+
+    def list_stuck(self, limit=50):
+        """Active records flagged stuck (`stuck` set), newest first. This
+        default reads every active record; backends that can filter on the
+        document override it."""
+        active = [s for s in _status.ALL if s not in _status.TERMINAL]
+        return [r for r in self.list_executions(status=active, limit=None) if r.get("stuck")][
+            :limit
+        ]
+
+    def count_stuck(self):
+        """{signature: number of active records flagged with it} (the metrics
+        gauge asks on every heartbeat)."""
+        counts = {}
+        for record in self.list_stuck(limit=None):
+            signature = record["stuck"].get("signature")
+            counts[signature] = counts.get(signature, 0) + 1
+        return counts
 
     # -- definitions --------------------------------------------------------
 

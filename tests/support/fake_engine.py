@@ -29,6 +29,9 @@ class FakeEngine:
         self.tasks = {}  # execution id -> list of task dicts
         self.calls = []
         self.fail_next = []  # exceptions raised by the next calls, in order
+        self.reports = {}  # execution id -> the task tree execution_tree() returns
+        self.offset = 0.0  # clock_offset(): how far the engine's clock is ahead
+        self.action_executions = {}  # id -> action execution (complete_action_execution)
 
     def _call(self, name, *args):
         self.calls.append((name,) + args)
@@ -187,6 +190,34 @@ class FakeEngine:
         task.update(state="RUNNING", updated_at=self._stamp())
         self.set_state(task["workflow_execution_id"], "RUNNING")
         return dict(task)
+
+    # -- stuck executions
+    def execution_tree(self, execution_id):
+        self._call("execution_tree", execution_id)
+        if execution_id not in self.executions:
+            raise errors.EngineNotFound("execution %s not found" % execution_id, 404)
+        return self.reports.get(execution_id) or {
+            "root_workflow_execution": dict(self.executions[execution_id], task_executions=[])
+        }
+
+    def clock_offset(self):
+        return self.offset
+
+    def get_action_execution(self, action_execution_id):
+        self._call("get_action_execution", action_execution_id)
+        if action_execution_id not in self.action_executions:
+            raise errors.EngineNotFound("action execution %s not found" % action_execution_id)
+        return dict(self.action_executions[action_execution_id])
+
+    def complete_action_execution(self, action_execution_id, state, output):
+        self._call("complete_action_execution", action_execution_id, state)
+        action = self.action_executions.get(action_execution_id)
+        if action is None:
+            raise errors.EngineNotFound("action execution %s not found" % action_execution_id)
+        if action["state"] != "RUNNING":
+            raise errors.EngineServerError("Action is already completed", 500)
+        action.update(state=state, output=output)
+        return dict(action)
 
     # -- test controls
     def set_state(self, execution_id, state, output=None, state_info=None):
