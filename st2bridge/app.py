@@ -17,22 +17,33 @@ def setup_logging(conf, stream=None, quiet=False, component=logs.TRACKER):
     return logs.setup(conf, component, stream=stream or sys.stderr, quiet=quiet, strict=not quiet)
 
 
-def build_engine(conf, retry=True, stop_max_msec=None, session=None):
+def build_engine(conf, retry=True, interactive=False, stop_max_msec=None, session=None):
     """The engine client. `retry=False` for callers that back off on their own
-    (the tracker reschedules a failed poll instead of blocking a green thread);
-    `stop_max_msec` bounds the retries of callers someone waits on (the API)."""
+    (the tracker reschedules a failed poll instead of blocking a green thread).
+    `interactive`: a person waits (the CLI): retries stop after
+    `[engine] interactive_retry_seconds`, quietly (the one error line says
+    it all), and a connection attempt waits no longer than that either.
+    `stop_max_msec` bounds the retries of a daemon someone waits on (the API);
+    `session`: the HTTP session to use (the API's, pooled for its load)."""
     e = conf.engine
-    budget = e.retry_stop_max_msec if stop_max_msec is None else stop_max_msec
+    stop = e.retry_stop_max_msec if retry else 0
+    connect_timeout = e.connect_timeout
+    if interactive:
+        stop = min(stop, int(e.interactive_retry_seconds * 1000))
+        connect_timeout = min(connect_timeout, max(1.0, e.interactive_retry_seconds))
+    if stop_max_msec is not None:
+        stop = min(stop, stop_max_msec)
     policy = RetryPolicy(
         exp_msec=e.retry_exp_msec,
         exp_max_msec=e.retry_exp_max_msec,
-        stop_max_msec=budget if retry else 0,
+        stop_max_msec=stop,
+        quiet=interactive,
     )
     verify = False if e.insecure else (e.cacert or True)
     return MistralClient(
         e.api_url,
         auth_token=e.auth_token,
-        connect_timeout=e.connect_timeout,
+        connect_timeout=connect_timeout,
         read_timeout=e.read_timeout,
         verify=verify,
         retry=policy,
@@ -41,11 +52,18 @@ def build_engine(conf, retry=True, stop_max_msec=None, session=None):
     )
 
 
-def build_store(conf):
+def build_store(conf, create=True):
+    """The store. `create=False` for commands that only read or change
+    existing records: a missing embedded store is an error, never made
+    as a side effect."""
+    s = conf.store
     return open_store(
-        conf.store.url,
-        busy_timeout=conf.store.busy_timeout,
-        connect_timeout=conf.store.connect_timeout,
+        s.url,
+        busy_timeout=s.busy_timeout,
+        connect_timeout=s.connect_timeout,
+        create=create,
+        checkpoint_interval=s.checkpoint_interval,
+        checkpoint_wal_mb=s.checkpoint_wal_mb,
     )
 
 

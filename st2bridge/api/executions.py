@@ -7,7 +7,7 @@ import re
 import time
 import urllib.parse
 
-from st2bridge import control, errors, errortree, lookup
+from st2bridge import control, errors, errortree
 from st2bridge import status as st
 from st2bridge.api.starter import StartRequest
 from st2bridge.cli import executions as cli_executions
@@ -120,7 +120,7 @@ class ExecutionHandlers:
         }
 
     def get(self, request):
-        record = lookup.resolve(self.store, urllib.parse.unquote(request.params[0]))
+        record = control.resolve(self.store, urllib.parse.unquote(request.params[0]))
         return 200, record_view(record, self._error_tree(record))
 
     def _error_tree(self, record):
@@ -135,14 +135,14 @@ class ExecutionHandlers:
             return None
 
     def tasks(self, request):
-        record = lookup.resolve(self.store, request.params[0])
+        record = control.resolve(self.store, request.params[0])
         rows = cli_executions.task_rows(self.engine, record["engine_execution_id"], self.clock())
         return 200, {"execution_id": record["id"], "tasks": rows}
 
     # -- act ----------------------------------------------------------------------
 
     def change(self, request):
-        record = lookup.resolve(self.store, request.params[0])
+        record = control.resolve(self.store, request.params[0])
         request.json(required=False)  # nothing to give, but a body must still be JSON
         result = control.change_state(self.engine, self.store, record["id"], request.params[1])
         LOG.info(

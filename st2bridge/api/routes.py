@@ -3,7 +3,7 @@ OpenAPI document, the stream, metrics)."""
 
 import time
 
-from st2bridge import __version__, errors, lookup
+from st2bridge import __version__, control, errors
 from st2bridge.api import openapi, stream
 from st2bridge.api.app import ID, Route, Stream, make_app
 from st2bridge.api.executions import ExecutionHandlers
@@ -55,7 +55,7 @@ def build(
         )
         only = (request.query.get("execution") or [None])[0]
         if only is not None:
-            only = lookup.resolve(store, only)["id"]
+            only = control.resolve(store, only)["id"]
         if last is not None and last > feed.cursor:
             last = feed.cursor  # an id from the future (another store?): follow from now
         # eventlet's server holds back writes under 4 KB unless told not to.

@@ -55,9 +55,9 @@ def cmd_list(args, conf):
     with app.build_store(conf) as store:
         execution_id = None
         if args.execution:
-            from st2bridge import lookup
+            from st2bridge import control
 
-            execution_id = lookup.resolve(store, args.execution)["id"]
+            execution_id = control.resolve(store, args.execution)["id"]
         rows = [
             view(n)
             for n in store.list_notifications(

@@ -42,6 +42,8 @@ An execution record has these fields (all present; unset ones are None):
     verified_at         float: last time the execution was fetched on its own
                         (a listing cannot show that it was deleted)
     timeout_at          float or None: give up tracking with status "timeout"
+    on_timeout          "cancel" (None: the same) or "leave": what a timeout does
+                        to the engine execution
     -- callbacks --
     callback_secret_hash  sha256 of the execution's callback secret (the
                         secret itself is never stored)
@@ -126,6 +128,7 @@ EXECUTION_FIELDS = (
     "synced_at",
     "verified_at",
     "timeout_at",
+    "on_timeout",
     "callback_secret_hash",
     "last_event_at",
     "namespace",
@@ -234,6 +237,11 @@ class Store(abc.ABC):
                 break
         return view
 
+    def find_ids(self, prefix, limit=2):
+        """Up to `limit` (bridge id, engine execution id) pairs of the records
+        whose bridge id or engine execution id starts with `prefix`."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def list_executions(
         self, status=None, workflow_name=None, since=None, limit=50, labels=None, before=None
@@ -243,12 +251,6 @@ class Store(abc.ABC):
         since); `labels` a dict every one of which the record's labels hold;
         `before` a (created_at, id) pair: only records after it in this order
         (the next page after that record)."""
-
-    @abc.abstractmethod
-    def find_executions(self, text, limit=2):
-        """Records whose id or engine_execution_id equals `text`, or starts
-        with it (at most `limit`; exact matches first). Callers resolve ids
-        that a person typed (st2bridge.store.lookup.resolve)."""
 
     @abc.abstractmethod
     def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
@@ -443,6 +445,15 @@ class Store(abc.ABC):
         return contextlib.nullcontext()
 
     # -- housekeeping -------------------------------------------------------
+
+    def health(self):
+        """(ok, detail): whether the store answers and looks intact (a quick
+        check, cheap enough for a health endpoint). Default: it answers."""
+        try:
+            self.schema_version()
+        except Exception as exc:  # any backend error means: down
+            return False, str(exc)
+        return True, "reachable"
 
     @abc.abstractmethod
     def schema_version(self):

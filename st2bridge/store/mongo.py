@@ -22,6 +22,7 @@ The indexed fields stay native so that queries can use them.
 
 import contextlib
 import json
+import re
 import urllib.parse
 import uuid
 
@@ -336,6 +337,15 @@ class MongoStore(MongoPlatformStore, Store):
         if doc is None:
             raise NotFound("no execution %s" % execution_id)
         return _execution(doc)
+
+    @_translated
+    def find_ids(self, prefix, limit=2):
+        pattern = {"$regex": "^" + re.escape(prefix)}
+        cursor = self._executions.find(
+            {"$or": [{"_id": pattern}, {"engine_execution_id": pattern}]},
+            {"_id": 1, "engine_execution_id": 1},
+        ).limit(int(limit))
+        return [(doc["_id"], doc.get("engine_execution_id")) for doc in cursor]
 
     @_translated
     def list_executions(

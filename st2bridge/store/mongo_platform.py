@@ -13,7 +13,6 @@ from st2bridge.errors import Conflict, NotFound
 from st2bridge.store import (
     check_notification_changes,
     complete_notification,
-    prefix_bounds,
     prepare_api_key,
     prepare_notification,
 )
@@ -37,25 +36,6 @@ def _translated(method):
 
 class MongoPlatformStore:
     """Mixed into MongoStore (uses its collections and _errors)."""
-
-    # -- lookups ----------------------------------------------------------------
-
-    @_translated
-    def find_executions(self, text, limit=2):
-        docs = list(self._executions.find({"$or": [{"_id": text}, {"engine_execution_id": text}]}))
-        if not docs:
-            low, high = prefix_bounds(text)
-            docs = list(
-                self._executions.find(
-                    {
-                        "$or": [
-                            {"_id": {"$gte": low, "$lt": high}},
-                            {"engine_execution_id": {"$gte": low, "$lt": high}},
-                        ]
-                    }
-                ).limit(int(limit))
-            )
-        return [self._execution_record(doc) for doc in docs]
 
     # -- change log -----------------------------------------------------------
     # An entry is written into its execution's document by the write itself

@@ -8,9 +8,7 @@ import sqlite3
 from st2bridge.errors import Conflict, NotFound
 from st2bridge.store import (
     check_notification_changes,
-    complete_execution,
     complete_notification,
-    prefix_bounds,
     prepare_api_key,
     prepare_notification,
     status_list,
@@ -20,22 +18,6 @@ from st2bridge.store import sqlite_sql as sql
 
 class SqlitePlatformStore:
     """Mixed into SqliteStore (uses its _read/_write transactions)."""
-
-    # -- lookups ----------------------------------------------------------------
-
-    def find_executions(self, text, limit=2):
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT doc FROM executions WHERE id = ? OR engine_execution_id = ?", (text, text)
-            ).fetchall()
-            if not rows:
-                low, high = prefix_bounds(text)
-                rows = conn.execute(
-                    "SELECT doc FROM executions WHERE (id >= ? AND id < ?) OR "
-                    "(engine_execution_id >= ? AND engine_execution_id < ?) LIMIT ?",
-                    (low, high, low, high, int(limit)),
-                ).fetchall()
-            return sql.attach_tasks(conn, [complete_execution(json.loads(d)) for (d,) in rows])
 
     # -- change log -----------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """The store contract of the platform's side (schema version 6), on every
-backend: the change log, id lookup, labels and paging, API keys and the
+backend: the change log, labels and paging, API keys and the
 notification outbox. (Idempotency keys: test_store_contract.py.)"""
 
 import pytest
@@ -91,19 +91,7 @@ def test_cursors_only_move_forward(store):
     assert store.get_cursor("notify") == 9
 
 
-# -- lookup, labels, paging ------------------------------------------
-
-
-def test_find_executions_by_id_engine_id_and_prefix(store):
-    a = rec(id="aaaa1111-0000", engine_execution_id="eeee1111")
-    b = rec(id="aaaa2222-0000", engine_execution_id="ffff2222")
-    store.create_execution(a)
-    store.create_execution(b)
-    assert [r["id"] for r in store.find_executions("aaaa1111-0000")] == [a["id"]]
-    assert [r["id"] for r in store.find_executions("ffff2222")] == [b["id"]]
-    assert [r["id"] for r in store.find_executions("aaaa2")] == [b["id"]]
-    assert len(store.find_executions("aaaa")) == 2
-    assert store.find_executions("zz") == []
+# -- labels, paging ------------------------------------------
 
 
 def test_labels_filter_and_marker_paging(store):
