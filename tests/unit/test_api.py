@@ -229,3 +229,16 @@ def test_unknown_paths_and_methods(api):
     assert api.call("GET", "/v2/nothing", check=False).status == 404
     answer = api.call("DELETE", "/v1/executions", check=False)
     assert answer.status == 405 and "GET" in answer.headers["Allow"]
+
+
+def test_secret_input_is_masked_in_answers(api, sim):
+    wf = WF.format(name="wf_secret").replace("input: [x]", "input: [password]")
+    answer = api.call(
+        "POST", "/v1/executions", {"definition": wf, "input": {"password": "hunter2"}}
+    )
+    assert answer.status == 201 and answer.body["input"] == {"password": "***"}
+    assert api.call("GET", "/v1/executions/" + answer.body["id"]).body["input"] == {
+        "password": "***"
+    }
+    engine = sim.sim.execs[answer.body["engine_execution_id"]]
+    assert engine.input == {"password": "hunter2"}  # the workflow gets it
