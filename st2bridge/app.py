@@ -17,18 +17,22 @@ def setup_logging(conf, stream=None, quiet=False, component=logs.TRACKER):
     return logs.setup(conf, component, stream=stream or sys.stderr, quiet=quiet, strict=not quiet)
 
 
-def build_engine(conf, retry=True, interactive=False):
+def build_engine(conf, retry=True, interactive=False, stop_max_msec=None, session=None):
     """The engine client. `retry=False` for callers that back off on their own
     (the tracker reschedules a failed poll instead of blocking a green thread).
     `interactive`: a person waits (the CLI): retries stop after
     `[engine] interactive_retry_seconds`, quietly (the one error line says
-    it all), and a connection attempt waits no longer than that either."""
+    it all), and a connection attempt waits no longer than that either.
+    `stop_max_msec` bounds the retries of a daemon someone waits on (the API);
+    `session`: the HTTP session to use (the API's, pooled for its load)."""
     e = conf.engine
     stop = e.retry_stop_max_msec if retry else 0
     connect_timeout = e.connect_timeout
     if interactive:
         stop = min(stop, int(e.interactive_retry_seconds * 1000))
         connect_timeout = min(connect_timeout, max(1.0, e.interactive_retry_seconds))
+    if stop_max_msec is not None:
+        stop = min(stop, stop_max_msec)
     policy = RetryPolicy(
         exp_msec=e.retry_exp_msec,
         exp_max_msec=e.retry_exp_max_msec,
@@ -44,6 +48,7 @@ def build_engine(conf, retry=True, interactive=False):
         verify=verify,
         retry=policy,
         token_provider=auth.from_config(e, verify=verify),
+        session=session,
     )
 
 

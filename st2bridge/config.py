@@ -317,6 +317,104 @@ web_opts = [
     ),
 ]
 
+api_opts = [
+    cfg.HostAddressOpt(
+        "host",
+        default="127.0.0.1",
+        help="Address st2bridge-api binds to. Every request but GET /v1/health "
+        "needs an API key (st2bridge apikey create).",
+    ),
+    cfg.PortOpt("port", default=9104, help="Port of st2bridge-api."),
+    cfg.IntOpt(
+        "max_body",
+        default=1048576,
+        min=1024,
+        help="Largest request body accepted (bytes); larger ones get 413.",
+    ),
+    cfg.IntOpt(
+        "max_connections",
+        default=1024,
+        min=8,
+        help="Connections served at once (streams included).",
+    ),
+    cfg.FloatOpt(
+        "poll_interval",
+        default=0.01,
+        min=0.001,
+        help="Seconds between two reads of the store's change log (the stream "
+        "and webhooks learn of a change within this long).",
+    ),
+    cfg.FloatOpt(
+        "stream_window",
+        default=3600.0,
+        min=60.0,
+        help="How long the change log keeps entries, so that a stream client "
+        "reconnecting with Last-Event-ID gets what it missed (entries not yet "
+        "turned into notifications are kept longer).",
+    ),
+    cfg.FloatOpt(
+        "stream_keepalive",
+        default=15.0,
+        min=0.1,
+        help="Seconds between keep-alive comments on an idle stream.",
+    ),
+    cfg.FloatOpt(
+        "engine_retry_seconds",
+        default=5.0,
+        min=0.0,
+        help="How long a request waits for an engine that does not answer "
+        "(retries included) before it is answered 503.",
+    ),
+]
+
+notify_opts = [
+    cfg.ListOpt(
+        "urls",
+        default=[],
+        help="Webhook sinks every execution's end is POSTed to (besides the "
+        "sinks given at start in `notify`).",
+    ),
+    cfg.StrOpt(
+        "secret",
+        secret=True,
+        help="Secret the requests to [notify] urls are signed with "
+        "(X-St2bridge-Signature); required when urls is set.",
+    ),
+    cfg.BoolOpt(
+        "every_status",
+        default=False,
+        help="Also POST every status change to [notify] urls, not only the end.",
+    ),
+    cfg.FloatOpt(
+        "retry_first_seconds",
+        default=1.0,
+        min=0.01,
+        help="Wait before the second attempt of a failed delivery; doubled after "
+        "each further failure.",
+    ),
+    cfg.FloatOpt(
+        "retry_max_seconds",
+        default=300.0,
+        min=0.01,
+        help="Longest wait between two attempts of one delivery.",
+    ),
+    cfg.FloatOpt(
+        "deadline_seconds",
+        default=86400.0,
+        min=1.0,
+        help="Give up a delivery this long after it was made: it is kept as "
+        "failed (st2bridge notification list, resend).",
+    ),
+    cfg.FloatOpt("timeout", default=10.0, min=0.1, help="Seconds to wait for a sink's answer."),
+    cfg.FloatOpt(
+        "lease_seconds",
+        default=60.0,
+        min=1.0,
+        help="How long a claimed delivery is held by its API process before "
+        "another may send it (after a crash: it is sent again).",
+    ),
+]
+
 stuck_opts = [
     cfg.BoolOpt(
         "enabled",
@@ -482,7 +580,7 @@ db_upgrade_opts = [
     ),
     cfg.ListOpt(
         "bridge_systemd_units",
-        default=["st2bridge-resultstracker.service"],
+        default=["st2bridge-resultstracker.service", "st2bridge-api.service"],
         help="systemd units of the bridge's daemons.",
     ),
     cfg.BoolOpt(
@@ -507,7 +605,12 @@ db_upgrade_opts = [
     ),
     cfg.ListOpt(
         "bridge_process_patterns",
-        default=["st2bridge-resultstracker", r"st2bridge\.tracker\.daemon"],
+        default=[
+            "st2bridge-resultstracker",
+            r"st2bridge\.tracker\.daemon",
+            "st2bridge-api",
+            r"st2bridge\.api\.daemon",
+        ],
         help="Regular expressions matched against process command lines "
         "to find the bridge's daemons.",
     ),
@@ -553,6 +656,8 @@ GROUPS = [
     ("callback", callback_opts),
     ("metrics", metrics_opts),
     ("web", web_opts),
+    ("api", api_opts),
+    ("notify", notify_opts),
     ("stuck", stuck_opts),
     ("db_upgrade", db_upgrade_opts),
 ]
@@ -655,7 +760,22 @@ def load(argv=(), conf=None, prog="st2bridge", config_files=None, require_file=F
     )
     _validate(conf)
     _check_web(conf)
+    _check_notify(conf)
     return conf
+
+
+def _check_notify(conf):
+    """Global sinks are signed: a secret is needed, and the URLs must be http(s)."""
+    import urllib.parse
+
+    for url in conf.notify.urls:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise errors.ConfigError(
+                "invalid value for [notify] urls: %s is not an http(s) URL" % url
+            )
+    if conf.notify.urls and not conf.notify.secret:
+        raise errors.ConfigError("[notify] secret is required when [notify] urls is set")
 
 
 def reread(conf):

@@ -25,6 +25,7 @@ LOG = logging.getLogger(__name__)
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 
 TRACKER = "st2bridge-resultstracker"
+API = "st2bridge-api"
 CLI = "st2bridge"
 DB_UPGRADE = "st2bridge-db-upgrade"
 

@@ -13,11 +13,13 @@ import traceback
 from st2bridge import __version__, app, config, control, errors
 from st2bridge import status as st
 from st2bridge.cli import (
+    apikeys,
     collect,
     dbupgrade,
     doctor,
     executions,
     hints,
+    notifications,
     output,
     run,
     services,
@@ -67,6 +69,8 @@ def build_parser():
 
     dbupgrade.add_parser(commands)
     collect.add_parser(commands)
+    apikeys.add_parser(commands)
+    notifications.add_parser(commands)
     doctor.add_parser(commands)
     return parser
 

@@ -62,6 +62,8 @@ def execution_view(record, show_secrets=False):
         "created_at": iso(record.get("created_at")),
         "updated_at": iso(record.get("updated_at")),
         "ended_at": iso(record.get("ended_at")),
+        "labels": record.get("labels") or {},
+        "started_by": record.get("started_by"),
         "stuck": stuckview.view(record),
     }
 

@@ -27,8 +27,13 @@ def collect(conf, now=None):
                     service.get("pid"),
                     service.get("version"),
                 )
-                if stats:
+                if stats and "polls" in stats:
                     detail += ", %s checks, %s tracked" % (stats.get("polls"), stats.get("tracked"))
+                if stats and "stream_subscribers" in stats:
+                    detail += ", %s streams open, at change %s" % (
+                        stats.get("stream_subscribers"),
+                        stats.get("change_seq"),
+                    )
                 rows.append(
                     {
                         "name": service["name"],
@@ -38,6 +43,7 @@ def collect(conf, now=None):
                         "id": service["id"],
                     }
                 )
+            counts = store.count_notifications()
         rows.append(
             {
                 "name": "store",
@@ -46,6 +52,8 @@ def collect(conf, now=None):
                 "detail": health,
             }
         )
+        if counts:
+            rows.append(notifications_row(counts))
     except errors.StoreError as exc:
         rows.append(
             {
@@ -71,6 +79,23 @@ def collect(conf, now=None):
     if listener:
         rows.append(listener)
     return rows
+
+
+def notifications_row(counts):
+    """Webhook deliveries: `failed` when some gave up (they wait for a resend)."""
+    failed = counts.get("failed", 0)
+    return {
+        "name": "notifications",
+        "where": "store",
+        "state": "failed" if failed else "ok",
+        "detail": "%d pending, %d delivered, %d failed%s"
+        % (
+            counts.get("pending", 0),
+            counts.get("delivered", 0),
+            failed,
+            " (st2bridge notification list --status failed; resend ID)" if failed else "",
+        ),
+    }
 
 
 def callback_listener(conf, timeout=HEALTH_TIMEOUT):

@@ -19,6 +19,7 @@ import urllib.parse
 import uuid
 
 from st2bridge import errors
+from st2bridge.store import sqlite_sql
 from st2bridge.store.base import Store
 
 LATEST = Store.SCHEMA_VERSION
@@ -77,6 +78,10 @@ SQLITE_STEPS = {
             "CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, execution_id TEXT NOT NULL)",
         ],
     ),
+    6: (
+        "the platform's side: the change log, cursors, API keys and the notification outbox",
+        sqlite_sql.SCHEMA_V6,
+    ),
 }
 
 
@@ -129,7 +134,18 @@ MONGO_STEPS = {
         "a unique index of idempotency keys (definitions get a collection when first kept)",
         _mongo_v5,
     ),
+    6: (
+        "the platform's side: indexes of labels, the change log, API keys and the "
+        "notification outbox",
+        lambda db: _mongo_v6(db),
+    ),
 }
+
+
+def _mongo_v6(db):
+    from st2bridge.store.mongo_platform import create_v6_indexes
+
+    create_v6_indexes(db)
 
 
 # -- locating the store -------------------------------------------------------

@@ -16,8 +16,14 @@ import urllib.parse
 from st2bridge import status as _status
 from st2bridge.errors import ConfigError
 from st2bridge.store.base import (
+    API_KEY_FIELDS,
+    CREATED,
     DEFINITION_FIELDS,
+    END,
     EXECUTION_FIELDS,
+    NOTIFICATION_FIELDS,
+    STATUS,
+    TASK,
     Store,
     new_execution_record,
 )
@@ -181,3 +187,96 @@ def version_mismatch_message(where, found, wanted):
         "it was written by another st2bridge version (run `st2bridge db-upgrade` "
         "with the matching version)" % (where, found, wanted)
     )
+
+
+# -- the change log, API keys and notifications ---------------------------------
+
+# The part of a task a change-log entry carries.
+CHANGE_TASK_FIELDS = ("id", "name", "status", "state", "workflow_execution_id")
+
+
+def change_entry(execution_id, event, status, workflow_name=None, task=None, at=None):
+    """A change-log entry (without its seq, which the backend assigns)."""
+    import time
+
+    entry = {
+        "at": time.time() if at is None else at,
+        "execution_id": execution_id,
+        "event": event,
+        "status": status,
+        "workflow_name": workflow_name,
+    }
+    if task is not None:
+        entry["task"] = {k: task.get(k) for k in CHANGE_TASK_FIELDS if k in task}
+    return entry
+
+
+def status_event(old_status, new_status):
+    """The change-log event of a write that sets `new_status` on a record
+    that had `old_status`, or None when the status did not change."""
+    if new_status is None or new_status == old_status:
+        return None
+    return END if new_status in _status.TERMINAL else STATUS
+
+
+def created_event(record):
+    entry = change_entry(record["id"], CREATED, record["status"], record.get("workflow_name"))
+    # A record's sinks never change: whether one wants every status is told
+    # once, so that readers need not read the record for each status change.
+    entry["status_sinks"] = any(s.get("every_status") for s in record.get("sinks") or [])
+    return entry
+
+
+def logged_events(old_status, changes, task=None):
+    """[(event, task)] a write reports: a status change (`end` when it is
+    terminal), and a task change: the one task written (update_task), or a
+    `task` entry with no task for a new task list unless the status moved."""
+    events = []
+    status = status_event(old_status, changes.get("status"))
+    if status:
+        events.append((status, None))
+    if task is not None:
+        events.append((TASK, task))
+    elif "tasks" in changes and not status:
+        events.append((TASK, None))
+    return events
+
+
+def prepare_api_key(record):
+    record = dict(record)
+    unknown = set(record) - set(API_KEY_FIELDS)
+    if unknown:
+        raise ValueError("unknown API key fields: %s" % ", ".join(sorted(unknown)))
+    if not isinstance(record.get("name"), str) or not record["name"]:
+        raise ValueError("an API key needs a name")
+    if not isinstance(record.get("key_hash"), str) or not record["key_hash"]:
+        raise ValueError("an API key needs its hash")
+    full = dict.fromkeys(API_KEY_FIELDS)
+    full.update(record, read_only=bool(record.get("read_only")))
+    return full
+
+
+def prepare_notification(record):
+    record = copy.deepcopy(dict(record))
+    unknown = set(record) - set(NOTIFICATION_FIELDS)
+    if unknown:
+        raise ValueError("unknown notification fields: %s" % ", ".join(sorted(unknown)))
+    full = dict.fromkeys(NOTIFICATION_FIELDS)
+    full.update(attempts=0, status="pending")
+    full.update(record)
+    if not isinstance(full["id"], str) or not full["id"]:
+        raise ValueError("a notification needs a string id")
+    return full
+
+
+def complete_notification(fields):
+    full = dict.fromkeys(NOTIFICATION_FIELDS)
+    full.update(fields)
+    return full
+
+
+def check_notification_changes(changes):
+    unknown = set(changes) - set(NOTIFICATION_FIELDS)
+    if unknown or "id" in changes:
+        raise ValueError("cannot change notification fields: %s" % ", ".join(sorted(unknown)))
+    return dict(changes)

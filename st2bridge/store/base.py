@@ -48,10 +48,21 @@ An execution record has these fields (all present; unset ones are None):
     callback_secret_hash  sha256 of the execution's callback secret (the
                         secret itself is never stored)
     last_event_at       float: when the last valid callback arrived
+    -- the platform's side (st2bridge-api) --
+    started_by          name of the API key that started it (None: the CLI)
+    sinks               where its result is POSTed: [{url, secret, every_status}]
+                        (the secrets sign the requests; never shown in any view)
     -- stuck executions (st2bridge/tracker/stuck.py) --
     stuck               None, or {signature, since, detected_at, reason,
                         evidence}: the engine looks stuck on it
     stuck_probe_at      float: when the engine may next be asked whether it is
+
+The change log: every write that creates a record, changes its status or its
+tasks appends one entry, in the same transaction (SQLite) or the same
+document update (MongoDB), so that no writer (runner, poller, callbacks,
+control) needs to know about it. Entries: {seq, at, execution_id, event
+(created | status | task | end), status, workflow_name, task}. `seq` grows
+with commit order; readers follow it (the API's stream and its notifier).
 
 A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}.
 
@@ -59,6 +70,9 @@ A definition record (content-addressed: its id is the digest of the parsed
 definition, so one is kept once however many executions ran it):
 {id, kind ("workflows" or "workbook"), name (the workbook's, or None), text,
 workflows (the engine names it defines), created_at}.
+
+An API key: {name, key_hash, read_only, created_at, revoked_at}.
+A notification (the outbox of webhook deliveries): see NOTIFICATION_FIELDS.
 """
 
 import abc
@@ -127,11 +141,40 @@ EXECUTION_FIELDS = (
     "notify",
     "idempotency_key",
     "request_digest",
+    "started_by",
+    "sinks",
     "stuck",
     "stuck_probe_at",
 )
 
 DEFINITION_FIELDS = ("id", "kind", "name", "text", "workflows", "created_at")
+
+# Change-log events (Store.read_changes).
+CREATED, STATUS, TASK, END = "created", "status", "task", "end"
+
+API_KEY_FIELDS = ("name", "key_hash", "read_only", "created_at", "revoked_at")
+
+# One webhook delivery of one change to one sink (the outbox).
+NOTIFICATION_FIELDS = (
+    "id",  # deterministic: "<change seq>-<sink digest>", so expanding twice is harmless
+    "execution_id",
+    "seq",  # the change it reports: deliveries of one sink go out in this order
+    "event",  # end or status
+    "sink",  # digest of the sink URL (ordering key)
+    "url",
+    "secret",  # the sink's signing secret; never shown
+    "body",  # the JSON text sent (fixed when the notification is made)
+    "status",  # pending, delivered, failed
+    "attempts",
+    "next_attempt_at",
+    "deadline_at",
+    "last_error",
+    "lease_owner",
+    "lease_expires_at",
+    "created_at",
+    "delivered_at",
+)
+NOTIFICATION_STATUSES = ("pending", "delivered", "failed")
 
 
 def new_execution_record(**fields):
@@ -155,7 +198,7 @@ class Store(abc.ABC):
 
     # Bumped with each schema change; st2bridge/dbupgrade/bridge_store.py holds
     # the steps that bring an older store forward (`st2bridge db-upgrade`).
-    SCHEMA_VERSION = 5
+    SCHEMA_VERSION = 6
 
     # Claims of a record whose previous lease had lapsed (its tracker died or
     # hung), counted by claim_due in this process (metrics).
@@ -200,9 +243,14 @@ class Store(abc.ABC):
         raise NotImplementedError
 
     @abc.abstractmethod
-    def list_executions(self, status=None, workflow_name=None, since=None, limit=50):
-        """Records newest first (by created_at). `status` may be one status or
-        a collection of them; `since` is a float time (created_at >= since)."""
+    def list_executions(
+        self, status=None, workflow_name=None, since=None, limit=50, labels=None, before=None
+    ):
+        """Records newest first (by created_at, then id). `status` may be one
+        status or a collection of them; `since` is a float time (created_at >=
+        since); `labels` a dict every one of which the record's labels hold;
+        `before` a (created_at, id) pair: only records after it in this order
+        (the next page after that record)."""
 
     @abc.abstractmethod
     def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
@@ -312,6 +360,82 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def remove_service(self, service_id):
         """Delete a service record; a missing one is not an error."""
+
+    # -- change log ----------------------------------------------------------
+
+    @abc.abstractmethod
+    def read_changes(self, after, limit=1000):
+        """Change-log entries with seq > after, ascending (at most `limit`).
+        Each also has `written_at`: when it became visible; a reader that
+        sees a gap in seq younger than a second waits for it (MongoDB
+        numbers entries before it writes them)."""
+
+    @abc.abstractmethod
+    def last_change_seq(self):
+        """The highest seq in the log (0 when empty)."""
+
+    @abc.abstractmethod
+    def prune_changes(self, before, keep_after_seq=None):
+        """Delete entries older than `before` (their `at`), but none with a
+        seq above `keep_after_seq` when given. Returns the count."""
+
+    @abc.abstractmethod
+    def get_cursor(self, name):
+        """A named position in the change log (0 when never set)."""
+
+    @abc.abstractmethod
+    def advance_cursor(self, name, seq):
+        """Set the cursor to max(current, seq), atomically."""
+
+    # -- API keys -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_api_key(self, record):
+        """Insert an API key record. Conflict if a key of that name is active
+        (a revoked one of that name is replaced)."""
+
+    @abc.abstractmethod
+    def api_key_by_hash(self, key_hash):
+        """The active (not revoked) key with this hash, or None."""
+
+    @abc.abstractmethod
+    def list_api_keys(self):
+        """Every key record (revoked ones too), by name."""
+
+    @abc.abstractmethod
+    def revoke_api_key(self, name, now):
+        """Mark the key revoked. NotFound if there is no active key of that name."""
+
+    # -- notifications (the outbox) ---------------------------------------------
+
+    @abc.abstractmethod
+    def add_notifications(self, records):
+        """Insert notifications whose id is not there yet (expanding one
+        change twice is harmless). Returns the ids inserted by this call."""
+
+    @abc.abstractmethod
+    def claim_notifications(self, owner, now, lease_seconds, limit):
+        """Lease up to `limit` pending notifications that are due
+        (next_attempt_at <= now) and not under a valid lease, and that are the
+        oldest pending one (lowest seq) of their execution and sink: one
+        sink gets one execution's notifications in order. Returns them."""
+
+    @abc.abstractmethod
+    def update_notification(self, notification_id, changes, *, if_lease_owner=None):
+        """Set fields; False if `if_lease_owner` does not hold the lease.
+        NotFound if there is no such notification."""
+
+    @abc.abstractmethod
+    def get_notification(self, notification_id):
+        """The notification. NotFound if there is none."""
+
+    @abc.abstractmethod
+    def list_notifications(self, status=None, execution_id=None, limit=50):
+        """Notifications, newest first (by created_at, then id)."""
+
+    @abc.abstractmethod
+    def count_notifications(self):
+        """{status: count} for the statuses that have any."""
 
     def transaction(self):
         """A context in which several writes share one transaction (one

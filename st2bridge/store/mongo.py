@@ -21,10 +21,10 @@ The indexed fields stay native so that queries can use them.
 """
 
 import contextlib
-import functools
 import json
 import re
 import urllib.parse
+import uuid
 
 import pymongo
 from pymongo import errors as mongo_errors
@@ -39,8 +39,11 @@ from st2bridge.errors import (
 )
 from st2bridge.store import (
     TERMINAL,
+    change_entry,
     complete_execution,
     complete_service,
+    created_event,
+    logged_events,
     prepare_changes,
     prepare_definition,
     prepare_execution,
@@ -49,11 +52,21 @@ from st2bridge.store import (
     version_mismatch_message,
 )
 from st2bridge.store.base import Store
+from st2bridge.store.mongo_platform import MongoPlatformStore, _translated, create_v6_indexes
 
 # Workflow data: keys may hold dots or a leading "$" (see the module docstring).
-_EXECUTION_PAYLOAD = ("input", "output", "tasks", "env", "labels", "notify")
+_EXECUTION_PAYLOAD = ("input", "output", "tasks", "env", "labels", "notify", "sinks")
 _SERVICE_PAYLOAD = ("info",)
-_COLLECTIONS = {"executions", "services", "meta", "definitions"}
+_COLLECTIONS = {
+    "executions",
+    "services",
+    "meta",
+    "definitions",
+    "changes",
+    "api_keys",
+    "notifications",
+}
+
 _AFTER = pymongo.ReturnDocument.AFTER
 
 
@@ -71,7 +84,8 @@ def _encode(fields, payload):
 
 
 def _decode(doc, payload):
-    fields = {key: value for key, value in doc.items() if key != "_id"}
+    # Fields starting with "_" are the backend's own (_changes, _label_pairs).
+    fields = {key: value for key, value in doc.items() if not key.startswith("_")}
     fields["id"] = doc["_id"]
     for key in payload:
         if isinstance(fields.get(key), str):
@@ -97,6 +111,27 @@ def create_idempotency_index(executions):
 
 def _execution(doc):
     return complete_execution(_decode(doc, _EXECUTION_PAYLOAD))
+
+
+def _label_pairs(labels):
+    """Labels as "key=value" strings: queryable whatever the keys hold (dots)."""
+    return sorted("%s=%s" % (k, v) for k, v in (labels or {}).items())
+
+
+def _execution_set(changes):
+    update = _encode(changes, _EXECUTION_PAYLOAD)
+    if update.get("idempotency_key", "") is None:
+        del update["idempotency_key"]  # never stored as null: the unique index is sparse
+    if "labels" in changes:
+        update["_label_pairs"] = _label_pairs(changes["labels"])
+    return update
+
+
+def _pending(execution_id, event, status, task=None):
+    """A change-log entry as kept in the document until it is numbered."""
+    entry = change_entry(execution_id, event, status, task=task)
+    entry["event_id"] = uuid.uuid4().hex
+    return entry
 
 
 def _short(exc):
@@ -127,17 +162,11 @@ def _earliest_due(rows):
     return best
 
 
-def _translated(method):
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with self._errors():
-            return method(self, *args, **kwargs)
+class MongoStore(MongoPlatformStore, Store):
+    """The Store in a MongoDB database (see the module docstring; the change
+    log, API keys and notifications are in mongo_platform.py)."""
 
-    return wrapper
-
-
-class MongoStore(Store):
-    """The Store in a MongoDB database (see the module docstring)."""
+    _execution_record = staticmethod(lambda doc: _execution(doc))
 
     def __init__(self, url=None, *, client=None, database="st2bridge", connect_timeout=5.0):
         self.database = database
@@ -167,10 +196,14 @@ class MongoStore(Store):
         # owner -> lease expiries of its claims that failed (see the module docstring)
         self._unsettled = {}
         db = client[database]
+        self._db = db
         self._executions = db["executions"]
         self._services = db["services"]
         self._meta = db["meta"]
         self._definitions = db["definitions"]
+        self._changes = db["changes"]
+        self._api_keys = db["api_keys"]
+        self._notifications = db["notifications"]
         try:
             with self._errors():
                 self._setup(db)
@@ -228,6 +261,7 @@ class MongoStore(Store):
         )
         create_idempotency_index(ex)
         self._services.create_index([("name", 1), ("host", 1)], name="ix_name_host")
+        create_v6_indexes(self._db)
 
     def _recorded_version(self):
         doc = self._meta.find_one({"_id": "schema_version"})
@@ -268,9 +302,10 @@ class MongoStore(Store):
     @_translated
     def create_execution(self, record):
         record = prepare_execution(record)
-        doc = _encode(record, _EXECUTION_PAYLOAD)
-        if doc.get("idempotency_key") is None:
-            del doc["idempotency_key"]  # out of the sparse unique index
+        doc = _execution_set(record)
+        doc["_id"] = doc.pop("id", record["id"])
+        created = created_event(record)
+        doc["_changes"] = [dict(created, event_id=uuid.uuid4().hex)]
         try:
             self._executions.insert_one(doc)
         except mongo_errors.DuplicateKeyError as exc:
@@ -286,6 +321,7 @@ class MongoStore(Store):
                 "an execution with engine execution id %s exists already"
                 % record["engine_execution_id"]
             ) from exc
+        self._number(record["id"])
         return record
 
     @_translated
@@ -312,7 +348,9 @@ class MongoStore(Store):
         return [(doc["_id"], doc.get("engine_execution_id")) for doc in cursor]
 
     @_translated
-    def list_executions(self, status=None, workflow_name=None, since=None, limit=50):
+    def list_executions(
+        self, status=None, workflow_name=None, since=None, limit=50, labels=None, before=None
+    ):
         if limit is not None and limit <= 0:
             return []  # MongoDB reads limit(0) as "no limit"
         query = self._status_filter({}, status)
@@ -320,6 +358,13 @@ class MongoStore(Store):
             query["workflow_name"] = workflow_name
         if since is not None:
             query["created_at"] = {"$gte": since}
+        if labels:
+            query["_label_pairs"] = {"$all": _label_pairs(labels)}
+        if before is not None:
+            query["$or"] = [
+                {"created_at": {"$lt": before[0]}},
+                {"created_at": before[0], "_id": {"$lt": before[1]}},
+            ]
         cursor = self._executions.find(query).sort([("created_at", -1), ("_id", -1)])
         if limit is not None:
             cursor = cursor.limit(int(limit))
@@ -330,12 +375,14 @@ class MongoStore(Store):
         changes = prepare_changes(changes)
         query = _conditions(execution_id, if_active, if_lease_owner)
         try:
-            if changes:
-                matched = self._executions.update_one(
-                    query, {"$set": _encode(changes, _EXECUTION_PAYLOAD)}
-                ).matched_count
-            else:  # "$set: {}" is an error; there is nothing to write
+            if not changes:  # "$set: {}" is an error; there is nothing to write
                 matched = self._executions.count_documents(query, limit=1)
+            elif "status" in changes or "tasks" in changes:
+                matched = self._logged_update(execution_id, query, changes)
+            else:
+                matched = self._executions.update_one(
+                    query, {"$set": _execution_set(changes)}
+                ).matched_count
         except mongo_errors.DuplicateKeyError as exc:
             raise Conflict(
                 "an execution with engine execution id %s exists already"
@@ -346,6 +393,37 @@ class MongoStore(Store):
         if self._executions.find_one({"_id": execution_id}, {"_id": 1}) is None:
             raise NotFound("no execution %s" % execution_id)
         return False
+
+    def _logged_update(self, execution_id, query, changes):
+        """A write the change log reports: its entries go into the document
+        in the same update (atomic with it), then are numbered (_number)."""
+        update = {"$set": _execution_set(changes)}
+        status = changes.get("status")
+        if status is not None:
+            # First as a status change: only matches when the status moves.
+            moving = dict(query)
+            moving["status"] = dict(query.get("status") or {}, **{"$ne": status})
+            entries = [
+                _pending(execution_id, event, status)
+                for event, _ in logged_events(None, changes)
+                if event != "task"
+            ]
+            done = self._executions.update_one(
+                moving, dict(update, **{"$push": {"_changes": {"$each": entries}}})
+            ).matched_count
+            if done:
+                self._number(execution_id)
+                return True
+        entries = [
+            _pending(execution_id, event, status, task)
+            for event, task in logged_events(status, changes)
+        ]
+        if entries:
+            update["$push"] = {"_changes": {"$each": entries}}
+        matched = self._executions.update_one(query, update).matched_count
+        if matched and entries:
+            self._number(execution_id)
+        return matched
 
     @_translated
     def update_task(self, execution_id, index, task, changes=None, *, if_active=True):
@@ -367,8 +445,16 @@ class MongoStore(Store):
             else:
                 tasks[index] = task
             query = dict(_conditions(execution_id, if_active, None), tasks=doc.get("tasks"))
-            update = _encode(dict(changes, tasks=tasks), _EXECUTION_PAYLOAD)
-            if self._executions.update_one(query, {"$set": update}).matched_count:
+            update = _execution_set(dict(changes, tasks=tasks))
+            status = changes.get("status", doc.get("status"))
+            entries = [
+                _pending(execution_id, event, status, its_task)
+                for event, its_task in logged_events(doc.get("status"), changes, task)
+            ]
+            if self._executions.update_one(
+                query, {"$set": update, "$push": {"_changes": {"$each": entries}}}
+            ).matched_count:
+                self._number(execution_id)
                 return True
 
     @_translated
@@ -379,10 +465,14 @@ class MongoStore(Store):
         applied = 0
         for execution_id, changes in updates:
             changes = prepare_changes(changes)
-            if changes:
+            if "status" in changes or "tasks" in changes:
+                applied += self._logged_update(
+                    execution_id, _conditions(execution_id, if_active, if_lease_owner), changes
+                )
+            elif changes:
                 applied += self._executions.update_one(
                     _conditions(execution_id, if_active, if_lease_owner),
-                    {"$set": _encode(changes, _EXECUTION_PAYLOAD)},
+                    {"$set": _execution_set(changes)},
                 ).matched_count
         return applied
 

@@ -36,8 +36,11 @@ from st2bridge.errors import (
     StoreVersionMismatch,
 )
 from st2bridge.store import (
+    change_entry,
     complete_execution,
     complete_service,
+    created_event,
+    logged_events,
     prepare_changes,
     prepare_definition,
     prepare_execution,
@@ -48,10 +51,15 @@ from st2bridge.store import (
 )
 from st2bridge.store import sqlite_sql as sql
 from st2bridge.store.base import CALLBACK_FIELDS, INDEXED_FIELDS, Store
+from st2bridge.store.sqlite_platform import SqlitePlatformStore
+
+# Fields whose change is reported in the change log.
+_LOGGED = ("status", "tasks")
 
 
-class SqliteStore(Store):
-    """The Store in one SQLite file (see the module docstring)."""
+class SqliteStore(SqlitePlatformStore, Store):
+    """The Store in one SQLite file (see the module docstring; the change
+    log, API keys and notifications are in sqlite_platform.py)."""
 
     def __init__(
         self, path, busy_timeout=10.0, create=True, checkpoint_interval=60.0, checkpoint_wal_mb=16.0
@@ -284,6 +292,7 @@ class SqliteStore(Store):
                     ) from exc
                 raise Conflict("execution %s exists already" % record["id"]) from exc
             sql.replace_tasks(conn, record["id"], record["tasks"])
+            sql.append_change(conn, created_event(record))
         return record
 
     def get_execution_by_idempotency_key(self, key):
@@ -327,7 +336,9 @@ class SqliteStore(Store):
                 )
             ]
 
-    def list_executions(self, status=None, workflow_name=None, since=None, limit=50):
+    def list_executions(
+        self, status=None, workflow_name=None, since=None, limit=50, labels=None, before=None
+    ):
         if limit is not None and limit <= 0:
             return []
         where, params = [], []
@@ -343,6 +354,12 @@ class SqliteStore(Store):
         if since is not None:
             where.append("created_at >= ?")
             params.append(since)
+        for key, value in sorted((labels or {}).items()):
+            where.append("json_extract(doc, ?) = ?")
+            params += ['$.labels."%s"' % key.replace('"', ""), value]
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [before[0], before[0], before[1]]
         query = "SELECT doc FROM executions"
         if where:
             query += " WHERE " + " AND ".join(where)
@@ -359,6 +376,7 @@ class SqliteStore(Store):
         changes = prepare_changes(changes)
         with self._write() as conn:
             if changes:
+                before = self._before(conn, execution_id, changes)
                 if self._patch(
                     conn,
                     tuple(sorted(changes)),
@@ -366,6 +384,7 @@ class SqliteStore(Store):
                     if_active,
                     if_lease_owner,
                 ):
+                    self._log(conn, execution_id, before, changes)
                     return True
             elif self._matches(conn, execution_id, if_active, if_lease_owner):
                 return True
@@ -377,6 +396,7 @@ class SqliteStore(Store):
         if "tasks" in changes:
             raise ValueError("update_task sets one task; do not also pass 'tasks'")
         with self._write() as conn:
+            before = self._before(conn, execution_id, {"tasks": None})
             if changes:
                 matched = self._patch(
                     conn, tuple(sorted(changes)), [(execution_id, changes)], if_active, None
@@ -385,9 +405,39 @@ class SqliteStore(Store):
                 matched = self._matches(conn, execution_id, if_active, None)
             if matched:
                 sql.put_task(conn, execution_id, None if index is None else int(index), task)
+                self._log(conn, execution_id, before, changes, task=task)
                 return True
             sql.must_exist(conn, execution_id)
         return False
+
+    # The change-log hook: every write that changes a record's status or its
+    # tasks appends an entry in its own transaction (see store/base.py).
+
+    @staticmethod
+    def _before(conn, execution_id, changes):
+        """(status, workflow_name) before a logged write; None when the write
+        changes nothing the log reports."""
+        if not any(field in changes for field in _LOGGED):
+            return None
+        return conn.execute(
+            "SELECT status, workflow_name FROM executions WHERE id = ?", (execution_id,)
+        ).fetchone()
+
+    @staticmethod
+    def _log(conn, execution_id, before, changes, task=None):
+        if before is None:
+            return
+        for event, its_task in logged_events(before[0], changes, task):
+            sql.append_change(
+                conn,
+                change_entry(
+                    execution_id,
+                    event,
+                    changes.get("status", before[0]),
+                    before[1],
+                    task=its_task,
+                ),
+            )
 
     @staticmethod
     def _matches(conn, execution_id, if_active, if_lease_owner):
@@ -400,17 +450,32 @@ class SqliteStore(Store):
         )
 
     def update_many(self, updates, *, if_active=True, if_lease_owner=None):
-        # Updates with the same fields share one statement.
-        groups = {}
+        # Updates with the same fields share one statement; those the change
+        # log reports go one by one (the poller's reschedules never do).
+        groups, logged = {}, []
         for execution_id, changes in updates:
             changes = prepare_changes(changes)
-            if changes:
+            if any(field in changes for field in _LOGGED):
+                logged.append((execution_id, changes))
+            elif changes:
                 groups.setdefault(tuple(sorted(changes)), []).append((execution_id, changes))
         with self._write() as conn:
-            return sum(
+            applied = sum(
                 self._patch(conn, fields, items, if_active, if_lease_owner)
                 for fields, items in groups.items()
             )
+            for execution_id, changes in logged:
+                before = self._before(conn, execution_id, changes)
+                if before is not None and self._patch(
+                    conn,
+                    tuple(sorted(changes)),
+                    [(execution_id, changes)],
+                    if_active,
+                    if_lease_owner,
+                ):
+                    self._log(conn, execution_id, before, changes)
+                    applied += 1
+            return applied
 
     @classmethod
     def _patch(cls, conn, fields, items, if_active, if_lease_owner):

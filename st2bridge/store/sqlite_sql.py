@@ -34,6 +34,35 @@ CREATE TABLE definitions (id TEXT PRIMARY KEY, created_at REAL, doc TEXT NOT NUL
 CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, execution_id TEXT NOT NULL);
 """
 
+# Version 6 (the platform's side): what SCHEMA adds, also run by db-upgrade's step.
+SCHEMA_V6 = [
+    "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,"
+    " execution_id TEXT NOT NULL, doc TEXT NOT NULL)",
+    "CREATE INDEX ix_changes_at ON changes (at)",
+    "CREATE TABLE cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
+    "CREATE TABLE api_keys (name TEXT PRIMARY KEY, key_hash TEXT NOT NULL, doc TEXT NOT NULL)",
+    "CREATE UNIQUE INDEX ix_api_keys_key_hash ON api_keys (key_hash)",
+    "CREATE TABLE notifications (id TEXT PRIMARY KEY, execution_id TEXT NOT NULL,"
+    " sink TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL, next_attempt_at REAL,"
+    " lease_owner TEXT, lease_expires_at REAL, created_at REAL, doc TEXT NOT NULL)",
+    "CREATE INDEX ix_notifications_due ON notifications (status, next_attempt_at)",
+    "CREATE INDEX ix_notifications_order ON notifications (execution_id, sink, seq)",
+    "CREATE INDEX ix_notifications_created_at ON notifications (created_at)",
+]
+SCHEMA += ";\n".join(SCHEMA_V6) + ";\n"
+
+NOTIFICATION_COLUMNS = (
+    "id",
+    "execution_id",
+    "sink",
+    "seq",
+    "status",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_expires_at",
+    "created_at",
+)
+
 COLUMNS = ", ".join(INDEXED_FIELDS)
 # The statuses that are not terminal, for queries that can use the status index.
 ACTIVE_STATUSES = sorted(s for s in _status.ALL if s not in _status.TERMINAL)
@@ -56,6 +85,14 @@ NEXT_DUE = (
     "INDEXED BY ix_executions_lease_owner WHERE lease_owner IS NOT NULL AND "
     "lease_expires_at IS NOT NULL AND tracked = 1 AND next_poll_at IS NOT NULL AND " + ACTIVE + ")"
 )
+
+
+def append_change(conn, entry):
+    """Add one change-log entry in the caller's transaction; its seq."""
+    return conn.execute(
+        "INSERT INTO changes (at, execution_id, doc) VALUES (?, ?, ?)",
+        (entry["at"], entry["execution_id"], dumps(entry)),
+    ).lastrowid
 
 
 def dumps(value):
@@ -142,6 +179,11 @@ def transaction(conn):
 
 def fetch(conn, table, id_):
     row = conn.execute("SELECT doc FROM %s WHERE id = ?" % table, (id_,)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def fetch_by(conn, table, column, value):
+    row = conn.execute("SELECT doc FROM %s WHERE %s = ?" % (table, column), (value,)).fetchone()
     return None if row is None else json.loads(row[0])
 
 

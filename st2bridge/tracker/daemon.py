@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler  # noqa: E402
 
 from st2bridge import app, config, errors, logs, registry  # noqa: E402
 from st2bridge import status as st  # noqa: E402
+from st2bridge.api import retention  # noqa: E402
 from st2bridge.callbacks.app import make_app  # noqa: E402
 from st2bridge.callbacks.handler import CallbackHandler  # noqa: E402
 from st2bridge.tracker.poller import Poller  # noqa: E402
@@ -82,6 +83,7 @@ class Tracker:
         self.metrics_server = None
         self.web_server = None
         self._takeovers_seen = 0
+        self._pruned_at = 0.0
         self.stopping = False
         self.reload_requested = False
         self._wake_r, self._wake_w = os.pipe()
@@ -126,6 +128,11 @@ class Tracker:
 
     def heartbeat(self):
         now = self.clock()
+        if now - self._pruned_at >= retention.PRUNE_EVERY:
+            # The store's change log (st2bridge-api's stream and outbox) must
+            # not grow for ever where no API process prunes it.
+            self._pruned_at = now
+            retention.prune(self.store, self.conf, now)
         try:
             self.store.renew_leases(self.owner, now + self.conf.resultstracker.lease_seconds)
             if self.metrics:

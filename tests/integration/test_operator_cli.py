@@ -161,6 +161,9 @@ def test_failed_in_a_nested_sub_workflow_get_shows_the_tree_and_the_fix(bridge, 
         "created_at",
         "updated_at",
         "ended_at",
+        "labels",
+        "started_by",
+        "stuck",
     ]
     assert list(view) == readme_fields + ["error_tree"]
     tree = view["error_tree"]

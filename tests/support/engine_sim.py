@@ -64,6 +64,7 @@ LIST_ARGS = (
     "sort_keys",
     "sort_dirs",
     "all_projects",
+    "root_execution_id",
 )
 FULL = (
     "id",
@@ -379,6 +380,8 @@ class Sim:
         return body
 
     def _matching(self, q, now):
+        if q.get("root_execution_id"):
+            return []  # the simulator runs no sub-workflows
         lo, hi = float("-inf"), float("inf")  # the updated_at range, in event time
         for term in filter(None, q.get("updated_at", "").split(";")):
             op, val = (

@@ -40,6 +40,7 @@ def test_build_script_makes_wheel_and_archive(tmp_path):
         "LICENSE",
         "wheels/" + wheel.name,
         "systemd/st2bridge-resultstracker.service",
+        "systemd/st2bridge-api.service",
         "systemd/mistral-db-check.d/10-st2bridge-db-check.conf",
         "conf/bridge.conf.sample",
         "logrotate/st2bridge",
@@ -64,6 +65,7 @@ def test_build_script_makes_wheel_and_archive(tmp_path):
     assert "st2bridge/metrics.py" in listed and "st2bridge/engine/auth.py" in listed
     assert any(name.endswith("LICENSE") and ".dist-info/" in name for name in listed)
     assert "st2bridge-resultstracker = st2bridge.tracker.daemon:main" in entry_points
+    assert "st2bridge-api = st2bridge.api.daemon:main" in entry_points
     assert not (ROOT / "build").exists()
 
 

@@ -72,7 +72,13 @@ def test_second_sigterm_exits_at_once_while_draining(tmp_path, sim):
         stderr=subprocess.STDOUT,
         cwd=str(ROOT),
     )
-    time.sleep(3)
+    # Registered means its signal handlers are in place (a fixed sleep was
+    # overrun on a loaded machine); then its first checks go in flight.
+    deadline = time.monotonic() + 30
+    with open_store("sqlite:///%s" % (tmp_path / "bridge.db")) as store:
+        while not store.list_services() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    time.sleep(1)
     proc.send_signal(signal.SIGTERM)
     time.sleep(1)
     assert proc.poll() is None, "the first SIGTERM drains in-flight checks (up to 20 s)"
