@@ -14,14 +14,17 @@ import uuid
 
 import yaml
 
-from st2bridge import errors, results, workflow
+from st2bridge import errors, results, taskview, workflow
 from st2bridge import status as st
 from st2bridge.callbacks import events, secrets
+from st2bridge.schedule import Schedule
 from st2bridge.store.base import new_execution_record
 
 LOG = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/v1/callbacks/mistral/"
+# How long --wait follows tasks still going in the engine after the end.
+SETTLE_WAIT = 15.0
 
 
 class Runner:
@@ -61,6 +64,7 @@ class Runner:
         self.definition_cache_seconds = definition_cache_seconds
         self.task_events = task_events
         self.clock = clock
+        self.schedule = Schedule(mode, query_interval=query_interval, stale_after=stale_after)
         self._registered = {}  # workflow name -> (digest of its spec, when registered)
 
     # -- definitions ------------------------------------------------------
@@ -145,10 +149,10 @@ class Runner:
             input=input,
             created_at=now,
             updated_at=now,
-            # Callback mode is the prior art's "no polling"; `st2bridge track`
-            # attaches polling to one execution when needed.
-            tracked=self.mode != "callback",
-            next_poll_at=now + (self.stale_after if self.mode == "hybrid" else self.query_interval),
+            # Tracked in every mode: in callback mode the poller is only the
+            # safety net (st2bridge.schedule).
+            tracked=True,
+            next_poll_at=self.schedule.first(now),
             timeout_at=now + timeout if timeout else None,
             callback_secret_hash=secrets.hash_secret(secret) if secret else None,
         )
@@ -239,7 +243,7 @@ class Runner:
                 )
             record.update(self.store.get_execution(record["id"]))
             return record
-        changes = results.progress_changes(execution, None, self.clock())
+        changes = results.submitted_changes(execution, self.clock())
         self.store.update_execution(record["id"], changes, if_active=True)
         record.update(changes)
         LOG.info(
@@ -250,34 +254,69 @@ class Runner:
         )
         return record
 
-    def wait(self, execution_id, *, interval=0.5, on_progress=None, sleep=time.sleep):
+    def wait(
+        self,
+        execution_id,
+        *,
+        interval=0.5,
+        on_progress=None,
+        sleep=time.sleep,
+        settle_timeout=SETTLE_WAIT,
+    ):
         """Follow an execution until its record is terminal; return the record.
 
         Polls the engine itself (a light query) so --wait works without a
         tracker; a tracker finishing it first is fine: the record is written
-        once and both read the same result.
+        once and both read the same result. The task view (sub-workflows
+        included) is merged into the record, never written over it, so tasks
+        that callbacks reported stay. Tasks still going in the engine after
+        the end are followed for up to `settle_timeout` seconds.
         """
         last = None
         while True:
             record = self.store.get_execution(execution_id)
             if st.is_terminal(record["status"]):
-                return record
+                return self._settle(record, interval, on_progress, sleep, settle_timeout)
             engine_id = record["engine_execution_id"]
-            execution = self.engine.get_execution(engine_id, fields=results.LIGHT_FIELDS)
+            execution = results.get_light(self.engine, engine_id)
             now = self.clock()
-            if execution.get("state") in st.ENGINE_TERMINAL:
-                results.finish(self.engine, self.store, record, self.clock, "wait")
-                continue
-            # The CLI lists tasks on every round (one person watching), so
+            if execution["state"] in st.ENGINE_TERMINAL:
+                if results.finish(self.engine, self.store, record, self.clock, "wait").ended:
+                    continue
+            # The CLI reads the tasks on every round (one person watching), so
             # progress shows even while the execution's own state stands still.
-            changes = results.progress_changes(execution, self.engine.list_tasks(engine_id), now)
-            seen = (changes["status"], changes["tasks"])
+            tree = taskview.read_tree(self.engine, engine_id, record.get("tasks"))
+            changes = results.progress_changes(execution, None, now)
+            seen = (changes["status"], [(t["id"], t["state"]) for t in tree])
             if seen != last:
                 last = seen
-                self.store.update_execution(execution_id, changes, if_active=True)
+                results.write_tasks(
+                    self.engine, self.store, execution_id, tree, changes, if_active=True
+                )
                 if on_progress:
-                    on_progress(dict(record, **changes))
+                    on_progress(self.store.get_execution(execution_id))
             sleep(interval)
+
+    def _settle(self, record, interval, on_progress, sleep, settle_timeout):
+        """An ended execution whose tasks are not all done in the engine yet
+        (a `succeed` command with a task still running): follow them."""
+        still = taskview.open_count(record.get("tasks"))
+        deadline = self.clock() + settle_timeout
+        while still and self.clock() < deadline:
+            if on_progress:
+                on_progress(record)
+            sleep(interval)
+            still = results.refresh_tasks(self.engine, self.store, record)
+            record = self.store.get_execution(record["id"])
+        if still:
+            LOG.warning(
+                "execution %s is %s with %d tasks still going in the engine; its task "
+                "view shows them as last read",
+                record["id"],
+                record["status"],
+                taskview.open_count(record.get("tasks")),
+            )
+        return record
 
 
 def _digest(spec):

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from st2bridge import __version__, app, config, errors, workflow
+from st2bridge import __version__, app, config, errors, schedule, workflow
 from st2bridge import status as st
 from st2bridge.cli import collect, dbupgrade, executions, output, services
 
@@ -132,7 +132,9 @@ def cmd_track(args, conf):
             args.id,
             {
                 "tracked": True,
-                "next_poll_at": time.time(),
+                "next_poll_at": schedule.at_once(time.time()),
+                # Checked even in callback mode (the safety net's "owner gone").
+                "callback_owner": None,
                 "poll_failures": 0,
                 "not_found_count": 0,
                 "lease_owner": None,

@@ -12,11 +12,16 @@ An execution record has these fields (all present; unset ones are None):
     status              one of st2bridge.status.ALL
     input, output       dicts (output None until the execution ends)
     error               the engine's message for a failure (str) or None
-    tasks               list of task dicts: {id, name, status, state,
-                        state_info, created_at, updated_at, ...}
-    created_at, updated_at, ended_at
-                        float seconds since the epoch (UTC)
-    engine_state        last Mistral state seen, engine_updated_at its updated_at
+    tasks               list of task rows (st2bridge.taskview): {id, name,
+                        status, state, state_info, created_at, updated_at,
+                        workflow_execution_id, label, ...}, sub-workflows' included
+    created_at, submitted_at, updated_at, ended_at
+                        float seconds since the epoch (UTC), the bridge's own
+                        clock: recorded, accepted by the engine, last
+                        changed, end learnt
+    engine_state        last Mistral state seen; engine_created_at and
+                        engine_updated_at the engine's own timestamps, as
+                        it gave them ('YYYY-MM-DD HH:MM:SS', UTC, 1 s)
     finished_by         how the terminal status was learnt: "poll", "callback"
     -- tracking --
     tracked             bool: the poller looks after it while it is active
@@ -34,6 +39,9 @@ An execution record has these fields (all present; unset ones are None):
     callback_secret_hash  sha256 of the execution's callback secret (the
                         secret itself is never stored)
     last_event_at       float: when the last valid callback arrived
+    callback_owner      id of the tracker that took its last callback (the
+                        callback-mode safety net checks it once that
+                        tracker is gone)
 
 A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}.
 """
@@ -91,6 +99,9 @@ EXECUTION_FIELDS = (
     "timeout_at",
     "callback_secret_hash",
     "last_event_at",
+    "submitted_at",
+    "engine_created_at",
+    "callback_owner",
 )
 
 

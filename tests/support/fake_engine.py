@@ -80,6 +80,7 @@ class FakeEngine:
                 "input": input or {},
                 "output": {},
                 "params": params,
+                "created_at": self._stamp(),
                 "updated_at": self._stamp(),
             }
             self.tasks[execution_id] = []
