@@ -38,6 +38,18 @@ def engine_time(value):
         return None
 
 
+def duration(record, now=None):
+    """Seconds from created_at to ended_at (to `now` while it runs), both on
+    the bridge's own clock; None when unknown or negative (a record written
+    before 0.2 took its end from the engine's clock): never a false figure."""
+    start, end = record.get("created_at"), record.get("ended_at")
+    if end is None and not st.is_terminal(record.get("status")):
+        end = now
+    if start is None or end is None or end < start:
+        return None
+    return end - start
+
+
 def get_light(engine, execution_id):
     """The light query of one execution, checked."""
     answer = engine.get_execution(execution_id, fields=LIGHT_FIELDS)

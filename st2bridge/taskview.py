@@ -114,14 +114,7 @@ def read_tree(engine, root, previous=None):
         for sub in answers.sub_executions(list(listed), root):
             if sub["id"] == root:
                 continue
-            params = sub.get("params") if isinstance(sub.get("params"), dict) else {}
-            index = params.get("index")
-            subs[sub["id"]] = {
-                "task_execution_id": sub["task_execution_id"],
-                "workflow_name": sub.get("workflow_name"),
-                "index": index if isinstance(index, int) else None,
-                "item": item_text(sub.get("input")),
-            }
+            subs[sub["id"]] = sub_info(sub)
             old = known.get(sub["id"])
             if old and sub["state"] in st.ENGINE_TERMINAL and not open_count(old):
                 rows.extend(dict(r) for r in old)
@@ -131,6 +124,18 @@ def read_tree(engine, root, previous=None):
             )
             rows.extend(row(t, sub.get("workflow_name")) for t in found)
     return ordered(labelled(rows, root, subs), root)
+
+
+def sub_info(sub):
+    """What labels need of a sub-workflow execution (listed with SUB_FIELDS)."""
+    params = sub.get("params") if isinstance(sub.get("params"), dict) else {}
+    index = params.get("index")
+    return {
+        "task_execution_id": sub.get("task_execution_id"),
+        "workflow_name": sub.get("workflow_name"),
+        "index": index if isinstance(index, int) else None,
+        "item": item_text(sub.get("input")),
+    }
 
 
 def labelled(rows, root, subs):

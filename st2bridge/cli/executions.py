@@ -9,12 +9,12 @@ import json
 import sys
 import time
 
-from st2bridge import app, control, errors, errortree, results
+from st2bridge import app, control, errors, errortree, results, taskview
 from st2bridge import status as st
 from st2bridge.cli import output, timespec
 
 LIST_COLUMNS = ["id", "workflow", "status", "started", "duration", "finished_by"]
-TASK_COLUMNS = ["name", "state", "started", "duration", "retries", "workflow", "id"]
+TASK_COLUMNS = ["task", "state", "started", "duration", "retries", "workflow", "id"]
 
 
 def add_parsers(commands):
@@ -103,14 +103,14 @@ def parse_statuses(text):
 
 def list_row(record, now):
     end = record.get("ended_at")
-    took = (end if end is not None else now) - record["created_at"]
+    took = output.duration_s(record, now)
     return {
         "id": record["id"],
         "workflow_name": record["workflow_name"],
         "status": record["status"],
         "started_at": output.iso(record["created_at"]),
         "ended_at": output.iso(end),
-        "duration_s": round(max(0.0, took), 3),
+        "duration_s": round(took, 3) if took is not None else None,
         "finished_by": record.get("finished_by"),
         "engine_execution_id": record["engine_execution_id"],
     }
@@ -124,7 +124,11 @@ def list_text(rows):
             "workflow": r["workflow_name"],
             "status": r["status"],
             "started": (r["started_at"] or "")[:19].replace("T", " ") or None,
-            "duration": timespec.duration(r["duration_s"]) + ("" if r["ended_at"] else "+"),
+            "duration": (
+                timespec.duration(r["duration_s"]) + ("" if r["ended_at"] else "+")
+                if r["duration_s"] is not None
+                else None
+            ),
             "finished_by": r["finished_by"],
         }
         for r in rows
@@ -158,7 +162,9 @@ def error_tree(engine, record):
     if record["status"] != st.FAILED or record.get("engine_state") != "ERROR":
         return None
     try:
-        return errortree.from_report(engine.execution_report(record["engine_execution_id"]))
+        return errortree.from_report(
+            engine.execution_report(record["engine_execution_id"]), record.get("tasks")
+        )
     except errors.EngineError as exc:
         print(
             "st2bridge: note: no error tree from the engine: %s" % output_line(exc), file=sys.stderr
@@ -186,7 +192,13 @@ def get_text(record, tree):
         leaves = errortree.failed_leaves(tree)
         if leaves:
             lines.append("re-run the failed task%s with:" % ("s" if len(leaves) > 1 else ""))
-            lines += ["  " + errortree.rerun_command(task["id"]) for task, _ in leaves]
+            lines += [
+                "  "
+                + errortree.rerun_command(
+                    task["id"], task["label"] if task.get("label") != task["name"] else None
+                )
+                for task, _ in leaves
+            ]
     return "\n".join(lines)
 
 
@@ -211,22 +223,25 @@ def cmd_get(args, conf):
 
 def task_rows(engine, root_id, now):
     """Every task of an execution and of its sub-workflows: each workflow's
-    tasks by creation, a sub-workflow's tasks right after the task that ran it."""
-    subs = {}
-    for sub in engine.list_executions(
-        root_execution_id=root_id, fields=["id", "workflow_name", "task_execution_id"]
-    ):
-        subs.setdefault(sub.get("task_execution_id"), []).append(sub)
+    tasks by creation, a sub-workflow's tasks right after the task that ran
+    it (with-items instances by index), each labelled (st2bridge.taskview)."""
+    runs, subs = {}, {}
+    for sub in engine.list_executions(root_execution_id=root_id, fields=taskview.SUB_FIELDS):
+        if sub.get("id") != root_id:
+            runs.setdefault(sub.get("task_execution_id"), []).append(sub)
+            subs[sub["id"]] = taskview.sub_info(sub)
     rows = []
 
     def add(execution_id, workflow):
         for task in _in_order(engine.list_tasks(execution_id)):
             rows.append(_task_row(task, workflow, now))
-            for sub in subs.get(task.get("id"), []):
+            for sub in sorted(
+                runs.get(task.get("id"), []), key=lambda s: subs[s["id"]]["index"] or 0
+            ):
                 add(sub["id"], sub.get("workflow_name"))
 
     add(root_id, None)
-    return rows
+    return taskview.labelled(rows, root_id, subs)
 
 
 def _in_order(tasks):
@@ -258,10 +273,12 @@ def _task_row(task, workflow, now):
     )
     context = task.get("runtime_context") if isinstance(task.get("runtime_context"), dict) else {}
     retries = (context.get("retry_task_policy") or {}).get("retry_no")
+    with_items = context.get("with_items")
     return {
         "id": task.get("id"),
         "name": task.get("name"),
         "state": task.get("state"),
+        "items": with_items.get("count") if isinstance(with_items, dict) else None,
         "workflow": workflow,
         "workflow_execution_id": task.get("workflow_execution_id"),
         "created_at": task.get("created_at"),
@@ -277,7 +294,11 @@ def tasks_text(rows):
     if not rows:
         return "no tasks"
     return output.table(
-        [dict(r, started=r["started_at"], duration=_task_duration(r)) for r in rows], TASK_COLUMNS
+        [
+            dict(r, task=r["label"], started=r["started_at"], duration=_task_duration(r))
+            for r in rows
+        ],
+        TASK_COLUMNS,
     )
 
 
