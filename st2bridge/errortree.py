@@ -83,9 +83,8 @@ def failed_leaves(tree):
     return found
 
 
-def rerun_command(task_id, label=None):
-    """The command that re-runs a failed task (`label`: a comment saying which)."""
-    return "st2bridge task rerun %s%s" % (task_id, "   # " + label if label else "")
+def rerun_command(task_id):
+    return "st2bridge task rerun %s" % task_id
 
 
 def render(tree):

@@ -192,13 +192,7 @@ def get_text(record, tree):
         leaves = errortree.failed_leaves(tree)
         if leaves:
             lines.append("re-run the failed task%s with:" % ("s" if len(leaves) > 1 else ""))
-            lines += [
-                "  "
-                + errortree.rerun_command(
-                    task["id"], task["label"] if task.get("label") != task["name"] else None
-                )
-                for task, _ in leaves
-            ]
+            lines += ["  " + errortree.rerun_command(task["id"]) for task, _ in leaves]
     return "\n".join(lines)
 
 

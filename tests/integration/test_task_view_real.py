@@ -289,9 +289,11 @@ def test_the_record_holds_the_engines_task_view_in_every_mode(mistral, tmp_path)
         # What a person sees: the three hosts told apart, in the error tree too.
         hosts = started[("hybrid", "hosts")]["id"]
         text = bridges["hybrid"].cli("execution", "get", hosts).stdout
-        for i in range(3):
-            assert "deploy[%d host=web%d] > migrate" % (i, i + 1) in text
-        assert text.count("st2bridge task rerun") == 3
+        tree_lines = [line for line in text.splitlines() if "task deploy[" in line]
+        assert len(tree_lines) == 3
+        for i, line in enumerate(tree_lines):  # each with its task id, re-run below
+            assert "task deploy[%d host=web%d] > migrate (ERROR)" % (i, i + 1) in line
+            assert "st2bridge task rerun %s" % line.split()[-1] in text
         view = json.loads(bridges["hybrid"].cli("execution", "get", hosts, "--json").stdout)
         assert {t["item"] for t in view["tasks"] if t["name"] == "migrate"} == {
             "host=web1",
