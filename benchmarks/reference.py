@@ -310,7 +310,7 @@ def render_markdown(res):
     if scale:
         out += [
             "",
-            "Simulator scale benchmark (`benchmarks/tracker.py %s`; load average %s at its "
+            "Simulator scale benchmark (`python -m benchmarks.tracker %s`; load average %s at its "
             "start, %s at its end):"
             % (
                 " ".join(a for a in scale.get("argv", []) if "json" not in a and "/" not in a),
@@ -327,20 +327,21 @@ def render_markdown(res):
 
 
 def scale_figures(sres):
-    """The headline figures of a bench_tracker JSON result, each with its verdict."""
-    lp, v = sres.get("load_phase", {}), sres.get("verdicts", {})
-    late = lp.get("lateness_ms", {})
+    """The headline figures of a benchmarks.tracker JSON result (its first
+    run), each with its verdict."""
+    run = (sres.get("results") or [{}])[0]
+    m, v = run.get("measure", {}), run.get("verdicts", {})
+    late = m.get("lateness_ms", {})
     pick = [
-        ("polls/s", lp.get("polls_per_s")),
-        ("tracker CPU ms per poll", lp.get("cpu_ms_per_poll")),
+        ("checks/s", m.get("checks_per_s")),
+        ("tracker CPU ms per check", m.get("cpu_ms_per_check")),
+        ("first round after the burst, s", run.get("first_round_s")),
         ("lateness p50 ms", late.get("p50")),
         ("lateness p99 ms", late.get("p99")),
         ("lateness max ms", late.get("max")),
-        ("RSS KB per tracked execution", sres.get("rss_kb_per_execution")),
-        ("idle CPU % (empty store)", sres.get("empty", {}).get("cpu_pct")),
-        ("idle CPU % (N tracked, none due)", sres.get("idle", {}).get("cpu_pct")),
-        ("tracker CPU % of a core (loaded)", lp.get("tracker_cpu_pct")),
-        ("engine requests/s", lp.get("engine_requests_per_s")),
+        ("idle CPU % (N tracked, none due)", run.get("idle", {}).get("cpu_pct")),
+        ("trackers CPU % of a core", m.get("trackers_cpu_pct")),
+        ("engine requests/s", m.get("engine_requests_per_s")),
     ]
     return {name: (value, v.get(name, "")) for name, value in pick}
 
@@ -646,11 +647,13 @@ def run_scale(a, tmp):
         str(a.scale_measure),
         "--idle",
         str(a.scale_idle),
+        "--no-baseline",
         "--json-out",
         str(out),
     ]
     print(
-        "simulator scale benchmark: bench_tracker.py %s (load %.2f)" % (" ".join(argv), load()),
+        "simulator scale benchmark: python -m benchmarks.tracker %s (load %.2f)"
+        % (" ".join(argv), load()),
         flush=True,
     )
     bench_tracker.main(argv)

@@ -61,6 +61,15 @@ SQLITE_STEPS = {
             "UPDATE executions SET doc = json_remove(doc, '$.tasks')",
         ],
     ),
+    4: (
+        "finished executions leave the due index (next_poll_at cleared): claims cost what "
+        "is active, not the whole history",
+        [
+            "UPDATE executions SET next_poll_at = NULL,"
+            " doc = json_set(doc, '$.next_poll_at', json('null'))"
+            " WHERE status IN ('abandoned', 'canceled', 'failed', 'succeeded', 'timeout')",
+        ],
+    ),
 }
 
 
@@ -83,6 +92,13 @@ def _mongo_v2(db):
     db["services"].create_index([("name", 1), ("host", 1)], name="ix_name_host")
 
 
+def _mongo_v4(db):
+    db["executions"].update_many(
+        {"status": {"$in": ["abandoned", "canceled", "failed", "succeeded", "timeout"]}},
+        {"$set": {"next_poll_at": None}},
+    )
+
+
 MONGO_STEPS = {
     1: ("the executions indexes", _mongo_v1),
     2: ("index services by (name, host), the order list_services returns", _mongo_v2),
@@ -90,6 +106,11 @@ MONGO_STEPS = {
         "nothing to do (version 3 moved SQLite's tasks to a table; a MongoDB document "
         "updates one task in place)",
         lambda db: None,
+    ),
+    4: (
+        "finished executions leave the due index (next_poll_at cleared): claims cost what "
+        "is active, not the whole history",
+        _mongo_v4,
     ),
 }
 

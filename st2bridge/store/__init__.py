@@ -73,6 +73,8 @@ def prepare_execution(record):
         raise ValueError("an execution record needs a string id")
     # Claim queries match tracked == true; a stored 1 would not match in MongoDB.
     record["tracked"] = bool(record["tracked"])
+    if record["status"] in TERMINAL:
+        record["next_poll_at"] = None
     return record
 
 
@@ -102,6 +104,10 @@ def prepare_changes(changes):
         raise ValueError("an execution's id cannot be changed")
     if "tracked" in changes:
         changes["tracked"] = bool(changes["tracked"])
+    if changes.get("status") in TERMINAL:
+        # A final record is never due: it leaves the due index, so claims and
+        # next_due_at cost what is active, not the whole history.
+        changes["next_poll_at"] = None
     return changes
 
 

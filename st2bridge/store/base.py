@@ -126,7 +126,7 @@ class Store(abc.ABC):
 
     # Bumped with each schema change; st2bridge/dbupgrade/bridge_store.py holds
     # the steps that bring an older store forward (`st2bridge db-upgrade`).
-    SCHEMA_VERSION = 3
+    SCHEMA_VERSION = 4
 
     # Claims of a record whose previous lease had lapsed (its tracker died or
     # hung), counted by claim_due in this process (metrics).

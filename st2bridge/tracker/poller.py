@@ -4,10 +4,12 @@ A pass claims the executions that are due (with a lease, so several trackers
 can share one store) and checks them with the engine, then returns how long
 the driver may sleep before anything else is due. Two ways to check:
 
-- a batch: ONE light listing of the root executions the engine changed since
-  the batch was last in sync (`updated_at >= since`). Every record in the
-  batch that is not in the listing is unchanged, and is rescheduled in one
-  store write. This is what lets one tracker follow thousands of executions.
+- a batch: the root executions the engine changed since the batch was last
+  in sync (`updated_at >= since`), from one change listing that every batch
+  shares (tracker/changefeed.py: each listing asks only for what changed
+  since the previous one). Every record in the batch that is not in it is
+  unchanged, and is rescheduled in one store write. This is what lets one
+  tracker follow tens of thousands of executions.
 - one by one: a light GET of one execution, for what a listing cannot tell:
   a `requested` record (did the submit arrive?), a 404 being confirmed, a
   timeout, and a periodic check that the execution still exists
@@ -19,9 +21,11 @@ output and tasks are fetched once. Every engine answer is checked first: a
 malformed one is an engine error (back off, the record unchanged).
 
 When an execution is due comes from st2bridge.schedule. In callback mode the
-poller is only the safety net: a due execution whose callbacks went to a
-tracker that is still alive is not checked; one whose tracker is gone (or
-that never sent a callback) is checked once, and again `stale_after` later.
+poller is only the safety net (tracker/safety.py): a due execution whose
+callbacks went to a tracker that is still alive is not checked; one whose
+tracker is gone (or that never sent a callback) is checked once, and again
+`stale_after` later. Tasks still going after their workflow ended are
+followed (tracker/settle.py).
 All timing comes from `now` and the records, so tests use a fixed clock.
 """
 
@@ -31,10 +35,9 @@ import time
 
 from st2bridge import errors, results, taskview
 from st2bridge import status as st
-from st2bridge.engine import answers
-from st2bridge.results import LIGHT_FIELDS
 from st2bridge.schedule import Schedule
 from st2bridge.tracker import safety
+from st2bridge.tracker.changefeed import ChangeFeed
 from st2bridge.tracker.settle import Settler
 from st2bridge.tracker.stats import PollStats
 
@@ -50,11 +53,6 @@ SMALL_BATCH = 4
 MAX_SYNCS = 2
 
 RELEASE = {"lease_owner": None, "lease_expires_at": None}
-
-
-def engine_filter_time(ts):
-    """Mistral's filter syntax for a UTC time (one-second resolution)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
 
 
 class Poller:
@@ -112,6 +110,13 @@ class Poller:
         self.stats = PollStats()
         self.settler = Settler(engine, store, clock, **_given(timeout=settle_timeout))
         self._syncs = 0
+        # Changes are kept for a few intervals; older batches list afresh.
+        self.feed = ChangeFeed(
+            engine,
+            sync_overlap=sync_overlap,
+            retain=max(60.0, 4 * query_interval) + sync_overlap,
+            clock=clock,
+        )
 
     @property
     def rng(self):
@@ -129,14 +134,16 @@ class Poller:
 
     def tick(self, now):
         """Claim what is due and start its checks; return seconds to wait."""
-        free = self.executor.free()
-        for entry in self.settler.take_due(now, max(0, free - 1)):
+        for entry in self.settler.take_due(now, max(0, self.executor.free() - 1)):
             self.executor.submit(self.settler.run, entry)
         free = self.executor.free()
-        if free and self._syncs < MAX_SYNCS:
-            claimed = self.store.claim_due(self.owner, now, self.lease_seconds, self.batch_size)
-            if claimed:
-                self._dispatch(self._safety_net(claimed, now), now, free)
+        if not free or self._syncs >= MAX_SYNCS:
+            # Busy: nothing could be started, so the store is not asked either
+            # (under load this pass runs every POOL_FULL_WAIT).
+            return POOL_FULL_WAIT
+        claimed = self.store.claim_due(self.owner, now, self.lease_seconds, self.batch_size)
+        if claimed:
+            self._dispatch(self._safety_net(claimed, now), now, free)
         due = min(
             (t for t in (self.store.next_due_at(), self.settler.next_due()) if t is not None),
             default=None,
@@ -213,20 +220,11 @@ class Poller:
     def _sync(self, records):
         started = self.clock()
         since = min(r.get("synced_at") or r["created_at"] for r in records) - self.sync_overlap
-        wanted = {r["engine_execution_id"] for r in records}
+        wanted = [r["engine_execution_id"] for r in records]
         try:
-            # Keep only this batch's rows while paging: a listing can hold every
-            # execution the engine changed lately, not just ours.
-            listed, rows = {}, 0
-            for row in self.engine.list_executions(
-                fields=LIGHT_FIELDS,
-                updated_at="gte:" + engine_filter_time(since),
-                nulls="task_execution_id",
-            ):
-                answers.listing_rows([row], LIGHT_FIELDS)
-                rows += 1
-                if row["id"] in wanted:
-                    listed[row["id"]] = row
+            # One listing shared by all batches: only what changed since it
+            # last listed (tracker/changefeed.py).
+            listed, listed_at = self.feed.changes_since(since, wanted)
         except errors.EngineError as exc:
             self._back_off_batch(records, exc, started)
             return
@@ -250,10 +248,10 @@ class Poller:
                     next_poll_at=self.next_poll_at(started, record.get("next_poll_at")),
                     poll_failures=0,
                 )
-                if rows:
-                    # An empty listing proves nothing (an engine that lost its
-                    # data, a proxy answering empty): the window stays put.
-                    update["synced_at"] = started
+                if listed_at is not None:
+                    # None: the listing was empty, which proves nothing (an
+                    # engine that lost its data, a proxy answering empty).
+                    update["synced_at"] = listed_at
                 unchanged.append((record["id"], update))
             else:
                 changed.append((record, row))
@@ -266,8 +264,10 @@ class Poller:
                 len(unchanged),
                 exc,
             )
+        # What changed costs engine reads (a finish: output and tasks): in
+        # the pool, side by side, not one after the other in this batch.
         for record, row in changed:
-            self._safely(self._apply, record, row, started)
+            self.executor.submit(self._safely, self._apply, record, row, started, False, listed_at)
 
     def _back_off_batch(self, records, exc, now):
         updates, longest = [], 0.0
@@ -336,25 +336,30 @@ class Poller:
             )
             self._reschedule(record, self.clock() + self.backoff_max, {})
 
-    def _apply(self, record, execution, now, verified=False):
+    def _apply(self, record, execution, now, verified=False, synced_at=None):
         """Record what a checked light query or listing row says about one
-        execution."""
+        execution (`synced_at`: when the listing it comes from started;
+        default `now`)."""
         if execution.get("state") in st.ENGINE_TERMINAL:
             done = results.finish(
                 self.engine, self.store, record, self.clock, "poll", self.executor.concurrently
             )
             if done.written:
                 LOG.info("execution %s %s (finished by poll)", record["id"], done.status)
-            if done.written and done.open_tasks:
-                self.settle_later(record)
+                if done.open_tasks:
+                    self.settle_later(record)
             if done.ended:
                 return
             execution = results.get_light(self.engine, record["engine_execution_id"])
-        changes = {"poll_failures": 0, "not_found_count": 0, "synced_at": now}
+        changes = dict(
+            RELEASE,
+            poll_failures=0,
+            not_found_count=0,
+            synced_at=synced_at or now,
+            next_poll_at=self.next_poll_at(now, record.get("next_poll_at")),
+        )
         if verified:
             changes["verified_at"] = now
-        changes["next_poll_at"] = self.next_poll_at(now, record.get("next_poll_at"))
-        changes.update(RELEASE)
         seen = (execution.get("state"), execution.get("updated_at"))
         if (
             seen == (record.get("engine_state"), record.get("engine_updated_at"))

@@ -61,6 +61,17 @@ def wait_all_final(bridge, ids, timeout):
     pytest.fail("%d executions never finished in the bridge: %s" % (len(pending), pending[:5]))
 
 
+def wait_registered(bridge, count, timeout=60):
+    """Wait until `count` trackers are in the service registry (a daemon
+    registers after it installed its signal handlers)."""
+    deadline = time.monotonic() + timeout
+    with open_store("sqlite:///%s" % (bridge.dir / "bridge.db")) as store:
+        while len(store.list_services()) < count:
+            if time.monotonic() > deadline:
+                pytest.fail("the trackers did not register within %d s" % timeout)
+            time.sleep(0.2)
+
+
 def completions(bridge):
     """How many times each execution was recorded finished, over every tracker log."""
     counts = collections.Counter()
@@ -83,7 +94,8 @@ def test_three_trackers_kill9_and_sigterm_lose_nothing(bridge, mistral):
     ids = [r["id"] for r in records]
     trackers = [bridge.start_tracker() for _ in range(3)]
     try:
-        time.sleep(3)  # all three busy, executions still running
+        wait_registered(bridge, 3)  # signal handlers in place, however slow the start
+        time.sleep(1)  # all three busy, executions still running
         trackers[0].kill()  # kill -9: its leases must lapse
         trackers[0].wait()
         trackers[1].send_signal(signal.SIGTERM)  # graceful: drains and releases
@@ -106,7 +118,7 @@ def test_sigterm_drains_releases_and_leaves_the_registry(bridge, mistral):
     start_workflows(bridge, mistral.api_url, 3, seconds=lambda i: 30)
     tracker = bridge.start_tracker()
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             services = json.loads(bridge.cli("services", "--json").stdout)
             mine = [s for s in services if s["name"] == "st2bridge-resultstracker"]
@@ -135,7 +147,8 @@ def test_engine_api_down_30s_nothing_lost(bridge, mistral):
         ids = [r["id"] for r in records]
         tracker = bridge.start_tracker()
         try:
-            time.sleep(2)
+            wait_registered(bridge, 1)
+            time.sleep(1)
             proxy.down()  # every workflow finishes meanwhile
             time.sleep(30)
             during = {r["id"]: r["status"] for r in bridge.records()}

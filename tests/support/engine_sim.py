@@ -13,7 +13,8 @@ they return, not the number of executions.
 
     python -m tests.support.engine_sim --port 8999 [--duration 30] [--error-ratio 0.1]
 Admin API (JSON): POST /_sim/executions {"count"|"ids", "duration", "spread"}
-(bulk create), GET /_sim/stats[?per_execution=1], POST /_sim/stats/reset,
+(bulk create), POST /_sim/reschedule {"duration", "spread"} (running executions
+finish that long from now), GET /_sim/stats[?per_execution=1], POST /_sim/stats/reset,
 GET|PUT /_sim/faults {"error_rate", "latency_ms", "latency_jitter_ms",
 "not_found": [ids], "delete": [ids], "down": seconds, "clear": true,
 "malformed": true (every GET of executions or tasks answers `200 {}`)}.
@@ -216,7 +217,22 @@ class Sim:
                 )
         self.finishes.extend(new)
         self.finishes.sort()  # one sort per batch, not one insort per execution
-        return {"ids": ids, "created": len(new)}
+        # updated_at: what each new execution's light query answers until it changes.
+        return {"ids": ids, "created": len(new), "updated_at": _stamp(now)}
+
+    def reschedule(self, body):
+        """Every running execution (not paused or cancelled) now finishes
+        `duration` + U(0, `spread`) seconds from now: benchmarks set the pace of
+        finishes when their measurement starts, not when they set up."""
+        now, count = self.now(), 0
+        dur, spread = float(body.get("duration", self.duration)), float(body.get("spread", 0.0))
+        for e in self.execs.values():
+            if not e.manual and now < e.finish:
+                e.finish = now + dur + self.rng.uniform(0, spread)
+                e.duration = e.finish - e.created
+                count += 1
+        self.finishes = sorted((e.finish, e.id) for e in self.execs.values())
+        return {"rescheduled": count}
 
     def lookup(self, ex_id):
         e = self.execs.get(ex_id)
@@ -710,6 +726,8 @@ class App:
         sim = self.sim
         if (method, p) == ("POST", ["executions"]):
             return 201, sim.bulk(_obj(body, "the request body"))
+        if (method, p) == ("POST", ["reschedule"]):
+            return 200, sim.reschedule(_obj(body, "the request body"))
         if (method, p) == ("GET", ["stats"]):
             return 200, sim.stats(per_execution=q.get("per_execution") in ("1", "true"))
         if (method, p) == ("POST", ["stats", "reset"]):

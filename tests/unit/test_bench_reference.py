@@ -113,7 +113,7 @@ def test_render_markdown(br):
     assert "| callback detection p50 ms (all topologies) | – | <= 20 | n/a |" in md
     assert "| polls/s | 399.5 | PASS |" in md and "| CPU ms | 0.116 | PASS |" in md
     assert (
-        "(`benchmarks/tracker.py --executions 2000`; "
+        "(`python -m benchmarks.tracker --executions 2000`; "
         "load average 1.6 at its start, 0.8 at its end)" in md
     )
     # every table row has as many cells as its header
@@ -124,13 +124,19 @@ def test_render_markdown(br):
 
 def test_scale_figures(br):
     sres = {
-        "load_phase": {"polls_per_s": 400.0, "lateness_ms": {"p99": 300.0}},
-        "verdicts": {"polls/s": "PASS"},
-        "empty": {"cpu_pct": 0.1},
+        "results": [
+            {
+                "measure": {"checks_per_s": 400.0, "lateness_ms": {"p99": 300.0}},
+                "verdicts": {"checks/s": "PASS"},
+                "idle": {"cpu_pct": 0.1},
+                "first_round_s": 4.5,
+            }
+        ]
     }
     f = br.scale_figures(sres)
-    assert f["polls/s"] == (400.0, "PASS") and f["lateness p99 ms"] == (300.0, "")
-    assert f["idle CPU % (empty store)"] == (0.1, "")
+    assert f["checks/s"] == (400.0, "PASS") and f["lateness p99 ms"] == (300.0, "")
+    assert f["idle CPU % (N tracked, none due)"] == (0.1, "")
+    assert f["first round after the burst, s"] == (4.5, "")
 
 
 def test_charts_skipped_without_matplotlib(br, monkeypatch, tmp_path, capsys):

@@ -165,6 +165,47 @@ def test_mongo_store_migrated_from_version_1():
     assert bridge_store.read_services(url, client=client)[0]["heartbeat_at"] == 5.0
 
 
+def test_finished_records_leave_the_due_index_on_migration(tmp_path):
+    import json
+
+    path = tmp_path / "old.db"
+    v1_store(path)
+    conn = sqlite3.connect(path)
+    for rid, status in (("done", "succeeded"), ("live", "running")):
+        doc = {
+            "id": rid,
+            "engine_execution_id": "g" + rid,
+            "status": status,
+            "tracked": True,
+            "next_poll_at": 5.0,
+            "created_at": 1.0,
+        }
+        conn.execute(
+            "INSERT INTO executions VALUES (?, ?, ?, 'w', 1.0, 1, 5.0, NULL, NULL, ?)",
+            (rid, "g" + rid, status, json.dumps(doc)),
+        )
+    conn.commit()
+    conn.close()
+    bridge_store.migrate("sqlite:///%s" % path, lock_timeout=1, say=lambda line: None)
+    with SqliteStore(path) as store:
+        assert store.get_execution("done")["next_poll_at"] is None
+        assert store.get_execution("live")["next_poll_at"] == 5.0
+    client = mongomock.MongoClient()
+    db = client["st2b"]
+    db["meta"].insert_one({"_id": "schema_version", "value": 3})
+    db["executions"].insert_many(
+        [
+            {"_id": "done", "status": "failed", "next_poll_at": 5.0},
+            {"_id": "live", "status": "running", "next_poll_at": 5.0},
+        ]
+    )
+    bridge_store.migrate(
+        "mongodb://localhost/st2b", lock_timeout=1, say=lambda s: None, client=client
+    )
+    assert db["executions"].find_one({"_id": "done"})["next_poll_at"] is None
+    assert db["executions"].find_one({"_id": "live"})["next_poll_at"] == 5.0
+
+
 def test_a_held_mongo_lock_refuses():
     client = mongomock.MongoClient()
     db = client["st2b"]

@@ -235,3 +235,12 @@ def test_webhook_events_posted_once(client):
         ("WORKFLOW_SUCCEEDED", ex["id"]),
     ]
     assert got[1]["state"] == "SUCCESS" and "output" not in got[1]
+
+
+def test_reschedule_sets_when_running_executions_finish(sim, client):
+    ids = admin(sim, "POST", "executions", {"count": 20, "duration": 3600})["ids"]
+    assert admin(sim, "POST", "reschedule", {"duration": 0.2, "spread": 0.2}) == {"rescheduled": 20}
+    assert wait_state(client, ids[0], ("SUCCESS",))["state"] == "SUCCESS"
+    time.sleep(0.3)
+    finished = client.list_executions(fields=["id", "state"], updated_at="gte:2000-01-01 00:00:00")
+    assert {r["state"] for r in finished if r["id"] in ids} == {"SUCCESS"}

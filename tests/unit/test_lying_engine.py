@@ -76,8 +76,17 @@ def test_a_malformed_engine_answer_never_changes_a_record(tmp_path):
         )
         store.create_execution(b)
         requests.put(sim.base + "/_sim/faults", json={"malformed": True}, timeout=5)
-        # A ends meanwhile: its callback comes, every read of it answers `{}`.
-        time.sleep(4)
+        # A ends meanwhile: its callback comes, every read of it answers `{}`;
+        # B is checked again and again (the machine may be slow: wait for it).
+        wait_for(
+            lambda: (
+                "fetching its result failed" in log.read_text()
+                and store.get_execution(b["id"])["poll_failures"] >= 2
+                and store.get_execution(a["id"])["poll_failures"] >= 1
+            ),
+            60,
+            "A's end and B's checks to meet the malformed answers",
+        )
         during_a, during_b = store.get_execution(a["id"]), store.get_execution(b["id"])
         assert during_a["status"] == st.RUNNING and during_a["tasks"] == a["tasks"]
         assert during_a["output"] is None and during_a["ended_at"] is None
@@ -92,7 +101,7 @@ def test_a_malformed_engine_answer_never_changes_a_record(tmp_path):
         requests.put(sim.base + "/_sim/faults", json={"clear": True}, timeout=5)
         wait_for(
             lambda: all(store.get_execution(r["id"])["status"] == st.SUCCEEDED for r in (a, b)),
-            20,
+            60,
             "both to succeed",
         )
         final_a = store.get_execution(a["id"])

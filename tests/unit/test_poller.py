@@ -249,6 +249,29 @@ def test_a_batch_fetches_more_only_for_what_changed(env):
     assert store.count_executions(st.RUNNING) == 5
 
 
+def test_batches_of_one_round_share_one_listing_window(env):
+    """The first round after many executions started: the first batch lists
+    from their start, the next ones only what changed since that listing
+    (listed batch by batch, the round cost N^2/1000 rows)."""
+    store, engine, clock, runner, poller = env
+    poller.batch_size = 4
+    records = start_many(runner, clock, 12)
+    engine.calls.clear()
+    clock.now += 5
+    for _ in range(3):
+        poller.tick(clock.now)
+        clock.now += 1
+    listings = [c[1] for c in engine.calls if c[0] == "list_executions"]
+    assert len(listings) == 3
+    assert listings[0] == "gte:" + time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 - 3))
+    # Later batches: from the previous listing's start minus the overlap...
+    assert listings[1] == "gte:" + time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 + 5 - 3))
+    # ...but an empty listing proves nothing: the window stays where rows were.
+    assert listings[2] == "gte:" + time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 + 5 - 3))
+    synced = [store.get_execution(r["id"])["synced_at"] for r in records]
+    assert synced.count(T0 + 5) == 4 and synced.count(None) == 8
+
+
 def test_a_failed_listing_backs_off_the_whole_batch(env):
     store, engine, clock, runner, poller = env
     records = start_many(runner, clock, 5)

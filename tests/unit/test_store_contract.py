@@ -444,6 +444,20 @@ def test_claim_due_takes_only_due_active_tracked_records(store):
     assert store.get_execution("later")["lease_owner"] is None
 
 
+def test_a_final_record_leaves_the_due_index(store):
+    # Finished records would otherwise stay at the front of the due index,
+    # and every claim would walk the whole history before reaching work.
+    store.create_execution(tracked(T0 - 5, id="e1"))
+    store.create_execution(tracked(T0 - 5, id="born-final", status=st.FAILED))
+    assert store.get_execution("born-final")["next_poll_at"] is None
+    assert store.update_execution("e1", {"status": st.SUCCEEDED, "ended_at": T0})
+    assert store.get_execution("e1")["next_poll_at"] is None
+    assert store.next_due_at() is None and store.claim_due("t1", T0, 30, 10) == []
+    store.create_execution(tracked(T0 - 5, id="e2"))
+    assert store.update_many([("e2", {"status": st.CANCELED})]) == 1
+    assert store.get_execution("e2")["next_poll_at"] is None
+
+
 def test_claim_due_orders_by_next_poll_at_and_honours_limit(store):
     times = [T0 - 7, T0 - 1, T0 - 9, T0 - 3, T0 - 5]
     for n, t in enumerate(times):
