@@ -183,6 +183,10 @@ class CallbackHandler:
                 outcome = self._reread(outcome, task_id)
             if outcome.changes or outcome.task:
                 self._write(execution_id, outcome)
+            elif not outcome.late and record.get("callback_owner") != self.owner:
+                # Nothing new, but heard from, here: the safety net must know
+                # whose listener takes its callbacks.
+                self._write(execution_id, outcome)
         LOG.debug("callback %s for execution %s: %s", event["event"], execution_id, outcome.result)
         return 200, {"result": outcome.result}
 

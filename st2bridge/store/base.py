@@ -57,6 +57,7 @@ CALLBACK_FIELDS = (
     "engine_state",
     "engine_updated_at",
     "callback_secret_hash",
+    "callback_owner",
 )
 
 # Indexed fields that list/claim queries filter or sort on. Backends keep them

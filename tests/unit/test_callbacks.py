@@ -553,6 +553,17 @@ def test_callback_mode_records_are_tracked_for_the_safety_net(tmp_path):
         record, notify = env.start()
         stored = env.store.get_execution(record["id"])
         assert stored["tracked"] and stored["next_poll_at"] == env.now + 30
+        # WORKFLOW_LAUNCHED tells nothing new (the submit's answer did), but
+        # says whose listener takes this execution's callbacks.
+        engine_ex = env.engine.executions[record["engine_execution_id"]]
+        launched = wf_event(
+            record, "RUNNING", "WORKFLOW_LAUNCHED", updated_at=engine_ex["updated_at"]
+        )
+        env.now += 1
+        answer = env.post(record["id"], launched, notify["headers"][secrets.HEADER])
+        assert answer == (200, {"result": "duplicate"})
+        stored = env.store.get_execution(record["id"])
+        assert stored["callback_owner"] == "tracker-a" and stored["next_poll_at"] == env.now + 30
         env.now += 5
         task = env.engine.add_task(record["engine_execution_id"], "t1", "RUNNING")
         env.post(
