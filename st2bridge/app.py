@@ -57,4 +57,5 @@ def build_runner(conf, engine, store):
         stale_after=rt.stale_after,
         definition_cache_seconds=conf.engine.definition_cache_seconds,
         task_events=conf.callback.task_events,
+        namespace=conf.engine.namespace,
     )

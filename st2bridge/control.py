@@ -267,13 +267,15 @@ def reopen_changes(record, chain, now):
     }
 
 
-OWNER_FIELDS = ["id", "root_execution_id", "task_execution_id", "params"]
+OWNER_FIELDS = ["id", "root_execution_id", "task_execution_id", "params", "description"]
 
 
 def find_owner(engine, store, task):
     """The bridge record a task belongs to, and the ids of the task and of the
     sub-workflow tasks above it. The root execution's env names the record
-    (the runner puts `st2bridge_execution_id` there)."""
+    (the runner puts `st2bridge_execution_id` there), and so does its
+    description ("st2bridge execution ID"): the env has no bridge key when it
+    is a stored environment, and a user's value of that key wins."""
     chain = [task["id"]]
     execution = engine.get_execution(task["workflow_execution_id"], fields=OWNER_FIELDS)
     while execution.get("task_execution_id"):
@@ -285,16 +287,24 @@ def find_owner(engine, store, task):
         if isinstance(execution.get("params"), dict)
         else {}
     )
-    bridge_id = env.get("st2bridge_execution_id")
-    if not bridge_id:
+    description = str(execution.get("description") or "").split()
+    candidates = [env.get("st2bridge_execution_id")]
+    if description[:2] == ["st2bridge", "execution"] and len(description) > 2:
+        candidates.append(description[2])
+    candidates = [c for c in candidates if isinstance(c, str) and c]
+    if not candidates:
         raise errors.NotFound(
             "task %s belongs to engine execution %s, which this bridge did "
             "not start" % (task["id"], execution["id"])
         )
-    record = store.get_execution(bridge_id)
-    if record["engine_execution_id"] != execution["id"]:
-        raise errors.NotFound(
-            "task %s belongs to engine execution %s, not to bridge "
-            "execution %s" % (task["id"], execution["id"], bridge_id)
-        )
-    return record, chain
+    for bridge_id in candidates:
+        try:
+            record = store.get_execution(bridge_id)
+        except errors.NotFound:
+            continue
+        if record["engine_execution_id"] == execution["id"]:
+            return record, chain
+    raise errors.NotFound(
+        "task %s belongs to engine execution %s, not to bridge execution %s"
+        % (task["id"], execution["id"], " or ".join(candidates))
+    )

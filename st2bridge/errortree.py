@@ -83,8 +83,9 @@ def failed_leaves(tree):
     return found
 
 
-def rerun_command(task_id):
-    return "st2bridge task rerun %s" % task_id
+def rerun_command(task_id, prog="st2bridge"):
+    """`prog`: the command as the user called it (st2bridge.cli.hints)."""
+    return "%s task rerun %s" % (prog, task_id)
 
 
 def render(tree):

@@ -17,6 +17,7 @@ import time
 
 from st2bridge import status as st
 from st2bridge import taskview
+from st2bridge.callbacks import secrets
 from st2bridge.engine import answers
 from st2bridge.errors import BridgeError, EngineError
 
@@ -100,13 +101,17 @@ def terminal_changes(execution, tasks, now, finished_by):
         _engine_times(execution),
         status=status,
         engine_state=state,
-        output=execution.get("output") if isinstance(execution.get("output"), dict) else {},
-        error=(execution.get("state_info") or None) if failed else None,
+        # The callback secret stays out of the record (a workflow may return execution()).
+        output=secrets.mask(
+            execution.get("output") if isinstance(execution.get("output"), dict) else {}
+        ),
+        error=secrets.mask(execution.get("state_info") or None) if failed else None,
         ended_at=now,
         updated_at=now,
         finished_by=finished_by,
         lease_owner=None,
         lease_expires_at=None,
+        stuck=None,  # an ended execution is not stuck (st2bridge/tracker/stuck.py)
     )
     if tasks is not None:
         changes["tasks"] = tasks

@@ -24,6 +24,7 @@ import threading
 import weakref
 
 from st2bridge import status as st
+from st2bridge.callbacks import secrets
 from st2bridge.engine import answers
 
 TASK_FIELDS = [
@@ -56,6 +57,7 @@ ITEM_WIDTH = 40
 def row(task, workflow_name=None):
     """A row from an engine task or a task event (labels unset)."""
     view = {key: task.get(key) for key in TASK_FIELDS}
+    view["state_info"] = secrets.mask(view["state_info"])  # a failed task may quote params
     view["status"] = st.from_engine(task.get("state"))
     view["workflow_name"] = task.get("workflow_name") or workflow_name
     context = task.get("runtime_context")

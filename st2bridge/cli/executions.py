@@ -11,7 +11,7 @@ import time
 
 from st2bridge import app, control, errors, errortree, results, taskview
 from st2bridge import status as st
-from st2bridge.cli import output, timespec
+from st2bridge.cli import hints, output, timespec
 
 LIST_COLUMNS = ["id", "workflow", "status", "started", "duration", "finished_by"]
 TASK_COLUMNS = ["task", "state", "started", "duration", "retries", "workflow", "id"]
@@ -84,6 +84,7 @@ def add_parsers(commands):
     )
     rerun.add_argument("--json", action="store_true")
     rerun.set_defaults(handler=cmd_rerun)
+    return sub
 
 
 # -- list -----------------------------------------------------------------------
@@ -172,7 +173,7 @@ def error_tree(engine, record):
         return None
 
 
-def get_text(record, tree):
+def get_text(record, tree, prog="st2bridge"):
     if tree:
         # The engine's message repeats the whole tree: its first line is enough here.
         # Mistral's output of a failed execution is that same message.
@@ -192,7 +193,7 @@ def get_text(record, tree):
         leaves = errortree.failed_leaves(tree)
         if leaves:
             lines.append("re-run the failed task%s with:" % ("s" if len(leaves) > 1 else ""))
-            lines += ["  " + errortree.rerun_command(task["id"]) for task, _ in leaves]
+            lines += ["  " + errortree.rerun_command(task["id"], prog) for task, _ in leaves]
     return "\n".join(lines)
 
 
@@ -208,7 +209,7 @@ def cmd_get(args, conf):
         view["error_tree"] = tree
         print(output.dumps(view))
     else:
-        print(get_text(record, tree))
+        print(get_text(record, tree, hints.prog(args)))
     return errors.EXIT_OK
 
 
@@ -354,7 +355,7 @@ def cmd_watch(args, conf):
         view = dict(output.execution_view(record), error_tree=tree)
         print(json.dumps(view, ensure_ascii=False))
     else:
-        print(get_text(record, tree))
+        print(get_text(record, tree, hints.prog(args)))
     return errors.EXIT_OK if record["status"] == st.SUCCEEDED else errors.EXIT_FAILED
 
 

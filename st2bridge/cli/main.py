@@ -5,14 +5,13 @@ exit code (st2bridge.errors); tracebacks are for bugs only.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 
-from st2bridge import __version__, app, config, errors, schedule, workflow
-from st2bridge import status as st
-from st2bridge.cli import collect, dbupgrade, executions, output, services
+from st2bridge import __version__, app, config, errors, schedule
+from st2bridge.cli import collect, dbupgrade, doctor, executions, hints, run, services, workflows
+from st2bridge.cli import stuck as stuckcli
 
 
 def build_parser():
@@ -30,31 +29,10 @@ def build_parser():
     parser.add_argument("--version", action="version", version="st2bridge " + __version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", help="run a workflow file on the engine")
-    run.add_argument("file", metavar="WORKFLOW.yaml")
-    run.add_argument(
-        "-i",
-        "--input",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an input value (JSON, or a plain string); may be repeated",
-    )
-    run.add_argument("--input-file", metavar="F.json", help="input values as a JSON object")
-    run.add_argument(
-        "--workflow", metavar="NAME", help="which workflow to run when the file defines several"
-    )
-    run.add_argument(
-        "--timeout",
-        type=float,
-        metavar="SECONDS",
-        help="stop tracking with status timeout after this long",
-    )
-    run.add_argument("--wait", action="store_true", help="follow it to the end")
-    run.add_argument("--json", action="store_true", help="print the record as JSON")
-    run.set_defaults(handler=cmd_run)
-
-    executions.add_parsers(commands)  # execution list/get/tasks/watch/…, task rerun
+    run.add_parser(commands)
+    workflows.add_parser(commands)
+    execution_sub = executions.add_parsers(commands)  # execution list/get/…, task rerun
+    stuckcli.add_parsers(execution_sub)  # execution list --stuck, execution recover
 
     track = commands.add_parser("track", help="have the trackers poll an execution again")
     track.add_argument("id")
@@ -69,58 +47,8 @@ def build_parser():
 
     dbupgrade.add_parser(commands)
     collect.add_parser(commands)
+    doctor.add_parser(commands)
     return parser
-
-
-def parse_inputs(pairs, input_file):
-    values = {}
-    if input_file:
-        try:
-            with open(input_file, encoding="utf-8") as f:
-                values = json.load(f)
-        except OSError as exc:
-            raise errors.InputError(
-                "cannot read input file %s: %s" % (input_file, exc.strerror)
-            ) from None
-        except ValueError as exc:
-            raise errors.InputError(
-                "input file %s is not valid JSON: %s" % (input_file, exc)
-            ) from None
-        if not isinstance(values, dict):
-            raise errors.InputError("input file %s must hold a JSON object" % input_file)
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise errors.InputError("input %r is not KEY=VALUE" % pair)
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw  # a plain string needs no JSON quotes
-    return values
-
-
-def cmd_run(args, conf):
-    wf_file = workflow.load(args.file)
-    name = workflow.pick(wf_file, args.workflow)
-    inputs = parse_inputs(args.input, args.input_file)
-    with app.build_store(conf) as store:
-        engine = app.build_engine(conf)
-        runner = app.build_runner(conf, engine, store)
-        record = runner.start(wf_file, name, inputs, timeout=args.timeout)
-        if not args.wait:
-            print(output.dumps(output.execution_view(record)) if args.json else record["id"])
-            return errors.EXIT_OK
-        print("execution %s started; waiting for it to end" % record["id"], file=sys.stderr)
-        record = runner.wait(
-            record["id"],
-            on_progress=lambda r: print("  " + output.progress_line(r), file=sys.stderr),
-        )
-        print(
-            output.dumps(output.execution_view(record))
-            if args.json
-            else output.execution_text(record)
-        )
-        return errors.EXIT_OK if record["status"] == st.SUCCEEDED else errors.EXIT_FAILED
 
 
 def cmd_track(args, conf):
@@ -154,8 +82,8 @@ def cmd_untrack(args, conf):
         store.get_execution(args.id)
         store.update_execution(args.id, {"tracked": False}, if_active=False)
     print(
-        "execution %s is no longer polled (`st2bridge track %s` attaches it again)"
-        % (args.id, args.id)
+        "execution %s is no longer polled (`%s track %s` attaches it again)"
+        % (args.id, hints.prog(args), args.id)
     )
     return errors.EXIT_OK
 
@@ -175,11 +103,13 @@ def oslo_args(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "loads_config", False):  # doctor reports a bad config itself
+            return args.handler(args, oslo_args(args))
         conf = config.load(oslo_args(args))
         app.setup_logging(conf, quiet=True, component=app.logs.command_component(args.command))
         return args.handler(args, conf)
     except errors.BridgeError as exc:
-        print("st2bridge: error: %s" % _one_line(exc), file=sys.stderr)
+        print("st2bridge: error: %s" % hints.repeat_config(_one_line(exc), args), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("st2bridge: interrupted", file=sys.stderr)

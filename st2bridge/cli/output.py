@@ -5,6 +5,7 @@ import json
 
 from st2bridge import results, taskview
 from st2bridge import status as st
+from st2bridge.tracker import stuckview
 
 
 def iso(ts):
@@ -47,6 +48,8 @@ def execution_view(record):
         "id": record["id"],
         "status": record["status"],
         "workflow_name": record["workflow_name"],
+        "namespace": record.get("namespace") or "",
+        "workbook": record.get("workbook"),
         "engine_execution_id": root,
         "engine_state": record.get("engine_state"),
         "input": record.get("input") or {},
@@ -60,6 +63,7 @@ def execution_view(record):
         "ended_at": iso(record.get("ended_at")),
         "engine_created_at": record.get("engine_created_at"),
         "engine_updated_at": record.get("engine_updated_at"),
+        "stuck": stuckview.view(record),
     }
 
 
@@ -91,7 +95,11 @@ def execution_text(record):
     finished = " (finished by %s)" % view["finished_by"] if view["finished_by"] else ""
     lines = [
         "id:         %s" % view["id"],
-        "workflow:   %s" % view["workflow_name"],
+        "workflow:   %s%s"
+        % (
+            view["workflow_name"],
+            " (namespace %s)" % view["namespace"] if view["namespace"] else "",
+        ),
         "status:     %s%s" % (view["status"], finished),
         "engine id:  %s (%s)" % (view["engine_execution_id"], view["engine_state"] or "-"),
         "created:    %s" % view["created_at"],
@@ -105,6 +113,9 @@ def execution_text(record):
         lines.insert(7, "engine:     %s" % engine)
     if view["error"]:
         lines.append("error:      %s" % _indent(view["error"]))
+    stuck = stuckview.explain(record)
+    if stuck:
+        lines.append("STUCK:      %s" % _indent("\n".join(stuck)))
     if view["tasks"]:
         width = max(len(t["label"] or "") for t in view["tasks"])
         lines.append("tasks:")

@@ -70,6 +70,13 @@ SQLITE_STEPS = {
             " WHERE status IN ('abandoned', 'canceled', 'failed', 'succeeded', 'timeout')",
         ],
     ),
+    5: (
+        "the definitions executions were started with (content-addressed) and idempotency keys",
+        [
+            "CREATE TABLE definitions (id TEXT PRIMARY KEY, created_at REAL, doc TEXT NOT NULL)",
+            "CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, execution_id TEXT NOT NULL)",
+        ],
+    ),
 }
 
 
@@ -99,6 +106,12 @@ def _mongo_v4(db):
     )
 
 
+def _mongo_v5(db):
+    db["executions"].create_index(
+        "idempotency_key", name="ix_idempotency_key", unique=True, sparse=True
+    )
+
+
 MONGO_STEPS = {
     1: ("the executions indexes", _mongo_v1),
     2: ("index services by (name, host), the order list_services returns", _mongo_v2),
@@ -111,6 +124,10 @@ MONGO_STEPS = {
         "finished executions leave the due index (next_poll_at cleared): claims cost what "
         "is active, not the whole history",
         _mongo_v4,
+    ),
+    5: (
+        "a unique index of idempotency keys (definitions get a collection when first kept)",
+        _mongo_v5,
     ),
 }
 

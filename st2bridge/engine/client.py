@@ -5,6 +5,7 @@ one-line message that starts with what was attempted. Only requests that are
 safe to repeat are retried (see `_retry_safe` and `_retry_unsent`).
 """
 
+import email.utils
 import json
 import logging
 import threading
@@ -113,6 +114,9 @@ class MistralClient:
         # get_token() before each request, invalidate(token) on a 401
         # (st2bridge.engine.auth); None: the static auth_token.
         self.token_provider = token_provider
+        # The engine's Date header of the latest answer and our clock when it
+        # came (clock_offset): the engine's timestamps are in its own clock.
+        self._date_sample = None
 
     @property
     def auth_token(self):
@@ -139,30 +143,106 @@ class MistralClient:
             self._session.close()
 
     # -- workflows ----------------------------------------------------------
+    # `namespace`: Mistral's workflow namespace; None or "" is the default
+    # one. Mistral matches the namespace exactly on these calls (a workflow of
+    # the same name in another namespace is neither read nor changed).
 
-    def get_workflow(self, name):
-        return self._call("GET", "/workflows/" + _seg(name), "get workflow %s" % name)
+    def get_workflow(self, name, namespace=None):
+        return self._call(
+            "GET",
+            "/workflows/" + _seg(name),
+            "get workflow %s%s" % (name, _in(namespace)),
+            params=_query(namespace=namespace or None),
+        )
 
-    def create_workflows(self, definition_yaml):
+    def list_workflows(self, namespace=None, fields=None):
+        """Every workflow the engine holds (all namespaces unless one is given)."""
+        return self._pages(
+            "/workflows",
+            "workflows",
+            "list workflows",
+            _query(namespace=namespace, fields=fields, limit=1000),
+            None,
+        )
+
+    def create_workflows(self, definition_yaml, namespace=None):
         """POST the definition; EngineConflict if a workflow of that name exists."""
         return self._call(
-            "POST", "/workflows", "create workflows", text=definition_yaml, retry_if=_retry_unsent
+            "POST",
+            "/workflows",
+            "create workflows%s" % _in(namespace),
+            text=definition_yaml,
+            params=_query(namespace=namespace or None),
+            retry_if=_retry_unsent,
         ).get("workflows", [])
 
-    def update_workflows(self, definition_yaml):
-        return self._call("PUT", "/workflows", "update workflows", text=definition_yaml).get(
-            "workflows", []
+    def update_workflows(self, definition_yaml, namespace=None):
+        return self._call(
+            "PUT",
+            "/workflows",
+            "update workflows%s" % _in(namespace),
+            text=definition_yaml,
+            params=_query(namespace=namespace or None),
+        ).get("workflows", [])
+
+    # -- workbooks and environments ------------------------------------------
+
+    def get_workbook(self, name, namespace=None):
+        return self._call(
+            "GET",
+            "/workbooks/" + _seg(name),
+            "get workbook %s%s" % (name, _in(namespace)),
+            params=_query(namespace=namespace or None),
         )
+
+    def create_workbook(self, definition_yaml, namespace=None):
+        """POST a workbook (its workflows and ad-hoc actions with it);
+        EngineConflict if one of that name exists in the namespace."""
+        return self._call(
+            "POST",
+            "/workbooks",
+            "create workbook%s" % _in(namespace),
+            text=definition_yaml,
+            params=_query(namespace=namespace or None),
+            retry_if=_retry_unsent,
+        )
+
+    def update_workbook(self, definition_yaml, namespace=None):
+        return self._call(
+            "PUT",
+            "/workbooks",
+            "update workbook%s" % _in(namespace),
+            text=definition_yaml,
+            params=_query(namespace=namespace or None),
+        )
+
+    def get_environment(self, name):
+        """A stored environment; its `variables` as an object."""
+        env = self._call("GET", "/environments/" + _seg(name), "get environment %s" % name)
+        if isinstance(env.get("variables"), str):
+            try:
+                env["variables"] = json.loads(env["variables"])
+            except ValueError:
+                pass
+        return env
 
     # -- executions ---------------------------------------------------------
 
     def start_execution(
-        self, workflow_name, input=None, *, execution_id, params=None, description=""
+        self,
+        workflow_name,
+        input=None,
+        *,
+        execution_id,
+        params=None,
+        description="",
+        namespace=None,
     ):
         """Start (or find) the execution with the client-chosen id.
 
         Mistral's API returns the existing execution when the id is known and
         its engine does the same when two submits race, so this is retried.
+        `namespace` is the workflow's (Mistral's `workflow_namespace`).
         """
         if not execution_id:
             raise ValueError("execution_id is required: it makes the submit safe to repeat")
@@ -176,6 +256,8 @@ class MistralClient:
             "params": _json_text(params),
             "description": description or "",
         }
+        if namespace:
+            payload["workflow_namespace"] = namespace
         ex = _decode(
             self._call(
                 "POST", "/executions", action, json_body=payload, timeout=self.rpc_read_timeout
@@ -272,6 +354,57 @@ class MistralClient:
                 retry_if=_retry_unsent,
             )
         )
+
+    # -- stuck executions: the whole tree, action executions -------------------
+
+    def execution_tree(self, execution_id):
+        """The execution's report: every task, action execution (with its
+        `last_heartbeat`) and sub-workflow, nested. (Mistral reads a given
+        errors_only=false as true: leaving it out is what gets everything.)"""
+        return self._call(
+            "GET",
+            "/executions/%s/report" % _seg(execution_id),
+            "get the task tree of execution %s" % execution_id,
+        )
+
+    def get_action_execution(self, action_execution_id):
+        return _decode(
+            self._call(
+                "GET",
+                "/action_executions/" + _seg(action_execution_id),
+                "get action execution %s" % action_execution_id,
+            )
+        )
+
+    def complete_action_execution(self, action_execution_id, state, output):
+        """PUT a RUNNING action execution to SUCCESS or ERROR with `output`:
+        the engine then continues its task as if the executor had answered.
+        Not repeated once sent: a second completion is refused (HTTP 500,
+        "already completed")."""
+        return _decode(
+            self._call(
+                "PUT",
+                "/action_executions/" + _seg(action_execution_id),
+                "set action execution %s to %s" % (action_execution_id, state),
+                json_body={"state": state, "output": json.dumps(output)},
+                timeout=self.rpc_read_timeout,
+                retry_if=_retry_unsent,
+            )
+        )
+
+    def clock_offset(self):
+        """Seconds the engine's clock is ahead of ours (negative: behind),
+        from the Date header of the latest answer (one-second resolution, so
+        within about a second); None before any answer with one."""
+        sample = self._date_sample
+        if not sample:
+            return None
+        try:
+            engine = email.utils.parsedate_to_datetime(sample[0]).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return None
+        # The header is truncated to the second: on average half a second late.
+        return engine + 0.5 - sample[1]
 
     def ping(self):
         """One cheap authenticated request, not retried: True or an error."""
@@ -370,6 +503,9 @@ class MistralClient:
             err.request_sent, err.retryable = sent, retryable
             raise err from exc
         status = resp.status_code
+        date = resp.headers.get("Date")
+        if date:
+            self._date_sample = (date, time.time())
         log.debug(
             "engine %s %s: HTTP %d in %.1f ms",
             method,
@@ -404,6 +540,10 @@ class MistralClient:
 
 def _seg(value):
     return quote(str(value), safe="")
+
+
+def _in(namespace):
+    return " in namespace %s" % namespace if namespace else ""
 
 
 def _json_text(value):

@@ -15,7 +15,12 @@ import urllib.parse
 
 from st2bridge import status as _status
 from st2bridge.errors import ConfigError
-from st2bridge.store.base import EXECUTION_FIELDS, Store, new_execution_record
+from st2bridge.store.base import (
+    DEFINITION_FIELDS,
+    EXECUTION_FIELDS,
+    Store,
+    new_execution_record,
+)
 
 __all__ = ["Store", "open_store"]
 
@@ -71,6 +76,9 @@ def prepare_execution(record):
     record = new_execution_record(**copy.deepcopy(dict(record)))
     if not isinstance(record["id"], str) or not record["id"]:
         raise ValueError("an execution record needs a string id")
+    key = record["idempotency_key"]
+    if key is not None and (not isinstance(key, str) or not key):
+        raise ValueError("an idempotency key is a non-empty string")
     # Claim queries match tracked == true; a stored 1 would not match in MongoDB.
     record["tracked"] = bool(record["tracked"])
     if record["status"] in TERMINAL:
@@ -84,6 +92,21 @@ def complete_execution(fields):
     record = new_execution_record()
     record.update(fields)
     return record
+
+
+def prepare_definition(record):
+    """A full, private copy of a definition record; ValueError if invalid."""
+    record = copy.deepcopy(dict(record))
+    unknown = set(record) - set(DEFINITION_FIELDS)
+    if unknown:
+        raise ValueError("unknown definition fields: %s" % ", ".join(sorted(unknown)))
+    if not isinstance(record.get("id"), str) or not record["id"]:
+        raise ValueError("a definition record needs a string id")
+    if not isinstance(record.get("text"), str):
+        raise ValueError("a definition record needs its text")
+    full = dict.fromkeys(DEFINITION_FIELDS)
+    full.update(record)
+    return full
 
 
 def complete_service(fields):
@@ -100,8 +123,8 @@ def prepare_changes(changes):
     unknown = set(changes) - set(EXECUTION_FIELDS)
     if unknown:
         raise ValueError("unknown execution fields: %s" % ", ".join(sorted(unknown)))
-    if "id" in changes:
-        raise ValueError("an execution's id cannot be changed")
+    if "id" in changes or "idempotency_key" in changes:
+        raise ValueError("an execution's id and idempotency key cannot be changed")
     if "tracked" in changes:
         changes["tracked"] = bool(changes["tracked"])
     if changes.get("status") in TERMINAL:

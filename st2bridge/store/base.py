@@ -23,6 +23,18 @@ An execution record has these fields (all present; unset ones are None):
                         engine_updated_at the engine's own timestamps, as
                         it gave them ('YYYY-MM-DD HH:MM:SS', UTC, 1 s)
     finished_by         how the terminal status was learnt: "poll", "callback"
+    -- what was started --
+    namespace           the workflow's Mistral namespace ("" is the default)
+    workbook            the workbook the workflow belongs to, or None
+    task_name           the target task of a reverse workflow, or None
+    env                 the environment values the user gave (dict), or None
+    env_name            the name of an environment stored in the engine, or None
+    labels              the caller's labels (dict), or None
+    definition_id       id of the definition it was started with (see below)
+    notify              params.notify as submitted, with the bridge's callback
+                        secret left out (None): a re-submit fills in a new one
+    idempotency_key     the caller's key, unique across records, or None
+    request_digest      digest of what was asked for under that key
     -- tracking --
     tracked             bool: the poller looks after it while it is active
     next_poll_at        float: when it is next due for a poll
@@ -42,12 +54,23 @@ An execution record has these fields (all present; unset ones are None):
     callback_owner      id of the tracker that took its last callback (the
                         callback-mode safety net checks it once that
                         tracker is gone)
+    -- stuck executions (st2bridge/tracker/stuck.py) --
+    stuck               None, or {signature, since, detected_at, reason,
+                        evidence}: the engine looks stuck on it
+    stuck_probe_at      float: when the engine may next be asked whether it is
 
 A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}.
+
+A definition record (content-addressed: its id is the digest of the parsed
+definition, so one is kept once however many executions ran it):
+{id, kind ("workflows" or "workbook"), name (the workbook's, or None), text,
+workflows (the engine names it defines), created_at}.
 """
 
 import abc
 import contextlib
+
+from st2bridge import status as _status
 
 # The fields of a record a callback reads (Store.callback_view).
 CALLBACK_FIELDS = (
@@ -103,7 +126,21 @@ EXECUTION_FIELDS = (
     "submitted_at",
     "engine_created_at",
     "callback_owner",
+    "namespace",
+    "workbook",
+    "task_name",
+    "env",
+    "env_name",
+    "labels",
+    "definition_id",
+    "notify",
+    "idempotency_key",
+    "request_digest",
+    "stuck",
+    "stuck_probe_at",
 )
+
+DEFINITION_FIELDS = ("id", "kind", "name", "text", "workflows", "created_at")
 
 
 def new_execution_record(**fields):
@@ -127,7 +164,7 @@ class Store(abc.ABC):
 
     # Bumped with each schema change; st2bridge/dbupgrade/bridge_store.py holds
     # the steps that bring an older store forward (`st2bridge db-upgrade`).
-    SCHEMA_VERSION = 4
+    SCHEMA_VERSION = 5
 
     # Claims of a record whose previous lease had lapsed (its tracker died or
     # hung), counted by claim_due in this process (metrics).
@@ -137,8 +174,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def create_execution(self, record):
-        """Insert a new execution record. Conflict if its id (or
-        engine_execution_id) exists already."""
+        """Insert a new execution record. Conflict if its id, its
+        engine_execution_id or its idempotency_key exists already (the key is
+        taken in the same atomic step as the insert)."""
+
+    @abc.abstractmethod
+    def get_execution_by_idempotency_key(self, key):
+        """The record created with this idempotency key. NotFound if none.
+        (The CLI's `run --idempotency-key` and an API's Idempotency-Key
+        header both end here.)"""
 
     @abc.abstractmethod
     def get_execution(self, execution_id):
@@ -224,6 +268,36 @@ class Store(abc.ABC):
     def count_by_status(self):
         """{status: number of records} for the statuses that have any (one
         grouped query: the metrics gauge asks on every heartbeat)."""
+
+    def list_stuck(self, limit=50):
+        """Active records flagged stuck (`stuck` set), newest first. This
+        default reads every active record; backends that can filter on the
+        document override it."""
+        active = [s for s in _status.ALL if s not in _status.TERMINAL]
+        return [r for r in self.list_executions(status=active, limit=None) if r.get("stuck")][
+            :limit
+        ]
+
+    def count_stuck(self):
+        """{signature: number of active records flagged with it} (the metrics
+        gauge asks on every heartbeat)."""
+        counts = {}
+        for record in self.list_stuck(limit=None):
+            signature = record["stuck"].get("signature")
+            counts[signature] = counts.get(signature, 0) + 1
+        return counts
+
+    # -- definitions --------------------------------------------------------
+
+    @abc.abstractmethod
+    def put_definition(self, definition):
+        """Keep a definition record unless one with its id exists (the id is
+        its content digest, so an existing one is the same). Returns True if
+        it was added."""
+
+    @abc.abstractmethod
+    def get_definition(self, definition_id):
+        """The definition record. NotFound if there is none."""
 
     # -- services -----------------------------------------------------------
 

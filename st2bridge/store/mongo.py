@@ -41,6 +41,7 @@ from st2bridge.store import (
     complete_execution,
     complete_service,
     prepare_changes,
+    prepare_definition,
     prepare_execution,
     prepare_service,
     status_list,
@@ -48,9 +49,10 @@ from st2bridge.store import (
 )
 from st2bridge.store.base import Store
 
-_EXECUTION_PAYLOAD = ("input", "output", "tasks")
+# Workflow data: keys may hold dots or a leading "$" (see the module docstring).
+_EXECUTION_PAYLOAD = ("input", "output", "tasks", "env", "labels", "notify")
 _SERVICE_PAYLOAD = ("info",)
-_COLLECTIONS = {"executions", "services", "meta"}
+_COLLECTIONS = {"executions", "services", "meta", "definitions"}
 _AFTER = pymongo.ReturnDocument.AFTER
 
 
@@ -84,6 +86,12 @@ def _conditions(execution_id, if_active, if_lease_owner):
     if if_lease_owner is not None:
         query["lease_owner"] = if_lease_owner
     return query
+
+
+def create_idempotency_index(executions):
+    """Unique and sparse: a record without a key does not store the field
+    (create_execution), so any number of them fit."""
+    executions.create_index("idempotency_key", name="ix_idempotency_key", unique=True, sparse=True)
 
 
 def _execution(doc):
@@ -161,6 +169,7 @@ class MongoStore(Store):
         self._executions = db["executions"]
         self._services = db["services"]
         self._meta = db["meta"]
+        self._definitions = db["definitions"]
         try:
             with self._errors():
                 self._setup(db)
@@ -216,6 +225,7 @@ class MongoStore(Store):
             unique=True,
             partialFilterExpression={"engine_execution_id": {"$type": "string"}},
         )
+        create_idempotency_index(ex)
         self._services.create_index([("name", 1), ("host", 1)], name="ix_name_host")
 
     def _recorded_version(self):
@@ -257,16 +267,32 @@ class MongoStore(Store):
     @_translated
     def create_execution(self, record):
         record = prepare_execution(record)
+        doc = _encode(record, _EXECUTION_PAYLOAD)
+        if doc.get("idempotency_key") is None:
+            del doc["idempotency_key"]  # out of the sparse unique index
         try:
-            self._executions.insert_one(_encode(record, _EXECUTION_PAYLOAD))
+            self._executions.insert_one(doc)
         except mongo_errors.DuplicateKeyError as exc:
             if self._executions.find_one({"_id": record["id"]}, {"_id": 1}) is not None:
                 raise Conflict("execution %s exists already" % record["id"]) from exc
+            key = record["idempotency_key"]
+            holder = key and self._executions.find_one({"idempotency_key": key}, {"_id": 1})
+            if holder:
+                raise Conflict(
+                    "idempotency key %r belongs to execution %s already" % (key, holder["_id"])
+                ) from exc
             raise Conflict(
                 "an execution with engine execution id %s exists already"
                 % record["engine_execution_id"]
             ) from exc
         return record
+
+    @_translated
+    def get_execution_by_idempotency_key(self, key):
+        doc = self._executions.find_one({"idempotency_key": key})
+        if doc is None:
+            raise NotFound("no execution with idempotency key %r" % key)
+        return _execution(doc)
 
     @_translated
     def get_execution(self, execution_id):
@@ -448,6 +474,43 @@ class MongoStore(Store):
     def count_by_status(self):
         groups = self._executions.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
         return {g["_id"]: g["n"] for g in groups if g["_id"] is not None}
+
+    @_translated
+    def list_stuck(self, limit=50):
+        if limit is not None and limit <= 0:
+            return []
+        query = {"status": {"$nin": list(TERMINAL)}, "stuck": {"$ne": None}}
+        cursor = self._executions.find(query).sort([("created_at", -1), ("_id", -1)])
+        if limit is not None:
+            cursor = cursor.limit(int(limit))
+        return [_execution(doc) for doc in cursor]
+
+    @_translated
+    def count_stuck(self):
+        counts = {}
+        query = {"status": {"$nin": list(TERMINAL)}, "stuck": {"$ne": None}}
+        for doc in self._executions.find(query, {"stuck.signature": 1}):
+            signature = (doc.get("stuck") or {}).get("signature")
+            counts[signature] = counts.get(signature, 0) + 1
+        return counts
+
+    # -- definitions --------------------------------------------------------
+
+    @_translated
+    def put_definition(self, definition):
+        definition = prepare_definition(definition)
+        try:
+            self._definitions.insert_one(_encode(definition, ()))
+        except mongo_errors.DuplicateKeyError:
+            return False  # the same content, kept already
+        return True
+
+    @_translated
+    def get_definition(self, definition_id):
+        doc = self._definitions.find_one({"_id": definition_id})
+        if doc is None:
+            raise NotFound("no definition %s" % definition_id)
+        return prepare_definition(_decode(doc, ()))
 
     # -- services -----------------------------------------------------------
 

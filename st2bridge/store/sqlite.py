@@ -31,6 +31,7 @@ from st2bridge.store import (
     complete_execution,
     complete_service,
     prepare_changes,
+    prepare_definition,
     prepare_execution,
     prepare_service,
     status_list,
@@ -178,6 +179,20 @@ class SqliteStore(Store):
     def create_execution(self, record):
         record = prepare_execution(record)
         with self._write() as conn:
+            key = record["idempotency_key"]
+            if key is not None:
+                # First, so that a taken key inserts nothing at all.
+                taken = conn.execute(
+                    "SELECT execution_id FROM idempotency_keys WHERE key = ?", (key,)
+                ).fetchone()
+                if taken:
+                    raise Conflict(
+                        "idempotency key %r belongs to execution %s already" % (key, taken[0])
+                    )
+                conn.execute(
+                    "INSERT INTO idempotency_keys (key, execution_id) VALUES (?, ?)",
+                    (key, record["id"]),
+                )
             try:
                 conn.execute(sql.INSERT, sql.row(record))
             except sqlite3.IntegrityError as exc:
@@ -189,6 +204,16 @@ class SqliteStore(Store):
                 raise Conflict("execution %s exists already" % record["id"]) from exc
             sql.replace_tasks(conn, record["id"], record["tasks"])
         return record
+
+    def get_execution_by_idempotency_key(self, key):
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT execution_id FROM idempotency_keys WHERE key = ?", (key,)
+            ).fetchone()
+            record = sql.fetch_record(conn, row[0]) if row else None
+        if record is None:
+            raise NotFound("no execution with idempotency key %r" % key)
+        return complete_execution(record)
 
     def get_execution(self, execution_id):
         with self._read() as conn:
@@ -401,6 +426,55 @@ class SqliteStore(Store):
     def count_by_status(self):
         with self._read() as conn:
             return dict(conn.execute("SELECT status, COUNT(*) FROM executions GROUP BY status"))
+
+    def list_stuck(self, limit=50):
+        # Active records only (the status index), and of those the flagged
+        # ones, filtered inside SQLite.
+        query = "SELECT doc FROM executions WHERE %s AND %s ORDER BY created_at DESC, id DESC" % (
+            sql.in_("status", sql.ACTIVE_STATUSES),
+            sql.STUCK,
+        )
+        if limit is not None:
+            query += " LIMIT %d" % int(limit)
+        with self._read() as conn:
+            return sql.attach_tasks(
+                conn,
+                [
+                    complete_execution(json.loads(doc))
+                    for (doc,) in conn.execute(query, sql.ACTIVE_STATUSES)
+                ],
+            )
+
+    def count_stuck(self):
+        with self._read() as conn:
+            return dict(
+                conn.execute(
+                    "SELECT json_extract(doc, '$.stuck.signature'), COUNT(*) FROM executions "
+                    "WHERE %s AND %s GROUP BY 1"
+                    % (sql.in_("status", sql.ACTIVE_STATUSES), sql.STUCK),
+                    sql.ACTIVE_STATUSES,
+                )
+            )
+
+    # -- definitions --------------------------------------------------------
+
+    def put_definition(self, definition):
+        definition = prepare_definition(definition)
+        with self._write() as conn:
+            return (
+                conn.execute(
+                    "INSERT OR IGNORE INTO definitions (id, created_at, doc) VALUES (?, ?, ?)",
+                    (definition["id"], definition["created_at"], sql.dumps(definition)),
+                ).rowcount
+                == 1
+            )
+
+    def get_definition(self, definition_id):
+        with self._read() as conn:
+            doc = sql.fetch(conn, "definitions", definition_id)
+        if doc is None:
+            raise NotFound("no definition %s" % definition_id)
+        return prepare_definition(doc)
 
     # -- services -----------------------------------------------------------
 

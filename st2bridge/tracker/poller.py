@@ -80,6 +80,7 @@ class Poller:
         stale_after=30.0,
         heartbeat_interval=5.0,
         settle_timeout=None,
+        stuck=None,
     ):
         self.engine = engine
         self.store = store
@@ -106,6 +107,7 @@ class Poller:
         self.not_found_confirmations = not_found_confirmations
         self.submit = submit  # re-submits a `requested` execution (Runner.submit)
         self.heartbeat_interval = heartbeat_interval
+        self.stuck = stuck  # StuckWatch (st2bridge/tracker/stuckwatch.py) or None
         self.clock = clock
         self.stats = PollStats()
         self.settler = Settler(engine, store, clock, **_given(timeout=settle_timeout))
@@ -247,6 +249,7 @@ class Poller:
                     RELEASE,
                     next_poll_at=self.next_poll_at(started, record.get("next_poll_at")),
                     poll_failures=0,
+                    **self._stuck_changes(record, started),
                 )
                 if listed_at is not None:
                     # None: the listing was empty, which proves nothing (an
@@ -365,12 +368,15 @@ class Poller:
             seen == (record.get("engine_state"), record.get("engine_updated_at"))
             and record["status"] != st.REQUESTED
         ):
+            changes.update(self._stuck_changes(dict(record, **changes), now))
             self.store.update_execution(record["id"], changes, if_lease_owner=self.owner)
             return
         # Moved: read the task view too (sub-workflows included; finished
         # sub-workflows are not read again) and write both at once.
         tree = taskview.read_tree(self.engine, record["engine_execution_id"], record.get("tasks"))
         changes.update(results.progress_changes(execution, None, now))
+        seen_now = dict(record, **changes, tasks=taskview.merge(record.get("tasks"), tree))
+        changes.update(self._stuck_changes(seen_now, now))
         results.write_tasks(
             self.engine,
             self.store,
@@ -380,6 +386,11 @@ class Poller:
             if_active=True,
             if_lease_owner=self.owner,
         )
+
+    def _stuck_changes(self, record, now):
+        """The stuck-execution watch's verdict on a record being rescheduled
+        (st2bridge/tracker/stuckwatch.py): no engine request unless it is a suspect."""
+        return self.stuck.check(record, now) if self.stuck else {}
 
     def _not_found(self, record, now):
         count = (record.get("not_found_count") or 0) + 1

@@ -8,8 +8,12 @@ so instead of failing.
 import logging
 import time
 
-from st2bridge import errors, errortree, results, taskview
+import yaml
+
+from st2bridge import errors, errortree, results, taskview, workflow
 from st2bridge import status as st
+from st2bridge.callbacks import secrets
+from st2bridge.tracker import stuckview
 from st2bridge.web import graph as graphs
 
 LOG = logging.getLogger("st2bridge.web")
@@ -45,6 +49,7 @@ def row(record, now):
         "duration_s": duration(record, now),
         "terminal": st.is_terminal(record.get("status")),
         "error": errortree.first_line(record.get("error")),
+        "stuck": stuckview.view(record),  # null, or signature, since, evidence, command
     }
 
 
@@ -80,8 +85,16 @@ class Detail:
     """One execution page's data, gathered with few engine requests."""
 
     def __init__(self, store, engine, execution_id, now=None, with_graphs=True):
-        self.record = store.get_execution(execution_id)  # NotFound propagates
+        record = store.get_execution(execution_id)  # NotFound propagates
+        # Records written before the secret was masked at write time.
+        self.record = dict(
+            record,
+            output=secrets.mask(record.get("output")),
+            error=secrets.mask(record.get("error")),
+        )
+        self.store = store
         self.engine = engine
+        self._started_with = None  # the parsed definition it was started with
         self.now = time.time() if now is None else now
         self.with_graphs = with_graphs
         self.engine_error = None
@@ -152,17 +165,50 @@ class Detail:
         return self.tasks.get(execution_id, [])
 
     def graph(self, workflow_name):
-        """The task graph of a workflow, or None (with the reason logged)."""
-        if not self.with_graphs or self.engine_error or not workflow_name:
+        """The task graph of a workflow, or None (with the reason logged):
+        drawn from the definition the execution was started with (kept in the
+        store), so an edited workflow does not redraw old executions; a
+        sub-workflow from another file, from the engine's current definition."""
+        if not self.with_graphs or not workflow_name:
             return None
         if workflow_name not in self._definitions:
             try:
-                definition = self.engine.get_workflow(workflow_name).get("definition")
-                self._definitions[workflow_name] = graphs.build(definition, workflow_name)
-            except (errors.BridgeError, ValueError) as exc:
+                spec = workflow.find_spec(self.started_with(), workflow_name)
+                if spec is None:
+                    spec = self._from_engine(workflow_name)
+                self._definitions[workflow_name] = (
+                    graphs.build(spec, workflow_name) if spec is not None else None
+                )
+            except (errors.BridgeError, ValueError, yaml.YAMLError) as exc:
                 LOG.info("no graph for workflow %s: %s", workflow_name, exc)
                 self._definitions[workflow_name] = None
         return self._definitions[workflow_name]
+
+    def started_with(self):
+        """The parsed definition the execution was started with, or None
+        (records from before definitions were kept, or a store without it)."""
+        if self._started_with is None:
+            self._started_with = False
+            definition_id = self.record.get("definition_id")
+            if definition_id:
+                try:
+                    text = self.store.get_definition(definition_id)["text"]
+                    self._started_with = yaml.safe_load(text)
+                except (errors.BridgeError, yaml.YAMLError) as exc:
+                    LOG.info("definition %s of %s: %s", definition_id, self.record["id"], exc)
+        return self._started_with or None
+
+    def _from_engine(self, workflow_name):
+        if self.engine_error:
+            return None
+        namespace = self.record.get("namespace") or None
+        try:
+            found = self.engine.get_workflow(workflow_name, namespace=namespace)
+        except errors.EngineNotFound:
+            if not namespace:
+                raise
+            found = self.engine.get_workflow(workflow_name)  # as Mistral: then the default one
+        return workflow.find_spec(yaml.safe_load(found.get("definition") or ""), workflow_name)
 
     def tree(self, execution_id=None, workflow_name=None, depth=0, instance=None):
         """{execution_id, workflow, graph, tasks, subs: {task name: [tree]},

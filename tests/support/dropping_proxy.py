@@ -9,7 +9,11 @@ import requests
 
 
 class DroppingProxy:
-    def __init__(self, upstream, drop_method="POST", drop_path="/v2/executions", drops=1):
+    def __init__(
+        self, upstream, drop_method="POST", drop_path="/v2/executions", drops=1, before=None
+    ):
+        """`before(method, path)` is called as each request arrives, before
+        it is forwarded (a test can break something just then)."""
         self.upstream = upstream.rstrip("/")
         self.seen = []
         self.remaining = drops
@@ -24,6 +28,8 @@ class DroppingProxy:
             def _handle(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 proxy.seen.append((self.command, self.path))
+                if before:
+                    before(self.command, self.path.split("?")[0])
                 headers = {
                     k: v
                     for k, v in self.headers.items()

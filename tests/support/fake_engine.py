@@ -22,13 +22,18 @@ class FakeEngine:
         # With a clock, updated_at follows it (one-second resolution, like
         # Mistral); without one, a counter keeps timestamps distinct.
         self.clock = clock
-        self.workflows = {}
+        self.workflows = {}  # (namespace, name) -> workflow resource
+        self.workbooks = {}  # (namespace, name) -> workbook resource
+        self.environments = {}  # name -> variables
         self.executions = {}
         self.tasks = {}  # execution id -> list of task dicts
         self.calls = []
         self.fail_next = []  # exceptions raised by the next calls, in order
         # method name -> the answer it gives instead (a lying engine: `{}`)
         self.malformed = {}
+        self.reports = {}  # execution id -> the task tree execution_tree() returns
+        self.offset = 0.0  # clock_offset(): how far the engine's clock is ahead
+        self.action_executions = {}  # id -> action execution (complete_action_execution)
 
     def _call(self, name, *args):
         self.calls.append((name,) + args)
@@ -37,52 +42,99 @@ class FakeEngine:
             if exc is not None:
                 raise exc
 
-    # -- workflows
-    def get_workflow(self, name):
+    # -- workflows (keyed by (namespace, name); "" is the default namespace)
+    def get_workflow(self, name, namespace=None):
         self._call("get_workflow", name)
-        if name not in self.workflows:
+        key = (namespace or "", name)
+        if key not in self.workflows:
             raise errors.EngineNotFound("workflow %s not found" % name, 404)
-        return self.workflows[name]
+        return self.workflows[key]
 
-    def _put(self, text):
+    def _put(self, text, namespace, prefix=""):
         import yaml
 
         doc = yaml.safe_load(text)
-        names = [k for k in doc if k not in ("version", "name", "description", "tags")]
+        section = doc["workflows"] if prefix else doc
+        names = [k for k in section if k not in ("version", "name", "description", "tags")]
         for n in names:
-            self.workflows[n] = {"name": n, "definition": text}
-        return [self.workflows[n] for n in names]
+            self.workflows[(namespace or "", prefix + n)] = {
+                "name": prefix + n,
+                "namespace": namespace or "",
+                "definition": yaml.safe_dump({n: section[n]}) if prefix else text,
+            }
+        return [self.workflows[(namespace or "", prefix + n)] for n in names]
 
-    def create_workflows(self, text):
+    def create_workflows(self, text, namespace=None):
         self._call("create_workflows", text)
         import yaml
 
         doc = yaml.safe_load(text)
-        if any(k in self.workflows for k in doc if k != "version"):
+        if any((namespace or "", k) in self.workflows for k in doc if k != "version"):
             raise errors.EngineConflict("duplicate workflow", 409)
-        return self._put(text)
+        return self._put(text, namespace)
 
-    def update_workflows(self, text):
+    def update_workflows(self, text, namespace=None):
         self._call("update_workflows", text)
-        return self._put(text)
+        return self._put(text, namespace)
+
+    # -- workbooks and environments
+    def get_workbook(self, name, namespace=None):
+        self._call("get_workbook", name)
+        if (namespace or "", name) not in self.workbooks:
+            raise errors.EngineNotFound("workbook %s not found" % name, 404)
+        return self.workbooks[(namespace or "", name)]
+
+    def create_workbook(self, text, namespace=None):
+        self._call("create_workbook", text)
+        import yaml
+
+        name = yaml.safe_load(text)["name"]
+        if (namespace or "", name) in self.workbooks:
+            raise errors.EngineConflict("duplicate workbook", 409)
+        return self.update_workbook(text, namespace, count=False)
+
+    def update_workbook(self, text, namespace=None, count=True):
+        if count:
+            self._call("update_workbook", text)
+        import yaml
+
+        name = yaml.safe_load(text)["name"]
+        self.workbooks[(namespace or "", name)] = {"name": name, "definition": text}
+        self._put(text, namespace, prefix=name + ".")
+        return self.workbooks[(namespace or "", name)]
+
+    def get_environment(self, name):
+        self._call("get_environment", name)
+        if name not in self.environments:
+            raise errors.EngineNotFound("Environment not found [name=%s]" % name, 404)
+        return {"name": name, "variables": self.environments[name]}
 
     # -- executions
     def start_execution(
-        self, workflow_name, input=None, *, execution_id, params=None, description=""
+        self,
+        workflow_name,
+        input=None,
+        *,
+        execution_id,
+        params=None,
+        description="",
+        namespace=None,
     ):
         self._call("start_execution", workflow_name, execution_id)
-        if workflow_name not in self.workflows:
+        if (namespace or "", workflow_name) not in self.workflows:
             raise errors.EngineBadRequest("workflow %s not found" % workflow_name, 400)
         if execution_id not in self.executions:
             self.executions[execution_id] = {
                 "id": execution_id,
                 "workflow_name": workflow_name,
+                "workflow_namespace": namespace or "",
                 "state": "RUNNING",
                 "state_info": None,
                 "input": input or {},
                 "output": {},
                 "params": params,
                 "created_at": self._stamp(),
+                "description": description,
                 "updated_at": self._stamp(),
             }
             self.tasks[execution_id] = []
@@ -150,6 +202,34 @@ class FakeEngine:
         task.update(state="RUNNING", updated_at=self._stamp())
         self.set_state(task["workflow_execution_id"], "RUNNING")
         return dict(task)
+
+    # -- stuck executions
+    def execution_tree(self, execution_id):
+        self._call("execution_tree", execution_id)
+        if execution_id not in self.executions:
+            raise errors.EngineNotFound("execution %s not found" % execution_id, 404)
+        return self.reports.get(execution_id) or {
+            "root_workflow_execution": dict(self.executions[execution_id], task_executions=[])
+        }
+
+    def clock_offset(self):
+        return self.offset
+
+    def get_action_execution(self, action_execution_id):
+        self._call("get_action_execution", action_execution_id)
+        if action_execution_id not in self.action_executions:
+            raise errors.EngineNotFound("action execution %s not found" % action_execution_id)
+        return dict(self.action_executions[action_execution_id])
+
+    def complete_action_execution(self, action_execution_id, state, output):
+        self._call("complete_action_execution", action_execution_id, state)
+        action = self.action_executions.get(action_execution_id)
+        if action is None:
+            raise errors.EngineNotFound("action execution %s not found" % action_execution_id)
+        if action["state"] != "RUNNING":
+            raise errors.EngineServerError("Action is already completed", 500)
+        action.update(state=state, output=output)
+        return dict(action)
 
     # -- test controls
     def set_state(self, execution_id, state, output=None, state_info=None):

@@ -35,6 +35,12 @@ def files(tmp_path):
         "wf_not_mapping.yaml": "version: '2.0'\nwf: [1, 2]\n",
         "two.yaml": "version: '2.0'\na: {tasks: {}}\nb: {tasks: {}}\n",
         "inputs.json": "[1, 2]",
+        "wb_no_main.yaml": "version: '2.0'\nname: wb\nworkflows:\n  a: {tasks: {t: {}}}\n"
+        "  b: {tasks: {t: {}}}\n",
+        "wb_no_name.yaml": "version: '2.0'\nworkflows:\n  main: {tasks: {t: {}}}\n",
+        "reverse.yaml": "version: '2.0'\nrev:\n  type: reverse\n  tasks:\n"
+        "    a: {action: std.noop}\n    b: {action: std.noop, requires: [a]}\n",
+        "env_list.yaml": "- a\n- b\n",
         "broken.json": "{oops",
         "conf_bad_float.conf": "[resultstracker]\nquery_interval = soon\n",
         "conf_bad_choice.conf": "[resultstracker]\nmode = turbo\n",
@@ -70,6 +76,38 @@ CASES = [
     (["run", "{d}/missing.yaml"], 2, "cannot read workflow file {d}/missing.yaml: No such file"),
     (["run", "{d}/two.yaml"], 2, "defines several workflows (a, b): choose one with --workflow"),
     (["run", "{d}/two.yaml", "--workflow", "c"], 2, "has no workflow 'c' (it has: a, b)"),
+    # workbooks, reverse workflows
+    (
+        ["run", "{d}/wb_no_main.yaml"],
+        2,
+        "workbook wb has several workflows (a, b) and none named main: choose one with --workflow",
+    ),
+    (["run", "{d}/wb_no_name.yaml"], 2, "is a workbook (it has 'workflows:'): add its name"),
+    (
+        ["run", "{d}/reverse.yaml"],
+        2,
+        "workflow rev is a reverse workflow: choose the task to run with --task (its tasks: a, b)",
+    ),
+    (["run", "{d}/reverse.yaml", "--task", "c"], 2, "reverse workflow rev has no task 'c'"),
+    (["run", "{d}/wf.yaml", "-i", "x=1", "--task", "a"], 2, "--task is for reverse workflows"),
+    # what to run
+    (["run"], 2, "give a workflow file or --name WORKFLOW"),
+    (["run", "{d}/wf.yaml", "--name", "wf"], 2, "not both"),
+    (["run", "--name", "wf", "--workflow", "a"], 2, "with --name give WORKBOOK.WORKFLOW"),
+    (["run", "--name", "wf"], 3, "cannot reach the engine at http://127.0.0.1:"),
+    (["run", "{d}/wf.yaml", "-i", "x=1", "--idempotency-key", " "], 2, "must not be empty"),
+    # environment
+    (["run", "{d}/wf.yaml", "-i", "x=1", "--env", "novalue"], 2, "env 'novalue' is not KEY="),
+    (
+        ["run", "{d}/wf.yaml", "-i", "x=1", "--env-file", "{d}/env_list.yaml"],
+        2,
+        "env file {d}/env_list.yaml must hold a JSON object or YAML mapping",
+    ),
+    (
+        ["run", "{d}/wf.yaml", "-i", "x=1", "--env-name", "e", "--env", "a=1"],
+        2,
+        "give either it or --env/--env-file values",
+    ),
     # inputs
     (["run", "{d}/wf.yaml", "-i", "y=1"], 2, "unknown input 'y' for workflow wf (it takes: x)"),
     (["run", "{d}/wf.yaml"], 2, "missing required input 'x' for workflow wf"),

@@ -160,6 +160,7 @@ def test_mongo_store_migrated_from_version_1():
         bridge_store.LATEST,
     )
     assert "ix_name_host" in db["services"].index_information()
+    assert "ix_idempotency_key" in db["executions"].index_information()
     assert db["meta"].find_one({"_id": "db_upgrade_lock"}) is None
     assert MongoStore(client=client, database="st2b").schema_version() == Store.SCHEMA_VERSION
     assert bridge_store.read_services(url, client=client)[0]["heartbeat_at"] == 5.0

@@ -64,7 +64,7 @@ def test_register_mixed_file_registers_each_workflow(engine, store):
     runner.register(workflow.parse(WF))
     two = workflow.parse(WF + "other:\n  tasks:\n    a:\n      action: std.noop\n")
     assert runner.register(two) == "updated"
-    assert set(engine.workflows) == {"wf", "other"}
+    assert set(engine.workflows) == {("", "wf"), ("", "other")}
 
 
 def test_definition_cache_skips_the_engine_until_it_expires(engine, store):
@@ -89,10 +89,10 @@ def test_definition_deleted_in_the_engine_is_registered_again_at_submit(engine, 
     runner = Runner(engine, store, definition_cache_seconds=60, clock=lambda: 1000.0)
     wf = workflow.parse(WF)
     runner.register(wf)
-    del engine.workflows["wf"]  # deleted behind the runner's back
+    del engine.workflows[("", "wf")]  # deleted behind the runner's back
     record = runner.start(wf, "wf", {"x": 1})
     assert store.get_execution(record["id"])["status"] == st.RUNNING
-    assert "wf" in engine.workflows
+    assert ("", "wf") in engine.workflows
     assert list(engine.executions) == [record["engine_execution_id"]]
 
 

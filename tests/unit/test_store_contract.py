@@ -290,6 +290,22 @@ def test_count_executions(store):
     assert store.count_by_status() == {st.RUNNING: 2, st.FAILED: 1, st.SUCCEEDED: 1}
 
 
+def test_stuck_records_are_listed_and_counted_by_signature(store):
+    flag = lambda sig: {"signature": sig, "since": T0, "detected_at": T0 + 60, "evidence": {}}  # noqa: E731
+    a = store.create_execution(rec(created_at=T0 + 1, stuck=flag("lost_action")))
+    b = store.create_execution(rec(created_at=T0 + 2, stuck=flag("lost_action")))
+    c = store.create_execution(rec(created_at=T0 + 3, stuck=flag("lost_result")))
+    store.create_execution(rec(created_at=T0 + 4))  # not stuck
+    store.create_execution(rec(status=st.FAILED, stuck=flag("lost_result")))  # ended: not counted
+    assert [r["id"] for r in store.list_stuck()] == [c["id"], b["id"], a["id"]]
+    assert [r["id"] for r in store.list_stuck(limit=1)] == [c["id"]]
+    assert store.list_stuck()[0]["stuck"]["signature"] == "lost_result"
+    assert store.count_stuck() == {"lost_action": 2, "lost_result": 1}
+    store.update_execution(b["id"], {"stuck": None})
+    assert store.count_stuck() == {"lost_action": 1, "lost_result": 1}
+    assert Store.count_stuck(store) == store.count_stuck()  # the generic default agrees
+
+
 def test_callback_view_reads_the_fields_and_one_task(store):
     tasks = [
         {"id": "t%d" % i, "name": "n%d" % i, "state": "RUNNING", "result": None} for i in range(3)
@@ -734,3 +750,39 @@ def test_update_task_sets_one_entry_under_the_condition(store):
         store.update_task("missing", None, {"id": "x"})
     with pytest.raises(ValueError):
         store.update_task("t0", 0, {"id": "a"}, {"tasks": []})
+
+
+# -- idempotency keys and definitions ---------------------------------------------
+
+
+def test_an_idempotency_key_is_unique_and_finds_its_record(backend):
+    a, b = backend.open(), backend.open()
+    first = rec(idempotency_key="key-1", env={"a.b": 1, "$x": [1]}, labels={"team": "x"})
+    a.create_execution(first)
+    assert b.get_execution_by_idempotency_key("key-1") == first
+    with pytest.raises(Conflict, match="idempotency key 'key-1' belongs to execution"):
+        b.create_execution(rec(idempotency_key="key-1"))
+    assert b.count_executions() == 1  # the refused one left nothing behind
+    a.create_execution(rec())  # records without a key: any number
+    a.create_execution(rec())
+    with pytest.raises(NotFound):
+        a.get_execution_by_idempotency_key("key-2")
+    with pytest.raises(ValueError):
+        a.update_execution(first["id"], {"idempotency_key": "other"})
+
+
+def test_definitions_are_kept_once_by_content_id(backend):
+    a, b = backend.open(), backend.open()
+    definition = {
+        "id": "d" * 64,
+        "kind": "workbook",
+        "name": "wb",
+        "text": "version: '2.0'\nname: wb\n",
+        "workflows": ["wb.main"],
+        "created_at": T0,
+    }
+    assert a.put_definition(definition) is True
+    assert b.put_definition(dict(definition, created_at=T0 + 1)) is False  # the same content
+    assert b.get_definition("d" * 64) == definition
+    with pytest.raises(NotFound):
+        a.get_definition("nope")

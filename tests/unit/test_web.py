@@ -1,6 +1,7 @@
 """The web view: graph building, escaping, auth and read-only routing."""
 
 import io
+import json
 import time
 
 import pytest
@@ -93,7 +94,7 @@ class FakeEngine:
         self.definition = definition
         self.gets = []
 
-    def get_workflow(self, name):
+    def get_workflow(self, name, namespace=None):
         self.gets.append(name)
         return {"name": name, "definition": self.definition}
 
@@ -201,6 +202,58 @@ def test_list_newest_first_with_filters_and_json(store):
     assert call(app, "/executions/missing")[0] == 404
 
 
+def test_stuck_executions_are_marked_with_the_explanation_and_command(store):
+    now = time.time()
+    store.create_execution(
+        new_execution_record(
+            id="stuck1",
+            workflow_name="main",
+            engine_execution_id="e-stuck",
+            status="running",
+            engine_state="RUNNING",
+            created_at=now - 100,
+            stuck={
+                "signature": "lost_action",
+                "since": now - 95,
+                "detected_at": now - 2,
+                "reason": "action execution a1 <b>(std.sleep)</b> lost its executor",
+                "evidence": {
+                    "workflow_execution_id": "e-stuck",
+                    "workflow_name": "main",
+                    "task": {"id": "t9", "name": "nap", "state": "RUNNING"},
+                    "action_executions": [
+                        {
+                            "id": "a1",
+                            "name": "std.sleep",
+                            "state": "RUNNING",
+                            "last_heartbeat": "2026-11-26 10:00:00",
+                        }
+                    ],
+                    "workflow_executions": [],
+                },
+            },
+        )
+    )
+    app = make_app(store, FakeEngine())
+    _, _, body = call(app, "/executions")
+    row = body[body.index('data-id="stuck1"') :].split("</tr>")[0]
+    assert 'class="badge stuck"' in row and "stuck: lost_action" in row
+    assert "fix: st2bridge execution recover stuck1" in row
+    assert (
+        'data-id="ok1"' in body
+        and "stuck: " not in body.split('data-id="ok1"')[1].split("</tr>")[0]
+    )
+    _, _, page = call(app, "/executions/stuck1")
+    assert '<section class="box stuck" id="stuck"><h3>Stuck: lost_action</h3>' in page
+    assert "task nap (t9) RUNNING in workflow main" in page
+    assert "<code>st2bridge execution recover stuck1</code>" in page
+    assert "<b>(std.sleep)" not in page  # escaped
+    status, _, body = call(app, "/api/executions")
+    rows = {r["id"]: r for r in json.loads(body)["executions"]}
+    assert rows["stuck1"]["stuck"]["command"] == "st2bridge execution recover stuck1"
+    assert rows["ok1"]["stuck"] is None
+
+
 def test_read_only_and_token(store):
     app = make_app(store, FakeEngine(), token="s3cret")
     assert call(app, "/executions", method="POST")[0] == 405
@@ -269,3 +322,32 @@ def test_with_items_runs_and_failed_tasks_are_told_apart_and_durations_are_true(
     assert '<span id="duration">2.0 s</span>' in body
     assert pages.duration(0.25) == "250 ms" and pages.duration(None) == ""
     assert data.duration({"created_at": 10.0, "ended_at": 9.0, "status": "failed"}, 20) is None
+
+
+def test_the_graph_is_the_definition_the_execution_started_with(store):
+    """The engine's definition was edited since: the page still draws the old one."""
+    from st2bridge.web import data
+
+    old = (
+        "version: '2.0'\nmain:\n  tasks:\n    first: {action: std.noop, on-success: [second]}\n"
+        "    second: {action: std.noop}\n"
+    )
+    store.put_definition({"id": "d1", "kind": "workflows", "text": old, "workflows": ["main"]})
+    store.create_execution(
+        new_execution_record(
+            id="old1",
+            workflow_name="main",
+            engine_execution_id="e-old",
+            status="succeeded",
+            created_at=time.time(),
+            definition_id="d1",
+            output={"ex": {"notify": [{"headers": {"X-St2bridge-Secret": "abcdefgh"}}]}},
+        )
+    )
+    engine = FakeEngine()  # its current definition has other tasks
+    detail = data.Detail(store, engine, "old1")
+    assert sorted(detail.tree()["graph"].nodes) == ["first", "second"]
+    assert engine.gets == []  # not asked: the stored definition has it
+    assert "abcdefgh" not in repr(detail.record["output"])  # an older record, masked on show
+    # Records from before definitions were kept: the engine's current definition.
+    assert "start" in data.Detail(store, engine, "ok1").tree()["graph"].nodes
