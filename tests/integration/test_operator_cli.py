@@ -164,6 +164,7 @@ def test_failed_in_a_nested_sub_workflow_get_shows_the_tree_and_the_fix(bridge, 
         "ended_at",
         "engine_created_at",
         "engine_updated_at",
+        "stuck",
     ]
     assert list(view) == readme_fields + ["error_tree"]
     tree = view["error_tree"]
