@@ -45,6 +45,7 @@ class StartRequest:
     task: str = None
     labels: dict = None
     timeout: float = None
+    on_timeout: str = None  # "cancel" (None: the same) or "leave" the engine execution
     idempotency_key: str = None
     notify: tuple = ()
 
@@ -157,6 +158,7 @@ def new_record(plan, definition_id, now, *, mode, stale_after, query_interval):
             now
         ),
         timeout_at=now + request.timeout if request.timeout else None,
+        on_timeout=request.on_timeout if request.timeout else None,
         namespace=request.namespace or "",
         workbook=workbook_of(plan),
         task_name=request.task,

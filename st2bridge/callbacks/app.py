@@ -19,9 +19,9 @@ import logging
 import re
 import time
 
-from st2bridge import errors
+from st2bridge import errors, logs
 
-LOG = logging.getLogger(__name__)
+LOG = logging.getLogger("st2bridge.callbacks")
 
 PATH = re.compile(r"^/v1/callbacks/mistral/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
 REASONS = {
@@ -42,6 +42,11 @@ REASONS = {
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
 
+# Every rejection is logged, a line a minute per status at most (a flood of
+# bad requests must not flood the log). 403s and 413s are logged by the handler.
+REJECTED = logs.RateLimitedLog(LOG)
+
+
 def make_app(handler, max_body=DEFAULT_MAX_BODY):
     def app(environ, start_response):
         started = time.monotonic()
@@ -55,6 +60,17 @@ def make_app(handler, max_body=DEFAULT_MAX_BODY):
             )
             status, answer, headers = 500, {"error": "internal error"}, []
         handler.answered(status, time.monotonic() - started)
+        if 400 <= status < 500 and status not in (403, 413):
+            REJECTED.log(
+                logging.WARNING,
+                status,
+                "callback %s %s from %s rejected with %d: %s",
+                environ.get("REQUEST_METHOD", "?"),
+                environ.get("PATH_INFO", "")[:200],
+                environ.get("REMOTE_ADDR", "?"),
+                status,
+                answer.get("error"),
+            )
         body = json.dumps(answer).encode()
         start_response(
             "%d %s" % (status, REASONS[status]),
@@ -71,7 +87,11 @@ def _route(handler, max_body, environ):
     if path == "/v1/health":
         if method != "GET":
             return 405, {"error": "use GET"}, [("Allow", "GET")]
-        return 200, {"status": "ok", "callbacks": dict(handler.counts)}, []
+        # A store that was replaced under the tracker, or is corrupted, is down.
+        healthy, store = handler.store.health()
+        answer = {"status": "ok" if healthy else "down", "store": store}
+        answer["callbacks"] = dict(handler.counts)
+        return (200 if healthy else 503), answer, []
     match = PATH.match(path)
     if not match:
         return 404, {"error": "no such endpoint"}, []

@@ -14,13 +14,15 @@ import logging
 import threading
 import time
 
-from st2bridge import errors, results, taskview
+from st2bridge import errors, logs, results, taskview
 from st2bridge.callbacks import events, secrets
 from st2bridge.green import InlineExecutor
 from st2bridge.schedule import Schedule
 from st2bridge.store.group_commit import GroupCommit
 
 LOG = logging.getLogger(__name__)
+# A wrong-secret flood costs a line a minute, with the count of the others.
+WRONG_SECRET = logs.RateLimitedLog(LOG)
 
 # Secret hashes of recently seen executions, so a flood of requests for one
 # execution costs no store read each.
@@ -93,7 +95,12 @@ class CallbackHandler:
         if not secret:
             return 401, {"error": "missing %s header" % secrets.HEADER}
         if not secrets.matches(secret, wanted):
-            LOG.warning("callback for execution %s with a wrong secret rejected", execution_id)
+            WRONG_SECRET.log(
+                logging.WARNING,
+                403,
+                "callback for execution %s with a wrong secret rejected",
+                execution_id,
+            )
             return 403, {"error": "wrong secret for execution %s" % execution_id}
         return None
 
@@ -155,15 +162,14 @@ class CallbackHandler:
         denied = self.authenticate(execution_id, secret)
         if denied:
             return denied
+        # A 400 is logged by the app (rate-limited), like every rejection.
         try:
             event = events.parse(body)
         except events.BadEvent as exc:
-            LOG.info("callback for execution %s refused: %s", execution_id, exc)
             return 400, {"error": str(exc)}
         try:
             return self._record(execution_id, event, time.monotonic())
         except events.BadEvent as exc:
-            LOG.info("callback for execution %s refused: %s", execution_id, exc)
             return 400, {"error": str(exc)}
         except errors.StoreError as exc:
             LOG.warning("callback for execution %s not recorded: %s", execution_id, exc)

@@ -33,7 +33,7 @@ import logging
 import random
 import time
 
-from st2bridge import errors, results, taskview
+from st2bridge import control, errors, results, taskview
 from st2bridge import status as st
 from st2bridge.schedule import Schedule
 from st2bridge.tracker import safety
@@ -303,12 +303,8 @@ class Poller:
         now = self.clock()
         self.stats.polled(record, now)
         if record.get("timeout_at") and now >= record["timeout_at"]:
-            self._end(
-                record,
-                st.TIMEOUT,
-                "tracking timed out after %.0f s" % (record["timeout_at"] - record["created_at"]),
-                now,
-            )
+            # Cancels the engine execution unless --on-timeout leave (control.py).
+            self._end(record, st.TIMEOUT, control.time_out(self.engine, record), now)
             return
         try:
             execution = results.get_light(self.engine, record["engine_execution_id"])
