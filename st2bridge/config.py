@@ -274,9 +274,12 @@ callback_opts = [
     ),
     cfg.IntOpt(
         "max_body",
-        default=65536,
+        default=8 * 1024 * 1024,
         min=1024,
-        help="Largest callback body accepted (bytes); larger ones get 413.",
+        help="Largest callback body taken (bytes), once its secret header is "
+        "checked (an unauthenticated body is never read). A larger one is "
+        "answered 413, logged and counted, and the execution is checked with "
+        "the engine at once instead.",
     ),
     cfg.BoolOpt(
         "task_events",

@@ -25,14 +25,12 @@ import dataclasses
 import logging
 import time
 
-from st2bridge import errors
+from st2bridge import errors, schedule
 from st2bridge import status as st
 
 LOG = logging.getLogger(__name__)
 
-# A reopened record is not polled before this, unless the request ends first
-# (then it is due at once): longer than a re-run request can take.
-REOPEN_HOLD = 300.0
+REOPEN_HOLD = schedule.REOPEN_HOLD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,7 +241,7 @@ def _put_back(store, record, previous, clock):
     soon: what the engine did is not known for sure."""
     changes = {"status": previous, "updated_at": clock()}
     if record.get("tracked"):
-        changes["next_poll_at"] = clock()
+        changes["next_poll_at"] = schedule.at_once(clock())
     store.update_execution(record["id"], changes, if_active=True)
 
 
@@ -288,10 +286,14 @@ def rerun_task(engine, store, task_id, reset=True, clock=time.time):
     except errors.EngineError:
         # Unknown outcome: a tracker finds out from the engine at once.
         store.update_execution(
-            record["id"], {"tracked": True, "next_poll_at": clock()}, if_active=True
+            record["id"],
+            {"tracked": True, "next_poll_at": schedule.at_once(clock())},
+            if_active=True,
         )
         raise
-    store.update_execution(record["id"], {"tracked": True, "next_poll_at": clock()}, if_active=True)
+    store.update_execution(
+        record["id"], {"tracked": True, "next_poll_at": schedule.at_once(clock())}, if_active=True
+    )
     LOG.info("re-ran task %s (%s) of execution %s", task.get("name"), task_id, record["id"])
     return Rerun(
         record["id"], task_id, task.get("name"), task.get("workflow_name"), saved is not None, reset
@@ -334,7 +336,7 @@ def reopen_changes(record, chain, now):
         "ended_at": None,
         "finished_by": None,
         "tracked": True,
-        "next_poll_at": now + REOPEN_HOLD,
+        "next_poll_at": schedule.reopened(now),
         "lease_owner": None,
         "lease_expires_at": None,
         "poll_failures": 0,

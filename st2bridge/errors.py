@@ -94,6 +94,11 @@ class EngineServerError(EngineError):
     retryable = True
 
 
+class EngineMalformed(EngineServerError):
+    """The engine answered 2xx with a body that lacks what the bridge needs
+    (st2bridge.engine.answers): treated like a server error, never recorded."""
+
+
 class EngineClientError(EngineError):
     """The engine rejected the request (4xx)."""
 

@@ -8,12 +8,14 @@ sub-workflow re-runs its parents too).
 
 Tree shape (JSON-able):
     {"execution_id", "workflow", "state", "error",
-     "tasks": [{"id", "name", "state", "error", "retry_count",
+     "tasks": [{"id", "name", "label", "state", "error", "retry_count",
                 "actions": [{"id", "name", "state"}],
                 "workflows": [<a tree of the same shape>]}]}
 `error` is the engine's state_info: for a task that ran an action, the
 action's error; for a task that ran a sub-workflow, its first line only (the
-engine repeats the whole sub-tree in it).
+engine repeats the whole sub-tree in it). `label` tells instances apart
+(three failing `migrate` tasks of a with-items over three hosts): the task's
+label in the record's task view (st2bridge.taskview), else its name.
 """
 
 
@@ -23,27 +25,32 @@ def first_line(text):
     return str(text).strip().splitlines()[0] if str(text).strip() else None
 
 
-def from_report(report):
-    """The tree of an engine report (None when the report has no root)."""
+def from_report(report, rows=None):
+    """The tree of an engine report (None when the report has no root),
+    labelled from the record's task rows `rows`."""
     root = (report or {}).get("root_workflow_execution")
-    return _workflow(root) if root else None
+    if not isinstance(root, dict):
+        return None
+    labels = {r.get("id"): r.get("label") for r in rows or () if r.get("label")}
+    return _workflow(root, labels)
 
 
-def _workflow(entry):
+def _workflow(entry, labels):
     return {
         "execution_id": entry.get("id"),
         "workflow": entry.get("name"),
         "state": entry.get("state"),
         "error": first_line(entry.get("state_info")),
-        "tasks": [_task(t) for t in entry.get("task_executions") or []],
+        "tasks": [_task(t, labels) for t in entry.get("task_executions") or []],
     }
 
 
-def _task(entry):
-    workflows = [_workflow(w) for w in entry.get("workflow_executions") or []]
+def _task(entry, labels):
+    workflows = [_workflow(w, labels) for w in entry.get("workflow_executions") or []]
     return {
         "id": entry.get("id"),
         "name": entry.get("name"),
+        "label": labels.get(entry.get("id")) or entry.get("name"),
         "state": entry.get("state"),
         "error": first_line(entry.get("state_info")) if workflows else entry.get("state_info"),
         "retry_count": entry.get("retry_count") or 0,
@@ -98,7 +105,8 @@ def render(tree):
                 else ""
             )
             lines.append(
-                "%s  task %s (%s%s)  %s" % (pad, task["name"], task["state"], retries, task["id"])
+                "%s  task %s (%s%s)  %s"
+                % (pad, task.get("label") or task["name"], task["state"], retries, task["id"])
             )
             if task["workflows"]:
                 for child in task["workflows"]:

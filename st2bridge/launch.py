@@ -13,6 +13,7 @@ import uuid
 from st2bridge import errors, workflow
 from st2bridge import status as st
 from st2bridge.callbacks import events, secrets
+from st2bridge.schedule import Schedule
 from st2bridge.store.base import new_execution_record
 
 CALLBACK_PATH = "/v1/callbacks/mistral/"
@@ -150,10 +151,12 @@ def new_record(plan, definition_id, now, *, mode, stale_after, query_interval):
         input=dict(request.input or {}),
         created_at=now,
         updated_at=now,
-        # Callback mode is the prior art's "no polling"; `st2bridge track`
-        # attaches polling to one execution when needed.
-        tracked=mode != "callback",
-        next_poll_at=now + (stale_after if mode == "hybrid" else query_interval),
+        # Tracked in every mode: in callback mode the poller is only the
+        # safety net (st2bridge.schedule).
+        tracked=True,
+        next_poll_at=Schedule(mode, query_interval=query_interval, stale_after=stale_after).first(
+            now
+        ),
         timeout_at=now + request.timeout if request.timeout else None,
         on_timeout=request.on_timeout if request.timeout else None,
         namespace=request.namespace or "",

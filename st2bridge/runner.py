@@ -17,13 +17,15 @@ import dataclasses
 import logging
 import time
 
-from st2bridge import control, errors, launch, results
+from st2bridge import control, errors, launch, results, taskview
 from st2bridge import status as st
 from st2bridge.callbacks import secrets
 from st2bridge.launch import CALLBACK_PATH, StartRequest, StartResult  # noqa: F401 (API)
 from st2bridge.registration import Registrar
 
 LOG = logging.getLogger(__name__)
+# How long --wait follows tasks still going in the engine after the end.
+SETTLE_WAIT = 15.0
 
 
 class Runner:
@@ -276,7 +278,7 @@ class Runner:
                 )
             record.update(self.store.get_execution(record["id"]))
             return record
-        changes = results.progress_changes(execution, None, self.clock())
+        changes = results.submitted_changes(execution, self.clock())
         self.store.update_execution(record["id"], changes, if_active=True)
         record.update(changes)
         LOG.info(
@@ -307,7 +309,14 @@ class Runner:
     # -- following --------------------------------------------------------
 
     def wait(
-        self, execution_id, *, interval=0.5, on_progress=None, sleep=time.sleep, warnings=None
+        self,
+        execution_id,
+        *,
+        interval=0.5,
+        on_progress=None,
+        sleep=time.sleep,
+        warnings=None,
+        settle_timeout=SETTLE_WAIT,
     ):
         """Follow an execution until it ends; return the record.
 
@@ -316,6 +325,10 @@ class Runner:
         once and both read the same result. While the store fails the engine
         is followed all the same; if the end cannot be written, the returned
         record is the engine's end and `warnings` says the store is behind.
+        The task view (sub-workflows included) is merged into the record,
+        never written over it, so tasks that callbacks reported stay; tasks
+        still going in the engine after the end are followed for up to
+        `settle_timeout` seconds. Every engine answer is checked first.
         """
         warnings = [] if warnings is None else warnings
         record, last, store_down = None, None, False
@@ -330,7 +343,9 @@ class Runner:
                     LOG.warning("store unavailable while waiting (%s); following the engine", exc)
                 store_down = True
             if st.is_terminal(record["status"]):
-                return record
+                if store_down:
+                    return record
+                return self._settle(record, interval, on_progress, sleep, settle_timeout)
             if record.get("timeout_at") and self.clock() >= record["timeout_at"]:
                 # As the tracker does: cancel it in the engine unless
                 # --on-timeout leave (an engine that cannot be asked raises).
@@ -349,34 +364,65 @@ class Runner:
                     return dict(record, **timed_out)
                 continue
             engine_id = record["engine_execution_id"]
-            execution = self.engine.get_execution(engine_id, fields=results.LIGHT_FIELDS)
+            execution = results.get_light(self.engine, engine_id)
             now = self.clock()
-            if execution.get("state") in st.ENGINE_TERMINAL:
+            if execution["state"] in st.ENGINE_TERMINAL:
                 try:
-                    results.finish(self.engine, self.store, record, self.clock, "wait")
-                    continue
+                    if results.finish(self.engine, self.store, record, self.clock, "wait").ended:
+                        continue
                 except errors.StoreError as exc:
                     return self._ended_unrecorded(record, exc, warnings)
-            # The CLI lists tasks on every round (one person watching), so
+            # The CLI reads the tasks on every round (one person watching), so
             # progress shows even while the execution's own state stands still.
-            changes = results.progress_changes(execution, self.engine.list_tasks(engine_id), now)
-            seen = (changes["status"], changes["tasks"])
+            tree = taskview.read_tree(self.engine, engine_id, record.get("tasks"))
+            changes = results.progress_changes(execution, None, now)
+            seen = (changes["status"], [(t["id"], t["state"]) for t in tree])
             if seen != last:
                 last = seen
                 try:
-                    self.store.update_execution(execution_id, changes, if_active=True)
+                    results.write_tasks(
+                        self.engine, self.store, execution_id, tree, changes, if_active=True
+                    )
+                    record = self.store.get_execution(execution_id)
                 except errors.StoreError as exc:
                     LOG.warning("progress of execution %s not recorded: %s", execution_id, exc)
-                record = dict(record, **changes)
+                    record = dict(
+                        record, **changes, tasks=taskview.merge(record.get("tasks"), tree)
+                    )
                 if on_progress:
                     on_progress(record)
             sleep(interval)
+
+    def _settle(self, record, interval, on_progress, sleep, settle_timeout):
+        """An ended execution whose tasks are not all done in the engine yet
+        (a `succeed` command with a task still running): follow them."""
+        still = taskview.open_count(record.get("tasks"))
+        deadline = self.clock() + settle_timeout
+        try:
+            while still and self.clock() < deadline:
+                if on_progress:
+                    on_progress(record)
+                sleep(interval)
+                still = results.refresh_tasks(self.engine, self.store, record)
+                record = self.store.get_execution(record["id"])
+        except errors.StoreError as exc:
+            LOG.warning("the task view of %s is not followed further: %s", record["id"], exc)
+        if still:
+            LOG.warning(
+                "execution %s is %s with %d tasks still going in the engine; its task "
+                "view shows them as last read",
+                record["id"],
+                record["status"],
+                taskview.open_count(record.get("tasks")),
+            )
+        return record
 
     def _ended_unrecorded(self, record, exc, warnings):
         """The engine's end of an execution whose record cannot be written now."""
         root = record["engine_execution_id"]
         execution = self.engine.get_execution(root, fields=results.FINAL_FIELDS)
-        tasks = self.engine.list_tasks(root, fields=results.TASK_FIELDS)
+        execution = results.answers.execution(execution, root, results.FINAL_FIELDS)
+        tasks = taskview.merge(record.get("tasks"), taskview.read_tree(self.engine, root))
         record = dict(record, **results.terminal_changes(execution, tasks, self.clock(), "wait"))
         warnings.append(
             "execution %s ended (%s) but the store could not record it (%s); the record "

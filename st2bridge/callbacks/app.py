@@ -3,16 +3,25 @@
     POST /v1/callbacks/mistral/<bridge execution id>   (header X-St2bridge-Secret)
     GET  /v1/health
 
+Order of checks: path, method, length, then the secret (from the header
+alone: no body of an unauthenticated client is ever read), then the body.
 Answers: 200 recorded (or a harmless duplicate; a terminal event: its result
-is being fetched), 400 malformed, 401 no secret, 403 wrong secret, 404 unknown execution
-or path, 405 wrong method, 411 no length, 413 body too large, 503 store down.
+is being fetched), 400 malformed body, 401 no secret, 403 wrong secret, 404
+unknown execution or path, 405 wrong method, 411 no length, 413 an
+authenticated body over `max_body` (not read: the execution is checked with
+the engine at once instead), 500 a bug (logged with its traceback), 503 store
+down. Every answer is counted (CallbackHandler.answered: the health
+endpoint's counts and the metrics).
 """
 
 import json
 import logging
 import re
+import time
 
-from st2bridge import logs
+from st2bridge import errors, logs
+
+LOG = logging.getLogger("st2bridge.callbacks")
 
 PATH = re.compile(r"^/v1/callbacks/mistral/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
 REASONS = {
@@ -28,18 +37,30 @@ REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+# A with-items of thousands of failing items makes a long state_info:
+# authenticated bodies are taken up to this by default.
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
 
 
-LOG = logging.getLogger("st2bridge.callbacks")
 # Every rejection is logged, a line a minute per status at most (a flood of
-# bad requests must not flood the log). 403s are logged by the handler.
+# bad requests must not flood the log). 403s and 413s are logged by the handler.
 REJECTED = logs.RateLimitedLog(LOG)
 
 
-def make_app(handler, max_body=64 * 1024):
+def make_app(handler, max_body=DEFAULT_MAX_BODY):
     def app(environ, start_response):
-        status, answer, headers = _route(handler, max_body, environ)
-        if 400 <= status < 500 and status != 403:
+        started = time.monotonic()
+        try:
+            status, answer, headers = _route(handler, max_body, environ)
+        except Exception:  # a bug: answered, logged and counted, never silent
+            LOG.exception(
+                "callback request %s %s failed",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+            )
+            status, answer, headers = 500, {"error": "internal error"}, []
+        handler.answered(status, time.monotonic() - started)
+        if 400 <= status < 500 and status not in (403, 413):
             REJECTED.log(
                 logging.WARNING,
                 status,
@@ -80,8 +101,22 @@ def _route(handler, max_body, environ):
         length = int(environ.get("CONTENT_LENGTH") or "")
     except ValueError:
         return 411, {"error": "Content-Length required"}, []
-    if length > max_body or length < 0:
-        return 413, {"error": "body over %d bytes" % max_body}, []
+    if length < 0:
+        return 400, {"error": "negative Content-Length"}, []
+    execution_id, secret = match.group(1), environ.get("HTTP_X_ST2BRIDGE_SECRET")
+    try:
+        denied = handler.authenticate(execution_id, secret)
+    except errors.StoreError as exc:
+        LOG.warning("callback for execution %s not checked: %s", execution_id, exc)
+        return 503, {"error": "store unavailable"}, []
+    if denied:
+        return denied + ([],)
+    if length > max_body:
+        handler.too_large(execution_id, length, max_body)
+        answer = {"error": "body over %d bytes: the execution is read from the engine" % max_body}
+        return 413, answer, []
     body = environ["wsgi.input"].read(length)
-    status, answer = handler.handle(match.group(1), environ.get("HTTP_X_ST2BRIDGE_SECRET"), body)
+    if len(body) < length:
+        return 400, {"error": "body shorter than its Content-Length"}, []
+    status, answer = handler.handle(execution_id, secret, body)
     return status, answer, []

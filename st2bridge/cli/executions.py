@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from st2bridge import app, control, errors, errortree, redact, results
+from st2bridge import app, control, errors, errortree, redact, results, taskview
 from st2bridge import status as st
 from st2bridge.cli import hints, output, timespec
 
@@ -32,7 +32,7 @@ LIST_FIELDS = [
 LIST_ALIASES = {"workflow": "workflow_name", "started": "started_at", "duration": "duration_s"}
 # One vocabulary: the bridge's status first; the engine's state beside it.
 TASK_COLUMNS = [
-    "name",
+    "task",
     "status",
     "engine_state",
     "started",
@@ -44,6 +44,7 @@ TASK_COLUMNS = [
 TASK_FIELDS = [
     "id",
     "name",
+    "label",
     "status",
     "state",
     "workflow",
@@ -54,8 +55,16 @@ TASK_FIELDS = [
     "duration_s",
     "retries",
     "state_info",
+    "parent_task_id",
+    "index",
+    "item",
 ]
-TASK_ALIASES = {"engine_state": "state", "started": "started_at", "duration": "duration_s"}
+TASK_ALIASES = {
+    "task": "label",
+    "engine_state": "state",
+    "started": "started_at",
+    "duration": "duration_s",
+}
 GET_FIELDS = [
     "id",
     "status",
@@ -68,8 +77,11 @@ GET_FIELDS = [
     "tasks",
     "finished_by",
     "created_at",
+    "submitted_at",
     "updated_at",
     "ended_at",
+    "engine_created_at",
+    "engine_updated_at",
     "error_tree",
 ]
 
@@ -168,14 +180,14 @@ def parse_statuses(text):
 
 def list_row(record, now):
     end = record.get("ended_at")
-    took = (end if end is not None else now) - record["created_at"]
+    took = output.duration_s(record, now)
     return {
         "id": record["id"],
         "workflow_name": record["workflow_name"],
         "status": record["status"],
         "started_at": output.iso(record["created_at"]),
         "ended_at": output.iso(end),
-        "duration_s": round(max(0.0, took), 3),
+        "duration_s": round(took, 3) if took is not None else None,
         "finished_by": record.get("finished_by"),
         "engine_execution_id": record["engine_execution_id"],
         "engine_state": record.get("engine_state"),
@@ -190,7 +202,11 @@ def list_text(rows, width=None):
             "workflow": r["workflow_name"],
             "status": r["status"],
             "started": (r["started_at"] or "")[:19].replace("T", " ") or None,
-            "duration": timespec.duration(r["duration_s"]) + ("" if r["ended_at"] else "+"),
+            "duration": (
+                timespec.duration(r["duration_s"]) + ("" if r["ended_at"] else "+")
+                if r["duration_s"] is not None
+                else None
+            ),
             "finished_by": r["finished_by"],
         }
         for r in rows
@@ -229,7 +245,9 @@ def error_tree(engine, record):
     if record["status"] != st.FAILED or record.get("engine_state") != "ERROR":
         return None
     try:
-        return errortree.from_report(engine.execution_report(record["engine_execution_id"]))
+        return errortree.from_report(
+            engine.execution_report(record["engine_execution_id"]), record.get("tasks")
+        )
     except errors.EngineError as exc:
         print(
             "st2bridge: note: no error tree from the engine: %s" % output_line(exc), file=sys.stderr
@@ -280,22 +298,25 @@ def cmd_get(args, conf):
 
 def task_rows(engine, root_id, now):
     """Every task of an execution and of its sub-workflows: each workflow's
-    tasks by creation, a sub-workflow's tasks right after the task that ran it."""
-    subs = {}
-    for sub in engine.list_executions(
-        root_execution_id=root_id, fields=["id", "workflow_name", "task_execution_id"]
-    ):
-        subs.setdefault(sub.get("task_execution_id"), []).append(sub)
+    tasks by creation, a sub-workflow's tasks right after the task that ran
+    it (with-items instances by index), each labelled (st2bridge.taskview)."""
+    runs, subs = {}, {}
+    for sub in engine.list_executions(root_execution_id=root_id, fields=taskview.SUB_FIELDS):
+        if sub.get("id") != root_id:
+            runs.setdefault(sub.get("task_execution_id"), []).append(sub)
+            subs[sub["id"]] = taskview.sub_info(sub)
     rows = []
 
     def add(execution_id, workflow):
         for task in _in_order(engine.list_tasks(execution_id)):
-            rows.append(_task_row(task, workflow, now))
-            for sub in subs.get(task.get("id"), []):
+            rows.append(dict(_task_row(task, workflow, now), workflow_execution_id=execution_id))
+            for sub in sorted(
+                runs.get(task.get("id"), []), key=lambda s: subs[s["id"]]["index"] or 0
+            ):
                 add(sub["id"], sub.get("workflow_name"))
 
     add(root_id, None)
-    return rows
+    return taskview.labelled(rows, root_id, subs)
 
 
 def _in_order(tasks):
@@ -327,11 +348,13 @@ def _task_row(task, workflow, now):
     )
     context = task.get("runtime_context") if isinstance(task.get("runtime_context"), dict) else {}
     retries = (context.get("retry_task_policy") or {}).get("retry_no")
+    with_items = context.get("with_items")
     return {
         "id": task.get("id"),
         "name": task.get("name"),
         "status": st.from_engine(task.get("state")),
         "state": task.get("state"),
+        "items": with_items.get("count") if isinstance(with_items, dict) else None,
         "workflow": workflow,
         "workflow_execution_id": task.get("workflow_execution_id"),
         "created_at": task.get("created_at"),
@@ -348,7 +371,13 @@ def tasks_text(rows, width=None):
         return "no tasks"
     return output.table(
         [
-            dict(r, started=r["started_at"], duration=_task_duration(r), engine_state=r["state"])
+            dict(
+                r,
+                task=r["label"],
+                started=r["started_at"],
+                duration=_task_duration(r),
+                engine_state=r["state"],
+            )
             for r in rows
         ],
         TASK_COLUMNS,

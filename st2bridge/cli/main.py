@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 
-from st2bridge import __version__, app, config, control, errors
+from st2bridge import __version__, app, config, control, errors, schedule
 from st2bridge import status as st
 from st2bridge.cli import (
     apikeys,
@@ -87,7 +87,9 @@ def cmd_track(args, conf):
             record["id"],
             {
                 "tracked": True,
-                "next_poll_at": time.time(),
+                "next_poll_at": schedule.at_once(time.time()),
+                # Checked even in callback mode (the safety net's "owner gone").
+                "callback_owner": None,
                 "poll_failures": 0,
                 "not_found_count": 0,
                 "lease_owner": None,

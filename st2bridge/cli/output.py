@@ -14,7 +14,7 @@ import sys
 
 import yaml
 
-from st2bridge import errors, redact
+from st2bridge import errors, redact, results, taskview
 from st2bridge import status as st
 from st2bridge.tracker import stuckview
 
@@ -30,40 +30,58 @@ def iso(ts):
     )
 
 
+def duration_s(record, now=None):
+    return results.duration(record, now)
+
+
+def task_view(t, root=None):
+    """One task row as `--json` shows it."""
+    return {
+        "name": t.get("name"),
+        "label": taskview.display_label(t, root),
+        "status": t.get("status"),
+        "state": t.get("state"),
+        "id": t.get("id"),
+        "state_info": t.get("state_info"),
+        "started_at": t.get("started_at"),
+        "finished_at": t.get("finished_at"),
+        "workflow_execution_id": t.get("workflow_execution_id"),
+        "workflow_name": t.get("workflow_name"),
+        "parent_task_id": t.get("parent_task_id"),
+        "index": t.get("index"),
+        "item": t.get("item"),
+    }
+
+
 def execution_view(record, show_secrets=False):
     """The stable JSON shape of an execution (documented in the README).
-    Secret input values are masked unless `show_secrets`."""
+    Secret input values are masked unless `show_secrets`. `*_at` are the
+    bridge's own times (ISO 8601, UTC); engine_created_at and
+    engine_updated_at are the engine's, as it gave them."""
     if not show_secrets:
         record = redact.mask_record(record)
+    root = record.get("engine_execution_id")
     return {
         "id": record["id"],
         "status": record["status"],
         "workflow_name": record["workflow_name"],
         "namespace": record.get("namespace") or "",
         "workbook": record.get("workbook"),
-        "engine_execution_id": record["engine_execution_id"],
+        "engine_execution_id": root,
         "engine_state": record.get("engine_state"),
         "input": record.get("input") or {},
         "output": record.get("output"),
         "error": record.get("error"),
-        "tasks": [
-            {
-                "name": t.get("name"),
-                "status": t.get("status"),
-                "state": t.get("state"),
-                "id": t.get("id"),
-                "state_info": t.get("state_info"),
-                "started_at": t.get("started_at"),
-                "finished_at": t.get("finished_at"),
-            }
-            for t in record.get("tasks") or []
-        ],
+        "tasks": [task_view(t, root) for t in record.get("tasks") or []],
         "finished_by": record.get("finished_by"),
         "created_at": iso(record.get("created_at")),
+        "submitted_at": iso(record.get("submitted_at")),
         "updated_at": iso(record.get("updated_at")),
         "ended_at": iso(record.get("ended_at")),
         "labels": record.get("labels") or {},
         "started_by": record.get("started_by"),
+        "engine_created_at": record.get("engine_created_at"),
+        "engine_updated_at": record.get("engine_updated_at"),
         "stuck": stuckview.view(record),
     }
 
@@ -75,7 +93,8 @@ def dumps(value):
 def progress_line(record):
     tasks = record.get("tasks") or []
     done = sum(1 for t in tasks if t.get("status") in st.TERMINAL)
-    running = [t["name"] for t in tasks if t.get("status") not in st.TERMINAL]
+    root = record.get("engine_execution_id")
+    running = [taskview.display_label(t, root) for t in tasks if t.get("status") not in st.TERMINAL]
     line = "%s: %d/%d tasks done" % (record["status"], done, len(tasks))
     if running:
         line += " (running: %s)" % ", ".join(running[:5])
@@ -84,11 +103,14 @@ def progress_line(record):
 
 def execution_text(record, show_secrets=False):
     view = execution_view(record, show_secrets)
-    took = ""
-    if record.get("ended_at") and record.get("created_at"):
-        # The engine's end time has one-second resolution.
-        seconds = record["ended_at"] - record["created_at"]
-        took = " (took %.0f s)" % seconds if seconds >= 1 else " (took under 1 s)"
+    seconds = duration_s(record) if record.get("ended_at") else None
+    took = " (took %s)" % short_duration(seconds) if seconds is not None else ""
+    engine = ""
+    if record.get("engine_created_at"):
+        engine = "%s .. %s (engine clock, one-second resolution)" % (
+            record["engine_created_at"],
+            record.get("engine_updated_at") or "-",
+        )
     finished = " (finished by %s)" % view["finished_by"] if view["finished_by"] else ""
     lines = [
         "id:         %s" % view["id"],
@@ -100,18 +122,21 @@ def execution_text(record, show_secrets=False):
         "status:     %s%s" % (view["status"], finished),
         "engine id:  %s (%s)" % (view["engine_execution_id"], view["engine_state"] or "-"),
         "created:    %s" % view["created_at"],
+        "submitted:  %s" % (view["submitted_at"] or "-"),
         "ended:      %s%s" % (view["ended_at"] or "-", took),
         "input:      %s" % json.dumps(view["input"], ensure_ascii=False),
         "output:     %s"
         % (json.dumps(view["output"], ensure_ascii=False) if view["output"] is not None else "-"),
     ]
+    if engine:
+        lines.insert(7, "engine:     %s" % engine)
     if view["error"]:
         lines.append("error:      %s" % _indent(view["error"]))
     stuck = stuckview.explain(record)
     if stuck:
         lines.append("STUCK:      %s" % _indent("\n".join(stuck)))
     if view["tasks"]:
-        width = max(len(t["name"] or "") for t in view["tasks"])
+        width = max(len(t["label"] or "") for t in view["tasks"])
         lines.append("tasks:")
         for t in view["tasks"]:
             info = (
@@ -119,8 +144,19 @@ def execution_text(record, show_secrets=False):
                 if t["state_info"] and t["status"] == st.FAILED
                 else ""
             )
-            lines.append("  %-*s  %-9s%s" % (width, t["name"], t["status"], info))
+            lines.append("  %-*s  %-9s%s" % (width, t["label"], t["status"], info))
     return "\n".join(lines)
+
+
+def short_duration(seconds):
+    """'850 ms', '4.2 s', '3 min 05 s': the bridge's clock has sub-second resolution."""
+    if seconds < 0.001:
+        return "under 1 ms"
+    if seconds < 1:
+        return "%d ms" % round(seconds * 1000)
+    if seconds < 60:
+        return "%.1f s" % seconds
+    return "%d min %02d s" % divmod(int(seconds), 60)
 
 
 def _indent(text):

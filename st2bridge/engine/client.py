@@ -21,6 +21,7 @@ from st2bridge.errors import (
     EngineClientError,
     EngineConflict,
     EngineError,
+    EngineMalformed,
     EngineServerError,
     EngineUnavailable,
 )
@@ -422,13 +423,25 @@ class MistralClient:
         while True:
             page = dict(params, marker=marker) if marker else params
             body = self._call("GET", path, action, params=page)
-            items = body.get(key) or []
+            items = body.get(key) if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                # `200 {}` from a broken engine or proxy is not "nothing
+                # there": an empty listing would move a change window forward.
+                raise EngineMalformed(
+                    "%s: the engine's answer has no '%s' list; treated as an engine error"
+                    % (action, key),
+                    status=200,
+                )
             yield from (_decode(item) for item in items)
             # Mistral sets `next` only for a full page (its cap may be below
             # our limit); the link itself is not URL-encoded, so build our own.
             if not items or not body.get("next"):
                 return
-            marker = items[-1]["id"]
+            marker = items[-1].get("id") if isinstance(items[-1], dict) else None
+            if not isinstance(marker, str):
+                raise EngineMalformed(
+                    "%s: the engine's page ends without an id to page on" % action, status=200
+                )
 
     def _call(
         self,

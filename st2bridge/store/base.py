@@ -12,11 +12,16 @@ An execution record has these fields (all present; unset ones are None):
     status              one of st2bridge.status.ALL
     input, output       dicts (output None until the execution ends)
     error               the engine's message for a failure (str) or None
-    tasks               list of task dicts: {id, name, status, state,
-                        state_info, created_at, updated_at, ...}
-    created_at, updated_at, ended_at
-                        float seconds since the epoch (UTC)
-    engine_state        last Mistral state seen, engine_updated_at its updated_at
+    tasks               list of task rows (st2bridge.taskview): {id, name,
+                        status, state, state_info, created_at, updated_at,
+                        workflow_execution_id, label, ...}, sub-workflows' included
+    created_at, submitted_at, updated_at, ended_at
+                        float seconds since the epoch (UTC), the bridge's own
+                        clock: recorded, accepted by the engine, last
+                        changed, end learnt
+    engine_state        last Mistral state seen; engine_created_at and
+                        engine_updated_at the engine's own timestamps, as
+                        it gave them ('YYYY-MM-DD HH:MM:SS', UTC, 1 s)
     finished_by         how the terminal status was learnt: "poll", "callback"
     -- what was started --
     namespace           the workflow's Mistral namespace ("" is the default)
@@ -52,6 +57,9 @@ An execution record has these fields (all present; unset ones are None):
     started_by          name of the API key that started it (None: the CLI)
     sinks               where its result is POSTed: [{url, secret, every_status}]
                         (the secrets sign the requests; never shown in any view)
+    callback_owner      id of the tracker that took its last callback (the
+                        callback-mode safety net checks it once that
+                        tracker is gone)
     -- stuck executions (st2bridge/tracker/stuck.py) --
     stuck               None, or {signature, since, detected_at, reason,
                         evidence}: the engine looks stuck on it
@@ -88,6 +96,7 @@ CALLBACK_FIELDS = (
     "engine_state",
     "engine_updated_at",
     "callback_secret_hash",
+    "callback_owner",
 )
 
 # Indexed fields that list/claim queries filter or sort on. Backends keep them
@@ -131,6 +140,9 @@ EXECUTION_FIELDS = (
     "on_timeout",
     "callback_secret_hash",
     "last_event_at",
+    "submitted_at",
+    "engine_created_at",
+    "callback_owner",
     "namespace",
     "workbook",
     "task_name",

@@ -15,7 +15,9 @@ from: that instant, `listed_at`, is the batch's new `synced_at`.
 Rows older than `retain` seconds are dropped; a batch asking for older
 changes (a record backed off for long, a tracker just started) makes the feed
 list from its S again. A malformed listing changes nothing: the feed keeps
-its rows and window, and the batch backs off.
+its rows and window, and the batch backs off; an empty one moves nothing
+either (while nothing changes the next listing reaches back as far: it
+costs what changed, which is nothing).
 """
 
 import math
@@ -47,20 +49,26 @@ class ChangeFeed:
     def changes_since(self, since, wanted):
         """(the rows of the `wanted` engine ids that changed at or after
         `since`, when the listing they come from started). Raises EngineError
-        (the caller backs off)."""
+        (the caller backs off). An empty listing proves nothing (an engine
+        that lost its data, a proxy answering empty): the window stays where
+        it was and the time returned is None (the batch keeps its synced_at)."""
         with self._lock:
             now = self.clock()
             self._prune(now)  # before, so that rows listed now for an old batch are kept
             if self.covers_from is None or since < self.covers_from:
-                self._merge(self._list(since))  # raises before anything changes
-                self.covers_from = since
+                listed = self._list(since)  # raises before anything changes
+                if listed:
+                    self.covers_from = since
             else:
-                self._merge(self._list(self.listed_at - self.sync_overlap))
-            self.listed_at = now
+                listed = self._list(self.listed_at - self.sync_overlap)
+            if listed:
+                self._merge(listed)
+                self.listed_at = now
             # What a listing from `since` would hold: stamps are whole seconds.
             oldest = math.floor(since)
             times, rows = self.times, self.rows
-            return {i: rows[i] for i in wanted if i in rows and times[i] >= oldest}, now
+            found = {i: rows[i] for i in wanted if i in rows and times[i] >= oldest}
+            return found, (now if listed else None)
 
     def _list(self, since):
         self.listings += 1

@@ -63,6 +63,9 @@ class Tracker:
             backoff_max=conf.engine.retry_exp_max_msec / 1000.0,
             submit=runner.submit,
             clock=clock,
+            mode=rt.mode,
+            stale_after=rt.stale_after,
+            heartbeat_interval=rt.heartbeat_interval,
             stuck=StuckWatch.from_config(conf, engine, store, clock),
         )
         self.service = registry.service_record(NAME, self.owner, clock())
@@ -77,6 +80,9 @@ class Tracker:
                 clock=clock,
                 executor=green.GreenExecutor(rt.thread_pool_size),
                 task_events=conf.callback.task_events,
+                owner=self.owner,
+                schedule=self.poller.schedule,
+                settle=self.poller.settle_later,
             )
         self.scheduler = BackgroundScheduler(daemon=True)
         self.metrics = None

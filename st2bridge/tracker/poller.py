@@ -16,7 +16,16 @@ the driver may sleep before anything else is due. Two ways to check:
   (`verify_interval`; Mistral may expire it).
 
 Only executions whose state or updated_at moved cost more requests: their
-tasks are listed, and on a terminal state output and tasks are fetched once.
+tasks (and their sub-workflows' tasks) are read, and on a terminal state
+output and tasks are fetched once. Every engine answer is checked first: a
+malformed one is an engine error (back off, the record unchanged).
+
+When an execution is due comes from st2bridge.schedule. In callback mode the
+poller is only the safety net (tracker/safety.py): a due execution whose
+callbacks went to a tracker that is still alive is not checked; one whose
+tracker is gone (or that never sent a callback) is checked once, and again
+`stale_after` later. Tasks still going after their workflow ended are
+followed (tracker/settle.py).
 All timing comes from `now` and the records, so tests use a fixed clock.
 """
 
@@ -24,11 +33,12 @@ import logging
 import random
 import time
 
-from st2bridge import control, errors, results
+from st2bridge import control, errors, results, taskview
 from st2bridge import status as st
-from st2bridge.engine.retry import backoff_delay
-from st2bridge.results import LIGHT_FIELDS, TASK_FIELDS
+from st2bridge.schedule import Schedule
+from st2bridge.tracker import safety
 from st2bridge.tracker.changefeed import ChangeFeed
+from st2bridge.tracker.settle import Settler
 from st2bridge.tracker.stats import PollStats
 
 LOG = logging.getLogger(__name__)
@@ -66,6 +76,10 @@ class Poller:
         submit=None,
         clock=time.time,
         rng=random.random,
+        mode="poll",
+        stale_after=30.0,
+        heartbeat_interval=5.0,
+        settle_timeout=None,
         stuck=None,
     ):
         self.engine = engine
@@ -73,7 +87,15 @@ class Poller:
         self.executor = executor
         self.owner = owner
         self.query_interval = query_interval
-        self.jitter_interval = jitter_interval
+        self.schedule = Schedule(
+            mode,
+            query_interval=query_interval,
+            stale_after=stale_after,
+            jitter_interval=jitter_interval,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            rng=rng,
+        )
         # A lease must outlast one check (engine read timeout included); the
         # daemon's heartbeat renews it for longer ones.
         self.lease_seconds = lease_seconds or max(60.0, 3 * query_interval)
@@ -81,14 +103,14 @@ class Poller:
         self.batch_window = batch_window
         self.sync_overlap = sync_overlap
         self.verify_interval = verify_interval
-        self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.not_found_confirmations = not_found_confirmations
         self.submit = submit  # re-submits a `requested` execution (Runner.submit)
+        self.heartbeat_interval = heartbeat_interval
         self.stuck = stuck  # StuckWatch (st2bridge/tracker/stuckwatch.py) or None
         self.clock = clock
-        self.rng = rng
         self.stats = PollStats()
+        self.settler = Settler(engine, store, clock, **_given(timeout=settle_timeout))
         self._syncs = 0
         # Changes are kept for a few intervals; older batches list afresh.
         self.feed = ChangeFeed(
@@ -98,10 +120,24 @@ class Poller:
             clock=clock,
         )
 
+    @property
+    def rng(self):
+        return self.schedule.rng
+
+    @rng.setter
+    def rng(self, rng):
+        self.schedule.rng = rng
+
+    def settle_later(self, record):
+        """Follow the tasks of an ended execution that are still going."""
+        self.settler.later(record)
+
     # -- the pass ---------------------------------------------------------
 
     def tick(self, now):
         """Claim what is due and start its checks; return seconds to wait."""
+        for entry in self.settler.take_due(now, max(0, self.executor.free() - 1)):
+            self.executor.submit(self.settler.run, entry)
         free = self.executor.free()
         if not free or self._syncs >= MAX_SYNCS:
             # Busy: nothing could be started, so the store is not asked either
@@ -109,8 +145,11 @@ class Poller:
             return POOL_FULL_WAIT
         claimed = self.store.claim_due(self.owner, now, self.lease_seconds, self.batch_size)
         if claimed:
-            self._dispatch(claimed, now, free)
-        due = self.store.next_due_at()
+            self._dispatch(self._safety_net(claimed, now), now, free)
+        due = min(
+            (t for t in (self.store.next_due_at(), self.settler.next_due()) if t is not None),
+            default=None,
+        )
         if due is None:
             return self.query_interval
         if due > now:
@@ -118,6 +157,27 @@ class Poller:
             # meanwhile is claimed with it and checked by the same listing.
             return due - now + self.batch_window
         return 0.0 if self.executor.free() and self._syncs < MAX_SYNCS else POOL_FULL_WAIT
+
+    def _safety_net(self, claimed, now):
+        """Callback mode: check only what the safety net must (tracker/safety.py);
+        hand the others back until they have been silent for stale_after again."""
+        if self.schedule.mode != "callback":
+            return claimed
+        check, skip = safety.split(self.store, claimed, self.owner, now, self.heartbeat_interval)
+        if skip:
+            due = self.schedule.after_skip(now)
+            self.store.update_many(
+                [(r["id"], dict(RELEASE, next_poll_at=due)) for r in skip],
+                if_lease_owner=self.owner,
+            )
+        if check:
+            LOG.info(
+                "%d executions silent for %.0f s whose callbacks went to a tracker that is "
+                "gone (or never came): checking them with the engine",
+                len(check),
+                self.schedule.stale_after,
+            )
+        return check
 
     def _dispatch(self, claimed, now, free):
         single, batch = [], []
@@ -142,17 +202,13 @@ class Poller:
         return (
             record["status"] == st.REQUESTED
             or (record.get("not_found_count") or 0) > 0
-            or (record.get("timeout_at") is not None and now >= record["timeout_at"])
+            or safety.overdue(record, now)
             or now - (record.get("verified_at") or record["created_at"]) >= self.verify_interval
         )
 
     def next_poll_at(self, now, due=None):
-        """When an execution checked now is due again: one interval plus
-        jitter after its previous due time, so executions keep the spread
-        their start times gave them instead of bunching up behind a slow
-        pass; after it rather than `now` when it is more than an interval late."""
-        base = due if due is not None and now - due < self.query_interval else now
-        return max(now, base + self.query_interval + self.rng() * self.jitter_interval)
+        """When an execution checked now is due again (st2bridge.schedule)."""
+        return self.schedule.after_check(now, due)
 
     # -- a batch: one listing -------------------------------------------------
 
@@ -189,18 +245,17 @@ class Poller:
                 record.get("engine_state"),
                 record.get("engine_updated_at"),
             ):
-                unchanged.append(
-                    (
-                        record["id"],
-                        dict(
-                            RELEASE,
-                            next_poll_at=self.next_poll_at(started, record.get("next_poll_at")),
-                            synced_at=listed_at,
-                            poll_failures=0,
-                            **self._stuck_changes(record, started),
-                        ),
-                    )
+                update = dict(
+                    RELEASE,
+                    next_poll_at=self.next_poll_at(started, record.get("next_poll_at")),
+                    poll_failures=0,
+                    **self._stuck_changes(record, started),
                 )
+                if listed_at is not None:
+                    # None: the listing was empty, which proves nothing (an
+                    # engine that lost its data, a proxy answering empty).
+                    update["synced_at"] = listed_at
+                unchanged.append((record["id"], update))
             else:
                 changed.append((record, row))
         try:
@@ -221,11 +276,9 @@ class Poller:
         updates, longest = [], 0.0
         for record in records:
             failures = (record.get("poll_failures") or 0) + 1
-            delay = backoff_delay(failures, self.backoff_base, self.backoff_max, self.rng)
-            longest = max(longest, delay)
-            updates.append(
-                (record["id"], dict(RELEASE, next_poll_at=now + delay, poll_failures=failures))
-            )
+            due = self.schedule.after_failure(now, failures)
+            longest = max(longest, due - now)
+            updates.append((record["id"], dict(RELEASE, next_poll_at=due, poll_failures=failures)))
         LOG.warning(
             "listing changes for %d executions failed: %s; checking them again within %.1f s",
             len(records),
@@ -254,9 +307,7 @@ class Poller:
             self._end(record, st.TIMEOUT, control.time_out(self.engine, record), now)
             return
         try:
-            execution = self.engine.get_execution(
-                record["engine_execution_id"], fields=LIGHT_FIELDS
-            )
+            execution = results.get_light(self.engine, record["engine_execution_id"])
         except errors.EngineNotFound:
             self._not_found(record, now)
             return
@@ -285,30 +336,52 @@ class Poller:
             self._reschedule(record, self.clock() + self.backoff_max, {})
 
     def _apply(self, record, execution, now, verified=False, synced_at=None):
-        """Record what a light query or listing row says about one execution
-        (`synced_at`: when the listing it comes from started; default `now`)."""
+        """Record what a checked light query or listing row says about one
+        execution (`synced_at`: when the listing it comes from started;
+        default `now`)."""
         if execution.get("state") in st.ENGINE_TERMINAL:
-            if results.finish(
+            done = results.finish(
                 self.engine, self.store, record, self.clock, "poll", self.executor.concurrently
-            ):
-                LOG.info(
-                    "execution %s %s (finished by poll)",
-                    record["id"],
-                    st.from_engine(execution["state"]),
-                )
-            return
-        changes = {"poll_failures": 0, "not_found_count": 0, "synced_at": synced_at or now}
+            )
+            if done.written:
+                LOG.info("execution %s %s (finished by poll)", record["id"], done.status)
+                if done.open_tasks:
+                    self.settle_later(record)
+            if done.ended:
+                return
+            execution = results.get_light(self.engine, record["engine_execution_id"])
+        changes = dict(
+            RELEASE,
+            poll_failures=0,
+            not_found_count=0,
+            synced_at=synced_at or now,
+            next_poll_at=self.next_poll_at(now, record.get("next_poll_at")),
+        )
         if verified:
             changes["verified_at"] = now
         seen = (execution.get("state"), execution.get("updated_at"))
         if (
-            seen != (record.get("engine_state"), record.get("engine_updated_at"))
-            or record["status"] == st.REQUESTED
+            seen == (record.get("engine_state"), record.get("engine_updated_at"))
+            and record["status"] != st.REQUESTED
         ):
-            tasks = self.engine.list_tasks(record["engine_execution_id"], fields=TASK_FIELDS)
-            changes.update(results.progress_changes(execution, tasks, now))
-        changes.update(self._stuck_changes(dict(record, **changes), now))
-        self._reschedule(record, self.next_poll_at(now, record.get("next_poll_at")), changes)
+            changes.update(self._stuck_changes(dict(record, **changes), now))
+            self.store.update_execution(record["id"], changes, if_lease_owner=self.owner)
+            return
+        # Moved: read the task view too (sub-workflows included; finished
+        # sub-workflows are not read again) and write both at once.
+        tree = taskview.read_tree(self.engine, record["engine_execution_id"], record.get("tasks"))
+        changes.update(results.progress_changes(execution, None, now))
+        seen_now = dict(record, **changes, tasks=taskview.merge(record.get("tasks"), tree))
+        changes.update(self._stuck_changes(seen_now, now))
+        results.write_tasks(
+            self.engine,
+            self.store,
+            record["id"],
+            tree,
+            changes,
+            if_active=True,
+            if_lease_owner=self.owner,
+        )
 
     def _stuck_changes(self, record, now):
         """The stuck-execution watch's verdict on a record being rescheduled
@@ -337,7 +410,7 @@ class Poller:
                 now,
             )
             return
-        delay = backoff_delay(count, self.backoff_base, self.backoff_max, self.rng)
+        delay = self.schedule.backoff(count)
         LOG.warning(
             "engine answered 404 for execution %s (%d of %d); checking again in %.1f s",
             record["id"],
@@ -349,15 +422,15 @@ class Poller:
 
     def _back_off(self, record, exc, now):
         failures = (record.get("poll_failures") or 0) + 1
-        delay = backoff_delay(failures, self.backoff_base, self.backoff_max, self.rng)
+        due = self.schedule.after_failure(now, failures)
         LOG.warning(
             "checking execution %s failed (%d in a row): %s; retrying in %.1f s",
             record["id"],
             failures,
             exc,
-            delay,
+            due - now,
         )
-        self._reschedule(record, now + delay, {"poll_failures": failures})
+        self._reschedule(record, due, {"poll_failures": failures})
 
     def _reschedule(self, record, next_poll_at, changes):
         changes = dict(changes, next_poll_at=next_poll_at, **RELEASE)
@@ -378,3 +451,7 @@ class Poller:
         )
         if written:
             LOG.warning("execution %s ended as %s: %s", record["id"], status, reason)
+
+
+def _given(**values):
+    return {k: v for k, v in values.items() if v is not None}

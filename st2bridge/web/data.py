@@ -10,7 +10,7 @@ import time
 
 import yaml
 
-from st2bridge import errors, errortree, redact, workflow
+from st2bridge import errors, errortree, redact, results, taskview, workflow
 from st2bridge import status as st
 from st2bridge.callbacks import secrets
 from st2bridge.tracker import stuckview
@@ -34,11 +34,9 @@ MAX_DEPTH = 3
 
 
 def duration(record, now):
-    start = record.get("created_at")
-    if start is None:
-        return None
-    end = record.get("ended_at") or (None if st.is_terminal(record.get("status")) else now)
-    return round(max(0.0, (end or start) - start), 1)
+    """Bridge clock only; None rather than a negative or false figure."""
+    seconds = results.duration(record, now)
+    return None if seconds is None else round(seconds, 3)
 
 
 def row(record, now):
@@ -112,7 +110,7 @@ class Detail:
             if root and self.record.get("status") != st.REQUESTED:
                 for sub in engine.list_executions(
                     root_execution_id=root,
-                    fields=["id", "workflow_name", "task_execution_id", "state"],
+                    fields=taskview.SUB_FIELDS,
                 ):
                     if sub.get("id") != root:
                         self.subs.setdefault(sub.get("task_execution_id"), []).append(sub)
@@ -138,7 +136,9 @@ class Detail:
         tree, leaves = None, []
         if not self.engine_error and root:
             try:
-                tree = errortree.from_report(self.engine.execution_report(root))
+                tree = errortree.from_report(
+                    self.engine.execution_report(root), self.record.get("tasks")
+                )
                 leaves = errortree.failed_leaves(tree)
             except errors.BridgeError as exc:
                 LOG.info("no error report for %s: %s", root, exc)
@@ -146,7 +146,13 @@ class Detail:
             {
                 "error": self.record.get("error"),
                 "tasks": [
-                    {"name": t["name"], "id": t["id"], "path": path, "error": t["error"]}
+                    {
+                        "name": t["name"],
+                        "label": t["label"],
+                        "id": t["id"],
+                        "path": path,
+                        "error": t["error"],
+                    }
                     for t, path in leaves
                 ],
             },
@@ -214,8 +220,9 @@ class Detail:
             found = self.engine.get_workflow(workflow_name)  # as Mistral: then the default one
         return workflow.find_spec(yaml.safe_load(found.get("definition") or ""), workflow_name)
 
-    def tree(self, execution_id=None, workflow_name=None, depth=0):
-        """{execution_id, workflow, graph, tasks, subs: {task name: [tree]}}."""
+    def tree(self, execution_id=None, workflow_name=None, depth=0, instance=None):
+        """{execution_id, workflow, graph, tasks, subs: {task name: [tree]},
+        instance}: `instance` tells a with-items run apart ("1 host=web2")."""
         execution_id = execution_id or self.record.get("engine_execution_id")
         workflow_name = workflow_name or self.record.get("workflow_name")
         tasks = self.tasks_of(execution_id)
@@ -225,12 +232,19 @@ class Detail:
             "graph": self.graph(workflow_name),
             "tasks": tasks,
             "subs": {},
+            "instance": instance,
         }
         if depth < MAX_DEPTH:
             for task in tasks:
-                for sub in self.subs.get(task.get("id"), []):
+                runs = [(taskview.sub_info(sub), sub) for sub in self.subs.get(task.get("id"), [])]
+                for info, sub in sorted(runs, key=lambda p: (p[0]["index"] or 0, p[1]["id"])):
+                    label = None
+                    if task.get("items") is not None:
+                        label = " ".join(
+                            str(v) for v in (info["index"], info["item"]) if v is not None
+                        )
                     node["subs"].setdefault(task["name"], []).append(
-                        self.tree(sub["id"], sub.get("workflow_name"), depth + 1)
+                        self.tree(sub["id"], sub.get("workflow_name"), depth + 1, label)
                     )
         return node
 

@@ -31,9 +31,13 @@ def when(ts):
 
 
 def duration(seconds, running=False):
+    """Bridge clock, sub-second: under one second in ms; nothing when unknown."""
     if seconds is None:
         return ""
-    text = "%.1f s" % seconds if seconds < 60 else "%d min %d s" % (seconds // 60, seconds % 60)
+    if seconds < 1:
+        text = "%d ms" % round(seconds * 1000) if seconds >= 0.001 else "under 1 ms"
+    else:
+        text = "%.1f s" % seconds if seconds < 60 else "%d min %d s" % divmod(int(seconds), 60)
     return text + ("+" if running else "")
 
 
@@ -155,12 +159,13 @@ def _graph_block(tree, detail, depth=0):
             state = {t["state"] for t in sub["tasks"]}
             out.append(
                 '<details class="sub" data-task="%s"%s><summary>sub-workflow %s '
-                "(task %s)</summary>%s</details>"
+                "(task %s%s)</summary>%s</details>"
                 % (
                     e(task_name),
                     " open" if "ERROR" in state else "",
                     e(sub["workflow"] or "?"),
                     e(task_name),
+                    e(", item " + sub["instance"] if sub.get("instance") else ""),
                     "".join(_graph_block(sub, detail, depth + 1)),
                 )
             )
@@ -207,7 +212,7 @@ def execution_page(detail, live_url=""):
         items = "".join(
             '<li><b>%s</b>%s<pre class="error">%s</pre></li>'
             % (
-                e(t["name"]),
+                e(t.get("label") or t["name"]),
                 e(" in " + " \u203a ".join(t["path"])) if t["path"] else "",
                 e(t["error"] or ""),
             )

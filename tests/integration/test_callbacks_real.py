@@ -92,7 +92,7 @@ def test_sub_workflow_parent_finishes_and_shows_child_tasks(hybrid, tmp_path):
     assert names == ["call_child", "child_a", "child_b", "first"], names
 
 
-def test_bad_callbacks_to_the_real_listener_change_nothing(hybrid, tmp_path):
+def test_bad_callbacks_to_the_real_listener_change_nothing(hybrid, mistral, tmp_path):
     name = "bad_%s" % uuid.uuid4().hex[:8]
     path = write_workflow(tmp_path, QUICK.format(name=name))
     execution_id = run(hybrid, path, "-i", "who=x")
@@ -104,6 +104,7 @@ def test_bad_callbacks_to_the_real_listener_change_nothing(hybrid, tmp_path):
         requests.post(
             url, json=forged, headers={"X-St2bridge-Secret": "guess"}, timeout=5
         ).status_code,
+        # The secret is checked first: a large body without it is never read.
         requests.post(
             url, data=b"x" * 70000, headers={"X-St2bridge-Secret": "guess"}, timeout=5
         ).status_code,
@@ -112,10 +113,28 @@ def test_bad_callbacks_to_the_real_listener_change_nothing(hybrid, tmp_path):
             hybrid.callback + "/v1/callbacks/mistral/nope", json=forged, timeout=5
         ).status_code,
     ]
-    assert answers == [401, 403, 413, 405, 404]
+    assert answers == [401, 403, 403, 405, 404]
+    # With the execution's own secret (from the webhook Mistral holds),
+    # malformed bodies are 400s, never 500s.
+    params = json.loads(mistral.get("/executions/%s" % before["engine_execution_id"])["params"])
+    secret = {"X-St2bridge-Secret": params["notify"][0]["headers"]["X-St2bridge-Secret"]}
+    nested = b"[" * 3000 + b"]" * 3000
+    bodies = [
+        b'{"event": []}',
+        b'{"event": {}}',
+        nested,
+        b'{"event": ' + nested + b"}",
+        b'{"event": "WORKFLOW_FAILED", "id": "x", "state": NaN}',
+        b'{"event": "WORKFLOW_FAILED", "id": "x", "state": "ERROR", "n": -Infinity}',
+    ]
+    assert [requests.post(url, data=b, headers=secret, timeout=5).status_code for b in bodies] == [
+        400
+    ] * len(bodies)
     assert hybrid.get(execution_id) == before
+    health = requests.get(hybrid.callback + "/v1/health", timeout=5).json()["callbacks"]
+    assert health["errors"] == 0 and health["rejected"] == 5 + len(bodies)
     log = "".join(p.read_text() for p in hybrid.dir.glob("tracker-*.log"))
-    assert "guess" not in log
+    assert "guess" not in log and secret["X-St2bridge-Secret"] not in log
 
 
 def test_listener_unreachable_hybrid_finishes_by_polling(bridge, tmp_path):

@@ -159,10 +159,13 @@ def test_failed_in_a_nested_sub_workflow_get_shows_the_tree_and_the_fix(bridge, 
         "tasks",
         "finished_by",
         "created_at",
+        "submitted_at",
         "updated_at",
         "ended_at",
         "labels",
         "started_by",
+        "engine_created_at",
+        "engine_updated_at",
         "stuck",
     ]
     assert list(view) == readme_fields + ["error_tree"]
@@ -188,6 +191,7 @@ def test_failed_in_a_nested_sub_workflow_get_shows_the_tree_and_the_fix(bridge, 
     text = cli_ok(bridge, "execution", "get", execution_id)
     assert "action std.fail x2: disk full on /var/spool" in text
     assert text.rstrip().splitlines()[-1].strip() == "st2bridge task rerun %s" % boom["id"]
+    assert boom["label"] == "call_child > boom"  # the tree names it by its place
 
     rows = cli_json(bridge, "execution", "tasks", execution_id)
     assert [(r["name"], r["state"], r["workflow"], r["retries"]) for r in rows] == [

@@ -16,7 +16,8 @@ Admin API (JSON): POST /_sim/executions {"count"|"ids", "duration", "spread"}
 (bulk create), POST /_sim/reschedule {"duration", "spread"} (running executions
 finish that long from now), GET /_sim/stats[?per_execution=1], POST /_sim/stats/reset,
 GET|PUT /_sim/faults {"error_rate", "latency_ms", "latency_jitter_ms",
-"not_found": [ids], "delete": [ids], "down": seconds, "clear": true}.
+"not_found": [ids], "delete": [ids], "down": seconds, "clear": true,
+"malformed": true (every GET of executions or tasks answers `200 {}`)}.
 """
 
 import argparse
@@ -586,6 +587,10 @@ class App:
             if f.get("error_rate") and sim.rng.random() < f["error_rate"]:
                 sim.injected["errors"] += 1
                 raise Fault(500, "simulated engine failure (injected)")
+            if f.get("malformed") and method == "GET" and p[1] in ("executions", "tasks"):
+                # A lying engine (or a broken proxy): 200 and an empty object.
+                sim.injected["malformed"] = sim.injected.get("malformed", 0) + 1
+                return 200, {}, delay
             return self.api(method, p[1:], q, body, now) + (delay,)
         except Fault as exc:
             return (
@@ -742,6 +747,8 @@ class App:
             )
             if "not_found" in b:
                 sim.faults["not_found"] = set(b["not_found"] or ())
+            if "malformed" in b:
+                sim.faults["malformed"] = bool(b["malformed"])
             for i in b.get("delete") or ():
                 sim.execs.pop(i, None)
             if b.get("down"):  # after this answer is written

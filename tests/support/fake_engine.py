@@ -29,6 +29,8 @@ class FakeEngine:
         self.tasks = {}  # execution id -> list of task dicts
         self.calls = []
         self.fail_next = []  # exceptions raised by the next calls, in order
+        # method name -> the answer it gives instead (a lying engine: `{}`)
+        self.malformed = {}
         self.reports = {}  # execution id -> the task tree execution_tree() returns
         self.offset = 0.0  # clock_offset(): how far the engine's clock is ahead
         self.action_executions = {}  # id -> action execution (complete_action_execution)
@@ -131,6 +133,7 @@ class FakeEngine:
                 "input": input or {},
                 "output": {},
                 "params": params,
+                "created_at": self._stamp(),
                 "description": description,
                 "updated_at": self._stamp(),
             }
@@ -139,22 +142,31 @@ class FakeEngine:
 
     def get_execution(self, execution_id, fields=None):
         self._call("get_execution", execution_id, tuple(fields or ()))
+        if "get_execution" in self.malformed:
+            return self.malformed["get_execution"]
         if execution_id not in self.executions:
             raise errors.EngineNotFound("execution %s not found" % execution_id, 404)
         ex = self.executions[execution_id]
         return {k: ex.get(k) for k in fields} if fields else dict(ex)
 
     def list_executions(self, fields=None, updated_at=None, nulls=None, **filters):
-        self._call("list_executions", updated_at)
+        self._call("list_executions", updated_at, tuple(sorted(filters.items())))
+        if "list_executions" in self.malformed:
+            return self.malformed["list_executions"]
         since = updated_at.split(":", 1)[1] if updated_at else ""
+        root = filters.get("root_execution_id")
         return [
             {k: ex.get(k) for k in fields} if fields else dict(ex)
             for ex in self.executions.values()
             if ex["updated_at"] >= since
+            and (root is None or ex.get("root_execution_id") == root)
+            and (nulls != "task_execution_id" or not ex.get("task_execution_id"))
         ]
 
     def list_tasks(self, execution_id, fields=None):
         self._call("list_tasks", execution_id)
+        if "list_tasks" in self.malformed:
+            return self.malformed["list_tasks"]
         return [dict(t) for t in self.tasks.get(execution_id, [])]
 
     def update_execution_state(self, execution_id, state, state_info=None):
@@ -226,21 +238,52 @@ class FakeEngine:
         if output is not None:
             ex["output"] = output
 
-    def add_task(self, execution_id, name, state):
-        self.tasks[execution_id].append(
-            {
-                "id": "%s-%s" % (execution_id, name),
-                "name": name,
-                "state": state,
-                "workflow_execution_id": execution_id,
-                "state_info": None,
-                "type": "ACTION",
-                "created_at": self._stamp(),
-                "updated_at": self._stamp(),
-                "started_at": None,
-                "finished_at": None,
-            }
-        )
+    def add_task(self, execution_id, name, state, type="ACTION", with_items=None):
+        """A task; `with_items`: its iteration count (runtime_context)."""
+        task = {
+            "id": "%s-%s" % (execution_id, name),
+            "name": name,
+            "state": state,
+            "workflow_execution_id": execution_id,
+            "workflow_name": self.executions.get(execution_id, {}).get("workflow_name"),
+            "state_info": None,
+            "type": type,
+            "created_at": self._stamp(),
+            "updated_at": self._stamp(),
+            "started_at": None,
+            "finished_at": None,
+            "runtime_context": {"with_items": {"count": with_items}} if with_items else {},
+        }
+        self.tasks[execution_id].append(task)
+        return task
+
+    def add_sub(self, parent_task_id, workflow_name, index=0, input=None, state="RUNNING"):
+        """A sub-workflow execution run by task `parent_task_id` (Mistral
+        puts the with-items index in its params); returns its id."""
+        parent = next(t for ts in self.tasks.values() for t in ts if t["id"] == parent_task_id)
+        above = self.executions[parent["workflow_execution_id"]]
+        root = above.get("root_execution_id") or above["id"]
+        sub_id = "%s-sub%d" % (parent_task_id, index)
+        self.executions[sub_id] = {
+            "id": sub_id,
+            "workflow_name": workflow_name,
+            "state": state,
+            "state_info": None,
+            "input": input or {},
+            "output": {},
+            "params": {"index": index, "task_execution_id": parent_task_id, "notify": "secret"},
+            "task_execution_id": parent_task_id,
+            "root_execution_id": root,
+            "created_at": self._stamp(),
+            "updated_at": self._stamp(),
+        }
+        self.tasks[sub_id] = []
+        return sub_id
+
+    def set_task(self, task_id, state, updated_at=None, state_info=None):
+        task = next(t for ts in self.tasks.values() for t in ts if t["id"] == task_id)
+        task.update(state=state, updated_at=updated_at or self._stamp(), state_info=state_info)
+        return dict(task)
 
     def _stamp(self):
         if self.clock is None:

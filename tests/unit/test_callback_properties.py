@@ -30,7 +30,8 @@ event_like = s.fixed_dictionaries(
     {},
     optional={
         "event": s.sampled_from(sorted(events.WORKFLOW_EVENTS | events.TASK_EVENTS))
-        | s.text(max_size=12),
+        | s.text(max_size=12)
+        | json_values,
         "id": s.text(max_size=40) | json_values,
         "state": s.sampled_from(["RUNNING", "SUCCESS", "ERROR", "PAUSED", "CANCELLED"])
         | json_values,

@@ -295,3 +295,281 @@ def test_engine_down_at_the_terminal_event_leaves_it_to_the_poller(env):
     stored = env.store.get_execution(record["id"])
     assert stored["status"] == st.RUNNING and stored["next_poll_at"] == env.now
     assert env.handler.counts["left_to_poller"] == 1
+
+
+# -- the task view is exact: late, concurrent and null events --------------------------
+
+
+def engine_event(task, event):
+    """The payload Mistral posts for one of the fake engine's tasks."""
+    return dict({k: task.get(k) for k in task if k != "runtime_context"}, event=event)
+
+
+def test_a_task_still_running_at_the_end_reports_its_end_later(env):
+    # A `succeed` engine command ends the workflow while `slow` still runs.
+    record, notify = env.start()
+    secret = notify["headers"][secrets.HEADER]
+    eid = record["engine_execution_id"]
+    quick = env.engine.add_task(eid, "quick", "SUCCESS")
+    slow = env.engine.add_task(eid, "slow", "RUNNING")
+    for task, event in ((quick, "TASK_SUCCEEDED"), (slow, "TASK_LAUNCHED")):
+        assert env.post(record["id"], engine_event(task, event), secret)[0] == 200
+    env.engine.set_state(eid, "SUCCESS", output={"x": 1})
+    assert (
+        env.post(record["id"], wf_event(record, "SUCCESS", "WORKFLOW_SUCCEEDED"), secret)[0] == 200
+    )
+    final = env.store.get_execution(record["id"])
+    assert final["status"] == st.SUCCEEDED
+    assert {t["name"]: t["state"] for t in final["tasks"]} == {
+        "quick": "SUCCESS",
+        "slow": "RUNNING",
+    }
+    # Seconds later the engine finishes `slow` and says so.
+    env.now += 2
+    done = env.engine.set_task(slow["id"], "SUCCESS")
+    status, answer = env.post(record["id"], engine_event(done, "TASK_SUCCEEDED"), secret)
+    assert (status, answer) == (200, {"result": "task slow SUCCESS"})
+    after = env.store.get_execution(record["id"])
+    assert {t["name"]: t["state"] for t in after["tasks"]} == {
+        "quick": "SUCCESS",
+        "slow": "SUCCESS",
+    }
+    assert after["status"] == st.SUCCEEDED and after["output"] == {"x": 1}
+    assert after["ended_at"] == final["ended_at"] and after["next_poll_at"] == final["next_poll_at"]
+
+
+@pytest.mark.parametrize("order", [("SUCCESS", "ERROR"), ("ERROR", "SUCCESS")])
+def test_succeeded_and_failed_in_the_same_second_records_the_failure(env, order):
+    # Mistral posts TASK_SUCCEEDED then TASK_FAILED (a publish that failed)
+    # in one second over concurrent webhooks: either may arrive last.
+    record, notify = env.start()
+    secret = notify["headers"][secrets.HEADER]
+    task = env.engine.add_task(record["engine_execution_id"], "call", "ERROR", type="WORKFLOW")
+    names = {"SUCCESS": "TASK_SUCCEEDED", "ERROR": "TASK_FAILED"}
+    for state in order:
+        env.post(record["id"], engine_event(dict(task, state=state), names[state]), secret)
+    (stored,) = env.store.get_execution(record["id"])["tasks"]
+    assert (stored["state"], stored["status"]) == ("ERROR", st.FAILED)
+    assert env.engine.count("get_task") == 0  # decided without asking the engine
+
+
+def test_views_the_second_cannot_order_are_re_read_from_the_engine(env):
+    # pause-before: RUNNING then IDLE in one second, posted concurrently.
+    record, notify = env.start()
+    secret = notify["headers"][secrets.HEADER]
+    task = env.engine.add_task(record["engine_execution_id"], "c", "IDLE")
+    idle = dict(engine_event(task, None), state_info="Set by 'pause-before' policy")
+    assert env.post(record["id"], idle, secret)[0] == 200
+    status, answer = env.post(
+        record["id"], engine_event(dict(task, state="RUNNING"), "TASK_LAUNCHED"), secret
+    )
+    assert status == 200 and answer["result"] == "task c IDLE (re-read from the engine)"
+    (stored,) = env.store.get_execution(record["id"])["tasks"]
+    assert stored["state"] == "IDLE" and env.handler.counts["rereads"] == 1
+
+
+def test_a_null_event_of_a_waiting_task_is_accepted(env):
+    # Exactly what Mistral 23 posted for a wait-before task (event: null).
+    record, notify = env.start()
+    payload = {
+        "id": "707515a0-0bda-4933-a4a4-57ec50d48dd7",
+        "name": "b",
+        "workflow_execution_id": record["engine_execution_id"],
+        "workflow_name": "wf",
+        "workflow_namespace": "",
+        "workflow_id": "df52a62e-d9e5-4cde-9470-4339963b3fd1",
+        "state": "DELAYED",
+        "state_info": "Delayed by 'wait-before' policy [delay=1]",
+        "type": "ACTION",
+        "project_id": "<default-project>",
+        "created_at": "2026-11-21 12:00:00",
+        "updated_at": "2026-11-21 12:00:00",
+        "started_at": "2026-11-21 12:00:00",
+        "finished_at": None,
+        "event": None,
+    }
+    status, answer = env.post(record["id"], payload, notify["headers"][secrets.HEADER])
+    assert (status, answer) == (200, {"result": "task b DELAYED"})
+    (stored,) = env.store.get_execution(record["id"])["tasks"]
+    assert stored["state"] == "DELAYED" and stored["status"] == st.RUNNING
+
+
+NESTED = b"[" * 2000 + b"]" * 2000  # past any recursion limit; under max_body
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"event": [], "id": "x", "state": "RUNNING"}, "'event' must be a string or null"),
+        ({"event": {}, "id": "x", "state": "RUNNING"}, "'event' must be a string or null"),
+        (b'{"event": ' + NESTED + b"}", "nested too deep"),
+        (NESTED, "nested too deep"),
+        (b'{"event": "WORKFLOW_LAUNCHED", "id": "x", "state": NaN}', "not a JSON number"),
+        (
+            b'{"event": "WORKFLOW_LAUNCHED", "id": "x", "state": "RUNNING", "n": Infinity}',
+            "not a JSON number",
+        ),
+        (b'{"event": "WORKFLOW_LAUNCHED", "id": "\xff"}', "not JSON"),
+        ({"event": "WORKFLOW_LAUNCHED", "id": "x", "state": "EXPLODED"}, "unknown state"),
+        (
+            {
+                "event": "TASK_LAUNCHED",
+                "id": "t",
+                "state": "RUNNING",
+                "workflow_execution_id": "w",
+                "updated_at": 5,
+            },
+            "'updated_at'",
+        ),
+        ({"event": "WORKFLOW_LAUNCHED", "id": "x", "state": "RUNNING", "name": ["a"]}, "'name'"),
+    ],
+)
+def test_every_malformed_body_is_a_400_after_the_secret(env, body, message):
+    record, notify = env.start()
+    before = env.store.get_execution(record["id"])
+    assert env.post(record["id"], body)[0] == 401  # the secret first, the body never parsed
+    status, answer = env.post(record["id"], body, notify["headers"][secrets.HEADER])
+    assert status == 400 and message in answer["error"], answer
+    assert env.store.get_execution(record["id"]) == before
+    assert env.handler.counts["errors"] == 0
+
+
+class Unreadable:
+    def read(self, *args):
+        raise AssertionError("the body of an unauthenticated request was read")
+
+
+def test_the_secret_is_checked_before_any_body_is_read(env):
+    record, notify = env.start()
+    for secret, expected in ((None, 401), ("forged", 403)):
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": "/v1/callbacks/mistral/%s" % record["id"],
+            "CONTENT_LENGTH": str(50 * 1024 * 1024),
+            "wsgi.input": Unreadable(),
+        }
+        if secret:
+            environ["HTTP_X_ST2BRIDGE_SECRET"] = secret
+        seen = {}
+        env.app(environ, lambda status, headers, seen=seen: seen.update(status=status))
+        assert seen["status"].startswith(str(expected))
+
+
+def test_an_authenticated_body_over_the_limit_is_logged_counted_and_read_from_the_engine(
+    env, caplog
+):
+    record, notify = env.start()
+    env.now += 7
+    body = wf_event(record, "ERROR", "WORKFLOW_FAILED", state_info="x" * 8000)
+    status, answer = env.post(record["id"], body, notify["headers"][secrets.HEADER])
+    assert status == 413 and "read from the engine" in answer["error"]
+    stored = env.store.get_execution(record["id"])
+    assert stored["status"] == st.RUNNING and stored["tracked"]
+    assert stored["next_poll_at"] == env.now and stored["callback_owner"] is None
+    assert env.handler.counts["too_large"] == 1 and env.handler.counts["rejected"] == 1
+    assert "over [callback] max_body (4096)" in caplog.text
+
+
+def test_every_answer_is_counted_and_a_bug_is_a_logged_counted_500(env, caplog):
+    record, notify = env.start()
+    seen = []
+    env.handler.observers.append(lambda status, seconds: seen.append(status))
+
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    env.handler.handle = broken
+    status, answer = env.post(record["id"], {"event": None}, notify["headers"][secrets.HEADER])
+    assert (status, answer) == (500, {"error": "internal error"})
+    assert env.post(record["id"], {}, None, method="GET")[0] == 405
+    assert seen == [500, 405]
+    assert env.handler.counts["errors"] == 1 and env.handler.counts["rejected"] == 1
+    assert "Traceback" in caplog.text and "RuntimeError: a bug" in caplog.text
+
+
+def test_an_empty_answer_from_the_engine_at_the_end_changes_nothing(env, caplog):
+    record, notify = env.start()
+    secret = notify["headers"][secrets.HEADER]
+    task = env.engine.add_task(record["engine_execution_id"], "t1", "SUCCESS")
+    env.post(record["id"], engine_event(task, "TASK_SUCCEEDED"), secret)
+    before = env.store.get_execution(record["id"])
+    env.engine.malformed["get_execution"] = {}  # `200 {}` from a broken engine or proxy
+    env.now += 1
+    assert (
+        env.post(record["id"], wf_event(record, "SUCCESS", "WORKFLOW_SUCCEEDED"), secret)[0] == 200
+    )
+    after = env.store.get_execution(record["id"])
+    assert after["status"] == st.RUNNING and after["tasks"] == before["tasks"]
+    assert after["next_poll_at"] == env.now  # the poller checks it now
+    assert env.handler.counts["left_to_poller"] == 1
+    assert "succeeded" not in caplog.text and "treated as an engine error" in caplog.text
+
+
+def test_a_terminal_callback_the_engine_contradicts_changes_nothing(env):
+    record, notify = env.start()
+    status, _ = env.post(
+        record["id"],
+        wf_event(record, "SUCCESS", "WORKFLOW_SUCCEEDED"),
+        notify["headers"][secrets.HEADER],
+    )
+    assert status == 200
+    stored = env.store.get_execution(record["id"])
+    assert stored["status"] == st.RUNNING and stored["next_poll_at"] == env.now
+
+
+def test_the_end_reads_sub_workflow_tasks_and_labels_them(env):
+    record, notify = env.start()
+    secret = notify["headers"][secrets.HEADER]
+    eid = record["engine_execution_id"]
+    deploy = env.engine.add_task(eid, "deploy", "ERROR", type="WORKFLOW", with_items=2)
+    subs = [env.engine.add_sub(deploy["id"], "per_host", i, {"host": "h%d" % i}) for i in (0, 1)]
+    migrate = [env.engine.add_task(sub, "migrate", "ERROR") for sub in subs]
+    for task in migrate:  # the sub-workflows' callbacks (notify is inherited)
+        env.post(record["id"], engine_event(task, "TASK_FAILED"), secret)
+    during = env.store.get_execution(record["id"])
+    assert [t["workflow_execution_id"] for t in during["tasks"]] == subs
+    env.engine.set_state(eid, "ERROR", state_info="deploy failed")
+    env.post(record["id"], wf_event(record, "ERROR", "WORKFLOW_FAILED"), secret)
+    final = env.store.get_execution(record["id"])
+    assert [t["label"] for t in final["tasks"]] == [
+        "deploy",
+        "deploy[0 host=h0] > migrate",
+        "deploy[1 host=h1] > migrate",
+    ]
+
+
+def test_callback_mode_records_are_tracked_for_the_safety_net(tmp_path):
+    env = Env(tmp_path)
+    try:
+        env.runner = Runner(
+            env.engine,
+            env.store,
+            mode="callback",
+            callback_url="http://127.0.0.1:9101",
+            stale_after=30,
+            clock=lambda: env.now,
+        )
+        env.handler.owner = "tracker-a"
+        record, notify = env.start()
+        stored = env.store.get_execution(record["id"])
+        assert stored["tracked"] and stored["next_poll_at"] == env.now + 30
+        # WORKFLOW_LAUNCHED tells nothing new (the submit's answer did), but
+        # says whose listener takes this execution's callbacks.
+        engine_ex = env.engine.executions[record["engine_execution_id"]]
+        launched = wf_event(
+            record, "RUNNING", "WORKFLOW_LAUNCHED", updated_at=engine_ex["updated_at"]
+        )
+        env.now += 1
+        answer = env.post(record["id"], launched, notify["headers"][secrets.HEADER])
+        assert answer == (200, {"result": "duplicate"})
+        stored = env.store.get_execution(record["id"])
+        assert stored["callback_owner"] == "tracker-a" and stored["next_poll_at"] == env.now + 30
+        env.now += 5
+        task = env.engine.add_task(record["engine_execution_id"], "t1", "RUNNING")
+        env.post(
+            record["id"], engine_event(task, "TASK_LAUNCHED"), notify["headers"][secrets.HEADER]
+        )
+        stored = env.store.get_execution(record["id"])
+        assert stored["callback_owner"] == "tracker-a" and stored["next_poll_at"] == env.now + 30
+    finally:
+        env.store.close()

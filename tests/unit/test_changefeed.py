@@ -101,3 +101,21 @@ def test_a_malformed_listing_changes_nothing(env):
         with pytest.raises(errors.EngineError):
             feed.changes_since(clock() - 3, ALL)
         assert feed.listed_at == listed_at and set(feed.rows) == {"a"}
+
+
+def test_an_empty_listing_moves_nothing(env):
+    # An engine that lost its data, or a proxy answering an empty list,
+    # proves nothing: the batch keeps its synced_at, the window stays.
+    clock, engine, feed = env
+    engine.set("a", "RUNNING", clock())
+    _, listed_at = feed.changes_since(clock() - 3, ALL)
+    engine.rows.clear()  # the next listings answer empty
+    clock.now += 5
+    _, at = feed.changes_since(clock() - 3, ALL)
+    assert at is None and feed.listed_at == listed_at
+    engine.listed.clear()
+    clock.now += 5
+    feed.changes_since(clock() - 3, ALL)
+    assert engine.listed == [int(listed_at - 3)]  # from where rows were last seen
+    fresh = ChangeFeed(engine, sync_overlap=3.0, retain=60.0, clock=clock)
+    assert fresh.changes_since(clock() - 3, ALL) == ({}, None) and fresh.covers_from is None

@@ -21,6 +21,7 @@ from st2bridge.errors import (
     EngineBadRequest,
     EngineClientError,
     EngineConflict,
+    EngineMalformed,
     EngineNotFound,
     EngineServerError,
     EngineUnavailable,
@@ -309,6 +310,21 @@ def test_list_tasks_pages_and_decodes(client, stub):
     assert client.list_tasks(EX_ID, fields=["state", "result"]) == [{"id": "t1", "result": [1]}]
     assert stub.requests[0]["path"] == "/v2/executions/%s/tasks" % EX_ID
     assert stub.requests[1]["query"]["marker"] == "t1"
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"executions": None}, {"executions": {"id": "a"}}, [1], "nothing"]
+)
+def test_a_listing_without_its_list_is_an_engine_error_not_an_empty_listing(client, stub, body):
+    # `200 {}` from a broken engine or proxy would otherwise read as "nothing
+    # changed" and move the tracker's change window forward.
+    stub.add(200, body)
+    with pytest.raises(EngineMalformed) as caught:
+        list(client.list_executions(fields=["id", "state"]))
+    assert "no 'executions' list" in str(caught.value)
+    stub.add(200, {"tasks": [{"id": "t1"}, "x"], "next": "more"})
+    with pytest.raises(EngineMalformed):
+        client.list_tasks(EX_ID)
 
 
 def test_report_state_change_and_rerun_requests(client, stub):

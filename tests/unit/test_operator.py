@@ -159,10 +159,13 @@ def test_task_rows_retries_and_sub_workflow_order():
         ("boom", "child", 2, 10.0),
     ]
     table = executions.tasks_text(rows).splitlines()
-    # The bridge's vocabulary first, the engine's state beside it (issue 15 #11).
-    assert table[0].split()[:3] == ["NAME", "STATUS", "ENGINE_STATE"]
-    assert table[3].split()[1:3] == ["running", "RUNNING"]
-    assert table[1].split()[5] == "1.0s" and table[3].split()[5:8] == ["10.0s+", "2", "child"]
+    # The bridge's vocabulary first, the engine's state beside it (issue 15 #11);
+    # the TASK column is the task's label, its place in the run.
+    assert table[0].split()[:3] == ["TASK", "STATUS", "ENGINE_STATE"]
+    assert [r["label"] for r in rows] == ["first", "call", "call > boom"]
+    boom = table[3].split()[2:]  # after "call > boom"
+    assert table[3].startswith("call > boom ") and boom[1:3] == ["running", "RUNNING"]
+    assert table[1].split()[5] == "1.0s" and boom[5:8] == ["10.0s+", "2", "child"]
 
 
 # -- the error tree -----------------------------------------------------------------

@@ -264,10 +264,12 @@ def test_batches_of_one_round_share_one_listing_window(env):
     listings = [c[1] for c in engine.calls if c[0] == "list_executions"]
     assert len(listings) == 3
     assert listings[0] == "gte:" + time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 - 3))
-    # Later batches: from the previous listing's start minus the overlap.
+    # Later batches: from the previous listing's start minus the overlap...
     assert listings[1] == "gte:" + time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 + 5 - 3))
-    assert listings[2] == "gte:" + time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 + 6 - 3))
-    assert all(store.get_execution(r["id"])["synced_at"] is not None for r in records)
+    # ...but an empty listing proves nothing: the window stays where rows were.
+    assert listings[2] == "gte:" + time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 + 5 - 3))
+    synced = [store.get_execution(r["id"])["synced_at"] for r in records]
+    assert synced.count(T0 + 5) == 4 and synced.count(None) == 8
 
 
 def test_a_failed_listing_backs_off_the_whole_batch(env):
@@ -341,3 +343,162 @@ def test_a_late_check_keeps_the_execution_phase(env):
     clock.now = due + 5.25 + 9  # more than an interval late: rebase
     poller.tick(clock.now)
     assert store.get_execution(records[0]["id"])["next_poll_at"] == pytest.approx(clock.now + 5.25)
+
+
+# -- a lying engine: every answer is checked before it changes a record -------------
+
+
+def test_an_empty_answer_never_turns_requested_into_running(env):
+    store, engine, clock, runner, poller = env
+    runner.register(workflow.parse(WF))
+    engine.fail_next = [None, errors.EngineUnavailable("connection refused")]
+    with pytest.raises(errors.EngineUnavailable):
+        runner.start(workflow.parse(WF), "wf", {})
+    (record,) = store.list_executions()
+    engine.malformed["get_execution"] = {}  # `200 {}`
+    for failures in (1, 2, 3, 4):
+        clock.now = store.get_execution(record["id"])["next_poll_at"]
+        poller.tick(clock.now)
+        got = store.get_execution(record["id"])
+        assert got["status"] == st.REQUESTED and got["poll_failures"] == failures
+        assert got["engine_state"] is None and got["not_found_count"] == 0
+    assert engine.count("start_execution") == 1  # never re-submitted on a bad answer
+    # A sane engine again: its 404 makes the tracker submit it.
+    del engine.malformed["get_execution"]
+    clock.now = store.get_execution(record["id"])["next_poll_at"]
+    poller.tick(clock.now)
+    assert store.get_execution(record["id"])["status"] == st.RUNNING
+
+
+def test_a_malformed_listing_backs_off_and_keeps_the_window(env):
+    store, engine, clock, runner, poller = env
+    records = start_many(runner, clock, 5)
+    clock.now += 5
+    engine.malformed["list_executions"] = [{"id": records[0]["engine_execution_id"]}]
+    poller.tick(clock.now)
+    for r in records:
+        got = store.get_execution(r["id"])
+        assert got["poll_failures"] == 1 and got["synced_at"] is None
+        assert got["status"] == st.RUNNING and got["engine_state"] == "RUNNING"
+
+
+def test_an_empty_listing_does_not_move_the_window(env):
+    store, engine, clock, runner, poller = env
+    records = start_many(runner, clock, 5)
+    clock.now += 5
+    engine.malformed["list_executions"] = []
+    poller.tick(clock.now)
+    got = [store.get_execution(r["id"]) for r in records]
+    assert all(g["synced_at"] is None and g["poll_failures"] == 0 for g in got)
+    assert all(g["next_poll_at"] == pytest.approx(clock.now + 5.25) for g in got)
+    # The next listing reaches back to where the batch was last in sync.
+    del engine.malformed["list_executions"]
+    engine.calls.clear()
+    clock.now += 5.25
+    poller.tick(clock.now)
+    (call,) = [c for c in engine.calls if c[0] == "list_executions"]
+    assert call[1] == "gte:" + time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 - 3))
+
+
+# -- the task view in poll mode -------------------------------------------------------
+
+
+def test_poll_mode_records_sub_workflow_tasks_labelled(env):
+    store, engine, clock, runner, poller = env
+    record = start(runner, clock)
+    eid = record["engine_execution_id"]
+    deploy = engine.add_task(eid, "deploy", "RUNNING", type="WORKFLOW", with_items=2)
+    subs = [engine.add_sub(deploy["id"], "per_host", i, {"host": "h%d" % i}) for i in (0, 1)]
+    for sub in subs:
+        engine.add_task(sub, "migrate", "RUNNING")
+    clock.now += 5
+    engine.set_state(eid, "RUNNING")  # moved: the poller reads the task view
+    poller.tick(clock.now)
+    labels = [t["label"] for t in store.get_execution(record["id"])["tasks"]]
+    assert labels == ["deploy", "deploy[0 host=h0] > migrate", "deploy[1 host=h1] > migrate"]
+    for sub in subs:
+        engine.set_task(sub + "-migrate", "ERROR")
+    engine.set_task(deploy["id"], "ERROR")
+    engine.set_state(eid, "ERROR", state_info="deploy failed")
+    clock.now = store.get_execution(record["id"])["next_poll_at"]
+    poller.tick(clock.now)
+    final = store.get_execution(record["id"])
+    assert final["status"] == st.FAILED
+    assert [(t["label"], t["state"]) for t in final["tasks"]] == [
+        ("deploy", "ERROR"),
+        ("deploy[0 host=h0] > migrate", "ERROR"),
+        ("deploy[1 host=h1] > migrate", "ERROR"),
+    ]
+
+
+def test_tasks_still_going_after_the_end_are_followed_until_they_end(env):
+    store, engine, clock, runner, poller = env
+    record = start(runner, clock)
+    eid = record["engine_execution_id"]
+    engine.add_task(eid, "quick", "SUCCESS")
+    slow = engine.add_task(eid, "slow", "RUNNING")
+    engine.set_state(eid, "SUCCESS", output={})  # `succeed` while `slow` runs
+    clock.now += 5
+    assert poller.tick(clock.now) == pytest.approx(1.0)  # the follow-up is due in 1 s
+    final = store.get_execution(record["id"])
+    assert final["status"] == st.SUCCEEDED
+    assert [t["state"] for t in final["tasks"]] == ["SUCCESS", "RUNNING"]
+    clock.now += 1
+    poller.tick(clock.now)  # still running: looked at again 2 s later
+    assert store.get_execution(record["id"])["tasks"][1]["state"] == "RUNNING"
+    engine.set_task(slow["id"], "SUCCESS")
+    clock.now += 2
+    assert poller.tick(clock.now) == 5.0  # done: nothing left to follow
+    after = store.get_execution(record["id"])
+    assert [t["state"] for t in after["tasks"]] == ["SUCCESS", "SUCCESS"]
+    assert after["ended_at"] == final["ended_at"] and after["status"] == st.SUCCEEDED
+
+
+# -- callback mode: polling is only the safety net ------------------------------------
+
+
+def test_callback_mode_checks_only_executions_whose_tracker_is_gone(tmp_path):
+    store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
+    clock = Clock(T0)
+    engine = FakeEngine(clock=clock)
+    runner = Runner(
+        engine,
+        store,
+        mode="callback",
+        callback_url="http://127.0.0.1:9",
+        stale_after=30,
+        clock=clock,
+    )
+    poller = Poller(
+        engine,
+        store,
+        InlineExecutor(10),
+        owner="me",
+        mode="callback",
+        stale_after=30,
+        heartbeat_interval=5,
+        clock=clock,
+        rng=lambda: 0.5,
+    )
+    alive, dead = ("tracker-alive", T0 + 28), ("tracker-dead", T0 - 100)
+    for service_id, beat in (alive, dead):
+        store.register_service(
+            {"id": service_id, "name": "st2bridge-resultstracker", "heartbeat_at": beat}
+        )
+    records = {}
+    for owner in ("tracker-alive", "tracker-dead", None, "me"):
+        record = runner.start(workflow.parse(WF), "wf", {})
+        store.update_execution(record["id"], {"callback_owner": owner})
+        records[owner] = record
+    engine.calls.clear()
+    clock.now += 29
+    poller.tick(clock.now)
+    assert engine.calls == []  # nothing is due before stale_after
+    clock.now += 1
+    poller.tick(clock.now)
+    checked = {c[1] for c in engine.calls if c[0] == "get_execution"}
+    assert checked == {records[o]["engine_execution_id"] for o in ("tracker-dead", None)}
+    for owner in records:  # checked or not, looked at again stale_after later
+        got = store.get_execution(records[owner]["id"])
+        assert got["next_poll_at"] == pytest.approx(clock.now + 30) and got["lease_owner"] is None
+    store.close()

@@ -172,3 +172,74 @@ def test_wait_follows_to_the_end(engine, store):
     assert final["finished_by"] == "wait"
     assert [t["name"] for t in final["tasks"]] == ["t1"]
     assert seen and seen[-1]["tasks"][0]["status"] == st.RUNNING
+
+
+def test_wait_keeps_the_sub_workflow_tasks_callbacks_added(engine, store):
+    # A join with a sub-workflow branch: callbacks recorded the child's tasks;
+    # --wait must not write the root's task list over them.
+    runner = make_runner(engine, store)
+    record = runner.start(workflow.parse(WF), "wf", {"x": 1})
+    eid = record["engine_execution_id"]
+    call = engine.add_task(eid, "call", "RUNNING", type="WORKFLOW")
+    child = engine.add_sub(call["id"], "child")
+    inner = engine.add_task(child, "inner", "SUCCESS")
+    from st2bridge import taskview
+
+    store.update_task(record["id"], None, dict(taskview.row(inner), workflow_name="child"))
+    seen = []
+    steps = iter(
+        [
+            lambda: (
+                engine.set_task(call["id"], "SUCCESS"),
+                engine.set_state(eid, "SUCCESS", output={}),
+            )
+        ]
+    )
+    final = runner.wait(record["id"], sleep=lambda _: next(steps)(), on_progress=seen.append)
+    assert [t["name"] for t in seen[0]["tasks"]] == ["call", "inner"]
+    assert [t["label"] for t in final["tasks"]] == ["call", "call > inner"]
+
+
+def test_wait_follows_tasks_still_going_after_the_end(engine, store):
+    runner = make_runner(engine, store)
+    record = runner.start(workflow.parse(WF), "wf", {"x": 1})
+    eid = record["engine_execution_id"]
+    engine.add_task(eid, "quick", "SUCCESS")
+    slow = engine.add_task(eid, "slow", "RUNNING")
+    engine.set_state(eid, "SUCCESS", output={})
+    rounds = iter([lambda: None, lambda: engine.set_task(slow["id"], "SUCCESS")])
+    final = runner.wait(record["id"], sleep=lambda _: next(rounds)())
+    assert final["status"] == st.SUCCEEDED
+    assert [t["state"] for t in final["tasks"]] == ["SUCCESS", "SUCCESS"]
+
+
+def test_wait_gives_up_following_tasks_after_settle_timeout(engine, store, caplog):
+    runner = make_runner(engine, store)
+    record = runner.start(workflow.parse(WF), "wf", {"x": 1})
+    eid = record["engine_execution_id"]
+    engine.add_task(eid, "slow", "RUNNING")
+    engine.set_state(eid, "SUCCESS", output={})
+    final = runner.wait(record["id"], sleep=lambda _: None, settle_timeout=20)
+    assert final["status"] == st.SUCCEEDED and final["tasks"][0]["state"] == "RUNNING"
+    assert "1 tasks still going in the engine" in caplog.text
+
+
+def test_wait_never_records_a_malformed_answer(engine, store):
+    runner = make_runner(engine, store)
+    record = runner.start(workflow.parse(WF), "wf", {"x": 1})
+    before = store.get_execution(record["id"])
+    engine.malformed["get_execution"] = {"state": None}
+    with pytest.raises(errors.EngineMalformed):
+        runner.wait(record["id"], sleep=lambda _: None)
+    assert store.get_execution(record["id"]) == before
+
+
+def test_submit_records_when_the_engine_accepted_it(engine, store):
+    runner = make_runner(engine, store)
+    record = runner.start(workflow.parse(WF), "wf", {"x": 1})
+    stored = store.get_execution(record["id"])
+    assert stored["created_at"] < stored["submitted_at"]  # the bridge's own clock
+    assert (
+        stored["engine_created_at"]
+        == engine.executions[stored["engine_execution_id"]]["created_at"]
+    )

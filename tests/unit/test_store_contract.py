@@ -329,6 +329,7 @@ def test_callback_view_reads_the_fields_and_one_task(store):
         "engine_state": "RUNNING",
         "engine_updated_at": "2026-01-01 00:00:01",
         "callback_secret_hash": "h",
+        "callback_owner": None,
         "tasks": [tasks[2]],
         "tasks_from": 2,
     }

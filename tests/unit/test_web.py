@@ -9,7 +9,7 @@ import pytest
 from st2bridge import config, errors
 from st2bridge.store import open_store
 from st2bridge.store.base import new_execution_record
-from st2bridge.web import graph
+from st2bridge.web import data, graph, pages
 from st2bridge.web.app import make_app
 
 DEFINITION = """version: '2.0'
@@ -288,6 +288,40 @@ def test_web_token_required_off_loopback(tmp_path):
     assert config.load(["--config-file", str(conf)], config_files=[]).web.token == "t"
     conf.write_text("[web]\nhost = 0.0.0.0\nport = 0\n")
     config.load(["--config-file", str(conf)], config_files=[])
+
+
+def test_with_items_runs_and_failed_tasks_are_told_apart_and_durations_are_true(store):
+    class WithItems(FakeEngine):
+        def list_executions(self, **filters):
+            return [
+                {
+                    "id": "sub%d" % i,
+                    "workflow_name": "per_host",
+                    "task_execution_id": "t2",
+                    "state": "ERROR",
+                    "params": {"index": i, "notify": [{"headers": {"X-St2bridge-Secret": "s"}}]},
+                    "input": {"host": "web%d" % (i + 1)},
+                }
+                for i in range(2)
+            ]
+
+    store.update_execution(
+        "bad1",
+        {
+            "tasks": [
+                {"id": "t2", "name": "left", "label": "left"},
+                {"id": "t9", "name": "left", "label": "deploy[1 host=web2] > left"},
+            ]
+        },
+        if_active=False,
+    )
+    _, _, body = call(make_app(store, WithItems()), "/executions/bad1")
+    assert "(task left, item 0 host=web1)" in body and "(task left, item 1 host=web2)" in body
+    assert "X-St2bridge-Secret" not in body and ">s<" not in body
+    # The bridge's own clock: 2 s, never a negative or made-up figure.
+    assert '<span id="duration">2.0 s</span>' in body
+    assert pages.duration(0.25) == "250 ms" and pages.duration(None) == ""
+    assert data.duration({"created_at": 10.0, "ended_at": 9.0, "status": "failed"}, 20) is None
 
 
 def test_the_graph_is_the_definition_the_execution_started_with(store):

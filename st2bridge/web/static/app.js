@@ -9,7 +9,9 @@
   function badge(status) { var s = document.createElement('span');
     s.className = 'badge st-' + status; text(s, status); return s; }
   function fmt(t) { return t ? new Date(t * 1000).toISOString().replace('T', ' ').slice(0, 19) : ''; }
-  function dur(s) { if (s == null) { return ''; } if (s < 60) { return s.toFixed(1) + ' s'; }
+  function dur(s) { if (s == null) { return ''; }
+    if (s < 1) { return s < 0.001 ? 'under 1 ms' : Math.round(s * 1000) + ' ms'; }
+    if (s < 60) { return s.toFixed(1) + ' s'; }
     return Math.floor(s / 60) + ' min ' + Math.round(s % 60) + ' s'; }
   function list(data) {
     var body = document.getElementById('rows'); body.textContent = '';
