@@ -1,0 +1,445 @@
+"""StubEngine: an in-memory engine that answers like Mistral 23 (st2bridge.engine.base).
+
+It passes the same contract suite as MistralClient (tests/unit/test_engine_contract.py):
+the error classes for unknown names and ids, idempotent starts with the caller's
+execution id, exact namespaces, input checks, Mistral's state changes and re-run
+rules (st2bridge/engine/stub_rules.py), one-second UTC timestamps, change listings.
+Nothing runs by itself: an execution stays RUNNING, without tasks, until the test
+(or the developer) moves it:
+
+    import uuid
+    from st2bridge.engine.stub import StubEngine
+
+    engine = StubEngine()
+    engine.create_workflows("version: '2.0'\\nhello:\\n  tasks:\\n    t1: {action: std.noop}\\n")
+    ex = engine.start_execution("hello", {}, execution_id=str(uuid.uuid4()))
+    engine.add_task(ex["id"], "t1", "SUCCESS")
+    engine.set_state(ex["id"], "SUCCESS", output={"greeting": "hi"})
+    # then hand `engine` to a Runner, a Poller, the web view, ...
+
+Controls (not part of the engine interface): `set_state`, `add_task`,
+`set_task_state`, `add_sub_execution`, `environments` (name -> variables).
+To look at: `calls` (one tuple per request, its name first), `count(name)`, and
+the state itself (`workflows` and `workbooks` by (namespace, name), `executions`
+by id, `tasks` by execution id; "" is the default namespace). `fail_next`: what
+the next requests raise, in order (None lets one through): an engine that is down
+or refuses. `clock`: where timestamps come from (time.time unless given).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from st2bridge import errors
+from st2bridge.engine import stub_rules as rules
+from st2bridge.engine.base import Resource
+from st2bridge.engine.http_errors import STATUS_ERRORS
+from st2bridge.engine.stub_rules import TERMINAL, Refused
+
+
+class StubEngine:
+    """See the module docstring. Thread-safe: one lock around every request."""
+
+    display_url = "stub://engine"
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self.clock = clock or time.time
+        self.workflows: dict[tuple[str, str], Resource] = {}
+        self.workbooks: dict[tuple[str, str], Resource] = {}
+        self.environments: dict[str, dict[str, Any]] = {}
+        self.executions: dict[str, Resource] = {}
+        self.tasks: dict[str, list[Resource]] = {}  # execution id -> its task executions
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail_next: list[BaseException | None] = []
+        self.error_counts: dict[str, int] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def request_count(self) -> int:
+        return len(self.calls)
+
+    def __repr__(self) -> str:
+        return "StubEngine(%d executions)" % len(self.executions)
+
+    def __enter__(self) -> StubEngine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def ping(self) -> bool:
+        with self._request("ping the engine", "ping"):
+            return True
+
+    # -- workflows, workbooks, environments ------------------------------------
+
+    def get_workflow(self, name: str, namespace: str | None = None) -> Resource:
+        with self._request("get workflow %s%s" % (name, _in(namespace)), "get_workflow", name):
+            return _copy(self._workflow(name, namespace))
+
+    def list_workflows(
+        self, namespace: str | None = None, fields: Sequence[str] | None = None
+    ) -> list[Resource]:
+        with self._request("list workflows", "list_workflows", namespace):
+            found = sorted(self.workflows.items())
+            return [_only(wf, fields) for (ns, _), wf in found if namespace in (None, ns)]
+
+    def create_workflows(
+        self, definition_yaml: str, namespace: str | None = None
+    ) -> list[Resource]:
+        action = "create workflows%s" % _in(namespace)
+        with self._request(action, "create_workflows", definition_yaml):
+            found = rules.workflow_definitions(definition_yaml)
+            taken = [n for n in found if (namespace or "", n) in self.workflows]
+            if taken:
+                raise Refused(
+                    409,
+                    "Duplicate entry for WorkflowDefinition ['name', 'namespace', "
+                    "'project_id']: %s, %s, None" % (taken[0], namespace or ""),
+                )
+            return [
+                self._put_workflow(n, spec, text, namespace) for n, (spec, text) in found.items()
+            ]
+
+    def update_workflows(
+        self, definition_yaml: str, namespace: str | None = None
+    ) -> list[Resource]:
+        action = "update workflows%s" % _in(namespace)
+        with self._request(action, "update_workflows", definition_yaml):
+            found = rules.workflow_definitions(definition_yaml)
+            for name in found:
+                self._workflow(name, namespace)
+            return [
+                self._put_workflow(n, spec, text, namespace) for n, (spec, text) in found.items()
+            ]
+
+    def get_workbook(self, name: str, namespace: str | None = None) -> Resource:
+        with self._request("get workbook %s%s" % (name, _in(namespace)), "get_workbook", name):
+            return _copy(self._workbook(name, namespace))
+
+    def create_workbook(self, definition_yaml: str, namespace: str | None = None) -> Resource:
+        action = "create workbook%s" % _in(namespace)
+        with self._request(action, "create_workbook", definition_yaml):
+            name, found = rules.workbook_definitions(definition_yaml)
+            if (namespace or "", name) in self.workbooks:
+                raise Refused(
+                    409,
+                    "Duplicate entry for Workbook ['name', 'namespace', 'project_id']: "
+                    "%s, %s, None" % (name, namespace or ""),
+                )
+            return self._put_workbook(definition_yaml, name, found, namespace)
+
+    def update_workbook(self, definition_yaml: str, namespace: str | None = None) -> Resource:
+        action = "update workbook%s" % _in(namespace)
+        with self._request(action, "update_workbook", definition_yaml):
+            name, found = rules.workbook_definitions(definition_yaml)
+            self._workbook(name, namespace)
+            return self._put_workbook(definition_yaml, name, found, namespace)
+
+    def get_environment(self, name: str) -> Resource:
+        with self._request("get environment %s" % name, "get_environment", name):
+            if name not in self.environments:
+                raise Refused(404, "Environment not found [name=%s]" % name)
+            variables = self.environments[name]
+            return _copy({"name": name, "variables": variables, "scope": "private"})
+
+    # -- executions ---------------------------------------------------------------
+
+    def start_execution(
+        self,
+        workflow_name: str,
+        input: Mapping[str, Any] | str | None = None,
+        *,
+        execution_id: str,
+        params: Mapping[str, Any] | str | None = None,
+        description: str = "",
+        namespace: str | None = None,
+    ) -> Resource:
+        if not execution_id:
+            raise ValueError("execution_id is required: it makes the submit safe to repeat")
+        action = "start execution %s of workflow %s" % (execution_id, workflow_name)
+        with self._request(action, "start_execution", workflow_name, execution_id):
+            ex = self.executions.get(execution_id)
+            if ex is None:
+                wf = self._workflow(workflow_name, namespace)
+                spec = rules.find_spec(wf)
+                given = rules.checked_input(spec, _object(input), wf["name"])
+                ex = self._new_execution(wf, given, _object(params), description, execution_id)
+            elif workflow_name not in (ex["workflow_name"], ex["workflow_id"]):
+                # MistralClient's own check: Mistral returns the execution as it is.
+                raise errors.EngineConflict(
+                    "%s: the id belongs to an execution of workflow %s"
+                    % (action, ex["workflow_name"])
+                )
+            return _copy(ex)
+
+    def get_execution(self, execution_id: str, fields: Sequence[str] | None = None) -> Resource:
+        action = "get execution %s" % execution_id
+        with self._request(action, "get_execution", execution_id, tuple(fields or ())):
+            return _only(self._execution(execution_id), fields)
+
+    def list_executions(
+        self,
+        *,
+        fields: Sequence[str] | None = None,
+        limit: int = 1000,
+        sort_keys: Sequence[str] | None = None,
+        sort_dirs: Sequence[str] | None = None,
+        marker: str | None = None,
+        **filters: str,
+    ) -> list[Resource]:
+        """Every page at once (`limit` is a page size), oldest first as Mistral's
+        default order; `sort_keys`/`sort_dirs` are not applied."""
+        call = ("list_executions", filters.get("updated_at"), dict(filters))
+        with self._request("list executions", *call):
+            rows = [ex for ex in self.executions.values() if rules.matches(ex, filters)]
+            rows.sort(key=lambda ex: (ex["created_at"], ex["id"]))
+            if marker:
+                ids = [ex["id"] for ex in rows]
+                rows = rows[ids.index(marker) + 1 :] if marker in ids else []
+            return [_only(ex, fields) for ex in rows]
+
+    def update_execution_state(
+        self, execution_id: str, state: str, state_info: str | None = None
+    ) -> Resource:
+        """Sub-workflows are not cascaded here (Mistral does it on its own)."""
+        action = "set execution %s to %s" % (execution_id, state)
+        with self._request(action, "update_execution_state", execution_id, state):
+            ex = self._execution(execution_id)
+            if rules.state_change(ex["state"], state, ex):
+                self.set_state(execution_id, state, state_info=state_info)
+            return _copy(ex)
+
+    def execution_report(
+        self, execution_id: str, errors_only: bool = True, max_depth: int | None = None
+    ) -> Resource:
+        action = "get report of execution %s" % execution_id
+        with self._request(action, "execution_report", execution_id):
+            ex = self._execution(execution_id)
+            report = rules.report(ex, self.executions, self.tasks, errors_only, max_depth)
+            return _copy(report)
+
+    # -- tasks ------------------------------------------------------------------
+
+    def list_tasks(
+        self, execution_id: str, fields: Sequence[str] | None = None, **filters: str
+    ) -> list[Resource]:
+        with self._request("list tasks of execution %s" % execution_id, "list_tasks", execution_id):
+            self._execution(execution_id)
+            tasks = self.tasks.get(execution_id, [])
+            return [
+                _only(t, fields) for t in tasks if all(t.get(k) == v for k, v in filters.items())
+            ]
+
+    def get_task(self, task_id: str) -> Resource:
+        with self._request("get task %s" % task_id, "get_task", task_id):
+            return _copy(self._task(task_id))
+
+    def rerun_task(self, task_id: str, reset: bool = True) -> Resource:
+        """Only a task in ERROR, reset=False only for a with-items task (one
+        added with with_items=True); its execution and their parents run again."""
+        with self._request("rerun task %s" % task_id, "rerun_task", task_id, reset):
+            task = self._task(task_id)
+            if task["state"] != "ERROR":
+                raise Refused(
+                    400,
+                    "The current task execution must be in ERROR for rerun. "
+                    "Only updating task to rerun is supported.",
+                )
+            if not reset and not task.get("with_items"):
+                raise Refused(400, "Only with-items task has the option to not reset.")
+            answer = _copy(task)  # as Mistral: the task as it was read
+            ex: Resource | None = self.executions.get(task["workflow_execution_id"])
+            if ex is not None and ex["state"] == "PAUSED":
+                return answer  # a paused workflow is left alone
+            self.set_task_state(task_id, "RUNNING")
+            while ex is not None:
+                self.set_state(ex["id"], "RUNNING")
+                parent = self._find_task(ex["task_execution_id"])
+                if parent is not None:
+                    self.set_task_state(parent["id"], "RUNNING")
+                ex = self.executions.get(parent["workflow_execution_id"]) if parent else None
+            return answer
+
+    # -- controls (not part of the engine interface) ------------------------------
+
+    def set_state(
+        self,
+        execution_id: str,
+        state: str,
+        output: Mapping[str, Any] | None = None,
+        state_info: str | None = None,
+    ) -> None:
+        """Move an execution to `state` as the engine would (updated_at moves)."""
+        with self._lock:
+            ex = self.executions[execution_id]
+            ex.update(state=state, updated_at=self._stamp(), state_info=state_info)
+            if output is not None:
+                ex["output"] = dict(output)
+
+    def add_task(self, execution_id: str, name: str, state: str, **fields: Any) -> Resource:
+        """Append a task execution (its id "EXECUTION-NAME" unless given)."""
+        with self._lock:
+            ex = self.executions.get(execution_id) or {"id": execution_id}
+            task = dict(rules.task(ex, name, state, self._stamp()), **fields)
+            self.tasks.setdefault(execution_id, []).append(task)
+            return task
+
+    def set_task_state(self, task_id: str, state: str, state_info: str | None = None) -> None:
+        with self._lock:
+            task, now = self._task(task_id), self._stamp()
+            task.update(state=state, state_info=state_info, updated_at=now)
+            task.update(finished_at=now if state in TERMINAL else None, processed=state in TERMINAL)
+
+    def add_sub_execution(
+        self, task_id: str, workflow_name: str, state: str = "RUNNING"
+    ) -> Resource:
+        """The execution of a sub-workflow a task started (the task's type becomes WORKFLOW)."""
+        with self._lock:
+            task = self._task(task_id)
+            task["type"] = "WORKFLOW"
+            parent = self.executions[task["workflow_execution_id"]]
+            wf = {"id": None, "name": workflow_name, "namespace": parent["workflow_namespace"]}
+            ex = self._new_execution(wf, {}, {}, "sub-workflow execution", str(uuid.uuid4()))
+            root = parent["root_execution_id"] or parent["id"]
+            ex.update(task_execution_id=task_id, root_execution_id=root, state=state)
+            ex["params"].update(task_execution_id=task_id, root_execution_id=root)
+            return ex
+
+    def count(self, name: str) -> int:
+        return sum(1 for c in self.calls if c[0] == name)
+
+    # -- plumbing -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _request(self, action: str, *call: Any) -> Iterator[None]:
+        """One request: recorded in `calls`, failed by `fail_next`, Mistral's
+        refusals raised as MistralClient raises them, errors counted."""
+        with self._lock:
+            self.calls.append(call)
+            injected = self.fail_next.pop(0) if self.fail_next else None
+            try:
+                if injected is not None:
+                    raise injected
+                try:
+                    yield
+                except Refused as exc:
+                    cls = STATUS_ERRORS[exc.status]
+                    raise cls(
+                        "%s: %s (HTTP %d)" % (action, exc, exc.status), status=exc.status
+                    ) from None
+            except errors.EngineError as exc:
+                kind = type(exc).__name__
+                self.error_counts[kind] = self.error_counts.get(kind, 0) + 1
+                raise
+
+    def _new_execution(
+        self,
+        wf: Resource,
+        input: dict[str, Any],
+        params: dict[str, Any],
+        description: str,
+        ex_id: str,
+    ) -> Resource:
+        env = params.get("env")
+        if isinstance(env, str):  # a stored environment's name: Mistral puts in its values
+            if env not in self.environments:
+                raise Refused(400, "Environment is not found: %s" % env)
+            params = dict(params, env=self.environments[env])
+        ex = rules.execution(ex_id, wf, input, params, description, self._stamp())
+        self.executions[ex_id] = ex
+        self.tasks[ex_id] = []
+        return ex
+
+    def _put_workflow(
+        self, name: str, spec: dict[str, Any], definition: str, namespace: str | None
+    ) -> Resource:
+        key = (namespace or "", name)
+        wf = rules.stored(name, namespace, definition, self.workflows.get(key), self._stamp())
+        self.workflows[key] = dict(wf, input=rules.input_text(spec), tags=spec.get("tags") or [])
+        return _copy(self.workflows[key])
+
+    def _put_workbook(
+        self,
+        text: str,
+        name: str,
+        found: dict[str, tuple[dict[str, Any], str]],
+        namespace: str | None,
+    ) -> Resource:
+        key = (namespace or "", name)
+        self.workbooks[key] = rules.stored(
+            name, namespace, text, self.workbooks.get(key), self._stamp()
+        )
+        for short, (spec, definition) in found.items():
+            self._put_workflow("%s.%s" % (name, short), spec, definition, namespace)
+        return _copy(self.workbooks[key])
+
+    def _workflow(self, name: str, namespace: str | None) -> Resource:
+        wf = self.workflows.get((namespace or "", name))
+        if wf is None:
+            raise Refused(
+                404,
+                "Workflow not found [workflow_identifier=%s, namespace=%s]"
+                % (name, namespace or ""),
+            )
+        return wf
+
+    def _workbook(self, name: str, namespace: str | None) -> Resource:
+        book = self.workbooks.get((namespace or "", name))
+        if book is None:
+            raise Refused(
+                404, "Workbook not found [name=%s, namespace=%s]" % (name, namespace or "")
+            )
+        return book
+
+    def _execution(self, execution_id: str) -> Resource:
+        if execution_id not in self.executions:
+            raise Refused(404, "WorkflowExecution not found [id=%s]" % execution_id)
+        return self.executions[execution_id]
+
+    def _find_task(self, task_id: str | None) -> Resource | None:
+        return next((t for ts in self.tasks.values() for t in ts if t["id"] == task_id), None)
+
+    def _task(self, task_id: str) -> Resource:
+        task = self._find_task(task_id)
+        if task is None:
+            raise Refused(404, "TaskExecution not found [id=%s]" % task_id)
+        return task
+
+    def _stamp(self) -> str:
+        return rules.stamp(self.clock())
+
+
+def _in(namespace: str | None) -> str:
+    return " in namespace %s" % namespace if namespace else ""
+
+
+def _copy(resource: Resource) -> Resource:
+    # What a caller gets is its own: changing it does not change the engine.
+    copied: Resource = json.loads(json.dumps(resource))
+    return copied
+
+
+def _only(resource: Resource, fields: Sequence[str] | None) -> Resource:
+    return _copy({k: resource.get(k) for k in ["id", *fields]} if fields else resource)
+
+
+def _object(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    # As MistralClient sends it: a string is JSON text already.
+    parsed = json.loads(value) if isinstance(value, str) else value
+    return dict(parsed or {})
