@@ -480,11 +480,13 @@ def _json_text(value):
 
 
 def _query(**values):
-    """Drop None, join lists with commas, write booleans as Mistral reads them."""
+    """Drop None, join lists with commas, write booleans as Mistral reads them:
+    its API (WSME) takes any value of a boolean argument as true, "false"
+    included, so False is left out (the default of every one the bridge sends)."""
     out = {}
     for key, value in values.items():
         if isinstance(value, bool):
-            value = "true" if value else "false"
+            value = "true" if value else None
         elif isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
         if value is not None:

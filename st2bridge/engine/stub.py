@@ -207,6 +207,7 @@ class StubEngine:
         default order; `sort_keys`/`sort_dirs` are not applied."""
         call = ("list_executions", filters.get("updated_at"), dict(filters))
         with self._request("list executions", *call):
+            rules.check_filters(filters)
             rows = [ex for ex in self.executions.values() if rules.matches(ex, filters)]
             rows.sort(key=lambda ex: (ex["created_at"], ex["id"]))
             if marker:

@@ -160,11 +160,15 @@ def state_change(current: str, wanted: str, execution: Mapping[str, Any]) -> boo
     )
 
 
-def matches(execution: Mapping[str, Any], filters: Mapping[str, str]) -> bool:
-    """Whether an execution passes GET /v2/executions' filters."""
+def check_filters(filters: Mapping[str, str]) -> None:
+    """GET /v2/executions refuses query arguments it does not know."""
     unknown = sorted(set(filters) - set(LIST_FILTERS))
     if unknown:
         raise Refused(400, "Unknown argument: %s" % ", ".join('"%s"' % n for n in unknown))
+
+
+def matches(execution: Mapping[str, Any], filters: Mapping[str, str]) -> bool:
+    """Whether an execution passes GET /v2/executions' filters."""
     for name, value in filters.items():
         if name in ("nulls", "not_nulls"):
             for field in filter(None, value.split(",")):

@@ -329,6 +329,14 @@ def test_report_state_change_and_rerun_requests(client, stub):
     assert json.loads(rerun["body"]) == {"id": "t1", "state": "RUNNING", "reset": False}
 
 
+def test_a_false_boolean_is_left_out_of_the_query(client, stub):
+    # Mistral's API (WSME) reads any value of a boolean argument as true,
+    # "false" included: the whole report must not be asked for with it.
+    stub.add(200, {"root_workflow_execution": {"id": EX_ID}})
+    client.execution_report(EX_ID, errors_only=False, max_depth=0)
+    assert stub.requests[0]["query"] == {"max_depth": "0"}
+
+
 def test_path_segments_are_quoted(client, stub):
     stub.add(200, {"name": "ns/my wf"})
     client.get_workflow("ns/my wf")
