@@ -81,6 +81,7 @@ class EngineUnavailable(EngineError):
 
     exit_code = EXIT_ENGINE_UNAVAILABLE
     retryable = True
+    request_sent = True  # False when it provably never left this machine
 
 
 class EngineServerError(EngineError):

@@ -19,8 +19,9 @@ bash tools/ensure-services.sh
 step "Mistral 23 in its own virtualenv (skipped when already installed)"
 python3 tools/mistral_local.py install
 
-step "lint: ruff check, ruff format --check (pyproject.toml)"
+step "lint: ruff check, ruff format --check, mypy on the typed interfaces (pyproject.toml)"
 .venv/bin/ruff check --quiet . && .venv/bin/ruff format --check --quiet .
+.venv/bin/mypy
 
 step "tests"
 exec .venv/bin/pytest -rfE "${@:-tests}"

@@ -55,12 +55,20 @@ TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
 class Engine(Protocol):
     """The Mistral API as the bridge uses it. Thread-safe; one object is shared."""
 
-    # For messages and status pages (no credentials in it).
-    display_url: str
-    # Requests attempted (retries included) and failed attempts by error class
-    # name: the tracker's metrics and heartbeat read them.
-    request_count: int
-    error_counts: dict[str, int]
+    @property
+    def display_url(self) -> str:
+        """For messages and status pages (no credentials in it)."""
+        ...
+
+    @property
+    def request_count(self) -> int:
+        """Requests attempted, retries included (the tracker's heartbeat, metrics)."""
+        ...
+
+    @property
+    def error_counts(self) -> dict[str, int]:
+        """Failed attempts by error class name (metrics)."""
+        ...
 
     # -- workflows, workbooks, environments ----------------------------------
 

@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from st2bridge import errors
 from st2bridge.engine import stub_rules as rules
@@ -444,3 +444,10 @@ def _object(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
     # As MistralClient sends it: a string is JSON text already.
     parsed = json.loads(value) if isinstance(value, str) else value
     return dict(parsed or {})
+
+
+if TYPE_CHECKING:  # mypy: the stub is an engine (st2bridge/engine/base.py)
+    from st2bridge.engine.base import Engine
+
+    def _is_an_engine(stub: StubEngine) -> Engine:
+        return stub

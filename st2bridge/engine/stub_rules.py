@@ -103,7 +103,7 @@ def workbook_definitions(text: str) -> tuple[str, dict[str, tuple[dict[str, Any]
 
 def input_text(spec: Mapping[str, Any]) -> str:
     """A workflow resource's `input`: Mistral's 'a, b="1"' text."""
-    out = []
+    out: list[str] = []
     for item in spec.get("input") or []:
         if isinstance(item, dict):
             out.extend('%s="%s"' % (k, v) for k, v in item.items())
@@ -188,7 +188,7 @@ def _compare(actual: Any, term: str) -> bool:
     if op == "in":
         return actual in value.split(",")
     if op in ("eq", "neq"):
-        return (actual == value) == (op == "eq")
+        return bool(actual == value) == (op == "eq")
     if actual is None:
         return False
     return bool(_ORDER[op](actual, value))

@@ -55,8 +55,15 @@ definition, so one is kept once however many executions ran it):
 workflows (the engine names it defines), created_at}.
 """
 
+from __future__ import annotations
+
 import abc
 import contextlib
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+# A record: a plain dict of JSON-serialisable values.
+Record = dict[str, Any]
 
 # The fields of a record a callback reads (Store.callback_view).
 CALLBACK_FIELDS = (
@@ -123,7 +130,7 @@ EXECUTION_FIELDS = (
 DEFINITION_FIELDS = ("id", "kind", "name", "text", "workflows", "created_at")
 
 
-def new_execution_record(**fields):
+def new_execution_record(**fields: Any) -> Record:
     """An execution dict with every field present (defaults None/empty)."""
     record = dict.fromkeys(EXECUTION_FIELDS)
     record.update(tasks=[], input={}, tracked=False, poll_failures=0, not_found_count=0)
@@ -144,31 +151,31 @@ class Store(abc.ABC):
 
     # Bumped with each schema change; st2bridge/dbupgrade/bridge_store.py holds
     # the steps that bring an older store forward (`st2bridge db-upgrade`).
-    SCHEMA_VERSION = 5
+    SCHEMA_VERSION: int = 5
 
     # Claims of a record whose previous lease had lapsed (its tracker died or
     # hung), counted by claim_due in this process (metrics).
-    lease_takeovers = 0
+    lease_takeovers: int = 0
 
     # -- executions ---------------------------------------------------------
 
     @abc.abstractmethod
-    def create_execution(self, record):
+    def create_execution(self, record: Mapping[str, Any]) -> Record:
         """Insert a new execution record. Conflict if its id, its
         engine_execution_id or its idempotency_key exists already (the key is
         taken in the same atomic step as the insert)."""
 
     @abc.abstractmethod
-    def get_execution_by_idempotency_key(self, key):
+    def get_execution_by_idempotency_key(self, key: str) -> Record:
         """The record created with this idempotency key. NotFound if none.
         (The CLI's `run --idempotency-key` and an API's Idempotency-Key
         header both end here.)"""
 
     @abc.abstractmethod
-    def get_execution(self, execution_id):
+    def get_execution(self, execution_id: str) -> Record:
         """Return the record. NotFound if there is none."""
 
-    def callback_view(self, execution_id, task_id=None):
+    def callback_view(self, execution_id: str, task_id: str | None = None) -> Record:
         """What a callback needs of a record: CALLBACK_FIELDS, and of its tasks
         only the one whose id is `task_id` (`tasks` holds it, or nothing;
         `tasks_from` is its index in the record). NotFound if there is none.
@@ -184,12 +191,25 @@ class Store(abc.ABC):
         return view
 
     @abc.abstractmethod
-    def list_executions(self, status=None, workflow_name=None, since=None, limit=50):
+    def list_executions(
+        self,
+        status: str | Collection[str] | None = None,
+        workflow_name: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+    ) -> list[Record]:
         """Records newest first (by created_at). `status` may be one status or
         a collection of them; `since` is a float time (created_at >= since)."""
 
     @abc.abstractmethod
-    def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
+    def update_execution(
+        self,
+        execution_id: str,
+        changes: Mapping[str, Any],
+        *,
+        if_active: bool = True,
+        if_lease_owner: str | None = None,
+    ) -> bool:
         """Replace the given top-level fields atomically and return True.
 
         Conditions, checked atomically with the write:
@@ -201,7 +221,15 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def update_task(self, execution_id, index, task, changes=None, *, if_active=True):
+    def update_task(
+        self,
+        execution_id: str,
+        index: int | None,
+        task: Mapping[str, Any],
+        changes: Mapping[str, Any] | None = None,
+        *,
+        if_active: bool = True,
+    ) -> bool:
         """Set one entry of the record's task list (`index` None appends) and
         the top-level `changes`, atomically, under update_execution's
         `if_active` condition. Returns True if written, False if the condition
@@ -209,13 +237,19 @@ class Store(abc.ABC):
         list is not rewritten.)"""
 
     @abc.abstractmethod
-    def update_many(self, updates, *, if_active=True, if_lease_owner=None):
+    def update_many(
+        self,
+        updates: Iterable[tuple[str, Mapping[str, Any]]],
+        *,
+        if_active: bool = True,
+        if_lease_owner: str | None = None,
+    ) -> int:
         """Apply many (execution_id, changes) pairs, each under the same
         conditions as update_execution, in one transaction or round trip.
         Unknown ids are skipped. Returns how many were applied."""
 
     @abc.abstractmethod
-    def claim_due(self, owner, now, lease_seconds, limit):
+    def claim_due(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[Record]:
         """Atomically lease up to `limit` executions that are tracked, not
         terminal, due (next_poll_at <= now) and not under a valid lease
         (lease_expires_at > now), whoever holds it: a tracker's own lease
@@ -225,61 +259,61 @@ class Store(abc.ABC):
         record while a lease is valid."""
 
     @abc.abstractmethod
-    def renew_leases(self, owner, expires_at):
+    def renew_leases(self, owner: str, expires_at: float) -> int:
         """Move the expiry of every lease `owner` holds to `expires_at` (a
         tracker's heartbeat keeps its in-flight queries leased). Returns the count."""
 
     @abc.abstractmethod
-    def release_leases(self, owner):
+    def release_leases(self, owner: str) -> int:
         """Clear every lease held by `owner` (on shutdown). Returns the count."""
 
     @abc.abstractmethod
-    def next_due_at(self):
+    def next_due_at(self) -> float | None:
         """The earliest time a claim could return something: the minimum over
         tracked active executions of next_poll_at (unleased) or
         max(next_poll_at, lease_expires_at) (leased). None when nothing is
         tracked. May be early, never late."""
 
     @abc.abstractmethod
-    def count_executions(self, status=None):
+    def count_executions(self, status: str | Collection[str] | None = None) -> int:
         """Number of records, optionally with that status (or statuses)."""
 
     @abc.abstractmethod
-    def count_by_status(self):
+    def count_by_status(self) -> dict[str, int]:
         """{status: number of records} for the statuses that have any (one
         grouped query: the metrics gauge asks on every heartbeat)."""
 
     # -- definitions --------------------------------------------------------
 
     @abc.abstractmethod
-    def put_definition(self, definition):
+    def put_definition(self, definition: Mapping[str, Any]) -> bool:
         """Keep a definition record unless one with its id exists (the id is
         its content digest, so an existing one is the same). Returns True if
         it was added."""
 
     @abc.abstractmethod
-    def get_definition(self, definition_id):
+    def get_definition(self, definition_id: str) -> Record:
         """The definition record. NotFound if there is none."""
 
     # -- services -----------------------------------------------------------
 
     @abc.abstractmethod
-    def register_service(self, record):
+    def register_service(self, record: Mapping[str, Any]) -> None:
         """Insert or replace a service record (by its id)."""
 
     @abc.abstractmethod
-    def heartbeat_service(self, service_id, now):
+    def heartbeat_service(self, service_id: str, now: float) -> bool:
         """Set heartbeat_at = now. Returns False if the service is unknown."""
 
     @abc.abstractmethod
-    def list_services(self):
+    def list_services(self) -> list[Record]:
         """All service records, by name then host."""
 
     @abc.abstractmethod
-    def remove_service(self, service_id):
+    def remove_service(self, service_id: str) -> None:
         """Delete a service record; a missing one is not an error."""
 
-    def transaction(self):
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
         """A context in which several writes share one transaction (one
         commit), where the backend has them; each write keeps its own
         conditions. A write that raises inside it does not undo the others.
@@ -289,15 +323,15 @@ class Store(abc.ABC):
     # -- housekeeping -------------------------------------------------------
 
     @abc.abstractmethod
-    def schema_version(self):
+    def schema_version(self) -> int:
         """The schema version recorded in the store (int)."""
 
     @abc.abstractmethod
-    def close(self):
+    def close(self) -> None:
         """Release connections. Safe to call twice."""
 
-    def __enter__(self):
+    def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -240,6 +240,9 @@ def test_a_success_that_is_not_json_is_a_server_error(stub, fake_time):
     with pytest.raises(EngineServerError, match="not JSON") as info:
         client.get_task("t1")
     assert info.value.status == 200
+    stub.add(200, ["a", "list"])  # callers read fields of an object
+    with pytest.raises(EngineServerError, match="JSON that is not an object"):
+        client.get_task("t1")
 
 
 # -- decoding and query strings ------------------------------------------------
