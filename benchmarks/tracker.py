@@ -345,10 +345,14 @@ def measure(a, trackers, sim, store, submitter, res):
     wall = time.monotonic() - t0
     cpu = sum(t.cpu() - c0[t.pid] for t in trackers)
     st = sim_call(sim, "GET", "stats")
-    polls = 0
+    polls = probes = flagged = 0
     for t in trackers:
         s1 = tracker_stats(store, t.pid) or {}
         polls += s1.get("polls", 0) - (s0[t.pid] or {}).get("polls", 0)
+        # The stuck watch: engine reads for suspects (executions quiet for [stuck]
+        # probe_after) and executions flagged (the simulator's are healthy: 0 expected).
+        probes += s1.get("stuck_probes", 0) - (s0[t.pid] or {}).get("stuck_probes", 0)
+        flagged += s1.get("stuck_flagged", 0)
     # Polls are counted at heartbeats; over the measured span they are close
     # to what the trackers did in it (one heartbeat interval of edge).
     polls_s = polls / wall
@@ -372,6 +376,8 @@ def measure(a, trackers, sim, store, submitter, res):
         "submitter_error": submitter.error,
         "engine_requests_per_s": round(st["requests_total"] / wall, 1),
         "engine_requests": st["requests"],
+        "stuck_probes": probes,
+        "stuck_flagged": flagged,
         "sim_cpu_pct": round((sim.cpu() - sc0) / wall * 100, 1),
         "rss_kb": rss_samples[-1] if rss_samples else None,
         "rss_kb_samples": rss_samples,
@@ -518,6 +524,8 @@ def report_one(a, res):
             lambda v: v < 1,
         ),
         ("simulator CPU %", m.get("sim_cpu_pct"), "(info: well < 100: not the bottleneck)", None),
+        ("stuck-watch engine reads", m.get("stuck_probes"), "(info: suspects only)", None),
+        ("flagged stuck (false positives)", m.get("stuck_flagged"), "0", lambda v: v == 0),
         ("baseline checks/s", base.get("checks_per_s"), "(needs %.0f)" % (n / qi), None),
         ("baseline CPU % of a core", base.get("cpu_pct"), "(info)", None),
         ("baseline lateness p99 ms", late_text(base.get("lateness_ms") or {}), "(info)", None),

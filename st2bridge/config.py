@@ -276,6 +276,99 @@ web_opts = [
     ),
 ]
 
+stuck_opts = [
+    cfg.BoolOpt(
+        "enabled",
+        default=True,
+        help="Watch tracked executions for the signatures of a stuck engine (lost action, lost "
+        "result, lost continuation, no progress; docs/operations.md) and flag them.",
+    ),
+    cfg.FloatOpt(
+        "probe_after",
+        default=30.0,
+        min=0.0,
+        help="An execution the bridge has seen no change of for this long is a suspect: the "
+        "engine is asked for its task tree (one request). Others cost no request.",
+    ),
+    cfg.FloatOpt(
+        "probe_interval",
+        default=60.0,
+        min=0.1,
+        help="Longest time between two looks at one suspect (sooner when a rule could fire "
+        "sooner).",
+    ),
+    cfg.FloatOpt(
+        "heartbeat_timeout",
+        default=90.0,
+        min=0.1,
+        help="A RUNNING action execution whose last heartbeat is older than this has lost its "
+        "executor. Mistral's executor sends one per [action_heartbeat] check_interval (20 s), "
+        "and a busy engine records them late: keep a few intervals of margin. Below "
+        "check_interval x max_missed_heartbeats (300 s), where Mistral fails it itself.",
+    ),
+    cfg.FloatOpt(
+        "unstarted_timeout",
+        default=300.0,
+        min=0.1,
+        help="A RUNNING action execution no executor ever sent a heartbeat for is lost after "
+        "this long (executors busy with a backlog delay the first heartbeat legitimately).",
+    ),
+    cfg.FloatOpt(
+        "result_grace",
+        default=60.0,
+        min=0.0,
+        help="A task still RUNNING this long after all its action executions or sub-workflows "
+        "ended has lost its result (also the grace past a task's own timeout).",
+    ),
+    cfg.FloatOpt(
+        "continuation_grace",
+        default=60.0,
+        min=0.0,
+        help="A workflow still RUNNING this long after its last task change, with no task "
+        "running, waiting or delayed, has lost its continuation.",
+    ),
+    cfg.FloatOpt(
+        "no_progress_after",
+        default=0.0,
+        min=0.0,
+        help="A running task without a state change for this long makes no progress (0: no "
+        "fixed bound; see learn_from_history).",
+    ),
+    cfg.BoolOpt(
+        "learn_from_history",
+        default=True,
+        help="Learn each task's no-progress bound from the store: history_factor x the p99 of "
+        "its durations in the last history_runs succeeded executions of its workflow.",
+    ),
+    cfg.IntOpt("history_runs", default=50, min=1, help="Succeeded executions to learn from."),
+    cfg.IntOpt(
+        "history_min_runs",
+        default=5,
+        min=1,
+        help="Fewer succeeded runs of a task than this: no learnt bound for it.",
+    ),
+    cfg.FloatOpt("history_factor", default=3.0, min=1.0, help="The learnt bound is this x p99."),
+    cfg.FloatOpt(
+        "history_floor",
+        default=60.0,
+        min=0.0,
+        help="A learnt bound is never below this (short tasks vary a lot in relative terms).",
+    ),
+    cfg.ListOpt(
+        "async_actions",
+        default=["std.async_noop", "std.mistral_http"],
+        help="Asynchronous actions: completed from outside, they send no heartbeats while "
+        "they wait, so only their task's timeout applies.",
+    ),
+    cfg.FloatOpt(
+        "max_probes_per_second",
+        default=10.0,
+        min=0.1,
+        help="Engine reads the watch makes per second at most, per tracker; suspects beyond "
+        "it wait for a later pass.",
+    ),
+]
+
 db_upgrade_opts = [
     cfg.StrOpt(
         "engine_config_file",
@@ -419,6 +512,7 @@ GROUPS = [
     ("callback", callback_opts),
     ("metrics", metrics_opts),
     ("web", web_opts),
+    ("stuck", stuck_opts),
     ("db_upgrade", db_upgrade_opts),
 ]
 

@@ -17,6 +17,8 @@ and the executions-by-status gauge is refreshed on the heartbeat.
     st2bridge_lease_takeovers_total              claims of executions whose lease had lapsed
     st2bridge_engine_tokens_total                Keystone tokens obtained (auth_type = keystone)
     st2bridge_heartbeat_timestamp_seconds        last heartbeat (a stuck daemon stops moving it)
+    st2bridge_stuck_executions{signature}        active executions flagged stuck (heartbeat)
+    st2bridge_stuck_probes_total                 engine reads of the stuck watch (suspects only)
 """
 
 import logging
@@ -27,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from st2bridge import errors
 from st2bridge import status as st
+from st2bridge.tracker.stuck import SIGNATURES
 
 LOG = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class TrackerMetrics:
             registry=self.registry,
         )
         self.status_counts = {}
+        self.stuck_counts = {}
         self.heartbeat_at = None
         self.registry.register(_LiveCollector(self))
         poller.stats.observe_lateness = self.lateness.observe
@@ -99,6 +103,14 @@ class TrackerMetrics:
         except errors.StoreError as exc:
             LOG.warning(
                 "metrics: counting executions failed: %s; the gauge keeps its last values", exc
+            )
+        try:
+            counts = self.store.count_stuck()
+            self.stuck_counts = {signature: counts.get(signature, 0) for signature in SIGNATURES}
+        except errors.StoreError as exc:
+            LOG.warning(
+                "metrics: counting stuck executions failed: %s; the gauge keeps its last values",
+                exc,
             )
         self.heartbeat_at = self.clock()
 
@@ -175,6 +187,21 @@ class _LiveCollector:
         if issued is not None:
             yield CounterMetricFamily(
                 "st2bridge_engine_tokens", "Keystone tokens obtained.", value=issued
+            )
+        stuck = GaugeMetricFamily(
+            "st2bridge_stuck_executions",
+            "Active executions flagged stuck, by signature (refreshed on the heartbeat).",
+            labels=["signature"],
+        )
+        for signature, count in sorted(m.stuck_counts.items()):
+            stuck.add_metric([signature], count)
+        yield stuck
+        watch = getattr(m.poller, "stuck", None)
+        if watch is not None:
+            yield CounterMetricFamily(
+                "st2bridge_stuck_probes",
+                "Engine reads made by the stuck watch (suspects only).",
+                value=watch.probes,
             )
         if m.heartbeat_at is not None:
             yield GaugeMetricFamily(

@@ -86,6 +86,7 @@ def terminal_changes(execution, tasks, now, finished_by):
         "finished_by": finished_by,
         "lease_owner": None,
         "lease_expires_at": None,
+        "stuck": None,  # an ended execution is not stuck (st2bridge/tracker/stuck.py)
     }
     if tasks is not None:
         changes["tasks"] = tasks_view(tasks)

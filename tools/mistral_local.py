@@ -8,6 +8,9 @@ Usage (Python 3.10+, stdlib only; options go before or after the command):
     python3 tools/mistral_local.py stop    [options]  # SIGTERM the process group, SIGKILL after 20 s
     python3 tools/mistral_local.py status  [options]  # exit 0 when up, 3 when down
     python3 tools/mistral_local.py env     [options]  # eval "$(python3 tools/mistral_local.py env)"
+    python3 tools/mistral_local.py start --split       # engine and executor as processes of their own
+    python3 tools/mistral_local.py kill --component C  # SIGKILL one component of a split instance
+    python3 tools/mistral_local.py start-component --component C  # (re)start one component
 
 Options [environment variable; default]:
     --home DIR    instance dir [ST2BRIDGE_MISTRAL_HOME; ${XDG_DATA_HOME:-~/.local/share}/st2bridge/mistral]
@@ -21,6 +24,13 @@ An existing home keeps the host, port and db it was started with unless they are
 `stop`, `status` and `env` need only --home. The home holds mistral.conf, mistral.db, mistral.log and
 mistral.pid. RabbitMQ (and PostgreSQL for --db postgresql) are installed from Debian and started when
 their port is closed. Exit codes: 0 ok, 1 failure, 2 usage error, 3 down (status).
+
+Split mode (`--split`, for fault tests): the engine and the executor run as processes of their own
+(`mistral-server --server engine`, `--server executor`, each in its own process group with its own
+pid file and log), the other components together as usual; `kill` and `start-component` act on one
+of them (`main`, `engine` or `executor`). Every component also reads `overrides.conf` and its own
+`overrides-<component>.conf` from the home when they exist (after mistral.conf: their values win),
+so a test can e.g. point only the engine at a relay. Without --split nothing changes.
 """
 
 from __future__ import annotations
@@ -46,6 +56,8 @@ MISTRAL_VERSION = "23.0.0"
 # queue.get_nowait() with no wait (event_engine/default_event_engine.py,
 # _loop), burning a whole core while idle. The bridge uses no event triggers.
 SERVERS = "api,engine,executor,notifier,periodic"
+# Split mode: the component groups, each a process group of its own ("main" keeps mistral.pid).
+SPLIT_SERVERS = {"main": "api,notifier,periodic", "engine": "engine", "executor": "executor"}
 VENV_NAME = f"mistral-{MISTRAL_VERSION}-venv"
 RABBIT_PORT, PG_PORT = 5672, 5432
 EXIT_OK, EXIT_FAIL, EXIT_DOWN = 0, 1, 3  # 2 (usage) comes from argparse
@@ -136,6 +148,31 @@ class Instance:
         )
         self.bin = self.venv / "bin"
         self.marker = self.venv / f".st2bridge-mistral-{MISTRAL_VERSION}"
+        self.split_marker = self.home / "split"
+        self.split_flag = bool(getattr(a, "split", False))
+        self.split = self.split_flag or self.split_marker.exists()
+        self.component = getattr(a, "component", None)
+
+    def component_files(self, component: str) -> tuple[Path, Path]:
+        """(pid file, log file) of one component ("main" is the usual pair)."""
+        if component == "main":
+            return self.pidfile, self.log
+        return self.home / f"mistral-{component}.pid", self.home / f"mistral-{component}.log"
+
+    def config_args(self, component: str) -> list[str]:
+        args = ["--config-file", str(self.conf)]
+        for name in ("overrides.conf", f"overrides-{component}.conf"):
+            if (self.home / name).exists():
+                args += ["--config-file", str(self.home / name)]
+        return args
+
+    def component_pid(self, component: str) -> int | None:
+        pidfile, _ = self.component_files(component)
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if str(self.conf).encode() in cmdline(pid) else None
 
     # mistral-server renames its processes (setproctitle): the master becomes "mistral-server:
     # master
@@ -430,24 +467,31 @@ def cmd_start(inst: Instance) -> None:
         ensure_postgresql(inst)
     write_config(inst)
     prepare_db(inst)
-    say(f"starting mistral-server --server {SERVERS} (log {inst.log})")
+    if inst.split_flag:
+        inst.split_marker.write_text("engine and executor run as processes of their own\n")
+        for component in SPLIT_SERVERS:
+            start_component(inst, component)
+        return
+    inst.split_marker.unlink(missing_ok=True)
+    start_component(inst, "main", servers=SERVERS)
+
+
+def start_component(inst: Instance, component: str, servers: str | None = None) -> None:
+    """Start one mistral-server process group and wait until it is up: the API answers (main), or
+    the process still runs after its start-up (engine, executor: they have no port)."""
+    servers = servers or SPLIT_SERVERS[component]
+    pidfile, logfile = inst.component_files(component)
+    say(f"starting mistral-server --server {servers} (log {logfile})")
     t0 = time.monotonic()
-    with open(inst.log, "ab") as log:
+    with open(logfile, "ab") as log:
         log.write(
             f"---- mistral_local.py start {time.strftime('%Y-%m-%d %H:%M:%S')} ----\n".encode()
         )
         log.flush()
         # Its own session, so that `stop` can signal the whole group: mistral-server forks one
-        # process
-        # per component.
+        # process per component.
         proc = subprocess.Popen(
-            [
-                str(inst.bin / "mistral-server"),
-                "--server",
-                SERVERS,
-                "--config-file",
-                str(inst.conf),
-            ],
+            [str(inst.bin / "mistral-server"), "--server", servers, *inst.config_args(component)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -455,30 +499,60 @@ def cmd_start(inst: Instance) -> None:
             env=VENV_ENV,
             start_new_session=True,
         )
-    inst.pidfile.write_text(f"{proc.pid}\n")
+    pidfile.write_text(f"{proc.pid}\n")
     last_note = 0.0
-    while not inst.api_ok():
+    while not (inst.api_ok() if component == "main" else component_started(logfile)):
         elapsed = time.monotonic() - t0
         if proc.poll() is not None:
-            tail(inst.log)
-            inst.pidfile.unlink(missing_ok=True)
+            tail(logfile)
+            pidfile.unlink(missing_ok=True)
             raise Failure(
                 f"mistral-server exited with code {proc.returncode} after {elapsed:.0f} s"
             )
         if elapsed > inst.timeout:
-            tail(inst.log)
+            tail(logfile)
             stop_groups(inst, also=proc.pid)
-            raise Failure(f"the API did not answer within {inst.timeout:.0f} s; stopped the server")
+            raise Failure(f"{component} did not start within {inst.timeout:.0f} s; stopped it")
         if elapsed - last_note >= 5:
-            say(f"waiting for {inst.url} ... {elapsed:.0f} s")
+            say(f"waiting for {component} ... {elapsed:.0f} s")
             last_note = elapsed
         time.sleep(0.5)
-    say(f"up in {time.monotonic() - t0:.1f} s (pid {proc.pid}): {inst.url}")
+    say(f"{component} up in {time.monotonic() - t0:.1f} s (pid {proc.pid}): {inst.url}")
+
+
+def component_started(logfile: Path) -> bool:
+    """An engine or executor has its RPC server up once it logs "Engine server started." or
+    "Executor server started." in the last start-up section of its log."""
+    try:
+        text = logfile.read_text(errors="replace")
+    except OSError:
+        return False
+    last = text.rsplit("---- mistral_local.py start", 1)[-1]
+    return "server started." in last
+
+
+def cmd_kill(inst: Instance) -> None:
+    """SIGKILL one component's process group (split mode), like a crashed host would."""
+    if not inst.split:
+        raise Failure("kill needs an instance started with --split")
+    if inst.component not in SPLIT_SERVERS:
+        raise Failure(f"--component must be one of {', '.join(SPLIT_SERVERS)}")
+    pid = inst.component_pid(inst.component)
+    if not pid:
+        raise Failure(f"{inst.component} is not running")
+    say(f"killing {inst.component} (process group {pid}, SIGKILL)")
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while group_members(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    inst.component_files(inst.component)[0].unlink(missing_ok=True)
 
 
 def stop_groups(inst: Instance, also: int | None = None) -> bool:
     """SIGTERM every process group of the instance (and `also`), SIGKILL what is left after 20 s."""
     groups = inst.groups() | ({also} if also and group_members(also) else set())
+    groups |= {pid for c in SPLIT_SERVERS if (pid := inst.component_pid(c)) and group_members(pid)}
     for pgid in groups:
         say(f"stopping mistral-server process group {pgid} (SIGTERM)")
         with contextlib.suppress(ProcessLookupError):
@@ -491,7 +565,8 @@ def stop_groups(inst: Instance, also: int | None = None) -> bool:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
             time.sleep(0.5)
-    inst.pidfile.unlink(missing_ok=True)
+    for component in SPLIT_SERVERS:
+        inst.component_files(component)[0].unlink(missing_ok=True)
     return bool(groups)
 
 
@@ -536,6 +611,8 @@ COMMANDS = {
     "stop": "stop the engine",
     "status": "exit 0 if up, 3 if down",
     "env": "print shell exports",
+    "kill": "SIGKILL one component (--component; split mode)",
+    "start-component": "start one component (--component; split mode)",
 }
 
 
@@ -580,18 +657,39 @@ class PrivateMistral:
     """A Mistral of its own for one test or benchmark run: its own home, a free
     port and its own RabbitMQ vhost (and PostgreSQL database, named after the
     vhost, with db="postgresql"). Driven through this file's CLI in a child
-    process; stop() also removes the vhost and the database."""
+    process; stop() also removes the vhost and the database.
 
-    def __init__(self, home, db="sqlite", prefix="st2bridge-private"):
+    `split=True` runs the engine and the executor as processes of their own
+    (kill() and start_component() act on one of them); `overrides` is config
+    text every component reads after mistral.conf, `component_overrides`
+    {component: text} what only one of them reads (e.g. the engine's
+    transport_url pointing at a relay). Defaults change nothing."""
+
+    def __init__(
+        self,
+        home,
+        db="sqlite",
+        prefix="st2bridge-private",
+        split=False,
+        overrides="",
+        component_overrides=None,
+    ):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.home, self.db = Path(home), db
         self.vhost = f"{prefix}-{os.urandom(4).hex()}"
         self.api_url = f"http://127.0.0.1:{self.port}/v2"
+        self.transport_url = f"rabbit://guest:guest@127.0.0.1:{RABBIT_PORT}/{self.vhost}"
+        self.split = split
         self.output = ""
+        self.home.mkdir(parents=True, exist_ok=True)
+        if overrides:
+            (self.home / "overrides.conf").write_text(overrides)
+        for component, text in (component_overrides or {}).items():
+            (self.home / f"overrides-{component}.conf").write_text(text)
 
-    def _run(self, command, capture):
+    def _run(self, command, capture, *extra):
         return subprocess.run(
             [
                 sys.executable,
@@ -605,6 +703,7 @@ class PrivateMistral:
                 self.db,
                 "--vhost",
                 self.vhost,
+                *extra,
             ],
             capture_output=capture,
             text=True,
@@ -613,9 +712,21 @@ class PrivateMistral:
     def up(self, capture=False) -> bool:
         """True once the API answers. With `capture`, the tool's output is kept
         in .output instead of shown."""
-        proc = self._run("up", capture)
+        proc = self._run("up", capture, *(["--split"] if self.split else []))
         self.output = (proc.stdout or "") + (proc.stderr or "")
         return proc.returncode == 0
+
+    def kill(self, component) -> None:
+        """SIGKILL one component (split mode): "engine", "executor" or "main"."""
+        proc = self._run("kill", True, "--component", component)
+        if proc.returncode != 0:
+            raise RuntimeError(f"killing {component} failed: {proc.stdout}{proc.stderr}")
+
+    def start_component(self, component) -> None:
+        """Start one component again (split mode) and wait until it is up."""
+        proc = self._run("start-component", True, "--component", component)
+        if proc.returncode != 0:
+            raise RuntimeError(f"starting {component} failed: {proc.stdout}{proc.stderr}")
 
     def stop(self) -> None:
         self._run("stop", capture=True)
@@ -652,6 +763,18 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(
                 f"--{name}", default=default, help=f"{text} [$ST2BRIDGE_MISTRAL_{name.upper()}]"
             )
+        p.add_argument(
+            "--split",
+            action="store_true",
+            default=default if default is not None else False,
+            help="start: the engine and the executor as processes of their own",
+        )
+        p.add_argument(
+            "--component",
+            default=default,
+            choices=sorted(SPLIT_SERVERS),
+            help="kill / start-component: which one",
+        )
     args = parser.parse_args(argv)  # exits 2 on a usage error
     resolve(parser, args)
     inst = Instance(args)
@@ -669,6 +792,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(inst)
         elif args.command == "env":
             cmd_env(inst)
+        elif args.command == "kill":
+            cmd_kill(inst)
+        elif args.command == "start-component":
+            if not inst.split or inst.component not in SPLIT_SERVERS:
+                raise Failure(
+                    "start-component needs --component and an instance started with --split"
+                )
+            start_component(inst, inst.component)
     except Failure as exc:
         print(f"mistral_local: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_FAIL

@@ -84,6 +84,7 @@ def add_parsers(commands):
     )
     rerun.add_argument("--json", action="store_true")
     rerun.set_defaults(handler=cmd_rerun)
+    return sub
 
 
 # -- list -----------------------------------------------------------------------

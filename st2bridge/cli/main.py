@@ -10,7 +10,8 @@ import sys
 import time
 
 from st2bridge import __version__, app, config, errors
-from st2bridge.cli import collect, dbupgrade, executions, hints, run, services, workflows
+from st2bridge.cli import collect, dbupgrade, doctor, executions, hints, run, services, workflows
+from st2bridge.cli import stuck as stuckcli
 
 
 def build_parser():
@@ -30,7 +31,8 @@ def build_parser():
 
     run.add_parser(commands)
     workflows.add_parser(commands)
-    executions.add_parsers(commands)  # execution list/get/tasks/watch/…, task rerun
+    execution_sub = executions.add_parsers(commands)  # execution list/get/…, task rerun
+    stuckcli.add_parsers(execution_sub)  # execution list --stuck, execution recover
 
     track = commands.add_parser("track", help="have the trackers poll an execution again")
     track.add_argument("id")
@@ -45,6 +47,7 @@ def build_parser():
 
     dbupgrade.add_parser(commands)
     collect.add_parser(commands)
+    doctor.add_parser(commands)
     return parser
 
 
@@ -98,6 +101,8 @@ def oslo_args(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "loads_config", False):  # doctor reports a bad config itself
+            return args.handler(args, oslo_args(args))
         conf = config.load(oslo_args(args))
         app.setup_logging(conf, quiet=True, component=app.logs.command_component(args.command))
         return args.handler(args, conf)

@@ -4,6 +4,7 @@ import datetime
 import json
 
 from st2bridge import status as st
+from st2bridge.tracker import stuckview
 
 
 def iso(ts):
@@ -43,6 +44,7 @@ def execution_view(record):
         "created_at": iso(record.get("created_at")),
         "updated_at": iso(record.get("updated_at")),
         "ended_at": iso(record.get("ended_at")),
+        "stuck": stuckview.view(record),
     }
 
 
@@ -85,6 +87,9 @@ def execution_text(record):
     ]
     if view["error"]:
         lines.append("error:      %s" % _indent(view["error"]))
+    stuck = stuckview.explain(record)
+    if stuck:
+        lines.append("STUCK:      %s" % _indent("\n".join(stuck)))
     if view["tasks"]:
         width = max(len(t["name"] or "") for t in view["tasks"])
         lines.append("tasks:")

@@ -156,10 +156,13 @@ class Engine(Protocol):
     def update_execution_state(
         self, execution_id: str, state: str, state_info: str | None = None
     ) -> Resource:
-        """Ask for PAUSED, RUNNING (resume), CANCELLED; returns the execution.
-        Mistral leaves it unchanged, without an error, when pausing a paused,
-        resuming a running, or cancelling a finished execution: callers check the
-        state they get back. Pausing a finished one is EngineBadRequest."""
+        """Ask for PAUSED, RUNNING (resume), CANCELLED, ERROR (fail it) or
+        SUCCESS; returns the execution. Mistral leaves it unchanged, without an
+        error, when pausing a paused, resuming a running, or cancelling or
+        failing a finished execution: callers check the state they get back.
+        SUCCESS again on a SUCCESS sub-workflow sends its result to the parent
+        task once more. Pausing a finished execution, or SUCCESS on one that
+        ended otherwise, is EngineBadRequest."""
         ...
 
     def execution_report(
@@ -167,6 +170,17 @@ class Engine(Protocol):
     ) -> Resource:
         """{"root_workflow_execution": {..., "task_executions": [...]},
         "statistics": {...}}. EngineNotFound."""
+        ...
+
+    def execution_tree(self, execution_id: str) -> Resource:
+        """The whole report (execution_report without errors_only): every task,
+        its action executions (with `last_heartbeat`) and sub-workflows, nested.
+        The stuck-execution rules read it. EngineNotFound."""
+        ...
+
+    def clock_offset(self) -> float | None:
+        """Seconds the engine's clock is ahead of the bridge's (its timestamps
+        are in its own clock), within about a second; None before any answer."""
         ...
 
     # -- tasks --------------------------------------------------------------
@@ -185,6 +199,21 @@ class Engine(Protocol):
         """Run a task in ERROR again (its execution runs again). EngineBadRequest
         when the task is not in ERROR, or for reset=False on a task without
         with-items. Never repeated by the client once sent."""
+        ...
+
+    # -- action executions (recovering a stuck execution) --------------------
+
+    def get_action_execution(self, action_execution_id: str) -> Resource:
+        """One action execution (`output` decoded). EngineNotFound."""
+        ...
+
+    def complete_action_execution(
+        self, action_execution_id: str, state: str, output: Any
+    ) -> Resource:
+        """End a RUNNING action execution as SUCCESS or ERROR with `output`, as
+        if its executor had answered: the engine then goes on with its task. One
+        that has ended already is refused (EngineServerError, "already
+        completed"). Never repeated by the client once sent."""
         ...
 
     # -- connection ---------------------------------------------------------

@@ -7,6 +7,7 @@ safe to repeat are retried (see `_retry_safe` and `_retry_unsent`).
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import threading
@@ -123,6 +124,9 @@ class MistralClient:
         # get_token() before each request, invalidate(token) on a 401
         # (st2bridge.engine.auth); None: the static auth_token.
         self.token_provider = token_provider
+        # The engine's Date header of the latest answer and our clock when it
+        # came (clock_offset): the engine's timestamps are in its own clock.
+        self._date_sample: tuple[str, float] | None = None
 
     @property
     def auth_token(self) -> str | None:
@@ -382,6 +386,59 @@ class MistralClient:
             )
         )
 
+    # -- stuck executions: the whole tree, action executions -------------------
+
+    def execution_tree(self, execution_id: str) -> Resource:
+        """The execution's report: every task, action execution (with its
+        `last_heartbeat`) and sub-workflow, nested. (Mistral reads a given
+        errors_only=false as true: leaving it out is what gets everything.)"""
+        return self._call(
+            "GET",
+            "/executions/%s/report" % _seg(execution_id),
+            "get the task tree of execution %s" % execution_id,
+        )
+
+    def get_action_execution(self, action_execution_id: str) -> Resource:
+        return _decode(
+            self._call(
+                "GET",
+                "/action_executions/" + _seg(action_execution_id),
+                "get action execution %s" % action_execution_id,
+            )
+        )
+
+    def complete_action_execution(
+        self, action_execution_id: str, state: str, output: Any
+    ) -> Resource:
+        """PUT a RUNNING action execution to SUCCESS or ERROR with `output`:
+        the engine then continues its task as if the executor had answered.
+        Not repeated once sent: a second completion is refused (HTTP 500,
+        "already completed")."""
+        return _decode(
+            self._call(
+                "PUT",
+                "/action_executions/" + _seg(action_execution_id),
+                "set action execution %s to %s" % (action_execution_id, state),
+                json_body={"state": state, "output": json.dumps(output)},
+                timeout=self.rpc_read_timeout,
+                retry_if=_retry_unsent,
+            )
+        )
+
+    def clock_offset(self) -> float | None:
+        """Seconds the engine's clock is ahead of ours (negative: behind),
+        from the Date header of the latest answer (one-second resolution, so
+        within about a second); None before any answer with one."""
+        sample = self._date_sample
+        if not sample:
+            return None
+        try:
+            engine = email.utils.parsedate_to_datetime(sample[0]).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return None
+        # The header is truncated to the second: on average half a second late.
+        return engine + 0.5 - sample[1]
+
     def ping(self) -> bool:
         """One cheap authenticated request, not retried: True or an error."""
         self._call(
@@ -482,6 +539,9 @@ class MistralClient:
             err.request_sent, err.retryable = sent, retryable
             raise err from exc
         status = resp.status_code
+        date = resp.headers.get("Date")
+        if date:
+            self._date_sample = (date, time.time())
         log.debug(
             "engine %s %s: HTTP %d in %.1f ms",
             method,

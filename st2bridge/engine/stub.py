@@ -18,10 +18,13 @@ Nothing runs by itself: an execution stays RUNNING, without tasks, until the tes
     # then hand `engine` to a Runner, a Poller, the web view, ...
 
 Controls (not part of the engine interface): `set_state`, `add_task`,
-`set_task_state`, `add_sub_execution`, `environments` (name -> variables).
+`set_task_state`, `add_action`, `add_sub_execution`, `environments` (name ->
+variables), `reports` (execution id -> a task tree execution_tree answers instead
+of the one built from the state), `offset` (what clock_offset answers).
 To look at: `calls` (one tuple per request, its name first), `count(name)`, and
 the state itself (`workflows` and `workbooks` by (namespace, name), `executions`
-by id, `tasks` by execution id; "" is the default namespace). `fail_next`: what
+by id, `tasks` by execution id, `action_executions` by id; "" is the default
+namespace). `fail_next`: what
 the next requests raise, in order (None lets one through): an engine that is down
 or refuses. `clock`: where timestamps come from (time.time unless given).
 """
@@ -41,6 +44,7 @@ from st2bridge import errors
 from st2bridge.engine import stub_rules as rules
 from st2bridge.engine.base import Resource
 from st2bridge.engine.http_errors import STATUS_ERRORS
+from st2bridge.engine.stub_definitions import Definitions
 from st2bridge.engine.stub_rules import TERMINAL, Refused
 
 
@@ -51,11 +55,15 @@ class StubEngine:
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self.clock = clock or time.time
-        self.workflows: dict[tuple[str, str], Resource] = {}
-        self.workbooks: dict[tuple[str, str], Resource] = {}
-        self.environments: dict[str, dict[str, Any]] = {}
+        self.defs = Definitions()
+        # The same objects, by the names tests look them up with.
+        self.workflows, self.workbooks = self.defs.workflows, self.defs.workbooks
+        self.environments = self.defs.environments
         self.executions: dict[str, Resource] = {}
         self.tasks: dict[str, list[Resource]] = {}  # execution id -> its task executions
+        self.action_executions: dict[str, Resource] = {}
+        self.reports: dict[str, Resource] = {}
+        self.offset = 0.0
         self.calls: list[tuple[Any, ...]] = []
         self.fail_next: list[BaseException | None] = []
         self.error_counts: dict[str, int] = {}
@@ -90,73 +98,57 @@ class StubEngine:
 
     def get_workflow(self, name: str, namespace: str | None = None) -> Resource:
         with self._request("get workflow %s%s" % (name, _in(namespace)), "get_workflow", name):
-            return _copy(self._workflow(name, namespace))
+            return _copy(self.defs.workflow(name, namespace))
 
     def list_workflows(
         self, namespace: str | None = None, fields: Sequence[str] | None = None
     ) -> list[Resource]:
         with self._request("list workflows", "list_workflows", namespace):
-            found = sorted(self.workflows.items())
-            return [_only(wf, fields) for (ns, _), wf in found if namespace in (None, ns)]
+            return [_only(wf, fields) for wf in self.defs.listed(namespace)]
 
     def create_workflows(
         self, definition_yaml: str, namespace: str | None = None
     ) -> list[Resource]:
-        action = "create workflows%s" % _in(namespace)
-        with self._request(action, "create_workflows", definition_yaml):
-            found = rules.workflow_definitions(definition_yaml)
-            taken = [n for n in found if (namespace or "", n) in self.workflows]
-            if taken:
-                raise Refused(
-                    409,
-                    "Duplicate entry for WorkflowDefinition ['name', 'namespace', "
-                    "'project_id']: %s, %s, None" % (taken[0], namespace or ""),
-                )
-            return [
-                self._put_workflow(n, spec, text, namespace) for n, (spec, text) in found.items()
-            ]
+        with self._request(
+            "create workflows%s" % _in(namespace), "create_workflows", definition_yaml
+        ):
+            stored = self.defs.put_workflows(definition_yaml, namespace, self._stamp(), create=True)
+            return [_copy(wf) for wf in stored]
 
     def update_workflows(
         self, definition_yaml: str, namespace: str | None = None
     ) -> list[Resource]:
-        action = "update workflows%s" % _in(namespace)
-        with self._request(action, "update_workflows", definition_yaml):
-            found = rules.workflow_definitions(definition_yaml)
-            for name in found:
-                self._workflow(name, namespace)
-            return [
-                self._put_workflow(n, spec, text, namespace) for n, (spec, text) in found.items()
-            ]
+        with self._request(
+            "update workflows%s" % _in(namespace), "update_workflows", definition_yaml
+        ):
+            stored = self.defs.put_workflows(
+                definition_yaml, namespace, self._stamp(), create=False
+            )
+            return [_copy(wf) for wf in stored]
 
     def get_workbook(self, name: str, namespace: str | None = None) -> Resource:
         with self._request("get workbook %s%s" % (name, _in(namespace)), "get_workbook", name):
-            return _copy(self._workbook(name, namespace))
+            return _copy(self.defs.workbook(name, namespace))
 
     def create_workbook(self, definition_yaml: str, namespace: str | None = None) -> Resource:
-        action = "create workbook%s" % _in(namespace)
-        with self._request(action, "create_workbook", definition_yaml):
-            name, found = rules.workbook_definitions(definition_yaml)
-            if (namespace or "", name) in self.workbooks:
-                raise Refused(
-                    409,
-                    "Duplicate entry for Workbook ['name', 'namespace', 'project_id']: "
-                    "%s, %s, None" % (name, namespace or ""),
-                )
-            return self._put_workbook(definition_yaml, name, found, namespace)
+        with self._request(
+            "create workbook%s" % _in(namespace), "create_workbook", definition_yaml
+        ):
+            return _copy(
+                self.defs.put_workbook(definition_yaml, namespace, self._stamp(), create=True)
+            )
 
     def update_workbook(self, definition_yaml: str, namespace: str | None = None) -> Resource:
-        action = "update workbook%s" % _in(namespace)
-        with self._request(action, "update_workbook", definition_yaml):
-            name, found = rules.workbook_definitions(definition_yaml)
-            self._workbook(name, namespace)
-            return self._put_workbook(definition_yaml, name, found, namespace)
+        with self._request(
+            "update workbook%s" % _in(namespace), "update_workbook", definition_yaml
+        ):
+            return _copy(
+                self.defs.put_workbook(definition_yaml, namespace, self._stamp(), create=False)
+            )
 
     def get_environment(self, name: str) -> Resource:
         with self._request("get environment %s" % name, "get_environment", name):
-            if name not in self.environments:
-                raise Refused(404, "Environment not found [name=%s]" % name)
-            variables = self.environments[name]
-            return _copy({"name": name, "variables": variables, "scope": "private"})
+            return _copy(self.defs.environment(name))
 
     # -- executions ---------------------------------------------------------------
 
@@ -176,10 +168,10 @@ class StubEngine:
         with self._request(action, "start_execution", workflow_name, execution_id):
             ex = self.executions.get(execution_id)
             if ex is None:
-                wf = self._workflow(workflow_name, namespace)
-                spec = rules.find_spec(wf)
-                given = rules.checked_input(spec, _object(input), wf["name"])
-                ex = self._new_execution(wf, given, _object(params), description, execution_id)
+                wf = self.defs.workflow(workflow_name, namespace)
+                given = self.defs.start_input(wf, _object(input))
+                params_ = self.defs.start_params(_object(params), wf["namespace"])
+                ex = self._new_execution(wf, given, params_, description, execution_id)
             elif workflow_name not in (ex["workflow_name"], ex["workflow_id"]):
                 # MistralClient's own check: Mistral returns the execution as it is.
                 raise errors.EngineConflict(
@@ -232,8 +224,24 @@ class StubEngine:
         action = "get report of execution %s" % execution_id
         with self._request(action, "execution_report", execution_id):
             ex = self._execution(execution_id)
-            report = rules.report(ex, self.executions, self.tasks, errors_only, max_depth)
+            report = rules.report(
+                ex, self.executions, self.tasks, self.action_executions, errors_only, max_depth
+            )
             return _copy(report)
+
+    def execution_tree(self, execution_id: str) -> Resource:
+        action = "get the task tree of execution %s" % execution_id
+        with self._request(action, "execution_tree", execution_id):
+            ex = self._execution(execution_id)
+            if execution_id in self.reports:
+                return _copy(self.reports[execution_id])
+            tree = rules.report(
+                ex, self.executions, self.tasks, self.action_executions, False, None
+            )
+            return _copy(tree)
+
+    def clock_offset(self) -> float | None:
+        return self.offset
 
     # -- tasks ------------------------------------------------------------------
 
@@ -277,6 +285,31 @@ class StubEngine:
                 ex = self.executions.get(parent["workflow_execution_id"]) if parent else None
             return answer
 
+    # -- action executions -------------------------------------------------------
+
+    def get_action_execution(self, action_execution_id: str) -> Resource:
+        action = "get action execution %s" % action_execution_id
+        with self._request(action, "get_action_execution", action_execution_id):
+            return _copy(self._action(action_execution_id))
+
+    def complete_action_execution(
+        self, action_execution_id: str, state: str, output: Any
+    ) -> Resource:
+        """As Mistral: a RUNNING action ends with `state` and `output`, and its
+        task with it; one that has ended is refused (500). The stub does not go
+        on with the workflow: set_state does that."""
+        action = "set action execution %s to %s" % (action_execution_id, state)
+        with self._request(action, "complete_action_execution", action_execution_id, state):
+            found = self._action(action_execution_id)
+            if found["state"] in TERMINAL:
+                raise Refused(500, "Action %s is already completed" % action_execution_id)
+            found.update(state=state, output=output, accepted=True, updated_at=self._stamp())
+            task = self._find_task(found.get("task_execution_id"))
+            if task is not None and state in TERMINAL:
+                self.set_task_state(task["id"], state)
+                task["result"] = output
+            return _copy(found)
+
     # -- controls (not part of the engine interface) ------------------------------
 
     def set_state(
@@ -306,6 +339,17 @@ class StubEngine:
             task, now = self._task(task_id), self._stamp()
             task.update(state=state, state_info=state_info, updated_at=now)
             task.update(finished_at=now if state in TERMINAL else None, processed=state in TERMINAL)
+
+    def add_action(
+        self, task_id: str, name: str = "std.noop", state: str | None = None, **fields: Any
+    ) -> Resource:
+        """An action execution of a task (its state the task's unless given)."""
+        with self._lock:
+            task = self._task(task_id)
+            found = rules.action(task, name, state or task["state"], self._stamp())
+            found.update(id="%s-act-%d" % (task_id, len(self.action_executions) + 1), **fields)
+            self.action_executions[found["id"]] = found
+            return found
 
     def add_sub_execution(
         self, task_id: str, workflow_name: str, state: str = "RUNNING"
@@ -340,7 +384,9 @@ class StubEngine:
                 try:
                     yield
                 except Refused as exc:
-                    cls = STATUS_ERRORS[exc.status]
+                    cls = STATUS_ERRORS.get(exc.status) or (
+                        errors.EngineServerError if exc.status >= 500 else errors.EngineClientError
+                    )
                     raise cls(
                         "%s: %s (HTTP %d)" % (action, exc, exc.status), status=exc.status
                     ) from None
@@ -357,56 +403,10 @@ class StubEngine:
         description: str,
         ex_id: str,
     ) -> Resource:
-        env = params.get("env")
-        if isinstance(env, str):  # a stored environment's name: Mistral puts in its values
-            if env not in self.environments:
-                raise Refused(400, "Environment is not found: %s" % env)
-            params = dict(params, env=self.environments[env])
         ex = rules.execution(ex_id, wf, input, params, description, self._stamp())
         self.executions[ex_id] = ex
         self.tasks[ex_id] = []
         return ex
-
-    def _put_workflow(
-        self, name: str, spec: dict[str, Any], definition: str, namespace: str | None
-    ) -> Resource:
-        key = (namespace or "", name)
-        wf = rules.stored(name, namespace, definition, self.workflows.get(key), self._stamp())
-        self.workflows[key] = dict(wf, input=rules.input_text(spec), tags=spec.get("tags") or [])
-        return _copy(self.workflows[key])
-
-    def _put_workbook(
-        self,
-        text: str,
-        name: str,
-        found: dict[str, tuple[dict[str, Any], str]],
-        namespace: str | None,
-    ) -> Resource:
-        key = (namespace or "", name)
-        self.workbooks[key] = rules.stored(
-            name, namespace, text, self.workbooks.get(key), self._stamp()
-        )
-        for short, (spec, definition) in found.items():
-            self._put_workflow("%s.%s" % (name, short), spec, definition, namespace)
-        return _copy(self.workbooks[key])
-
-    def _workflow(self, name: str, namespace: str | None) -> Resource:
-        wf = self.workflows.get((namespace or "", name))
-        if wf is None:
-            raise Refused(
-                404,
-                "Workflow not found [workflow_identifier=%s, namespace=%s]"
-                % (name, namespace or ""),
-            )
-        return wf
-
-    def _workbook(self, name: str, namespace: str | None) -> Resource:
-        book = self.workbooks.get((namespace or "", name))
-        if book is None:
-            raise Refused(
-                404, "Workbook not found [name=%s, namespace=%s]" % (name, namespace or "")
-            )
-        return book
 
     def _execution(self, execution_id: str) -> Resource:
         if execution_id not in self.executions:
@@ -421,6 +421,11 @@ class StubEngine:
         if task is None:
             raise Refused(404, "TaskExecution not found [id=%s]" % task_id)
         return task
+
+    def _action(self, action_execution_id: str) -> Resource:
+        if action_execution_id not in self.action_executions:
+            raise Refused(404, "ActionExecution not found [id=%s]" % action_execution_id)
+        return self.action_executions[action_execution_id]
 
     def _stamp(self) -> str:
         return rules.stamp(self.clock())

@@ -137,22 +137,31 @@ def checked_input(spec: Mapping[str, Any], given: Mapping[str, Any], name: str) 
 
 
 def state_change(current: str, wanted: str, execution: Mapping[str, Any]) -> bool:
-    """Whether PUT state=`wanted` changes an execution in `current`: pausing a
-    paused, resuming a running or ending a finished execution changes nothing
-    (no error); pausing a finished one is refused."""
+    """Whether PUT state=`wanted` changes an execution in `current`. Pausing a
+    paused, resuming a running, cancelling or failing a finished (or failing a
+    paused) execution changes nothing, without an error; SUCCESS on a SUCCESS
+    one is done again (its result goes to the parent once more). Pausing a
+    finished execution, or SUCCESS from another state than RUNNING, is refused
+    (Mistral's state transitions)."""
+    refused = Refused(
+        400,
+        "Can't change workflow execution state from %s to %s. [workflow=%s, execution_id=%s]"
+        % (current, wanted, execution["workflow_name"], execution["id"]),
+    )
     if wanted == "PAUSED":
         if current in TERMINAL:
-            raise Refused(
-                400,
-                "Can't change workflow execution state from %s to %s. "
-                "[workflow=%s, execution_id=%s]"
-                % (current, wanted, execution["workflow_name"], execution["id"]),
-            )
+            raise refused
         return current != "PAUSED"
     if wanted == "RUNNING":
         return current in ("PAUSED", "IDLE")
-    if wanted in TERMINAL:
+    if wanted == "CANCELLED":
         return current not in TERMINAL
+    if wanted == "ERROR":
+        return current not in TERMINAL and current != "PAUSED"
+    if wanted == "SUCCESS":
+        if current not in ("RUNNING", "SUCCESS"):
+            raise refused
+        return True
     raise Refused(
         400,
         "Cannot change state to %s. Allowed states are: "
@@ -206,6 +215,18 @@ def find_spec(workflow: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- resources ----------------------------------------------------------------
+
+# What the report shows of an action execution.
+ACTION_REPORT_FIELDS = (
+    "id",
+    "name",
+    "state",
+    "state_info",
+    "accepted",
+    "last_heartbeat",
+    "created_at",
+    "updated_at",
+)
 
 
 def stored(
@@ -278,15 +299,34 @@ def task(execution: Mapping[str, Any], name: str, state: str, now: str) -> dict[
     }
 
 
+def action(task: Mapping[str, Any], name: str, state: str, now: str) -> dict[str, Any]:
+    """An action execution of `task` (without its id)."""
+    return {
+        "name": name,
+        "state": state,
+        "state_info": None,
+        "task_execution_id": task["id"],
+        "workflow_name": task.get("workflow_name"),
+        "accepted": state in TERMINAL,
+        "input": {},
+        "output": {},
+        "last_heartbeat": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def report(
     root: Mapping[str, Any],
     executions: Mapping[str, Mapping[str, Any]],
     tasks: Mapping[str, list[dict[str, Any]]],
+    actions: Mapping[str, Mapping[str, Any]],
     errors_only: bool,
     max_depth: int | None,
 ) -> dict[str, Any]:
     """GET /v2/executions/ID/report: the tasks (only failed ones with
-    `errors_only`) and their sub-workflows, nested, and counts by state."""
+    `errors_only`), their action executions and sub-workflows, nested, and
+    counts by state."""
     counts = dict.fromkeys(("RUNNING", "SUCCESS", "ERROR", "PAUSED", "IDLE"), 0)
 
     def entry(ex: Mapping[str, Any], depth: int | None) -> dict[str, Any]:
@@ -300,7 +340,11 @@ def report(
             subs = [e for e in executions.values() if e["task_execution_id"] == t["id"]]
             deeper = None if depth is None or depth < 0 else depth - 1
             view = {k: t.get(k) for k in ("id", "name", "type", "state", "state_info")}
-            view["action_executions"] = []
+            view["action_executions"] = [
+                {k: a.get(k) for k in ACTION_REPORT_FIELDS}
+                for a in actions.values()
+                if a.get("task_execution_id") == t["id"]
+            ]
             view["workflow_executions"] = [entry(e, deeper) for e in subs if depth != 0]
             out["task_executions"].append(view)
         return out

@@ -46,6 +46,10 @@ An execution record has these fields (all present; unset ones are None):
     callback_secret_hash  sha256 of the execution's callback secret (the
                         secret itself is never stored)
     last_event_at       float: when the last valid callback arrived
+    -- stuck executions (st2bridge/tracker/stuck.py) --
+    stuck               None, or {signature, since, detected_at, reason,
+                        evidence}: the engine looks stuck on it
+    stuck_probe_at      float: when the engine may next be asked whether it is
 
 A service record: {id, name, host, pid, version, started_at, heartbeat_at, info}.
 
@@ -61,6 +65,8 @@ import abc
 import contextlib
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
+
+from st2bridge import status as _status
 
 # A record: a plain dict of JSON-serialisable values.
 Record = dict[str, Any]
@@ -125,6 +131,8 @@ EXECUTION_FIELDS = (
     "notify",
     "idempotency_key",
     "request_digest",
+    "stuck",
+    "stuck_probe_at",
 )
 
 DEFINITION_FIELDS = ("id", "kind", "name", "text", "workflows", "created_at")
@@ -196,7 +204,7 @@ class Store(abc.ABC):
         status: str | Collection[str] | None = None,
         workflow_name: str | None = None,
         since: float | None = None,
-        limit: int = 50,
+        limit: int | None = 50,
     ) -> list[Record]:
         """Records newest first (by created_at). `status` may be one status or
         a collection of them; `since` is a float time (created_at >= since)."""
@@ -282,6 +290,24 @@ class Store(abc.ABC):
     def count_by_status(self) -> dict[str, int]:
         """{status: number of records} for the statuses that have any (one
         grouped query: the metrics gauge asks on every heartbeat)."""
+
+    def list_stuck(self, limit: int | None = 50) -> list[Record]:
+        """Active records flagged stuck (`stuck` set), newest first. This
+        default reads every active record; backends that can filter on the
+        document override it."""
+        active = [s for s in _status.ALL if s not in _status.TERMINAL]
+        return [r for r in self.list_executions(status=active, limit=None) if r.get("stuck")][
+            :limit
+        ]
+
+    def count_stuck(self) -> dict[str, int]:
+        """{signature: number of active records flagged with it} (the metrics
+        gauge asks on every heartbeat)."""
+        counts: dict[str, int] = {}
+        for record in self.list_stuck(limit=None):
+            signature = record["stuck"].get("signature")
+            counts[signature] = counts.get(signature, 0) + 1
+        return counts
 
     # -- definitions --------------------------------------------------------
 

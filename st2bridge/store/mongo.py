@@ -475,6 +475,25 @@ class MongoStore(Store):
         groups = self._executions.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
         return {g["_id"]: g["n"] for g in groups if g["_id"] is not None}
 
+    @_translated
+    def list_stuck(self, limit=50):
+        if limit is not None and limit <= 0:
+            return []
+        query = {"status": {"$nin": list(TERMINAL)}, "stuck": {"$ne": None}}
+        cursor = self._executions.find(query).sort([("created_at", -1), ("_id", -1)])
+        if limit is not None:
+            cursor = cursor.limit(int(limit))
+        return [_execution(doc) for doc in cursor]
+
+    @_translated
+    def count_stuck(self):
+        counts = {}
+        query = {"status": {"$nin": list(TERMINAL)}, "stuck": {"$ne": None}}
+        for doc in self._executions.find(query, {"stuck.signature": 1}):
+            signature = (doc.get("stuck") or {}).get("signature")
+            counts[signature] = counts.get(signature, 0) + 1
+        return counts
+
     # -- definitions --------------------------------------------------------
 
     @_translated

@@ -427,6 +427,35 @@ class SqliteStore(Store):
         with self._read() as conn:
             return dict(conn.execute("SELECT status, COUNT(*) FROM executions GROUP BY status"))
 
+    def list_stuck(self, limit=50):
+        # Active records only (the status index), and of those the flagged
+        # ones, filtered inside SQLite.
+        query = "SELECT doc FROM executions WHERE %s AND %s ORDER BY created_at DESC, id DESC" % (
+            sql.in_("status", sql.ACTIVE_STATUSES),
+            sql.STUCK,
+        )
+        if limit is not None:
+            query += " LIMIT %d" % int(limit)
+        with self._read() as conn:
+            return sql.attach_tasks(
+                conn,
+                [
+                    complete_execution(json.loads(doc))
+                    for (doc,) in conn.execute(query, sql.ACTIVE_STATUSES)
+                ],
+            )
+
+    def count_stuck(self):
+        with self._read() as conn:
+            return dict(
+                conn.execute(
+                    "SELECT json_extract(doc, '$.stuck.signature'), COUNT(*) FROM executions "
+                    "WHERE %s AND %s GROUP BY 1"
+                    % (sql.in_("status", sql.ACTIVE_STATUSES), sql.STUCK),
+                    sql.ACTIVE_STATUSES,
+                )
+            )
+
     # -- definitions --------------------------------------------------------
 
     def put_definition(self, definition):

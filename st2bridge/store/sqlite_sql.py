@@ -6,6 +6,7 @@ SqliteStore (sqlite.py) holds the behaviour: locking, transactions, errors.
 import contextlib
 import json
 
+from st2bridge import status as _status
 from st2bridge.errors import NotFound
 from st2bridge.store import TERMINAL
 from st2bridge.store.base import INDEXED_FIELDS
@@ -34,6 +35,10 @@ CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, execution_id TEXT NOT NULL)
 """
 
 COLUMNS = ", ".join(INDEXED_FIELDS)
+# The statuses that are not terminal, for queries that can use the status index.
+ACTIVE_STATUSES = sorted(s for s in _status.ALL if s not in _status.TERMINAL)
+# A record flagged stuck (JSON null reads back as SQL NULL).
+STUCK = "json_extract(doc, '$.stuck') IS NOT NULL"
 ACTIVE = "COALESCE(status, '') NOT IN (%s)" % ", ".join("'%s'" % s for s in TERMINAL)
 INSERT = "INSERT INTO executions (%s, doc) VALUES (%s)" % (
     COLUMNS,

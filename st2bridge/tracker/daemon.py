@@ -28,6 +28,7 @@ from st2bridge import status as st  # noqa: E402
 from st2bridge.callbacks.app import make_app  # noqa: E402
 from st2bridge.callbacks.handler import CallbackHandler  # noqa: E402
 from st2bridge.tracker.poller import Poller  # noqa: E402
+from st2bridge.tracker.stuckwatch import StuckWatch  # noqa: E402
 
 NAME = "st2bridge-resultstracker"
 LOG = logging.getLogger("st2bridge.resultstracker")
@@ -61,6 +62,7 @@ class Tracker:
             backoff_max=conf.engine.retry_exp_max_msec / 1000.0,
             submit=runner.submit,
             clock=clock,
+            stuck=StuckWatch.from_config(conf, engine, store, clock),
         )
         self.service = registry.service_record(NAME, self.owner, clock())
         self.callbacks = None
@@ -141,6 +143,9 @@ class Tracker:
                         "tracked": tracked,
                         "in_flight": self.executor.running(),
                         "callbacks": dict(self.callbacks.counts) if self.callbacks else None,
+                        # Engine reads of the stuck watch (suspects only), executions it flagged.
+                        "stuck_probes": self.poller.stuck.probes if self.poller.stuck else 0,
+                        "stuck_flagged": self.poller.stuck.flagged if self.poller.stuck else 0,
                     },
                     "callback_url": config.callback_url(self.conf) if self.listener else None,
                 },

@@ -66,6 +66,7 @@ class Poller:
         submit=None,
         clock=time.time,
         rng=random.random,
+        stuck=None,
     ):
         self.engine = engine
         self.store = store
@@ -84,6 +85,7 @@ class Poller:
         self.backoff_max = backoff_max
         self.not_found_confirmations = not_found_confirmations
         self.submit = submit  # re-submits a `requested` execution (Runner.submit)
+        self.stuck = stuck  # StuckWatch (st2bridge/tracker/stuckwatch.py) or None
         self.clock = clock
         self.rng = rng
         self.stats = PollStats()
@@ -195,6 +197,7 @@ class Poller:
                             next_poll_at=self.next_poll_at(started, record.get("next_poll_at")),
                             synced_at=listed_at,
                             poll_failures=0,
+                            **self._stuck_changes(record, started),
                         ),
                     )
                 )
@@ -308,7 +311,13 @@ class Poller:
         ):
             tasks = self.engine.list_tasks(record["engine_execution_id"], fields=TASK_FIELDS)
             changes.update(results.progress_changes(execution, tasks, now))
+        changes.update(self._stuck_changes(dict(record, **changes), now))
         self._reschedule(record, self.next_poll_at(now, record.get("next_poll_at")), changes)
+
+    def _stuck_changes(self, record, now):
+        """The stuck-execution watch's verdict on a record being rescheduled
+        (st2bridge/tracker/stuckwatch.py): no engine request unless it is a suspect."""
+        return self.stuck.check(record, now) if self.stuck else {}
 
     def _not_found(self, record, now):
         count = (record.get("not_found_count") or 0) + 1

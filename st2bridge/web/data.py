@@ -13,6 +13,7 @@ import yaml
 from st2bridge import errors, errortree, workflow
 from st2bridge import status as st
 from st2bridge.callbacks import secrets
+from st2bridge.tracker import stuckview
 from st2bridge.web import graph as graphs
 
 LOG = logging.getLogger("st2bridge.web")
@@ -50,6 +51,7 @@ def row(record, now):
         "duration_s": duration(record, now),
         "terminal": st.is_terminal(record.get("status")),
         "error": errortree.first_line(record.get("error")),
+        "stuck": stuckview.view(record),  # null, or signature, since, evidence, command
     }
 
 

@@ -10,6 +10,7 @@ import urllib.parse
 from importlib import resources
 
 from st2bridge import status as st
+from st2bridge.tracker import stuckview
 from st2bridge.web import graph as graphs
 
 
@@ -90,7 +91,7 @@ def executions_page(rows, status="", workflow="", live_url=""):
                 e(urllib.parse.quote(r["id"], safe="")),
                 e(r["id"]),
                 e(r["workflow_name"] or ""),
-                badge(r["status"]),
+                badge(r["status"]) + stuck_badge(r.get("stuck")),
                 e(when(r["created_at"])),
                 e(duration(r["duration_s"], not r["terminal"])),
                 e(r["error"] or ""),
@@ -98,6 +99,30 @@ def executions_page(rows, status="", workflow="", live_url=""):
         )
     body.append("</tbody></table>")
     return page("Executions", "".join(body), live=live_url, kind="list")
+
+
+def stuck_badge(stuck):
+    """A stuck execution's mark beside its status: the signature, with the
+    reason and the fixing command on hover."""
+    if not stuck:
+        return ""
+    return ' <span class="badge stuck" title="%s">stuck: %s</span>' % (
+        e("%s\nfix: %s" % (stuck.get("reason") or "", stuck.get("command") or "")),
+        e(stuck.get("signature") or ""),
+    )
+
+
+def stuck_section(record):
+    """The explanation and the command, first in the side column."""
+    lines = stuckview.explain(record)
+    if not lines:
+        return ""
+    shown = stuckview.view(record)
+    return (
+        '<section class="box stuck" id="stuck"><h3>Stuck: %s</h3><pre>%s</pre>'
+        "<p>Fix: <code>%s</code></p></section>"
+        % (e(shown["signature"]), e("\n".join(lines[:-1])), e(shown["command"]))
+    )
 
 
 def _json(value):
@@ -149,7 +174,12 @@ def execution_page(detail, live_url=""):
     from st2bridge.web.data import duration as dur
 
     body = [
-        "<h1>%s %s</h1>" % (e(r.get("workflow_name") or ""), badge(r.get("status"), "status")),
+        "<h1>%s %s%s</h1>"
+        % (
+            e(r.get("workflow_name") or ""),
+            badge(r.get("status"), "status"),
+            stuck_badge(stuckview.view(r)),
+        ),
         '<p class="mono">%s \u00b7 engine %s \u00b7 started %s UTC \u00b7 '
         '<span id="duration">%s</span></p>'
         % (
@@ -171,6 +201,7 @@ def execution_page(detail, live_url=""):
     )
     body.extend(_graph_block(tree, detail))
     body.append("</div><aside>")
+    body.append(stuck_section(r))
     if detail.failure:
         f = detail.failure
         items = "".join(

@@ -2,7 +2,9 @@
 own (own home, port and RabbitMQ vhost), and bridge configs pointing at it.
 The helpers they use are in tests/support/bridge.py."""
 
+import os
 import signal
+import socket
 import time
 
 import pytest
@@ -12,14 +14,32 @@ from tests.support.net import free_port
 from tools.mistral_local import PrivateMistral
 
 
+def engine_database():
+    """The session engine's database: PostgreSQL when it is there (CI has it).
+    Mistral 23 on SQLite loses state changes when several executions run at
+    once on a loaded machine ("database is locked": executions left RUNNING),
+    and the tests run many at once. ST2BRIDGE_TEST_MISTRAL_DB overrides."""
+    chosen = os.environ.get("ST2BRIDGE_TEST_MISTRAL_DB")
+    if chosen:
+        return chosen
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return "postgresql" if sock.connect_ex(("127.0.0.1", 5432)) == 0 else "sqlite"
+
+
 @pytest.fixture(scope="session")
 def mistral(tmp_path_factory):
     """A running Mistral engine of this test session's own."""
-    instance = PrivateMistral(tmp_path_factory.mktemp("mistral"), prefix="st2bridge-test")
+    instance = PrivateMistral(
+        tmp_path_factory.mktemp("mistral"), db=engine_database(), prefix="st2bridge-test"
+    )
     started = time.monotonic()
     if not instance.up(capture=True):
         pytest.fail("could not start Mistral:\n%s" % instance.output[-6000:])
-    print("Mistral up on port %d in %.1f s" % (instance.port, time.monotonic() - started))
+    print(
+        "Mistral up on port %d (%s) in %.1f s"
+        % (instance.port, instance.db, time.monotonic() - started)
+    )
     yield Engine(instance.api_url, instance.home)
     instance.stop()
 

@@ -5,9 +5,10 @@ it never replaces the real-Mistral tests. One asyncio loop and an HTTP/1.1
 Protocol (keep-alive; pipelined requests answered in order; each answer in one
 write, so delayed ACKs never stall it). It passes the engine contract suite
 (tests/unit/test_engine_contract.py) through MistralClient: definitions by
-namespace, workbooks and environments (engine_sim_defs.py, with the engine
-stub's reading of the DSL and input checks), Mistral's state-change and re-run
-rules. It has no sub-workflows.
+namespace, workbooks and environments (engine_sim_defs.py: kept as the engine
+stub keeps them, with its reading of the DSL and input checks), Mistral's
+state-change and re-run rules, a Date header. It has no sub-workflows and no
+action executions.
 
 Executions finish on their own, computed lazily on read: RUNNING until
 `created + duration`, then SUCCESS or ERROR. There is no background loop
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import bisect
 import calendar
+import email.utils
 import json
 import logging
 import random
@@ -38,7 +40,7 @@ import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from st2bridge.engine.stub_rules import Refused
-from tests.support.engine_sim_defs import Definitions
+from tests.support.engine_sim_defs import SimDefinitions
 
 LOG = logging.getLogger("engine_sim")
 TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
@@ -108,6 +110,15 @@ def _stamp(t, _cache={}):  # noqa: B006 -- a deliberate memo
     return _cache[s]
 
 
+def _http_date(_cache={}):  # noqa: B006 -- a deliberate memo, one entry a second
+    # The Date header: MistralClient.clock_offset reads the engine's clock from it.
+    s = int(time.time())
+    if s not in _cache:
+        _cache.clear()
+        _cache[s] = email.utils.formatdate(s, usegmt=True).encode()
+    return _cache[s]
+
+
 def _parse_time(text):
     try:
         return calendar.timegm(
@@ -158,7 +169,7 @@ class Sim:
         self.ntasks, self.rng = max(1, tasks), random.Random(seed)
         self._m0, self._w0 = time.monotonic(), time.time()
         self.started = self.now()
-        self.defs, self.execs, self.task_index, self.faults = Definitions(), {}, {}, {}
+        self.defs, self.execs, self.task_index, self.faults = SimDefinitions(), {}, {}, {}
         self.changes = []  # (time, id) of creations and manual changes: append-only, so sorted
         self.finishes = []  # (finish time, id), sorted; stale entries are re-checked on read
         self.reset_stats()
@@ -257,10 +268,10 @@ class Sim:
     def view(self, e, now, fields=FULL):
         st = self.state(e, now)
         info = (
-            "Failure caused by error in tasks: task%d" % self.ntasks
+            e.info
+            if e.manual and st in TERMINAL
+            else "Failure caused by error in tasks: task%d" % self.ntasks
             if st == "ERROR"
-            else e.info
-            if st == "CANCELLED"
             else None
         )
         out = {"id": e.id}
@@ -298,13 +309,20 @@ class Sim:
         st = self.state(e, now)
         if state not in EVENTS:
             raise Fault(400, "Invalid state: %s" % state)
-        if state == "PAUSED" and st in TERMINAL:
+        if (state == "PAUSED" and st in TERMINAL) or (
+            state == "SUCCESS" and st not in (state, "RUNNING")
+        ):
             raise Fault(
                 400,
-                "Can't change workflow execution state from %s to PAUSED. "
-                "[workflow=%s, execution_id=%s]" % (st, e.wf, e.id),
+                "Can't change workflow execution state from %s to %s. "
+                "[workflow=%s, execution_id=%s]" % (st, state, e.wf, e.id),
             )
-        if st in TERMINAL or st == state or (state == "RUNNING" and st != "PAUSED"):
+        if (
+            st in TERMINAL
+            or st == state
+            or (state == "RUNNING" and st != "PAUSED")
+            or (state == "ERROR" and st == "PAUSED")
+        ):
             return None  # as Mistral: unchanged; the caller checks the state it gets back
         if state == "RUNNING":
             e.manual, e.finish = None, now + e.remaining
@@ -700,8 +718,8 @@ class App:
         wf = sim.defs.workflow(b.get("workflow_name") or b.get("workflow_id"), ns)
         e = sim.create(
             wf["name"],
-            sim.defs.input(wf, _obj(b.get("input"), "input")),
-            sim.defs.params(_obj(b.get("params"), "params"), ns),
+            sim.defs.start_input(wf, _obj(b.get("input"), "input")),
+            sim.defs.start_params(_obj(b.get("params"), "params"), ns),
             b.get("id"),
             b.get("description"),
             now=now,
@@ -862,10 +880,12 @@ class HttpProtocol(asyncio.Protocol):
     def send(self, status, obj, keep):
         data = json.dumps(obj).encode()
         self.t.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
+            b"HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n%s\r\n%s"
             % (
                 status,
                 REASONS.get(status, b""),
+                _http_date(),
                 len(data),
                 b"" if keep else b"Connection: close\r\n",
                 data,

@@ -21,7 +21,12 @@ import yaml
 
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.engine.stub import StubEngine
-from st2bridge.errors import EngineBadRequest, EngineConflict, EngineNotFound
+from st2bridge.errors import (
+    EngineBadRequest,
+    EngineConflict,
+    EngineNotFound,
+    EngineServerError,
+)
 from st2bridge.results import LIGHT_FIELDS, TASK_FIELDS
 from tests.support import engine_sim
 
@@ -60,7 +65,7 @@ class Harness:
     """What a test needs beyond the interface, for an engine that runs workflows
     (the simulator, Mistral): `engine`, and executions in a known state."""
 
-    sub_workflows = True
+    action_executions = True
 
     def __init__(self, engine, api_url=None):
         self.engine, self.api_url = engine, api_url
@@ -92,6 +97,21 @@ class Harness:
 
     def input_for(self, kind):
         return {}
+
+    def running_action(self):
+        """(execution, id of its task, its action execution, RUNNING)."""
+        ex = self.running()
+        deadline = time.monotonic() + 30
+        while True:
+            tree = self.engine.execution_tree(ex["id"])
+            tasks = tree["root_workflow_execution"]["task_executions"]
+            running = [
+                (t, a) for t in tasks for a in t["action_executions"] if a["state"] == "RUNNING"
+            ]
+            if running:
+                return ex, running[0][0]["id"], running[0][1]
+            assert time.monotonic() < deadline, "no running action in %s" % ex["id"]
+            time.sleep(0.1)
 
     def with_sub_workflow(self):
         """(root execution id, id of the sub-workflow execution one of its tasks runs)."""
@@ -134,8 +154,15 @@ class StubHarness(Harness):
         ex = self.running()
         ok = self.engine.add_task(ex["id"], "ok", "SUCCESS")
         boom = self.engine.add_task(ex["id"], "boom", "ERROR", state_info="Fail action expected")
+        self.engine.add_action(ok["id"], "std.noop")
+        self.engine.add_action(boom["id"], "std.fail")
         self.engine.set_state(ex["id"], "ERROR", state_info="Failure caused by error in tasks")
         return self.engine.get_execution(ex["id"]), dict(ok), dict(boom)
+
+    def running_action(self):
+        ex = self.running()
+        task = self.engine.add_task(ex["id"], "t1", "RUNNING")
+        return ex, task["id"], dict(self.engine.add_action(task["id"], "std.async_noop"))
 
     def with_sub_workflow(self):
         root = self.running()
@@ -151,9 +178,10 @@ class StubHarness(Harness):
 
 class SimHarness(Harness):
     """The simulator runs an execution for its `sim_duration` and fails it on
-    `sim_fail` (its last task fails). It has no sub-workflows."""
+    `sim_fail` (its last task fails). It has no sub-workflows and no action
+    executions."""
 
-    sub_workflows = False
+    action_executions = False
 
     def input_for(self, kind):
         return {
@@ -164,6 +192,9 @@ class SimHarness(Harness):
 
     def with_sub_workflow(self):
         pytest.skip("the engine simulator has no sub-workflows")
+
+    def running_action(self):
+        pytest.skip("the engine simulator has no action executions")
 
 
 class EngineContract:
@@ -184,6 +215,7 @@ class EngineContract:
             lambda: e.get_workflow(unique()),
             lambda: e.get_workbook(unique()),
             lambda: e.get_environment(unique()),
+            lambda: e.execution_tree(missing),
         ):
             with pytest.raises(EngineNotFound, match=r"\(HTTP 404\)$"):
                 call()
@@ -381,6 +413,16 @@ class EngineContract:
             h.engine.update_execution_state(ex_id, "BOGUS")
         assert h.engine.get_execution(ex_id, fields=["state"])["state"] == "SUCCESS"
 
+    def test_failing_an_execution_and_sending_a_result_again(self, h):
+        ex_id = h.running()["id"]
+        failed = h.engine.update_execution_state(ex_id, "ERROR", "given up by the bridge")
+        assert failed["state"] == "ERROR" and "given up by the bridge" in failed["state_info"]
+        assert h.engine.update_execution_state(ex_id, "ERROR", "again")["state"] == "ERROR"
+        with pytest.raises(EngineBadRequest, match="from ERROR to SUCCESS"):
+            h.engine.update_execution_state(ex_id, "SUCCESS")
+        done = h.succeeded()["id"]
+        assert h.engine.update_execution_state(done, "SUCCESS")["state"] == "SUCCESS"
+
     # -- tasks ----------------------------------------------------------------------
 
     def test_tasks_are_listed_and_read_one_by_one(self, h):
@@ -420,12 +462,46 @@ class EngineContract:
         listed = {t["id"] for t in everything["root_workflow_execution"]["task_executions"]}
         assert {ok["id"], boom["id"]} <= listed
 
+    def test_the_task_tree_holds_every_task_and_its_action_executions(self, h):
+        ex, ok, boom = h.failed()
+        tree = h.engine.execution_tree(ex["id"])["root_workflow_execution"]
+        assert (tree["id"], tree["state"]) == (ex["id"], "ERROR")
+        tasks = {t["id"]: t for t in tree["task_executions"]}
+        assert {ok["id"], boom["id"]} <= set(tasks)
+        for task in tasks.values():
+            assert isinstance(task["workflow_executions"], list)
+            if h.action_executions:
+                (action,) = task["action_executions"]
+                assert action["state"] == task["state"] and STAMP.match(action["updated_at"])
+
+    def test_an_action_execution_is_completed_once(self, h):
+        ex, task_id, action = h.running_action()
+        assert h.engine.get_action_execution(action["id"])["state"] == "RUNNING"
+        done = h.engine.complete_action_execution(action["id"], "SUCCESS", {"answer": 42})
+        assert done["state"] == "SUCCESS"
+        got = h.engine.get_action_execution(action["id"])
+        assert got["state"] == "SUCCESS" and "42" in json.dumps(got["output"])
+        with pytest.raises(EngineServerError, match="already completed"):
+            h.engine.complete_action_execution(action["id"], "ERROR", {})
+        deadline = time.monotonic() + 30
+        while h.engine.get_task(task_id)["state"] != "SUCCESS":  # its task goes on
+            assert time.monotonic() < deadline, "task %s never ended" % task_id
+            time.sleep(0.1)
+        for call in (
+            lambda: h.engine.get_action_execution(str(uuid.uuid4())),
+            lambda: h.engine.complete_action_execution(str(uuid.uuid4()), "SUCCESS", {}),
+        ):
+            with pytest.raises(EngineNotFound):
+                call()
+
     # -- the connection -------------------------------------------------------------
 
     def test_ping_and_request_count(self, h):
         before = h.engine.request_count
         assert h.engine.ping() is True
         assert h.engine.request_count == before + 1
+        offset = h.engine.clock_offset()  # the engine's clock, from its answer
+        assert isinstance(offset, float) and abs(offset) < 5
         assert isinstance(h.engine.display_url, str) and isinstance(h.engine.error_counts, dict)
         with h.engine as same:
             assert same is h.engine

@@ -146,6 +146,8 @@ def test_endpoint_of_a_real_tracker(tmp_path):
         assert values["st2bridge_lease_takeovers_total"] == 0
         assert values["st2bridge_callback_results_left_to_poller_total"] == 0
         assert values["st2bridge_heartbeat_timestamp_seconds"] > time.time() - 10
+        assert values['st2bridge_stuck_executions{signature="lost_action"}'] == 0
+        assert "st2bridge_stuck_probes_total" in values
         # A callback the listener rejects (unknown execution) is counted with its latency.
         requests.post("http://127.0.0.1:%d/v1/callbacks/mistral/nope" % cb_port, json={}, timeout=5)
         values = scrape(url)
@@ -157,6 +159,33 @@ def test_endpoint_of_a_real_tracker(tmp_path):
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
         sim.stop()
+
+
+def test_stuck_gauge_counts_flagged_executions_by_signature(tmp_path):
+    from prometheus_client import generate_latest
+
+    from st2bridge.engine.stub import StubEngine
+    from st2bridge.green import InlineExecutor
+    from st2bridge.metrics import TrackerMetrics
+    from st2bridge.tracker import stuck
+    from st2bridge.tracker.poller import Poller
+    from st2bridge.tracker.stuckwatch import StuckWatch
+
+    engine = StubEngine()  # counts its requests, as the client does
+    with open_store("sqlite:///%s" % (tmp_path / "b.db")) as store:
+        for i, signature in enumerate(["lost_action", "lost_action", "lost_result", None]):
+            record = running("e%d" % i, 1000.0)
+            record["stuck"] = signature and {"signature": signature, "since": 1.0}
+            store.create_execution(record)
+        watch = StuckWatch(engine, store, stuck.Settings())
+        poller = Poller(engine, store, InlineExecutor(1), owner="o", stuck=watch)
+        m = TrackerMetrics(poller=poller, engine=engine, store=store, executor=InlineExecutor(1))
+        m.refresh()
+        text = generate_latest(m.registry).decode()
+    assert 'st2bridge_stuck_executions{signature="lost_action"} 2.0' in text
+    assert 'st2bridge_stuck_executions{signature="lost_result"} 1.0' in text
+    assert 'st2bridge_stuck_executions{signature="lost_continuation"} 0.0' in text
+    assert "st2bridge_stuck_probes_total 0.0" in text
 
 
 def test_metrics_port_0_disables_the_endpoint(tmp_path):

@@ -290,6 +290,22 @@ def test_count_executions(store):
     assert store.count_by_status() == {st.RUNNING: 2, st.FAILED: 1, st.SUCCEEDED: 1}
 
 
+def test_stuck_records_are_listed_and_counted_by_signature(store):
+    flag = lambda sig: {"signature": sig, "since": T0, "detected_at": T0 + 60, "evidence": {}}  # noqa: E731
+    a = store.create_execution(rec(created_at=T0 + 1, stuck=flag("lost_action")))
+    b = store.create_execution(rec(created_at=T0 + 2, stuck=flag("lost_action")))
+    c = store.create_execution(rec(created_at=T0 + 3, stuck=flag("lost_result")))
+    store.create_execution(rec(created_at=T0 + 4))  # not stuck
+    store.create_execution(rec(status=st.FAILED, stuck=flag("lost_result")))  # ended: not counted
+    assert [r["id"] for r in store.list_stuck()] == [c["id"], b["id"], a["id"]]
+    assert [r["id"] for r in store.list_stuck(limit=1)] == [c["id"]]
+    assert store.list_stuck()[0]["stuck"]["signature"] == "lost_result"
+    assert store.count_stuck() == {"lost_action": 2, "lost_result": 1}
+    store.update_execution(b["id"], {"stuck": None})
+    assert store.count_stuck() == {"lost_action": 1, "lost_result": 1}
+    assert Store.count_stuck(store) == store.count_stuck()  # the generic default agrees
+
+
 def test_callback_view_reads_the_fields_and_one_task(store):
     tasks = [
         {"id": "t%d" % i, "name": "n%d" % i, "state": "RUNNING", "result": None} for i in range(3)

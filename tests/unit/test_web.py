@@ -1,6 +1,7 @@
 """The web view: graph building, escaping, auth and read-only routing."""
 
 import io
+import json
 import time
 
 import pytest
@@ -199,6 +200,58 @@ def test_list_newest_first_with_filters_and_json(store):
     status, headers, body = call(app, "/api/executions?workflow=main")
     assert status == 200 and headers["Content-Type"] == "application/json" and '"ok1"' in body
     assert call(app, "/executions/missing")[0] == 404
+
+
+def test_stuck_executions_are_marked_with_the_explanation_and_command(store):
+    now = time.time()
+    store.create_execution(
+        new_execution_record(
+            id="stuck1",
+            workflow_name="main",
+            engine_execution_id="e-stuck",
+            status="running",
+            engine_state="RUNNING",
+            created_at=now - 100,
+            stuck={
+                "signature": "lost_action",
+                "since": now - 95,
+                "detected_at": now - 2,
+                "reason": "action execution a1 <b>(std.sleep)</b> lost its executor",
+                "evidence": {
+                    "workflow_execution_id": "e-stuck",
+                    "workflow_name": "main",
+                    "task": {"id": "t9", "name": "nap", "state": "RUNNING"},
+                    "action_executions": [
+                        {
+                            "id": "a1",
+                            "name": "std.sleep",
+                            "state": "RUNNING",
+                            "last_heartbeat": "2026-11-26 10:00:00",
+                        }
+                    ],
+                    "workflow_executions": [],
+                },
+            },
+        )
+    )
+    app = make_app(store, FakeEngine())
+    _, _, body = call(app, "/executions")
+    row = body[body.index('data-id="stuck1"') :].split("</tr>")[0]
+    assert 'class="badge stuck"' in row and "stuck: lost_action" in row
+    assert "fix: st2bridge execution recover stuck1" in row
+    assert (
+        'data-id="ok1"' in body
+        and "stuck: " not in body.split('data-id="ok1"')[1].split("</tr>")[0]
+    )
+    _, _, page = call(app, "/executions/stuck1")
+    assert '<section class="box stuck" id="stuck"><h3>Stuck: lost_action</h3>' in page
+    assert "task nap (t9) RUNNING in workflow main" in page
+    assert "<code>st2bridge execution recover stuck1</code>" in page
+    assert "<b>(std.sleep)" not in page  # escaped
+    status, _, body = call(app, "/api/executions")
+    rows = {r["id"]: r for r in json.loads(body)["executions"]}
+    assert rows["stuck1"]["stuck"]["command"] == "st2bridge execution recover stuck1"
+    assert rows["ok1"]["stuck"] is None
 
 
 def test_read_only_and_token(store):

@@ -17,7 +17,11 @@
       var tr = document.createElement('tr'); tr.setAttribute('data-id', r.id);
       var a = document.createElement('a'); a.href = 'executions/' + encodeURIComponent(r.id);
       text(a, r.id); cell(tr, '', 'id').appendChild(a); cell(tr, r.workflow_name);
-      cell(tr, '').appendChild(badge(r.status)); cell(tr, fmt(r.created_at));
+      var st = cell(tr, ''); st.appendChild(badge(r.status));
+      if (r.stuck) { var k = document.createElement('span'); k.className = 'badge stuck';
+        k.title = r.stuck.reason + '\nfix: ' + r.stuck.command; text(k, 'stuck: ' + r.stuck.signature);
+        st.appendChild(document.createTextNode(' ')); st.appendChild(k); }
+      cell(tr, fmt(r.created_at));
       cell(tr, dur(r.duration_s) + (r.terminal ? '' : '+')); cell(tr, r.error, 'error');
       body.appendChild(tr); });
     text(document.getElementById('count'), data.executions.length);
