@@ -6,12 +6,13 @@
 # OUTDIR/st2bridge-VERSION-py3-none-any.whl
 # OUTDIR/st2bridge-VERSION.tar.gz:
 #   st2bridge-VERSION/install.sh                 run as root on the target host
-#   st2bridge-VERSION/wheels/st2bridge-*.whl     (+ every dependency with --with-deps,
+#   st2bridge-VERSION/wheels/st2bridge-*.whl     (+ every dependency, the engine
+#                                                 extra's included, with --with-deps,
 #                                                 for hosts without a package index)
 #   st2bridge-VERSION/systemd/…                  units and the engine's drop-in
 #   st2bridge-VERSION/conf/bridge.conf.sample
 #   st2bridge-VERSION/logrotate/st2bridge
-#   st2bridge-VERSION/UPGRADE.md
+#   st2bridge-VERSION/UPGRADE.md, LICENSE
 #
 # The wheel is built from a copy of the sources in a temporary directory, so
 # the work tree gets no build/ or *.egg-info. $PYTHON (default python3) runs pip.
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         -o|--output) out="$2"; shift 2 ;;
         --with-deps) with_deps=1; shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -39,7 +40,8 @@ out="$(cd "$out" && pwd)"
 
 echo "building st2bridge $version"
 mkdir "$work/src"
-cp -r "$root/setup.cfg" "$root/setup.py" "$root/README.md" "$root/st2bridge" "$work/src/"
+cp -r "$root/setup.cfg" "$root/setup.py" "$root/README.md" "$root/LICENSE" "$root/st2bridge" \
+    "$work/src/"
 find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
 
 # Without build isolation when the local setuptools can build wheels (fast,
@@ -62,7 +64,7 @@ cp "$wheel" "$stage/wheels/"
 if [ "$with_deps" = 1 ]; then
     echo "  downloading dependency wheels (--with-deps)"
     if ! "$python" -m pip download --disable-pip-version-check -d "$stage/wheels" \
-            "$wheel" > "$work/pip-deps.log" 2>&1; then
+            "st2bridge[engine] @ file://$wheel" > "$work/pip-deps.log" 2>&1; then
         cat "$work/pip-deps.log" >&2
         echo "build.sh: downloading the dependencies failed" >&2
         exit 1
@@ -71,7 +73,7 @@ fi
 cp -r "$root/packaging/systemd/." "$stage/systemd/"
 cp "$root/conf/bridge.conf.sample" "$stage/conf/"
 cp "$root/packaging/logrotate/st2bridge" "$stage/logrotate/"
-cp "$root/packaging/UPGRADE.md" "$stage/"
+cp "$root/packaging/UPGRADE.md" "$root/LICENSE" "$stage/"
 install -m 0755 "$root/packaging/install.sh" "$stage/install.sh"
 
 archive="$out/st2bridge-$version.tar.gz"

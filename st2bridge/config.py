@@ -5,15 +5,19 @@ up front, so a bad file fails at start with one line naming the file and the
 option instead of at the first use deep inside a daemon.
 """
 
+import argparse
 import ast
-import os
 
 from oslo_config import cfg
 
-from st2bridge import errors
+from st2bridge import conffile, errors
 
 DEFAULT_CONFIG_FILE = "/etc/st2bridge/bridge.conf"
 DEFAULT_CONFIG_DIR = "/etc/st2bridge/bridge.conf.d"
+NO_CONFIG = (
+    "no config file: looked for %s and %s/*.conf; pass one with --config-file PATH "
+    "(or set ST2BRIDGE_CONFIG_FILE=PATH)" % (DEFAULT_CONFIG_FILE, DEFAULT_CONFIG_DIR)
+)
 
 default_opts = [
     cfg.StrOpt(
@@ -35,6 +39,21 @@ default_opts = [
         "(st2bridge-resultstracker.log, st2bridge.log, "
         "st2bridge-db-upgrade.log); reopened after logrotate moves "
         "them. Unset: log to stderr (journald under systemd).",
+    ),
+    cfg.BoolOpt(
+        "interpolation",
+        default=False,
+        help="Expand $option and ${option} in values read from the config "
+        "files (oslo.config's rules; $$ is then a literal $). Off: every "
+        "value is taken literally, so a password may hold a $.",
+    ),
+    cfg.ListOpt(
+        "secret_input_keys",
+        default=[],
+        help="More workflow input keys whose values are secrets, masked in "
+        "command output, the web view, logs and collect-logs (keys with "
+        "password, passwd, token, secret, key or credential in their name "
+        "are masked anyway).",
     ),
 ]
 
@@ -90,7 +109,16 @@ engine_opts = [
         "retry_stop_max_msec",
         default=120000,
         min=0,
-        help="Give up retrying an engine request after this long (ms); 0 never retries.",
+        help="Give up retrying an engine request after this long (ms); 0 never retries. "
+        "The tracker's budget; commands use interactive_retry_seconds.",
+    ),
+    cfg.FloatOpt(
+        "interactive_retry_seconds",
+        default=5.0,
+        min=0.0,
+        help="How long a command a person waits on (run, execution tasks, cancel, "
+        "task rerun, ...) retries an engine that does not answer before it fails "
+        "with one line; also the longest wait for a connection.",
     ),
     cfg.StrOpt(
         "auth_type",
@@ -131,6 +159,19 @@ store_opts = [
     ),  # a MongoDB URL may carry a password
     cfg.FloatOpt(
         "busy_timeout", default=10.0, min=0.0, help="Seconds to wait for a locked embedded store."
+    ),
+    cfg.FloatOpt(
+        "checkpoint_interval",
+        default=60.0,
+        min=0.0,
+        help="Copy the embedded store's write-ahead log into the store file at least "
+        "this often (seconds; 0: only by size), so the file itself holds the data.",
+    ),
+    cfg.FloatOpt(
+        "checkpoint_wal_mb",
+        default=16.0,
+        min=0.0,
+        help="Also copy it when the write-ahead log grows past this many MB (0: only by time).",
     ),
     cfg.FloatOpt(
         "connect_timeout", default=5.0, min=0.1, help="Seconds to wait for the MongoDB server."
@@ -522,45 +563,110 @@ def list_opts():
     return [("DEFAULT" if group is None else group, opts) for group, opts in GROUPS]
 
 
+class BridgeConfigOpts(cfg.ConfigOpts):
+    """oslo.config's ConfigOpts, with the files read by st2bridge.conffile.
+
+    oslo parses only the command line; the files' sections are added to its
+    namespace here, on the first parse and on every reload
+    (mutate_config_files), so a reload reads them the same way.
+    `config_file`/`config_dir` are the files and directory actually used."""
+
+    def __init__(self):
+        super().__init__()
+        self.config_file = []
+        self.config_dir = None
+        self.warnings = []
+        self.parsed_files = []
+        self.sources = ([], None, [], [])  # files, dir, default files, default dirs
+
+    def _parse_config_files(self):
+        namespace = super()._parse_config_files()
+        self.config_file = conffile.resolve(*self.sources)
+        warnings = []
+        parsed = [conffile.read(path, warnings) for path in self.config_file]
+        interpolate = conffile.interpolation_wanted(parsed)
+        known = {
+            "DEFAULT" if group is None else group: {opt.dest for opt in opts}
+            for group, opts in GROUPS
+        }
+        secret = {
+            ("DEFAULT" if group is None else group, opt.dest)
+            for group, opts in GROUPS
+            for opt in opts
+            if opt.secret
+        }
+        for one in parsed:
+            conffile.check(one, known, secret, interpolate, warnings)
+            # Private oslo.config API (stable since oslo.config 1.x): how its
+            # own reader stores a parsed file; later files win.
+            namespace._add_parsed_config_file(one.path, *conffile.for_oslo(one, interpolate))
+        self.warnings = warnings
+        self.parsed_files = parsed
+        return namespace
+
+
 def new_config():
     """A fresh ConfigOpts with every bridge option registered."""
-    conf = cfg.ConfigOpts()
+    conf = BridgeConfigOpts()
     for group, opts in GROUPS:
         conf.register_opts(opts, group=group)
     return conf
 
 
-def load(argv=(), conf=None, prog="st2bridge", config_files=None):
+def _split_argv(argv):
+    """(--config-file values, --config-dir value, the other arguments)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--config-file", action="append", default=[])
+    parser.add_argument("--config-dir")
+    known, rest = parser.parse_known_args(list(argv))
+    return known.config_file, known.config_dir, rest
+
+
+def load(argv=(), conf=None, prog="st2bridge", config_files=None, require_file=False):
     """Parse argv and the config files; validate every option.
+
+    `config_files`: the files read when argv names none (default: the
+    default file, when it exists). `require_file`: a ConfigError saying
+    where files were looked for when there is none at all (a command must
+    not run on defaults by accident: it would create state where nobody
+    expects it). Warnings about the files (unknown options, ...) are in
+    `conf.warnings` (logged by st2bridge.logs.setup).
 
     Raises ConfigError with a one-line message naming the file and option.
     """
     conf = conf or new_config()
-    if config_files is None:
-        config_files = [DEFAULT_CONFIG_FILE] if os.path.exists(DEFAULT_CONFIG_FILE) else []
-    config_dirs = [DEFAULT_CONFIG_DIR] if os.path.isdir(DEFAULT_CONFIG_DIR) else []
-    try:
-        conf(
-            list(argv),
-            project="st2bridge",
-            prog=prog,
-            default_config_files=config_files,
-            default_config_dirs=config_dirs,
-            use_env=False,
-        )
-    except cfg.ConfigFilesNotFoundError as exc:
-        raise errors.ConfigError(
-            "config file not found or unreadable: %s" % ", ".join(exc.config_files)
-        ) from None
-    except cfg.ConfigFileParseError as exc:
-        raise errors.ConfigError(
-            "cannot parse config file %s: %s" % (exc.config_file, exc.msg)
-        ) from None
-    except cfg.ConfigDirNotFoundError as exc:
-        raise errors.ConfigError("config directory not found: %s" % exc.config_dir) from None
+    files, config_dir, rest = _split_argv(argv)
+    conf.sources = (
+        files,
+        config_dir,
+        [DEFAULT_CONFIG_FILE] if config_files is None else config_files,
+        [DEFAULT_CONFIG_DIR],
+    )
+    conf.config_dir = config_dir
+    if require_file and not conffile.resolve(*conf.sources):
+        raise errors.ConfigError(NO_CONFIG)
+    conf(
+        rest,
+        project="st2bridge",
+        prog=prog,
+        default_config_files=[],
+        default_config_dirs=[],
+        use_env=False,
+    )
     _validate(conf)
     _check_web(conf)
     return conf
+
+
+def reread(conf):
+    """A new configuration from the same files (and directory) as `conf`,
+    validated: a reload checks the files with it before applying them."""
+    fresh = new_config()
+    files, config_dir, default_files, _dirs = conf.sources
+    argv = [a for path in files for a in ("--config-file", path)]
+    if config_dir:
+        argv += ["--config-dir", config_dir]
+    return load(argv, conf=fresh, config_files=default_files)
 
 
 def is_loopback(host):
@@ -583,34 +689,35 @@ def _check_web(conf):
 
 
 def _validate(conf):
-    """oslo.config checks values lazily; read each one now to fail early."""
+    """oslo.config checks values lazily; read each one now to fail early.
+    Messages never quote a value of a secret option."""
     for group, opts in GROUPS:
         node = conf if group is None else conf[group]
+        name = group or "DEFAULT"
         for opt in opts:
             try:
                 getattr(node, opt.dest)
             except (cfg.ConfigFileValueError, ValueError) as exc:
-                where = _files_setting(conf, group or "DEFAULT", opt.name)
+                reason = "not a valid value" if opt.secret else _one_line(exc)
                 raise errors.ConfigError(
                     "invalid value for [%s] %s%s: %s"
-                    % (group or "DEFAULT", opt.name, where, _one_line(exc))
+                    % (name, opt.name, _files_setting(conf, name, opt.dest), reason)
                 ) from None
-            except cfg.TemplateSubstitutionError as exc:
+            except (cfg.TemplateSubstitutionError, cfg.NoSuchOptError, cfg.NoSuchGroupError):
                 raise errors.ConfigError(
-                    "invalid value for [%s] %s: %s" % (group or "DEFAULT", opt.name, _one_line(exc))
+                    "invalid value for [%s] %s%s: a $ names no option; write $$ for a "
+                    "literal $ (or set [DEFAULT] interpolation = false)"
+                    % (name, opt.name, _files_setting(conf, name, opt.dest))
                 ) from None
 
 
 def _files_setting(conf, group, name):
-    """' in FILE' for the file that sets group.name, or '' if unknown."""
-    for path in reversed(conf.config_file or []):
-        parser = cfg.ConfigParser(path, {})
-        try:
-            parser.parse()
-        except Exception:  # already parsed once by oslo; be defensive
-            continue
-        if name in parser.sections.get(group, {}):
-            return " in %s" % path
+    """' in FILE' for the last file that sets group.name, or '' if unknown."""
+    for parsed in reversed(getattr(conf, "parsed_files", None) or []):
+        for section, key in parsed.lines:
+            normal = section if section == "DEFAULT" else section.lower()
+            if normal == group and key.replace("-", "_") == name:
+                return " in %s" % parsed.path
     return ""
 
 

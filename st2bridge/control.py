@@ -50,14 +50,14 @@ ACTIONS = {
         "CANCELLED",
         st.CANCELING,
         st.CANCELED,
-        frozenset({st.SCHEDULED, st.RUNNING, st.PAUSING, st.PAUSED, st.RESUMING, st.CANCELING}),
+        frozenset({st.RUNNING, st.PAUSING, st.PAUSED, st.RESUMING, st.CANCELING}),
     ),
     "pause": Action(
         "pause",
         "PAUSED",
         st.PAUSING,
         st.PAUSED,
-        frozenset({st.SCHEDULED, st.RUNNING, st.PAUSING, st.RESUMING}),
+        frozenset({st.RUNNING, st.PAUSING, st.RESUMING}),
     ),
     "resume": Action(
         "resume",
@@ -76,6 +76,33 @@ class Result:
     status: str  # the bridge status now
     engine_state: str = None
     changed: bool = True  # False: it was in that state already
+
+
+def resolve(store, text):
+    """The record that `text` names: a bridge id, the engine's execution id,
+    or a unique prefix of either (NotFound; InputError when ambiguous)."""
+    text = (text or "").strip()
+    if not text:
+        raise errors.InputError("an execution id is required")
+    try:
+        return store.get_execution(text)
+    except errors.NotFound:
+        pass
+    matches = dict(store.find_ids(text, limit=10))
+    exact = [bridge_id for bridge_id, engine_id in matches.items() if engine_id == text]
+    if exact:
+        return store.get_execution(exact[0])
+    if not matches:
+        raise errors.NotFound(
+            "no execution %s (neither a bridge nor an engine execution id, nor the start "
+            "of one)" % text
+        )
+    if len(matches) > 1:
+        raise errors.InputError(
+            "%s is the start of %s execution ids (%s); give more of it"
+            % (text, "several" if len(matches) >= 10 else len(matches), ", ".join(sorted(matches)))
+        )
+    return store.get_execution(next(iter(matches)))
 
 
 def plan(action, record):
@@ -112,6 +139,8 @@ def change_state(engine, store, execution_id, action_name, clock=time.time):
     """Cancel, pause or resume one execution (sub-workflows follow in the engine)."""
     action = ACTIONS[action_name]
     record = store.get_execution(execution_id)
+    if action.name == "cancel" and record["status"] == st.TIMEOUT:
+        return cancel_timed_out(engine, store, record, clock)
     if not plan(action, record):
         return Result(
             execution_id, action.name, record["status"], record.get("engine_state"), changed=False
@@ -156,6 +185,57 @@ def change_state(engine, store, execution_id, action_name, clock=time.time):
         state,
     )
     return Result(execution_id, action.name, action.via, state)
+
+
+def cancel_timed_out(engine, store, record, clock=time.time):
+    """`cancel` of a `timeout` record (left running with --on-timeout leave,
+    or whose cancel failed): cancel the engine execution; the record stays
+    `timeout`, its engine_state shows what the engine did."""
+    engine_id = record["engine_execution_id"]
+    try:
+        answer = engine.update_execution_state(engine_id, "CANCELLED")
+    except errors.EngineNotFound:
+        raise errors.NotFound(
+            "the engine has no execution %s (of bridge execution %s)" % (engine_id, record["id"])
+        ) from None
+    except errors.EngineClientError as exc:
+        raise errors.Conflict(
+            "the engine refused to cancel execution %s: %s" % (record["id"], exc)
+        ) from None
+    state = answer.get("state")
+    store.update_execution(
+        record["id"], {"engine_state": state, "updated_at": clock()}, if_active=False
+    )
+    LOG.info(
+        "asked the engine to cancel timed-out execution %s (engine execution %s): %s",
+        record["id"],
+        engine_id,
+        state,
+    )
+    return Result(record["id"], "cancel", st.TIMEOUT, state, changed=state == "CANCELLED")
+
+
+def time_out(engine, record):
+    """A tracked execution is past its timeout_at: unless it was started with
+    `--on-timeout leave`, cancel it in the engine (sub-workflows included).
+    Returns the reason to record with the `timeout` status. An engine that
+    cannot be reached raises (the poller backs off and asks again: the
+    record stays active until the engine was asked)."""
+    reason = "tracking timed out after %.0f s" % (record["timeout_at"] - record["created_at"])
+    if record.get("on_timeout") == "leave":
+        return reason + "; the engine execution was left running (--on-timeout leave)"
+    try:
+        answer = engine.update_execution_state(
+            record["engine_execution_id"], "CANCELLED", state_info="st2bridge: " + reason
+        )
+    except errors.EngineNotFound:
+        return reason + "; the engine no longer has the execution"
+    except errors.EngineClientError as exc:
+        return reason + "; the engine refused to cancel it: %s" % exc
+    state = answer.get("state")
+    if state == "CANCELLED":
+        return reason + "; the engine execution was canceled"
+    return reason + "; the engine execution had ended already (%s)" % state
 
 
 def _put_back(store, record, previous, clock):

@@ -56,6 +56,11 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached or is locked; the operation may be retried."""
 
 
+class StoreLost(StoreError):
+    """The store's files were replaced, deleted or renamed under this process:
+    it must stop writing (it would write where nobody else reads) and exit."""
+
+
 class StoreVersionMismatch(StoreError):
     """The store's schema version is not the one this code was written for."""
 

@@ -44,6 +44,7 @@ class StartRequest:
     task: str = None
     labels: dict = None
     timeout: float = None
+    on_timeout: str = None  # "cancel" (None: the same) or "leave" the engine execution
     idempotency_key: str = None
     notify: tuple = ()
 
@@ -154,6 +155,7 @@ def new_record(plan, definition_id, now, *, mode, stale_after, query_interval):
         tracked=mode != "callback",
         next_poll_at=now + (stale_after if mode == "hybrid" else query_interval),
         timeout_at=now + request.timeout if request.timeout else None,
+        on_timeout=request.on_timeout if request.timeout else None,
         namespace=request.namespace or "",
         workbook=workbook_of(plan),
         task_name=request.task,

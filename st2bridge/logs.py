@@ -16,6 +16,8 @@ import logging
 import logging.handlers
 import os
 import sys
+import threading
+import time
 
 from st2bridge import config, errors, redact
 
@@ -42,6 +44,67 @@ class RedactingFormatter(logging.Formatter):
         return redact.redact(super().format(record), self.secrets)
 
 
+class PrivateFileHandler(logging.handlers.WatchedFileHandler):
+    """A WatchedFileHandler whose files are created 0640 (owner and its
+    group, as logrotate's `create 0640` does): logs name executions, hosts
+    and errors, which are not for every user of the machine. A file that
+    root creates in the service user's log directory is given to that user,
+    as the store is (st2bridge.store.sqlite_file)."""
+
+    def _open(self):
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            fd = os.open(self.baseFilename, flags | os.O_EXCL, 0o640)
+        except FileExistsError:
+            fd = os.open(self.baseFilename, flags, 0o640)
+        else:
+            _give_to_directory_owner(fd, self.baseFilename)
+        return open(fd, self.mode.replace("w", "a"), encoding=self.encoding, errors=self.errors)
+
+
+def _give_to_directory_owner(fd, path):
+    if os.geteuid() != 0:
+        return
+    directory = os.stat(os.path.dirname(os.path.abspath(path)))
+    if (directory.st_uid, directory.st_gid) != (0, 0):
+        os.fchown(fd, directory.st_uid, directory.st_gid)
+
+
+class RateLimitedLog:
+    """At most one line per `interval` seconds for each kind of event (`key`);
+    the events in between are counted and the next line says how many, so a
+    flood (a client hammering an endpoint) costs a line a minute, not one per
+    request, and nothing goes unmentioned. Shared by the listeners.
+
+        REJECTED = RateLimitedLog(LOG)
+        REJECTED.log(logging.WARNING, 404, "callback for unknown execution %s", eid)
+    """
+
+    def __init__(self, logger, interval=60.0, clock=time.monotonic):
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._last = {}  # key -> when its last line was written
+        self._held = {}  # key -> events not written since
+        self._lock = threading.Lock()
+
+    def log(self, level, key, message, *args):
+        """Write the line now, or count it; True when written."""
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval:
+                self._held[key] = self._held.get(key, 0) + 1
+                return False
+            held = self._held.pop(key, 0)
+            self._last[key] = now
+        if held:
+            message += " (and %d more like it in the last %.0f s)"
+            args += (held, now - last)
+        self.logger.log(level, message, *args)
+        return True
+
+
 def log_path(conf, component):
     return os.path.join(conf.log_dir, component + ".log") if conf.log_dir else None
 
@@ -56,6 +119,7 @@ def setup(conf, component, stream=None, quiet=False, strict=True):
     a command warns once on stderr and goes on.
     """
     stream = stream or sys.stderr
+    redact.configure(conf)
     level = logging.getLevelName(conf.log_level)
     formatter = RedactingFormatter(redact.secret_values(conf))
     handlers = []
@@ -64,7 +128,7 @@ def setup(conf, component, stream=None, quiet=False, strict=True):
     if path:
         try:
             os.makedirs(conf.log_dir, exist_ok=True)
-            handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+            handler = PrivateFileHandler(path, encoding="utf-8")
         except OSError as exc:
             file_problem = "cannot write log file %s: %s" % (path, exc.strerror or exc)
             if strict:
@@ -92,6 +156,8 @@ def setup(conf, component, stream=None, quiet=False, strict=True):
     _set_levels(level)
     if file_problem:
         LOG.warning("%s; logging to stderr only", file_problem)
+    for warning in getattr(conf, "warnings", ()):
+        logging.getLogger("st2bridge.config").warning("%s", warning)
     return path if not file_problem else None
 
 
@@ -114,24 +180,29 @@ def reload_level(conf):
     """Re-read the config files and apply their log_level (SIGHUP).
 
     The files are first loaded into a fresh configuration, so a broken file
-    leaves everything as it was (and says why). Only log_level changes in
-    the running daemon (it is the one option marked mutable); oslo.config
-    warns about any other option that changed and needs a restart.
+    leaves everything as it was, and says why in one line. Only log_level
+    changes in the running daemon (it is the one option marked mutable);
+    oslo.config warns about any other option that changed and needs a
+    restart. Never raises: a daemon must survive a bad reload.
     Returns the level now in effect.
     """
     old = conf.log_level
-    argv = []
-    for path in conf.config_file or []:
-        argv += ["--config-file", path]
-    if conf.config_dir:
-        argv += ["--config-dir", conf.config_dir]
     try:
-        config.load(argv, config_files=[])
+        fresh = config.reread(conf)
         conf.mutate_config_files()
         new = conf.log_level
     except errors.ConfigError as exc:
         LOG.warning("SIGHUP: configuration not re-read: %s; log level stays %s", exc, old)
         return old
+    except Exception as exc:  # oslo.config's own errors: keep the old configuration
+        LOG.warning(
+            "SIGHUP: configuration not re-read (%s); log level stays %s",
+            type(exc).__name__,
+            old,
+        )
+        return old
+    for warning in fresh.warnings:
+        LOG.warning("SIGHUP: %s", warning)
     old_no, new_no = logging.getLevelName(old), logging.getLevelName(new)
     # Say it while the more verbose of the two levels is in effect.
     say_at = max(logging.INFO, min(old_no, new_no))

@@ -109,3 +109,84 @@ def config_text(conf):
             else:
                 lines.append("%s = %s" % (name, "" if value is None else value))
     return "\n".join(lines) + "\n"
+
+
+# -- secrets in workflow input ---------------------------------------------------
+# As StackStorm masks `secret: true` parameters: an input value whose key names a
+# secret, or is listed in [DEFAULT] secret_input_keys, is shown as *** outside
+# the store (command output, the web view, logs, collect-logs), and its text is
+# masked wherever it shows up again (an output or error that repeats it).
+
+SECRET_WORDS = frozenset(
+    {"password", "passwd", "passphrase", "pass", "token", "secret", "key", "apikey", "credential"}
+)
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_extra_keys = frozenset()
+
+
+def configure(conf):
+    """Take [DEFAULT] secret_input_keys (every command and daemon calls it
+    once its configuration is loaded)."""
+    global _extra_keys
+    _extra_keys = frozenset(k.strip().lower() for k in conf.secret_input_keys or () if k.strip())
+
+
+def is_secret_key(name, extra=None):
+    """Whether an input key names a secret: a word of it (api_key, authToken,
+    DB-PASSWORD) is one of SECRET_WORDS, or the key is listed."""
+    name = str(name)
+    extra = _extra_keys if extra is None else extra
+    if name.lower() in extra:
+        return True
+    words = [w.lower() for w in _WORDS.findall(name)]
+    return any(w in SECRET_WORDS or (w.endswith("s") and w[:-1] in SECRET_WORDS) for w in words)
+
+
+def mask_input(value, extra=None):
+    """A copy of an input value with the values of secret keys as ***."""
+    if isinstance(value, dict):
+        return {
+            k: MASK if is_secret_key(k, extra) else mask_input(v, extra) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_input(v, extra) for v in value]
+    return value
+
+
+def input_secrets(value, extra=None, _inside=False):
+    """The texts of secret input values (long enough to be masked in texts)."""
+    found = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found |= input_secrets(v, extra, _inside or is_secret_key(k, extra))
+    elif isinstance(value, list):
+        for v in value:
+            found |= input_secrets(v, extra, _inside)
+    elif _inside and value is not None and not isinstance(value, bool):
+        text = str(value)
+        if len(text) >= MIN_SECRET_LEN:
+            found.add(text)
+    return found
+
+
+def mask_values(value, secrets):
+    """`value` (texts, lists, dicts) with every one of `secrets` masked."""
+    if isinstance(value, str):
+        return redact(value, secrets) if secrets else value
+    if isinstance(value, dict):
+        return {k: mask_values(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_values(v, secrets) for v in value]
+    return value
+
+
+def mask_record(record, extra=None):
+    """A copy of an execution record fit to show: secret input values as
+    ***, and their texts masked in output, error and tasks."""
+    secrets = input_secrets(record.get("input"), extra)
+    masked = dict(record, input=mask_input(record.get("input"), extra))
+    if secrets:
+        for field in ("output", "error", "tasks"):
+            if masked.get(field) is not None:
+                masked[field] = mask_values(masked[field], secrets)
+    return masked

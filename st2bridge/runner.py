@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import time
 
-from st2bridge import errors, launch, results
+from st2bridge import control, errors, launch, results
 from st2bridge import status as st
 from st2bridge.callbacks import secrets
 from st2bridge.launch import CALLBACK_PATH, StartRequest, StartResult  # noqa: F401 (API)
@@ -332,11 +332,11 @@ class Runner:
             if st.is_terminal(record["status"]):
                 return record
             if record.get("timeout_at") and self.clock() >= record["timeout_at"]:
-                # As the tracker does: stop following; the engine execution is left alone.
+                # As the tracker does: cancel it in the engine unless
+                # --on-timeout leave (an engine that cannot be asked raises).
                 timed_out = {
                     "status": st.TIMEOUT,
-                    "error": "tracking timed out after %.0f s"
-                    % (record["timeout_at"] - record["created_at"]),
+                    "error": control.time_out(self.engine, record),
                     "tracked": False,
                     "ended_at": self.clock(),
                     "updated_at": self.clock(),

@@ -1,7 +1,6 @@
 """Bridge statuses and how the engine's states map onto them."""
 
 REQUESTED = "requested"
-SCHEDULED = "scheduled"
 RUNNING = "running"
 PAUSING = "pausing"
 PAUSED = "paused"
@@ -15,7 +14,6 @@ ABANDONED = "abandoned"
 
 ALL = (
     REQUESTED,
-    SCHEDULED,
     RUNNING,
     PAUSING,
     PAUSED,

@@ -20,10 +20,14 @@ Options [environment variable; default]:
     --vhost NAME  RabbitMQ vhost and PostgreSQL database [ST2BRIDGE_MISTRAL_VHOST; st2bridge-<sha1(home)[:8]>]
     --db KIND     sqlite | postgresql [ST2BRIDGE_MISTRAL_DB; sqlite]
     --timeout S   seconds to wait for the API [ST2BRIDGE_MISTRAL_TIMEOUT; 180]
-An existing home keeps the host, port and db it was started with unless they are given again, so
-`stop`, `status` and `env` need only --home. The home holds mistral.conf, mistral.db, mistral.log and
-mistral.pid. RabbitMQ (and PostgreSQL for --db postgresql) are installed from Debian and started when
-their port is closed. Exit codes: 0 ok, 1 failure, 2 usage error, 3 down (status).
+    --keystone-home DIR  check tokens with the Keystone of this tools/keystone_local.py home:
+                  [pecan] auth_enable = True, keystonemiddleware as its `mistral` service user
+                  ("none": no authentication) [ST2BRIDGE_MISTRAL_KEYSTONE_HOME; none]
+An existing home keeps the host, port, db and Keystone it was started with unless they are given
+again, so `stop`, `status` and `env` need only --home. The home holds mistral.conf, mistral.db,
+mistral.log and mistral.pid. RabbitMQ (and PostgreSQL for --db postgresql) are installed from
+Debian and started when their port is closed. Exit codes: 0 ok, 1 failure, 2 usage error, 3 down
+(status).
 
 Split mode (`--split`, for fault tests): the engine and the executor run as processes of their own
 (`mistral-server --server engine`, `--server executor`, each in its own process group with its own
@@ -39,6 +43,7 @@ import argparse
 import configparser
 import contextlib
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -148,6 +153,10 @@ class Instance:
         )
         self.bin = self.venv / "bin"
         self.marker = self.venv / f".st2bridge-mistral-{MISTRAL_VERSION}"
+        # {auth_url, username, password, project_name} of Mistral's service user, or None: no auth.
+        self.auth = a.auth
+        self._token = None  # the service user's token, for api_ok()
+        self.api_error = ""  # why api_ok() said no, last time
         self.split_marker = self.home / "split"
         self.split_flag = bool(getattr(a, "split", False))
         self.split = self.split_flag or self.split_marker.exists()
@@ -204,11 +213,58 @@ class Instance:
         return {g for g in found if group_members(g)}
 
     def api_ok(self) -> bool:
+        """GET /v2/workflows answers 200 (with auth: to a token of the service user, which also
+        proves that keystonemiddleware validates tokens with Keystone)."""
+        request = urllib.request.Request(f"{self.url}/workflows?limit=1")
         try:
-            with urllib.request.urlopen(f"{self.url}/workflows?limit=1", timeout=5) as resp:
+            if self.auth:
+                self._token = self._token or keystone_token(self.auth)
+                request.add_header("X-Auth-Token", self._token)
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 return resp.status == 200
-        except OSError:  # URLError, HTTPError, timeouts and refused connections are all OSErrors
+        except OSError as exc:  # URLError, HTTPError, timeouts and refused connections
+            if getattr(exc, "code", None) == 401:
+                self._token = None  # expired: a new one next time
+            self.api_error = str(exc)
             return False
+
+
+def keystone_token(auth: dict) -> str:
+    """A project-scoped token for auth's user (Keystone v3 password authentication)."""
+    domain = {"id": "default"}
+    user = {"name": auth["username"], "domain": domain, "password": auth["password"]}
+    body = {
+        "auth": {
+            "identity": {"methods": ["password"], "password": {"user": user}},
+            "scope": {"project": {"name": auth["project_name"], "domain": domain}},
+        }
+    }
+    request = urllib.request.Request(
+        auth["auth_url"] + "/auth/tokens",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return resp.headers["X-Subject-Token"]
+
+
+def keystone_auth(keystone_home: str) -> dict:
+    """Mistral's service user in a tools/keystone_local.py home (its keystone-local.json)."""
+    path = Path(keystone_home).expanduser().resolve() / "keystone-local.json"
+    try:
+        state = json.loads(path.read_text())
+        user = state["users"]["mistral"]
+        url = f"http://{state['host']}:{state['port']}/v3"
+    except (OSError, ValueError, KeyError):
+        raise Failure(
+            f"no Keystone set up in {path.parent} (run tools/keystone_local.py up --home there)"
+        ) from None
+    return {
+        "auth_url": url,
+        "username": "mistral",
+        "password": user["password"],
+        "project_name": user["project"],
+    }
 
 
 # ---- install ------------------------------------------------------------------------------------
@@ -377,8 +433,8 @@ transport_url = {inst.transport_url}
 connection = {inst.db_url}
 
 [pecan]
-auth_enable = False
-
+auth_enable = {bool(inst.auth)}
+{keystone_section(inst.auth)}
 [api]
 host = {inst.host}
 port = {inst.port}
@@ -393,6 +449,26 @@ run_in_api = False
 # 23.0.0 blocks std.http and webhook notifications to 127.0.0.0/8 by default; allow loopback.
 denied_cidrs =
 """)
+    if inst.auth:
+        inst.conf.chmod(0o600)  # the service user's password
+
+
+def keystone_section(auth: dict | None) -> str:
+    """keystonemiddleware's settings: Mistral validates each request's token with Keystone,
+    authenticated as its service user."""
+    if not auth:
+        return ""
+    return f"""
+[keystone_authtoken]
+www_authenticate_uri = {auth["auth_url"]}
+auth_url = {auth["auth_url"]}
+auth_type = password
+username = {auth["username"]}
+password = {auth["password"]}
+project_name = {auth["project_name"]}
+user_domain_name = Default
+project_domain_name = Default
+"""
 
 
 def schema_ready(inst: Instance) -> bool:
@@ -461,6 +537,14 @@ def cmd_start(inst: Instance) -> None:
         raise Failure(
             f"port {inst.port} on {inst.host} is taken by another program; choose another --port"
         )
+    if inst.auth:
+        try:
+            keystone_token(inst.auth)
+        except OSError as exc:
+            raise Failure(
+                f"Keystone at {inst.auth['auth_url']} does not give the mistral user a token "
+                f"({exc}); start it first: python3 tools/keystone_local.py up"
+            ) from None
     ensure_db_driver(inst)
     ensure_rabbitmq(inst)
     if inst.db == "postgresql":
@@ -512,7 +596,8 @@ def start_component(inst: Instance, component: str, servers: str | None = None) 
         if elapsed > inst.timeout:
             tail(logfile)
             stop_groups(inst, also=proc.pid)
-            raise Failure(f"{component} did not start within {inst.timeout:.0f} s; stopped it")
+            why = f" ({inst.api_error})" if component == "main" and inst.api_error else ""
+            raise Failure(f"{component} did not start within {inst.timeout:.0f} s{why}; stopped it")
         if elapsed - last_note >= 5:
             say(f"waiting for {component} ... {elapsed:.0f} s")
             last_note = elapsed
@@ -590,6 +675,8 @@ def cmd_env(inst: Instance) -> None:
         "DB_URL": inst.db_url,
         "TRANSPORT_URL": inst.transport_url,
     }
+    if inst.auth:
+        facts["AUTH_URL"] = inst.auth["auth_url"]
     for key, value in facts.items():
         print(f"export ST2BRIDGE_MISTRAL_{key}={shlex.quote(str(value))}")
 
@@ -603,6 +690,7 @@ OPTIONS = {
     "vhost": "RabbitMQ vhost and PostgreSQL database name",
     "db": "sqlite or postgresql",
     "timeout": "seconds to wait for the API",
+    "keystone_home": "a tools/keystone_local.py home: Keystone authentication on (none: off)",
 }
 COMMANDS = {
     "up": "install + start (idempotent)",
@@ -631,6 +719,7 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         "vhost": None,
         "db": "sqlite",
         "timeout": "180",
+        "keystone_home": "none",
     }
     args.home = args.home or env["home"] or builtin["home"]
     conf = configparser.ConfigParser(interpolation=None)
@@ -641,8 +730,22 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         "port": conf.get("api", "port", fallback=None),
         "db": ("postgresql" if db_url.startswith("postgresql") else "sqlite") if db_url else None,
     }
+    keystone = args.keystone_home or env["keystone_home"]  # given: a home, or "none"
     for name in OPTIONS:
         setattr(args, name, getattr(args, name) or env[name] or saved.get(name) or builtin[name])
+    # Keystone: the one given, else the one the home was started with (its mistral.conf), else none.
+    try:
+        if keystone and keystone != "none":
+            args.auth = keystone_auth(keystone)
+        elif not keystone and conf.getboolean("pecan", "auth_enable", fallback=False):
+            args.auth = {
+                key: conf.get("keystone_authtoken", key)
+                for key in ("auth_url", "username", "password", "project_name")
+            }
+        else:
+            args.auth = None
+    except (Failure, configparser.Error, ValueError) as exc:
+        parser.error(f"--keystone-home: {exc}")
     try:
         args.port, args.timeout = int(args.port), float(args.timeout)
     except ValueError:
@@ -663,7 +766,9 @@ class PrivateMistral:
     (kill() and start_component() act on one of them); `overrides` is config
     text every component reads after mistral.conf, `component_overrides`
     {component: text} what only one of them reads (e.g. the engine's
-    transport_url pointing at a relay). Defaults change nothing."""
+    transport_url pointing at a relay). With `keystone_home` (a
+    tools/keystone_local.py home), every request needs a token from that
+    Keystone. Defaults change nothing."""
 
     def __init__(
         self,
@@ -673,11 +778,13 @@ class PrivateMistral:
         split=False,
         overrides="",
         component_overrides=None,
+        keystone_home=None,
     ):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.home, self.db = Path(home), db
+        self.keystone_home = keystone_home
         self.vhost = f"{prefix}-{os.urandom(4).hex()}"
         self.api_url = f"http://127.0.0.1:{self.port}/v2"
         self.transport_url = f"rabbit://guest:guest@127.0.0.1:{RABBIT_PORT}/{self.vhost}"
@@ -704,7 +811,8 @@ class PrivateMistral:
                 "--vhost",
                 self.vhost,
                 *extra,
-            ],
+            ]
+            + (["--keystone-home", str(self.keystone_home)] if self.keystone_home else []),
             capture_output=capture,
             text=True,
         )
@@ -761,7 +869,10 @@ def main(argv: list[str] | None = None) -> int:
     ]:
         for name, text in OPTIONS.items():
             p.add_argument(
-                f"--{name}", default=default, help=f"{text} [$ST2BRIDGE_MISTRAL_{name.upper()}]"
+                "--" + name.replace("_", "-"),
+                dest=name,
+                default=default,
+                help=f"{text} [$ST2BRIDGE_MISTRAL_{name.upper()}]",
             )
         p.add_argument(
             "--split",

@@ -9,7 +9,10 @@ or path, 405 wrong method, 411 no length, 413 body too large, 503 store down.
 """
 
 import json
+import logging
 import re
+
+from st2bridge import logs
 
 PATH = re.compile(r"^/v1/callbacks/mistral/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
 REASONS = {
@@ -27,9 +30,26 @@ REASONS = {
 }
 
 
+LOG = logging.getLogger("st2bridge.callbacks")
+# Every rejection is logged, a line a minute per status at most (a flood of
+# bad requests must not flood the log). 403s are logged by the handler.
+REJECTED = logs.RateLimitedLog(LOG)
+
+
 def make_app(handler, max_body=64 * 1024):
     def app(environ, start_response):
         status, answer, headers = _route(handler, max_body, environ)
+        if 400 <= status < 500 and status != 403:
+            REJECTED.log(
+                logging.WARNING,
+                status,
+                "callback %s %s from %s rejected with %d: %s",
+                environ.get("REQUEST_METHOD", "?"),
+                environ.get("PATH_INFO", "")[:200],
+                environ.get("REMOTE_ADDR", "?"),
+                status,
+                answer.get("error"),
+            )
         body = json.dumps(answer).encode()
         start_response(
             "%d %s" % (status, REASONS[status]),
@@ -46,7 +66,11 @@ def _route(handler, max_body, environ):
     if path == "/v1/health":
         if method != "GET":
             return 405, {"error": "use GET"}, [("Allow", "GET")]
-        return 200, {"status": "ok", "callbacks": dict(handler.counts)}, []
+        # A store that was replaced under the tracker, or is corrupted, is down.
+        healthy, store = handler.store.health()
+        answer = {"status": "ok" if healthy else "down", "store": store}
+        answer["callbacks"] = dict(handler.counts)
+        return (200 if healthy else 503), answer, []
     match = PATH.match(path)
     if not match:
         return 404, {"error": "no such endpoint"}, []

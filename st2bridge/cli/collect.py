@@ -70,6 +70,13 @@ def add_parser(commands):
         help="at most N failed executions (default 100)",
     )
     p.add_argument(
+        "--log-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also collect this log file (repeatable), e.g. a tracker's redirected output",
+    )
+    p.add_argument(
         "--max-log-mb",
         type=float,
         default=20.0,
@@ -87,7 +94,7 @@ class Collection:
     """The members of the archive, each redacted as it is added."""
 
     def __init__(self, secrets):
-        self.secrets = secrets
+        self.secrets = set(secrets)
         self.members = []  # (name, bytes)
         self.notes = []
 
@@ -113,9 +120,10 @@ def cmd_collect_logs(args, conf):
     progress(
         "configuration: %d option groups, secrets redacted" % len(redact.effective_config(conf))
     )
-    collect_logs(conf, parts, args.days, int(args.max_log_mb * 1024 * 1024))
-    collect_services(conf, parts)
+    # Failures first: their secret input values are then masked in the logs too.
     collect_failures(conf, parts, now - args.days * 86400, args.limit)
+    collect_logs(conf, parts, args.days, int(args.max_log_mb * 1024 * 1024), args.log_file)
+    collect_services(conf, parts)
     parts.add("versions.txt", versions_text())
     parts.add("README.txt", readme(conf, parts, now))
     write_archive(path, base, parts.members, now)
@@ -124,9 +132,19 @@ def cmd_collect_logs(args, conf):
     return errors.EXIT_OK
 
 
-def collect_logs(conf, parts, days, max_bytes):
+def collect_logs(conf, parts, days, max_bytes, extra_files=()):
+    for path in extra_files:
+        collect_file(path, parts, max_bytes)
     if not conf.log_dir:
-        collect_journal(conf, parts, days)
+        # The daemons log to stderr: the journal under systemd, else
+        # whatever file a running tracker's stderr goes to.
+        found = collect_journal(conf, parts, days)
+        found += collect_tracker_output(conf, parts, max_bytes, extra_files)
+        if not found and not extra_files:
+            parts.note(
+                "logs: log_dir is unset and no tracker output was found (no journal "
+                "lines, no running tracker writing to a file); give a log file with --log-file"
+            )
         return
     try:
         names = sorted(
@@ -164,17 +182,31 @@ def _tail(path, max_bytes):
         return f.read()
 
 
+def collect_file(path, parts, max_bytes, name=None):
+    """One log file given by path; True when collected."""
+    try:
+        data = _tail(path, max_bytes)
+    except (OSError, EOFError) as exc:
+        parts.note("logs: cannot read %s: %s" % (path, getattr(exc, "strerror", None) or exc))
+        return False
+    parts.add("logs/" + (name or os.path.basename(path)), data)
+    progress("logs: %s (%d lines)" % (path, data.count(b"\n")))
+    return True
+
+
 def collect_journal(conf, parts, days):
-    """Without log_dir the daemons log to stderr: under systemd, the journal."""
+    """Without log_dir the daemons log to stderr: under systemd, the journal.
+    Returns how many units had lines; a unit without any is not claimed."""
     if not shutil.which("journalctl"):
-        parts.note("logs: log_dir is unset and there is no journalctl; no daemon logs")
-        return
+        return 0
+    found = 0
     for unit in conf.db_upgrade.bridge_systemd_units:
         try:
             proc = subprocess.run(
                 [
                     "journalctl",
                     "--no-pager",
+                    "--quiet",
                     "-o",
                     "short-iso",
                     "-u",
@@ -194,8 +226,38 @@ def collect_journal(conf, parts, days):
                 % (unit, proc.stderr.decode("utf-8", "replace").strip()[:200])
             )
             continue
-        parts.add("logs/journal-%s.log" % unit, proc.stdout)
-        progress("logs: journal of %s (%d lines)" % (unit, proc.stdout.count(b"\n")))
+        lines = [ln for ln in proc.stdout.splitlines() if ln.strip() and not ln.startswith(b"--")]
+        if not lines:
+            continue  # "-- No entries --" is not a log line
+        parts.add("logs/journal-%s.log" % unit, b"\n".join(lines) + b"\n")
+        progress("logs: journal of %s (%d lines)" % (unit, len(lines)))
+        found += 1
+    return found
+
+
+def collect_tracker_output(conf, parts, max_bytes, already=()):
+    """The file each tracker running on this host writes its stderr to (the
+    quick start's .local/resultstracker.log, `tracker 2>> file`), found from
+    the service registry and /proc. Returns how many were collected."""
+    try:
+        with app.build_store(conf, create=False) as store:
+            services = store.list_services()
+    except errors.BridgeError:
+        return 0
+    host, found, seen = socket.gethostname(), 0, {os.path.realpath(p) for p in already}
+    for service in services:
+        if service.get("host") != host or not service.get("pid"):
+            continue
+        try:
+            target = os.readlink("/proc/%d/fd/2" % int(service["pid"]))
+        except (OSError, ValueError):
+            continue
+        if not os.path.isfile(target) or os.path.realpath(target) in seen:
+            continue
+        seen.add(os.path.realpath(target))
+        name = "%s-%s.log" % (service.get("name") or "tracker", service["pid"])
+        found += collect_file(target, parts, max_bytes, name=name)
+    return found
 
 
 def collect_services(conf, parts):
@@ -210,11 +272,15 @@ def collect_services(conf, parts):
 
 def collect_failures(conf, parts, since, limit):
     try:
-        with app.build_store(conf) as store:
+        with app.build_store(conf, create=False) as store:
             records = store.list_executions(status=FAILED, since=since, limit=limit)
     except errors.BridgeError as exc:
         parts.note("failed executions: store unavailable: %s" % exc)
         return
+    # execution_view masks secret input values; their texts are masked in
+    # the whole archive too (a log line or an error may repeat them).
+    for record in records:
+        parts.secrets |= redact.input_secrets(record.get("input"))
     parts.add(
         "failed-executions.json", output.dumps([output.execution_view(r) for r in records]) + "\n"
     )

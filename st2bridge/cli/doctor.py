@@ -66,7 +66,7 @@ def cmd_doctor(args, oslo_argv):
     broken config is the first thing it reports."""
     checks = Checks()
     try:
-        conf = config.load(oslo_argv)
+        conf = config.load(oslo_argv, require_file=True)
     except errors.ConfigError as exc:
         checks.add(
             "config",
@@ -113,7 +113,7 @@ def report(args, checks):
 def check_store(conf, checks):
     where = conf.store.url.split("://")[0]
     try:
-        store = app.build_store(conf)
+        store = app.build_store(conf, create=False)  # a check never creates a store
     except errors.StoreVersionMismatch as exc:
         checks.add("store", "FAIL", _line(exc), "st2bridge db-upgrade (docs/db-upgrade.md)")
         return None

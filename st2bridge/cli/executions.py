@@ -2,24 +2,82 @@
 
 list/get read the store (get also asks the engine for the error tree of a
 failure); tasks and watch read the engine; cancel/pause/resume and rerun
-change it (st2bridge.control). Text for people, `--json` for scripts.
+change it (st2bridge.control). Text for people; `-f json|yaml|value` and
+`-c COLUMN` for scripts (st2bridge.cli.output). An execution is named by its
+bridge id, the engine's execution id, or a unique start of either. Commands
+that ask the engine give up after `[engine] interactive_retry_seconds`.
 """
 
 import json
 import sys
 import time
 
-from st2bridge import app, control, errors, errortree, results
+from st2bridge import app, control, errors, errortree, redact, results
 from st2bridge import status as st
 from st2bridge.cli import hints, output, timespec
 
 LIST_COLUMNS = ["id", "workflow", "status", "started", "duration", "finished_by"]
-TASK_COLUMNS = ["name", "state", "started", "duration", "retries", "workflow", "id"]
+# The JSON fields of a list row; -c takes these or the table's column names.
+LIST_FIELDS = [
+    "id",
+    "workflow_name",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "finished_by",
+    "engine_execution_id",
+    "engine_state",
+]
+LIST_ALIASES = {"workflow": "workflow_name", "started": "started_at", "duration": "duration_s"}
+# One vocabulary: the bridge's status first; the engine's state beside it.
+TASK_COLUMNS = [
+    "name",
+    "status",
+    "engine_state",
+    "started",
+    "duration",
+    "retries",
+    "workflow",
+    "id",
+]
+TASK_FIELDS = [
+    "id",
+    "name",
+    "status",
+    "state",
+    "workflow",
+    "workflow_execution_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "retries",
+    "state_info",
+]
+TASK_ALIASES = {"engine_state": "state", "started": "started_at", "duration": "duration_s"}
+GET_FIELDS = [
+    "id",
+    "status",
+    "workflow_name",
+    "engine_execution_id",
+    "engine_state",
+    "input",
+    "output",
+    "error",
+    "tasks",
+    "finished_by",
+    "created_at",
+    "updated_at",
+    "ended_at",
+    "error_tree",
+]
 
 
 def add_parsers(commands):
     execution = commands.add_parser("execution", help="inspect and control executions")
     sub = execution.add_subparsers(dest="execution_command", metavar="COMMAND", required=True)
+    ident = "a bridge execution id, the engine's execution id, or a unique start of either"
 
     ls = sub.add_parser("list", help="executions, newest first")
     ls.add_argument(
@@ -33,23 +91,29 @@ def add_parsers(commands):
         "(UTC unless it has an offset) or a span back from now (30m, 1h, 2d)",
     )
     ls.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
-    ls.add_argument("--json", action="store_true")
+    output.add_format_options(ls, LIST_FIELDS)
     ls.set_defaults(handler=cmd_list)
 
     get = sub.add_parser("get", help="one execution; for a failure, what failed and the fix")
-    get.add_argument("id")
-    get.add_argument("--json", action="store_true")
+    get.add_argument("id", help=ident)
+    get.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="show secret input values (keys like password, token, secret, key, or "
+        "listed in [DEFAULT] secret_input_keys) instead of ***",
+    )
+    output.add_format_options(get, GET_FIELDS)
     get.set_defaults(handler=cmd_get)
 
     tasks = sub.add_parser("tasks", help="an execution's tasks, sub-workflows included")
-    tasks.add_argument("id")
-    tasks.add_argument("--json", action="store_true")
+    tasks.add_argument("id", help=ident)
+    output.add_format_options(tasks, TASK_FIELDS)
     tasks.set_defaults(handler=cmd_tasks)
 
     watch = sub.add_parser(
         "watch", help="follow an execution until it ends (exit 0 if it succeeded, 1 otherwise)"
     )
-    watch.add_argument("id")
+    watch.add_argument("id", help=ident)
     watch.add_argument(
         "--interval",
         type=float,
@@ -61,12 +125,12 @@ def add_parsers(commands):
     watch.set_defaults(handler=cmd_watch)
 
     for name, text in (
-        ("cancel", "cancel an execution and its sub-workflows"),
+        ("cancel", "cancel an execution and its sub-workflows (also one that timed out)"),
         ("pause", "pause an execution and its sub-workflows"),
         ("resume", "resume a paused execution and its sub-workflows"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("id")
+        p.add_argument("id", help=ident)
         p.add_argument("--json", action="store_true")
         p.set_defaults(handler=cmd_change, action=name)
 
@@ -114,10 +178,11 @@ def list_row(record, now):
         "duration_s": round(max(0.0, took), 3),
         "finished_by": record.get("finished_by"),
         "engine_execution_id": record["engine_execution_id"],
+        "engine_state": record.get("engine_state"),
     }
 
 
-def list_text(rows):
+def list_text(rows, width=None):
     """Rows of list_row as a table; an active execution's duration so far ends in '+'."""
     shown = [
         {
@@ -130,7 +195,7 @@ def list_text(rows):
         }
         for r in rows
     ]
-    return output.table(shown, LIST_COLUMNS) if shown else "no executions"
+    return output.table(shown, LIST_COLUMNS, width) if shown else "no executions"
 
 
 def cmd_list(args, conf):
@@ -138,15 +203,20 @@ def cmd_list(args, conf):
     since = timespec.parse_since(args.since, now) if args.since else None
     if args.limit < 1:
         raise errors.InputError("--limit must be at least 1")
-    with app.build_store(conf) as store:
+    statuses = parse_statuses(args.status)
+    with app.build_store(conf, create=False) as store:
         records = store.list_executions(
-            status=parse_statuses(args.status),
-            workflow_name=args.workflow,
-            since=since,
-            limit=args.limit,
+            status=statuses, workflow_name=args.workflow, since=since, limit=args.limit
         )
     rows = [list_row(r, now) for r in records]
-    print(output.dumps(rows) if args.json else list_text(rows))
+    output.emit_rows(
+        args,
+        rows,
+        LIST_FIELDS,
+        lambda rows: list_text(rows, output.terminal_width()),
+        LIST_ALIASES,
+        empty="no executions",
+    )
     return errors.EXIT_OK
 
 
@@ -180,7 +250,7 @@ def get_text(record, tree, prog="st2bridge"):
         ):
             out = {"result": short}
         record = dict(record, error=short, output=out)
-    lines = [output.execution_text(record)]
+    lines = [output.execution_text(record, show_secrets=True)]  # masked by the caller
     if tree:
         lines.append("error tree (from the engine):")
         lines += errortree.render(tree)
@@ -192,18 +262,16 @@ def get_text(record, tree, prog="st2bridge"):
 
 
 def cmd_get(args, conf):
-    with app.build_store(conf) as store:
-        record = store.get_execution(args.id)
+    with app.build_store(conf, create=False) as store:
+        record = control.resolve(store, args.id)
     tree = None
     if record["status"] == st.FAILED:
-        with app.build_engine(conf, retry=False) as engine:
+        with app.build_engine(conf, retry=False, interactive=True) as engine:
             tree = error_tree(engine, record)
-    if args.json:
-        view = output.execution_view(record)
-        view["error_tree"] = tree
-        print(output.dumps(view))
-    else:
-        print(get_text(record, tree, hints.prog(args)))
+    view = output.execution_view(record, show_secrets=args.show_secrets)
+    view["error_tree"] = tree
+    shown = record if args.show_secrets else redact.mask_record(record)
+    output.emit_one(args, view, lambda: get_text(shown, tree, hints.prog(args)))
     return errors.EXIT_OK
 
 
@@ -262,6 +330,7 @@ def _task_row(task, workflow, now):
     return {
         "id": task.get("id"),
         "name": task.get("name"),
+        "status": st.from_engine(task.get("state")),
         "state": task.get("state"),
         "workflow": workflow,
         "workflow_execution_id": task.get("workflow_execution_id"),
@@ -274,11 +343,16 @@ def _task_row(task, workflow, now):
     }
 
 
-def tasks_text(rows):
+def tasks_text(rows, width=None):
     if not rows:
         return "no tasks"
     return output.table(
-        [dict(r, started=r["started_at"], duration=_task_duration(r)) for r in rows], TASK_COLUMNS
+        [
+            dict(r, started=r["started_at"], duration=_task_duration(r), engine_state=r["state"])
+            for r in rows
+        ],
+        TASK_COLUMNS,
+        width,
     )
 
 
@@ -291,11 +365,18 @@ def _task_duration(row):
 
 
 def cmd_tasks(args, conf):
-    with app.build_store(conf) as store:
-        record = store.get_execution(args.id)
-    with app.build_engine(conf) as engine:
+    with app.build_store(conf, create=False) as store:
+        record = control.resolve(store, args.id)
+    with app.build_engine(conf, interactive=True) as engine:
         rows = task_rows(engine, record["engine_execution_id"], time.time())
-    print(output.dumps(rows) if args.json else tasks_text(rows))
+    output.emit_rows(
+        args,
+        rows,
+        TASK_FIELDS,
+        lambda rows: tasks_text(rows, output.terminal_width()),
+        TASK_ALIASES,
+        empty="no tasks",
+    )
     return errors.EXIT_OK
 
 
@@ -320,8 +401,8 @@ def cmd_watch(args, conf):
         else:
             print("%s  %s" % (time.strftime("%H:%M:%S"), output.progress_line(record)), flush=True)
 
-    with app.build_store(conf) as store:
-        record = store.get_execution(args.id)
+    with app.build_store(conf, create=False) as store:
+        record = control.resolve(store, args.id)
         if not st.is_terminal(record["status"]):
             if not args.json:
                 print(
@@ -329,18 +410,20 @@ def cmd_watch(args, conf):
                     "execution" % (record["id"], record["workflow_name"]),
                     flush=True,
                 )
-            with app.build_engine(conf) as engine:
+            with app.build_engine(conf, interactive=True) as engine:
                 runner = app.build_runner(conf, engine, store)
-                record = runner.wait(args.id, interval=max(0.2, args.interval), on_progress=show)
+                record = runner.wait(
+                    record["id"], interval=max(0.2, args.interval), on_progress=show
+                )
     tree = None
     if record["status"] == st.FAILED:
-        with app.build_engine(conf, retry=False) as engine:
+        with app.build_engine(conf, retry=False, interactive=True) as engine:
             tree = error_tree(engine, record)
     if args.json:
         view = dict(output.execution_view(record), error_tree=tree)
         print(json.dumps(view, ensure_ascii=False))
     else:
-        print(get_text(record, tree, hints.prog(args)))
+        print(get_text(redact.mask_record(record), tree, hints.prog(args)))
     return errors.EXIT_OK if record["status"] == st.SUCCEEDED else errors.EXIT_FAILED
 
 
@@ -350,8 +433,12 @@ CONFIRMED_BY = "a tracker, a callback or `st2bridge execution watch` records"
 
 
 def cmd_change(args, conf):
-    with app.build_store(conf) as store, app.build_engine(conf) as engine:
-        result = control.change_state(engine, store, args.id, args.action)
+    with (
+        app.build_store(conf, create=False) as store,
+        app.build_engine(conf, interactive=True) as engine,
+    ):
+        record = control.resolve(store, args.id)
+        result = control.change_state(engine, store, record["id"], args.action)
     if args.json:
         print(
             output.dumps(
@@ -362,6 +449,15 @@ def cmd_change(args, conf):
                     "engine_state": result.engine_state,
                     "changed": result.changed,
                 }
+            )
+        )
+    elif result.status == st.TIMEOUT:
+        print(
+            "execution %s had timed out; the engine has it %s now%s"
+            % (
+                result.id,
+                result.engine_state,
+                ", sub-workflows included" if result.changed else " (it had ended already)",
             )
         )
     elif not result.changed:
@@ -377,7 +473,10 @@ def cmd_change(args, conf):
 
 
 def cmd_rerun(args, conf):
-    with app.build_store(conf) as store, app.build_engine(conf) as engine:
+    with (
+        app.build_store(conf, create=False) as store,
+        app.build_engine(conf, interactive=True) as engine,
+    ):
         result = control.rerun_task(engine, store, args.task_id, reset=args.reset)
     if args.json:
         print(

@@ -8,10 +8,25 @@ import argparse
 import os
 import sys
 import time
+import traceback
 
-from st2bridge import __version__, app, config, errors
-from st2bridge.cli import collect, dbupgrade, doctor, executions, hints, run, services, workflows
+from st2bridge import __version__, app, config, control, errors
+from st2bridge import status as st
+from st2bridge.cli import (
+    collect,
+    dbupgrade,
+    doctor,
+    executions,
+    hints,
+    output,
+    run,
+    services,
+    workflows,
+)
 from st2bridge.cli import stuck as stuckcli
+
+# As a command killed by SIGPIPE: 128 + 13.
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser():
@@ -26,6 +41,11 @@ def build_parser():
         "$ST2BRIDGE_CONFIG_FILE); may be repeated",
     )
     parser.add_argument("--config-dir", metavar="DIR", help="directory of *.conf files")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="log at DEBUG on stderr and show tracebacks of errors (also after any command)",
+    )
     parser.add_argument("--version", action="version", version="st2bridge " + __version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -42,7 +62,7 @@ def build_parser():
     untrack.set_defaults(handler=cmd_untrack)
 
     svc = commands.add_parser("services", help="bridge daemons, engine API and store: up or down")
-    svc.add_argument("--json", action="store_true")
+    output.add_format_options(svc, ["name", "where", "state", "detail", "id"])
     svc.set_defaults(handler=services.cmd_services)
 
     dbupgrade.add_parser(commands)
@@ -54,10 +74,13 @@ def build_parser():
 def cmd_track(args, conf):
     """Attach polling again (the prior art's st2-track-result): for an
     execution whose callbacks were lost or that was untracked."""
-    with app.build_store(conf) as store:
-        record = store.get_execution(args.id)
-        if not store.update_execution(
-            args.id,
+    with app.build_store(conf, create=False) as store:
+        record = control.resolve(store, args.id)
+        if st.is_terminal(record["status"]):
+            print(_ended(record))
+            return errors.EXIT_OK
+        store.update_execution(
+            record["id"],
             {
                 "tracked": True,
                 "next_poll_at": time.time(),
@@ -66,24 +89,31 @@ def cmd_track(args, conf):
                 "lease_owner": None,
                 "lease_expires_at": None,
             },
-        ):
-            raise errors.Conflict(
-                "execution %s is %s already; there is nothing to track"
-                % (args.id, record["status"])
-            )
-    print("execution %s is tracked; a running tracker checks it within one interval" % args.id)
+        )
+    print("execution %s is tracked; a running tracker checks it within one interval" % record["id"])
     return errors.EXIT_OK
 
 
 def cmd_untrack(args, conf):
-    with app.build_store(conf) as store:
-        store.get_execution(args.id)
-        store.update_execution(args.id, {"tracked": False}, if_active=False)
+    with app.build_store(conf, create=False) as store:
+        record = control.resolve(store, args.id)
+        if st.is_terminal(record["status"]):
+            print(_ended(record))
+            return errors.EXIT_OK
+        store.update_execution(record["id"], {"tracked": False}, if_active=False)
     print(
         "execution %s is no longer polled (`%s track %s` attaches it again)"
-        % (args.id, hints.prog(args), args.id)
+        % (record["id"], hints.prog(args), record["id"])
     )
     return errors.EXIT_OK
+
+
+def _ended(record):
+    """track and untrack agree: a finished execution is never polled."""
+    return "execution %s has ended (%s): no tracker polls it; nothing to do" % (
+        record["id"],
+        record["status"],
+    )
 
 
 def oslo_args(args):
@@ -99,14 +129,27 @@ def oslo_args(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    output.add_debug_everywhere(parser)
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
         if getattr(args, "loads_config", False):  # doctor reports a bad config itself
             return args.handler(args, oslo_args(args))
-        conf = config.load(oslo_args(args))
+        conf = config.load(oslo_args(args), require_file=True)
+        if debug:
+            conf.set_override("log_level", "DEBUG")
         app.setup_logging(conf, quiet=True, component=app.logs.command_component(args.command))
-        return args.handler(args, conf)
+        code = args.handler(args, conf)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # `st2bridge execution list | head`: the reader has what it wanted.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except errors.BridgeError as exc:
+        if debug:
+            traceback.print_exc()
         print("st2bridge: error: %s" % hints.repeat_config(_one_line(exc), args), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ import sys
 
 import yaml
 
-from st2bridge import app, errors, workflow
+from st2bridge import app, errors, redact, workflow
 from st2bridge import status as st
 from st2bridge.cli import executions, hints, output
 from st2bridge.runner import StartRequest
@@ -67,7 +67,13 @@ def add_parser(commands):
         "--timeout",
         type=float,
         metavar="SECONDS",
-        help="stop tracking with status timeout after this long",
+        help="end it with status timeout after this long (see --on-timeout)",
+    )
+    run.add_argument(
+        "--on-timeout",
+        choices=["cancel", "leave"],
+        default="cancel",
+        help="what a timeout does to the engine execution: cancel it (default) or leave it running",
     )
     run.add_argument(
         "--idempotency-key",
@@ -151,6 +157,7 @@ def request_from(args):
         namespace=args.namespace,
         task=args.task,
         timeout=args.timeout,
+        on_timeout=args.on_timeout,
         idempotency_key=args.idempotency_key,
     )
     if args.name:
@@ -172,7 +179,7 @@ def cmd_run(args, conf):
             print(record["id"], flush=True)
 
     with app.build_store(conf) as store:
-        engine = app.build_engine(conf)
+        engine = app.build_engine(conf, interactive=True)
         runner = app.build_runner(conf, engine, store)
         result = runner.start_request(request, on_recorded=recorded)
         record = result.record
@@ -210,4 +217,4 @@ def show_end(args, engine, record):
     if args.json:
         print(output.dumps(dict(output.execution_view(record), error_tree=tree)))
     else:
-        print(executions.get_text(record, tree, hints.prog(args)))
+        print(executions.get_text(redact.mask_record(record), tree, hints.prog(args)))

@@ -9,6 +9,7 @@ from st2bridge import app, config, errors, registry
 from st2bridge.cli import output
 
 HEALTH_TIMEOUT = 3.0
+COLUMNS = ["name", "where", "state", "detail"]
 
 
 def collect(conf, now=None):
@@ -16,7 +17,8 @@ def collect(conf, now=None):
     now = now or time.time()
     rows = []
     try:
-        with app.build_store(conf) as store:
+        with app.build_store(conf, create=False) as store:
+            healthy, health = store.health()
             for service in store.list_services():
                 state, age = registry.liveness(service, now, conf.resultstracker.heartbeat_interval)
                 stats = (service.get("info") or {}).get("stats") or {}
@@ -40,8 +42,8 @@ def collect(conf, now=None):
             {
                 "name": "store",
                 "where": conf.store.url.split("://")[0],
-                "state": "up",
-                "detail": "reachable",
+                "state": "up" if healthy else "down",
+                "detail": health,
             }
         )
     except errors.StoreError as exc:
@@ -53,7 +55,7 @@ def collect(conf, now=None):
                 "detail": str(exc),
             }
         )
-    engine = app.build_engine(conf, retry=False)
+    engine = app.build_engine(conf, retry=False, interactive=True)
     try:
         engine.ping()
         rows.append(
@@ -111,8 +113,10 @@ def callback_listener(conf, timeout=HEALTH_TIMEOUT):
 
 def cmd_services(args, conf):
     rows = collect(conf)
-    if args.json:
-        print(output.dumps(rows))
-    else:
-        print(output.table(rows, ["name", "where", "state", "detail"]))
+    output.emit_rows(
+        args,
+        rows,
+        ["name", "where", "state", "detail", "id"],
+        lambda rows: output.table(rows, COLUMNS, output.terminal_width()),
+    )
     return errors.EXIT_OK

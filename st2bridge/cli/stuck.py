@@ -7,13 +7,22 @@ recover diagnoses afresh and acts through the engine (st2bridge/recover.py).
 import sys
 import time
 
-from st2bridge import app, errors, recover
+from st2bridge import app, control, errors, recover
 from st2bridge import status as st
 from st2bridge.cli import executions, output, timespec
 from st2bridge.tracker import stuckview
 from st2bridge.tracker.stuckwatch import EngineBounds, settings_from_config
 
 STUCK_COLUMNS = ["id", "workflow", "signature", "since", "task", "fix"]
+STUCK_FIELDS = [
+    "id",
+    "workflow_name",
+    "status",
+    "engine_execution_id",
+    "stuck",
+    "stuck_for_s",
+    "task",
+]
 
 
 def add_parsers(execution_sub):
@@ -78,7 +87,7 @@ def cmd_list(args, conf):
     now = time.time()
     since = timespec.parse_since(args.since, now) if args.since else None
     statuses = executions.parse_statuses(args.status)
-    with app.build_store(conf) as store:
+    with app.build_store(conf, create=False) as store:
         records = store.list_stuck(limit=None)
     records = [
         r
@@ -88,11 +97,8 @@ def cmd_list(args, conf):
         and (statuses is None or r["status"] in statuses)
     ][: args.limit]
     rows = [stuck_row(r, now) for r in records]
-    if args.json:
-        print(output.dumps(rows))
-    elif not rows:
-        print("no stuck executions")
-    else:
+
+    def text(rows):
         shown = [
             {
                 "id": r["id"],
@@ -104,8 +110,18 @@ def cmd_list(args, conf):
             }
             for r in rows
         ]
-        print(output.table(shown, STUCK_COLUMNS))
-        print("details: st2bridge execution get ID")
+        return output.table(shown, STUCK_COLUMNS, output.terminal_width()) + (
+            "\ndetails: st2bridge execution get ID"
+        )
+
+    output.emit_rows(
+        args,
+        rows,
+        STUCK_FIELDS,
+        text,
+        {"workflow": "workflow_name", "since": "stuck_for_s"},
+        empty="no stuck executions",
+    )
     return errors.EXIT_OK
 
 
@@ -117,7 +133,11 @@ def cmd_recover(args, conf):
         if not args.json:
             print(line, flush=True)
 
-    with app.build_store(conf) as store, app.build_engine(conf) as engine:
+    with (
+        app.build_store(conf, create=False) as store,
+        app.build_engine(conf, interactive=True) as engine,
+    ):
+        args.id = control.resolve(store, args.id)["id"]
         recovery = recover.Recovery(
             engine,
             store,

@@ -18,8 +18,14 @@ import sys
 import time
 
 from st2bridge import errors
-from st2bridge.dbupgrade import bridge_store, cleanup, engine_schema, migrate, services
-from st2bridge.dbupgrade.lock import DatabaseLock
+from st2bridge.dbupgrade import bridge_store, migrate, services
+from st2bridge.extras import LazyModule
+
+# The engine side needs SQLAlchemy (the `engine` extra); the bridge side and
+# --check --target bridge (the unit's ExecStartPre) must run without it.
+cleanup = LazyModule("st2bridge.dbupgrade.cleanup", "engine")
+engine_schema = LazyModule("st2bridge.dbupgrade.engine_schema", "engine")
+lock = LazyModule("st2bridge.dbupgrade.lock", "engine")
 
 
 class Guard:
@@ -106,6 +112,19 @@ class Guard:
         )
         found = self.find_services(targets)
         self.report["services"] = [f.as_dict() for f in found]
+        if found and self.dry_run:
+            # A plan changes nothing: show it, and say what the real run needs.
+            for finding in found:
+                self.say("  running: %s" % finding)
+            self.say(
+                "note: %d service%s running; the real run refuses until %s stopped"
+                % (
+                    len(found),
+                    "s" if len(found) > 1 else "",
+                    "it is" if len(found) == 1 else "they are",
+                )
+            )
+            return
         if found:
             for finding in found:
                 self.say("  running: %s" % finding)
@@ -128,7 +147,7 @@ class Guard:
         try:
             if self.check:
                 return self._engine_check(db, rep)
-            with DatabaseLock(db, self.du.lock_timeout, self.say):
+            with lock.DatabaseLock(db, self.du.lock_timeout, self.say):
                 return self._engine_upgrade(db, rep)
         finally:
             db.dispose()
@@ -269,7 +288,7 @@ class Guard:
     def _populate_missing(self, db):
         """At head, yet `populate` never ran (an earlier run failed after the
         upgrade): the engine would start with no actions."""
-        import sqlalchemy as sa
+        sa = engine_schema.sa
 
         if "action_definitions_v2" not in sa.inspect(db).get_table_names():
             return False

@@ -138,6 +138,20 @@ class KeystoneTokens:
             )
             err.request_sent = False  # the engine request was never sent
             raise err from None
+        except ks_exc.HttpError as exc:
+            if exc.http_status is None or exc.http_status < 500:
+                raise errors.EngineAuthError(
+                    "Keystone at %s: %s" % (self.auth_url, one_line(str(exc), 160)),
+                    status=exc.http_status,
+                ) from None
+            # Keystone is failing (its database down, a proxy timing out): a
+            # passing trouble, and the engine request was never sent.
+            err = errors.EngineUnavailable(
+                "Keystone at %s answered HTTP %d; try again later"
+                % (self.auth_url, exc.http_status)
+            )
+            err.request_sent = False
+            raise err from None
         except ks_exc.ClientException as exc:
             raise errors.EngineAuthError(
                 "Keystone at %s: %s" % (self.auth_url, one_line(str(exc), 160))

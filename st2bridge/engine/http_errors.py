@@ -44,6 +44,9 @@ def fault(resp):
         )
     elif resp.text and not resp.text.lstrip().startswith("<"):
         detail = resp.text[:4096]  # plain text, not an HTML error page
+    # Mistral refuses a missing or invalid Keystone token with an HTML page
+    # and puts its reason in this header.
+    detail = detail or resp.headers.get("Server-Error-Message")
     return one_line(detail) if detail else (resp.reason or "no details")
 
 

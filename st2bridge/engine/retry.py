@@ -40,6 +40,9 @@ class RetryPolicy:
     jitter. The policy gives up once the time elapsed since the first attempt
     plus the next delay would pass stop_max, so stop_max_msec=0 never retries.
     `sleep`, `clock` and `rng` are injectable so tests never wait.
+    `quiet`: retries are logged at DEBUG, not as warnings (a command a person
+    waits on reports the last error in one line; the daemon says each time
+    what it will do next).
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class RetryPolicy:
         sleep=time.sleep,
         clock=time.monotonic,
         rng=random.random,
+        quiet=False,
     ):
         if exp_msec <= 0 or exp_max_msec <= 0:
             raise ValueError("exp_msec and exp_max_msec must be positive")
@@ -61,6 +65,7 @@ class RetryPolicy:
         self.sleep = sleep
         self.clock = clock
         self.rng = rng
+        self.quiet = quiet
 
     def __repr__(self):
         return "RetryPolicy(exp_msec=%d, exp_max_msec=%d, stop_max_msec=%d)" % (
@@ -110,7 +115,7 @@ class RetryPolicy:
                 if delay is None:
                     # Only worth a warning when retries happened; a policy
                     # that never retries leaves reporting to the caller.
-                    level = logging.WARNING if attempt > 1 else logging.DEBUG
+                    level = logging.WARNING if attempt > 1 and not self.quiet else logging.DEBUG
                     log.log(
                         level,
                         "engine request %s failed: %s; giving up after %d attempt(s) in %.0f s",
@@ -122,7 +127,8 @@ class RetryPolicy:
                     raise
                 attempt += 1
                 left = max(0.0, started + self.stop_max - self.clock())
-                log.warning(
+                log.log(
+                    logging.DEBUG if self.quiet else logging.WARNING,
                     "engine request %s failed: %s; retrying in %.1f s "
                     "(attempt %d, giving up in %.0f s)",
                     describe,

@@ -27,9 +27,19 @@ __all__ = ["Store", "open_store"]
 _SQLITE_PREFIX = "sqlite:///"
 
 
-def open_store(url, *, busy_timeout=10.0, connect_timeout=5.0):
+def open_store(
+    url,
+    *,
+    busy_timeout=10.0,
+    connect_timeout=5.0,
+    create=True,
+    checkpoint_interval=60.0,
+    checkpoint_wal_mb=16.0,
+):
     """Return the Store that `url` names. ConfigError for a URL we cannot use;
-    the messages name the scheme only, since URLs may carry passwords."""
+    the messages name the scheme only, since URLs may carry passwords.
+    `create=False`: an embedded store must exist already (MongoDB creates
+    nothing on a read)."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError("store URL is empty; use sqlite:///path.db or mongodb://host/db")
     url = url.strip()
@@ -49,7 +59,13 @@ def open_store(url, *, busy_timeout=10.0, connect_timeout=5.0):
             )
         from st2bridge.store.sqlite import SqliteStore
 
-        return SqliteStore(path, busy_timeout=busy_timeout)
+        return SqliteStore(
+            path,
+            busy_timeout=busy_timeout,
+            create=create,
+            checkpoint_interval=checkpoint_interval,
+            checkpoint_wal_mb=checkpoint_wal_mb,
+        )
 
     if scheme in ("mongodb", "mongodb+srv"):
         database = urllib.parse.unquote(urllib.parse.urlsplit(url).path.lstrip("/"))

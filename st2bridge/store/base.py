@@ -42,6 +42,8 @@ An execution record has these fields (all present; unset ones are None):
     verified_at         float: last time the execution was fetched on its own
                         (a listing cannot show that it was deleted)
     timeout_at          float or None: give up tracking with status "timeout"
+    on_timeout          "cancel" (None: the same) or "leave": what a timeout does
+                        to the engine execution
     -- callbacks --
     callback_secret_hash  sha256 of the execution's callback secret (the
                         secret itself is never stored)
@@ -119,6 +121,7 @@ EXECUTION_FIELDS = (
     "synced_at",
     "verified_at",
     "timeout_at",
+    "on_timeout",
     "callback_secret_hash",
     "last_event_at",
     "namespace",
@@ -197,6 +200,11 @@ class Store(abc.ABC):
                 view["tasks"], view["tasks_from"] = [task], index
                 break
         return view
+
+    def find_ids(self, prefix: str, limit: int = 2) -> list[tuple[str, str]]:
+        """Up to `limit` (bridge id, engine execution id) pairs of the records
+        whose bridge id or engine execution id starts with `prefix`."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def list_executions(
@@ -347,6 +355,15 @@ class Store(abc.ABC):
         return contextlib.nullcontext()
 
     # -- housekeeping -------------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        """(ok, detail): whether the store answers and looks intact (a quick
+        check, cheap enough for a health endpoint). Default: it answers."""
+        try:
+            self.schema_version()
+        except Exception as exc:  # any backend error means: down
+            return False, str(exc)
+        return True, "reachable"
 
     @abc.abstractmethod
     def schema_version(self) -> int:

@@ -23,6 +23,7 @@ The indexed fields stay native so that queries can use them.
 import contextlib
 import functools
 import json
+import re
 import urllib.parse
 
 import pymongo
@@ -300,6 +301,15 @@ class MongoStore(Store):
         if doc is None:
             raise NotFound("no execution %s" % execution_id)
         return _execution(doc)
+
+    @_translated
+    def find_ids(self, prefix, limit=2):
+        pattern = {"$regex": "^" + re.escape(prefix)}
+        cursor = self._executions.find(
+            {"$or": [{"_id": pattern}, {"engine_execution_id": pattern}]},
+            {"_id": 1, "engine_execution_id": 1},
+        ).limit(int(limit))
+        return [(doc["_id"], doc.get("engine_execution_id")) for doc in cursor]
 
     @_translated
     def list_executions(self, status=None, workflow_name=None, since=None, limit=50):

@@ -25,8 +25,16 @@ import json
 import os
 import sqlite3
 import threading
+import urllib.parse
 
-from st2bridge.errors import Conflict, NotFound, StoreError, StoreUnavailable, StoreVersionMismatch
+from st2bridge.errors import (
+    Conflict,
+    NotFound,
+    StoreError,
+    StoreLost,
+    StoreUnavailable,
+    StoreVersionMismatch,
+)
 from st2bridge.store import (
     complete_execution,
     complete_service,
@@ -34,6 +42,7 @@ from st2bridge.store import (
     prepare_definition,
     prepare_execution,
     prepare_service,
+    sqlite_file,
     status_list,
     version_mismatch_message,
 )
@@ -44,41 +53,97 @@ from st2bridge.store.base import CALLBACK_FIELDS, INDEXED_FIELDS, Store
 class SqliteStore(Store):
     """The Store in one SQLite file (see the module docstring)."""
 
-    def __init__(self, path, busy_timeout=10.0):
+    def __init__(
+        self, path, busy_timeout=10.0, create=True, checkpoint_interval=60.0, checkpoint_wal_mb=16.0
+    ):
+        """`create=False`: the store must exist (commands that only read or
+        change records never create one); `create=True` also checks at once
+        that this process can write it (a daemon must not find out after
+        its listeners are up)."""
         self.path = os.fspath(path)
         self.busy_timeout = float(busy_timeout)
         self._lock = threading.RLock()  # transaction() holds it around nested writes
         self._grouped = False
         self._conn = None
+        self._opened = {}  # the files' identities when opened (sqlite_file)
+        self._lost = None
+        self._checkpoints = None
+        self._integrity = sqlite_file.IntegrityCache()
+        memory = self.path == ":memory:"
         with self._errors():
-            if self.path != ":memory:":
-                parent = os.path.dirname(os.path.abspath(self.path))
-                try:
-                    os.makedirs(parent, exist_ok=True)
-                except OSError as exc:
-                    raise StoreUnavailable(
-                        "cannot create the directory of SQLite store %s: %s"
-                        % (self.path, exc.strerror or exc)
-                    ) from exc
+            if not memory:
+                self._prepare_file(create)
             conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+                self.path if memory or create else _uri(self.path, "rw"),
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=not memory and not create,
             )
             try:
-                self._setup(conn)
+                self._setup(conn, create)
+                if create and not memory:
+                    self._probe_write(conn)
             except BaseException:
                 conn.close()
                 raise
         self._conn = conn
+        if not memory:
+            self._opened = sqlite_file.identity(self.path)
+            self._checkpoints = sqlite_file.Checkpointer(
+                self.path, checkpoint_interval, checkpoint_wal_mb
+            )
+
+    def _prepare_file(self, create):
+        if os.path.exists(self.path):
+            return
+        if not create:
+            raise StoreUnavailable(
+                "no SQLite store at %s: nothing has been recorded there (check [store] url "
+                "and state_path; the tracker, `st2bridge run` or `st2bridge db-upgrade "
+                "--target bridge` creates it)" % self.path
+            )
+        parent = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(
+                "cannot create the directory of SQLite store %s: %s"
+                % (self.path, exc.strerror or exc)
+            ) from exc
+        sqlite_file.create(self.path)
+
+    def _probe_write(self, conn):
+        # BEGIN IMMEDIATE alone succeeds on a read-only file: write a row (undone).
+        try:
+            with sql.transaction(conn):
+                conn.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+                raise _Undo
+        except _Undo:
+            pass
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return  # another writer holds it now: writable, just busy
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise StoreUnavailable(
+                    "SQLite store %s is read-only here: %s"
+                    % (self.path, sqlite_file.writable_problem(self.path))
+                ) from None
+            raise
 
     # -- plumbing -----------------------------------------------------------
 
-    def _setup(self, conn):
+    def _setup(self, conn, create=True):
         conn.execute("PRAGMA busy_timeout = %d" % int(self.busy_timeout * 1000))
         conn.execute("PRAGMA journal_mode = WAL")
         # In WAL mode NORMAL never corrupts; a power cut may lose the last
         # commits, which the tracker relearns from the engine on its next poll.
         conn.execute("PRAGMA synchronous = NORMAL")
         version = self._recorded_version(conn)
+        if version is None and not create:
+            raise StoreUnavailable(
+                "SQLite store %s is empty: nothing has been recorded there" % self.path
+            )
         if version is None:
             with sql.transaction(conn):
                 version = self._recorded_version(conn)  # another process may have won
@@ -136,12 +201,22 @@ class SqliteStore(Store):
                     "cannot use SQLite store %s: %s" % (self.path, message)
                 ) from exc
             raise StoreError("SQLite store %s: %s" % (self.path, message)) from exc
-        except sqlite3.DatabaseError as exc:  # e.g. "file is not a database"
+        except sqlite3.DatabaseError as exc:  # e.g. "file is not a database", "malformed"
+            self._integrity.failed(str(exc))
             raise StoreError("SQLite store %s: %s" % (self.path, exc)) from exc
 
     def _connection(self):
+        if self._lost:
+            raise StoreLost(self._lost)
         if self._conn is None:
             raise StoreUnavailable("SQLite store %s is closed" % self.path)
+        if self._opened:
+            try:
+                sqlite_file.check_identity(self.path, self._opened)
+            except StoreLost as exc:
+                self._lost = str(exc)
+                sqlite_file.never_close(self._conn)
+                raise
         return self._conn
 
     @contextlib.contextmanager
@@ -160,6 +235,7 @@ class SqliteStore(Store):
                 return
             with sql.transaction(self._connection()) as conn:
                 yield conn
+            self._after_commit(conn)
 
     @contextlib.contextmanager
     def transaction(self):
@@ -167,12 +243,17 @@ class SqliteStore(Store):
             if self._grouped:  # nested: part of the outer one
                 yield
                 return
-            with sql.transaction(self._connection()):
+            with sql.transaction(self._connection()) as conn:
                 self._grouped = True
                 try:
                     yield
                 finally:
                     self._grouped = False
+            self._after_commit(conn)
+
+    def _after_commit(self, conn):
+        if self._checkpoints is not None and self._checkpoints.due():
+            self._checkpoints.run(conn)
 
     # -- executions ---------------------------------------------------------
 
@@ -232,6 +313,19 @@ class SqliteStore(Store):
         view = {field: doc.get(field) for field in CALLBACK_FIELDS}
         view["tasks"], view["tasks_from"] = ([task], index) if task else ([], None)
         return view
+
+    def find_ids(self, prefix, limit=2):
+        # Ranges on the two indexed id columns (ids are ASCII; U+FFFF sorts after).
+        high = prefix + "\uffff"
+        with self._read() as conn:
+            return [
+                tuple(row)
+                for row in conn.execute(
+                    "SELECT id, engine_execution_id FROM executions WHERE (id >= ? AND id < ?) "
+                    "OR (engine_execution_id >= ? AND engine_execution_id < ?) LIMIT ?",
+                    (prefix, high, prefix, high, int(limit)),
+                )
+            ]
 
     def list_executions(self, status=None, workflow_name=None, since=None, limit=50):
         if limit is not None and limit <= 0:
@@ -516,12 +610,48 @@ class SqliteStore(Store):
         with self._read() as conn:
             return self._recorded_version(conn)
 
+    def health(self):
+        """(ok, detail): the files are the ones opened and pass a quick
+        integrity check (cached for a while: it reads every page)."""
+        if self._lost:
+            return False, self._lost
+
+        def quick_check():
+            try:
+                with self._read() as conn:
+                    rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+            except StoreError as exc:
+                return False, str(exc)
+            detail = rows[0][0] if rows else "no answer"
+            return detail == "ok", "integrity ok" if detail == "ok" else detail
+
+        try:
+            self._connection()
+        except StoreError as exc:
+            return False, str(exc)
+        return self._integrity.get(quick_check)
+
+    @property
+    def checkpoints(self):
+        """Checkpoints this process made (tests, metrics)."""
+        return self._checkpoints.count if self._checkpoints else 0
+
     def close(self):
         with self._lock:
             conn, self._conn = self._conn, None
+        if conn is not None and self._lost:
+            return  # never closed (sqlite_file.never_close)
         if conn is not None:
             with self._errors():
                 conn.close()
 
     def __repr__(self):
         return "SqliteStore(%r)" % self.path
+
+
+def _uri(path, mode):
+    return "file:%s?mode=%s" % (urllib.parse.quote(os.path.abspath(path)), mode)
+
+
+class _Undo(Exception):
+    """Rolls the write probe back."""

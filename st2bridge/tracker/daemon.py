@@ -278,6 +278,12 @@ class Tracker:
         while not self.stopping:
             try:
                 wait = self.poller.tick(self.clock())
+            except errors.StoreLost as exc:
+                # Its files were replaced under us: writing on would go where
+                # nobody reads. Stop; systemd restarts us on the new files.
+                LOG.error("%s; exiting (code %d)", exc, exc.exit_code)
+                self.exit_code = exc.exit_code
+                break
             except errors.StoreError as exc:
                 wait = 5.0
                 LOG.warning("store unavailable: %s; retrying in %.0f s", exc, wait)
@@ -327,13 +333,13 @@ class Tracker:
         except errors.StoreError as exc:
             LOG.warning("could not release leases (%s); they lapse on their own", exc)
         self.store.close()
-        return errors.EXIT_OK
+        return getattr(self, "exit_code", errors.EXIT_OK)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
-        conf = config.load(argv, prog=NAME)
+        conf = config.load(argv, prog=NAME, require_file=True)
         app.setup_logging(conf, component=NAME)
         store = app.build_store(conf)
         engine = app.build_engine(conf, retry=False)

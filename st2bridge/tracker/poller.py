@@ -24,7 +24,7 @@ import logging
 import random
 import time
 
-from st2bridge import errors, results
+from st2bridge import control, errors, results
 from st2bridge import status as st
 from st2bridge.engine.retry import backoff_delay
 from st2bridge.results import LIGHT_FIELDS, TASK_FIELDS
@@ -250,12 +250,8 @@ class Poller:
         now = self.clock()
         self.stats.polled(record, now)
         if record.get("timeout_at") and now >= record["timeout_at"]:
-            self._end(
-                record,
-                st.TIMEOUT,
-                "tracking timed out after %.0f s" % (record["timeout_at"] - record["created_at"]),
-                now,
-            )
+            # Cancels the engine execution unless --on-timeout leave (control.py).
+            self._end(record, st.TIMEOUT, control.time_out(self.engine, record), now)
             return
         try:
             execution = self.engine.get_execution(

@@ -10,7 +10,7 @@ import time
 
 import yaml
 
-from st2bridge import errors, errortree, workflow
+from st2bridge import errors, errortree, redact, workflow
 from st2bridge import status as st
 from st2bridge.callbacks import secrets
 from st2bridge.tracker import stuckview
@@ -60,7 +60,7 @@ def list_rows(store, status=None, workflow=None, limit=100, now=None):
     records = store.list_executions(
         status=status or None, workflow_name=workflow or None, limit=limit
     )
-    return [row(r, now) for r in records]
+    return [row(redact.mask_record(r), now) for r in records]
 
 
 def task_view(task):
@@ -89,11 +89,15 @@ class Detail:
     def __init__(self, store, engine, execution_id, now=None, with_graphs=True):
         record = store.get_execution(execution_id)  # NotFound propagates
         # Records written before the secret was masked at write time.
-        self.record = dict(
+        record = dict(
             record,
             output=secrets.mask(record.get("output")),
             error=secrets.mask(record.get("error")),
         )
+        # Secret input values never reach a page: masked in the record and in
+        # whatever the engine repeats them in (task state_info, the error report).
+        self.secrets = redact.input_secrets(record.get("input"))
+        self.record = redact.mask_record(record)
         self.store = store
         self.engine = engine
         self._started_with = None  # the parsed definition it was started with
@@ -113,7 +117,7 @@ class Detail:
                     if sub.get("id") != root:
                         self.subs.setdefault(sub.get("task_execution_id"), []).append(sub)
                 self.tasks[root] = [
-                    task_view(t) for t in engine.list_tasks(root, fields=TASK_FIELDS)
+                    self._view(t) for t in engine.list_tasks(root, fields=TASK_FIELDS)
                 ]
         except errors.BridgeError as exc:
             self.engine_error = str(exc)
@@ -125,6 +129,9 @@ class Detail:
                 )
         self.failure = self._failure(root)
 
+    def _view(self, task):
+        return redact.mask_values(task_view(task), self.secrets)
+
     def _failure(self, root):
         if self.record.get("status") != st.FAILED:
             return None
@@ -135,13 +142,16 @@ class Detail:
                 leaves = errortree.failed_leaves(tree)
             except errors.BridgeError as exc:
                 LOG.info("no error report for %s: %s", root, exc)
-        return {
-            "error": self.record.get("error"),
-            "tasks": [
-                {"name": t["name"], "id": t["id"], "path": path, "error": t["error"]}
-                for t, path in leaves
-            ],
-        }
+        return redact.mask_values(
+            {
+                "error": self.record.get("error"),
+                "tasks": [
+                    {"name": t["name"], "id": t["id"], "path": path, "error": t["error"]}
+                    for t, path in leaves
+                ],
+            },
+            self.secrets,
+        )
 
     def failed_names(self, execution_id):
         """Names of the tasks in ERROR of one workflow execution."""
@@ -151,7 +161,7 @@ class Detail:
         if execution_id not in self.tasks and not self.engine_error:
             try:
                 self.tasks[execution_id] = [
-                    task_view(t) for t in self.engine.list_tasks(execution_id, fields=TASK_FIELDS)
+                    self._view(t) for t in self.engine.list_tasks(execution_id, fields=TASK_FIELDS)
                 ]
             except errors.BridgeError as exc:
                 LOG.info("tasks of %s: %s", execution_id, exc)

@@ -56,6 +56,14 @@ def files(tmp_path):
     }
     for name, text in texts.items():
         (tmp_path / name).write_text(text)
+    (tmp_path / "none").mkdir()
+    (tmp_path / "no_store.conf").write_text("[DEFAULT]\nstate_path = %s/none\n" % tmp_path)
+    (tmp_path / "dollar.conf").write_text(
+        "[DEFAULT]\nstate_path = %s\ninterpolation = true\n[engine]\npassword = Sup3r$ecret\n"
+        % tmp_path
+    )
+    (tmp_path / "bad_utf8.conf").write_bytes(b"[engine]\npassword = \xff\n")
+    open_store("sqlite:///%s/bridge.db" % tmp_path).close()  # unknown ids: an empty store
     return tmp_path
 
 
@@ -173,6 +181,21 @@ CASES = [
         "sqlite store URL needs three slashes",
     ),
     (["--config-file", "{d}/conf_mongo_down.conf", "execution", "get", "x"], 4, "127.0.0.1"),
+    # a read-only command never creates a store (issue 15 #6)
+    (
+        ["--config-file", "{d}/no_store.conf", "execution", "list"],
+        4,
+        "no SQLite store at {d}/none/bridge.db: nothing has been recorded there",
+    ),
+    (["--config-file", "{d}/no_store.conf", "execution", "get", "x"], 4, "no SQLite store at"),
+    # config files (issue 16 #11): no traceback, no part of a secret
+    (
+        ["--config-file", "{d}/dollar.conf", "execution", "list"],
+        2,
+        "invalid value for [engine] password in {d}/dollar.conf: a $ names no option",
+    ),
+    (["--config-file", "{d}/bad_utf8.conf", "execution", "list"], 2, "is not valid UTF-8 (line 2)"),
+    (["--config-file", "{d}", "execution", "list"], 2, "is a directory"),
 ]
 
 
@@ -190,6 +213,8 @@ def test_bad_input(files, capsys, argv, code, message):
     assert len(lines) == 1, err
     assert lines[0].startswith("st2bridge: error: ")
     assert message.format(d=d) in lines[0]
+    assert "ecret" not in err
+    assert not (files / "none" / "bridge.db").exists()
     db = files / "bridge.db"
     if db.exists():
         with open_store("sqlite:///%s" % db) as store:

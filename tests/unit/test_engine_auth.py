@@ -1,6 +1,8 @@
 """Keystone authentication of engine requests, against a local fake Keystone
 (POST /v3/auth/tokens with short-lived tokens) that also plays the engine API
-and refuses expired or revoked tokens with 401."""
+and refuses expired or revoked tokens with 401, as a real Mistral behind
+keystonemiddleware does (checked against Keystone 30 and Mistral 23 in
+tests/integration/test_keystone.py)."""
 
 import datetime
 import json
@@ -30,6 +32,7 @@ class FakeCloud:
         self.tokens = {}  # token -> expires_at
         self.issued = 0
         self.engine_calls = []  # (token, answered status)
+        self.keystone_failures = []  # statuses Keystone answers before it works again
         cloud = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,6 +51,19 @@ class FakeCloud:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if cloud.keystone_failures:  # e.g. its database is down
+                    status = cloud.keystone_failures.pop(0)
+                    return self.answer(
+                        status,
+                        {
+                            "error": {
+                                "code": status,
+                                "title": "Internal Server Error",
+                                "message": "An unexpected error prevented the server "
+                                "from fulfilling your request.",
+                            }
+                        },
+                    )
                 user = body["auth"]["identity"]["password"]["user"]
                 if self.path != "/v3/auth/tokens" or user["password"] != PASSWORD:
                     return self.answer(
@@ -96,16 +112,25 @@ class FakeCloud:
                 valid = token in cloud.tokens and cloud.tokens[token] > cloud.now
                 cloud.engine_calls.append((token, 200 if valid else 401))
                 if not valid:
-                    return self.answer(
-                        401,
-                        {
-                            "error": {
-                                "code": 401,
-                                "title": "Unauthorized",
-                                "message": "token expired",
-                            }
-                        },
+                    # Mistral 23's own refusal (mistral/context.py AuthHook):
+                    # an HTML page, the reason in a header.
+                    reason = "Failed to validate access token: " + (
+                        "Auth token is invalid" if token else "Authentication required"
                     )
+                    page = (
+                        "<html>\n <head>\n  <title>401 Unauthorized</title>\n </head>\n"
+                        " <body>\n  <h1>401 Unauthorized</h1>\n  This server could not "
+                        "verify that you are authorized ...<br /><br />\n%s\n </body>\n"
+                        "</html>" % reason
+                    ).encode()
+                    self.send_response(401)
+                    self.send_header("Server-Error-Message", reason)
+                    self.send_header("WWW-Authenticate", reason)
+                    self.send_header("Content-Type", "text/html; charset=UTF-8")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.send_header("WWW-Authenticate", 'Keystone uri="%s/v3"' % cloud.url)
+                    self.end_headers()
+                    return self.wfile.write(page)
                 self.answer(200, {"workflows": [{"name": "wf"}]})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -157,10 +182,42 @@ def test_a_refused_token_is_renewed_once_and_the_request_repeated(cloud):
 def test_a_second_401_is_the_callers_error(cloud):
     engine, _ = client(cloud)
     cloud.lifetime = -1  # Keystone hands out dead tokens
-    with pytest.raises(errors.EngineAuthError, match="HTTP 401"):
+    with pytest.raises(errors.EngineAuthError) as caught:
         engine.ping()
+    # Mistral's reason (a header beside its HTML page), not just "Unauthorized".
+    assert str(caught.value) == (
+        "ping the engine: Failed to validate access token: Auth token is invalid (HTTP 401)"
+    )
     assert [status for _, status in cloud.engine_calls] == [401, 401]
     assert engine.error_counts == {"EngineAuthError": 1}
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_keystone_failing_is_unavailable_and_retried_not_an_auth_refusal(cloud, status):
+    # A real Keystone answers 500 while its database is unreachable: the
+    # engine request was never sent, so it is retried like a refused
+    # connection (and reported as exit 3, not as the engine refusing it).
+    engine, tokens = client(cloud)
+    cloud.keystone_failures = [status]
+    with pytest.raises(errors.EngineUnavailable) as caught:
+        engine.ping()
+    assert str(caught.value) == "Keystone at %s/v3 answered HTTP %d; try again later" % (
+        cloud.url,
+        status,
+    )
+    assert caught.value.retryable and not caught.value.request_sent
+    assert caught.value.exit_code == errors.EXIT_ENGINE_UNAVAILABLE
+    assert cloud.engine_calls == []
+
+    cloud.keystone_failures = [status, status]
+    slept = []
+    retrying = MistralClient(
+        cloud.url + "/v2",
+        retry=RetryPolicy(sleep=slept.append, clock=lambda: cloud.now),
+        token_provider=tokens,
+    )
+    assert retrying.get_workflow("wf") and len(slept) == 2
+    assert [code for _, code in cloud.engine_calls] == [200]
 
 
 def test_wrong_password_and_unreachable_keystone(cloud):

@@ -159,7 +159,10 @@ def test_task_rows_retries_and_sub_workflow_order():
         ("boom", "child", 2, 10.0),
     ]
     table = executions.tasks_text(rows).splitlines()
-    assert table[1].split()[4] == "1.0s" and table[3].split()[4:7] == ["10.0s+", "2", "child"]
+    # The bridge's vocabulary first, the engine's state beside it (issue 15 #11).
+    assert table[0].split()[:3] == ["NAME", "STATUS", "ENGINE_STATE"]
+    assert table[3].split()[1:3] == ["running", "RUNNING"]
+    assert table[1].split()[5] == "1.0s" and table[3].split()[5:8] == ["10.0s+", "2", "child"]
 
 
 # -- the error tree -----------------------------------------------------------------

@@ -37,6 +37,7 @@ def test_build_script_makes_wheel_and_archive(tmp_path):
     assert names == {
         "install.sh",
         "UPGRADE.md",
+        "LICENSE",
         "wheels/" + wheel.name,
         "systemd/st2bridge-resultstracker.service",
         "systemd/mistral-db-check.d/10-st2bridge-db-check.conf",
@@ -45,6 +46,15 @@ def test_build_script_makes_wheel_and_archive(tmp_path):
     }
     assert install.mode & 0o111
     assert "db-upgrade --check --target bridge" in unit and "ExecReload" in unit
+    assert "rabbitmq" not in unit  # the tracker never talks to the broker
+    for hardening in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=",
+        "PrivateTmp=yes",
+        "LimitNOFILE=65536",
+    ):
+        assert hardening in unit
     # The wheel has the package and its console scripts; the tree got no build output.
     import zipfile
 
@@ -52,6 +62,7 @@ def test_build_script_makes_wheel_and_archive(tmp_path):
         listed = whl.namelist()
         entry_points = whl.read("st2bridge-%s.dist-info/entry_points.txt" % version).decode()
     assert "st2bridge/metrics.py" in listed and "st2bridge/engine/auth.py" in listed
+    assert any(name.endswith("LICENSE") and ".dist-info/" in name for name in listed)
     assert "st2bridge-resultstracker = st2bridge.tracker.daemon:main" in entry_points
     assert not (ROOT / "build").exists()
 
@@ -72,8 +83,28 @@ def test_install_script_dry_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "python3 -m venv /opt/st2bridge/venv" in out
-    assert "st2bridge[keystone] @ file://" in out
+    # The engine extra is installed by default (db-upgrade of the engine's database).
+    assert "st2bridge[engine,keystone] @ file://" in out
     assert "/etc/logrotate.d/st2bridge" in out and "/etc/systemd/system/" in out
     assert (
         "install -d -m 0750 -o st2bridge -g st2bridge /var/lib/st2bridge /var/log/st2bridge" in out
     )
+    # State is created as the service user (issue 15 #2).
+    assert (
+        "runuser -u st2bridge -- /usr/bin/st2bridge --config-file /etc/st2bridge/bridge.conf "
+        "db-upgrade --target bridge --yes" in out
+    )
+    proc = subprocess.run(
+        ["bash", str(script), "--dry-run", "--without-engine"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and "st2bridge-0-py3-none-any.whl" in proc.stdout
+    assert "st2bridge[" not in proc.stdout
+
+
+def test_license_is_the_apache_license():
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text

@@ -183,7 +183,7 @@ def test_timeout_ends_tracking(env):
         poller.tick(clock.now)
     rec = store.get_execution(record["id"])
     assert rec["status"] == st.TIMEOUT
-    assert rec["error"] == "tracking timed out after 12 s"
+    assert rec["error"] == "tracking timed out after 12 s; the engine execution was canceled"
 
 
 def test_two_pollers_never_take_the_same_execution(env):

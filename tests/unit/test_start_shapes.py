@@ -367,4 +367,11 @@ def test_wait_ends_with_timeout_when_the_engine_never_ends(engine, store):
     ended = runner.wait(record["id"], sleep=lambda s: None)  # each tick of the clock is 1 s
     assert ended["status"] == st.TIMEOUT and ended["finished_by"] == "wait"
     assert "tracking timed out after 30 s" in ended["error"]
-    assert engine.executions[record["engine_execution_id"]]["state"] == "RUNNING"  # left alone
+    # issue 15 #8: by default a timeout cancels the engine execution...
+    assert engine.executions[record["engine_execution_id"]]["state"] == "CANCELLED"
+    # ...and --on-timeout leave leaves it running.
+    request = StartRequest(definition=WF, input={"x": 2}, timeout=30, on_timeout="leave")
+    record = runner.start_request(request).record
+    ended = runner.wait(record["id"], sleep=lambda s: None)
+    assert ended["status"] == st.TIMEOUT and "left running" in ended["error"]
+    assert engine.executions[record["engine_execution_id"]]["state"] == "RUNNING"

@@ -99,9 +99,19 @@ def test_track_and_untrack(tmp_path, sim, capsys):
     with open_store("sqlite:///%s" % (tmp_path / "bridge.db")) as store:
         assert [r["id"] for r in store.claim_due("x", time.time(), 10, 10)] == [record["id"]]
         store.update_execution(record["id"], {"status": st.SUCCEEDED})
-    assert cli(["--config-file", conf, "track", record["id"]]) == 7
-    assert "is succeeded already; there is nothing to track" in capsys.readouterr().err
+    # track and untrack agree on a finished execution (issue 15 #11): nothing to do.
+    capsys.readouterr()
+    for command in ("track", "untrack"):
+        assert cli(["--config-file", conf, command, record["id"]]) == 0
+        assert capsys.readouterr().out == (
+            "execution %s has ended (succeeded): no tracker polls it; nothing to do\n"
+            % record["id"]
+        )
+    with open_store("sqlite:///%s" % (tmp_path / "bridge.db")) as store:
+        assert store.get_execution(record["id"])["tracked"] is True  # untouched
     assert cli(["--config-file", conf, "track", "nope"]) == 5
+    # A unique start of the id, or the engine's id, names it too.
+    assert cli(["--config-file", conf, "untrack", record["engine_execution_id"][:8]]) == 0
 
 
 def test_services_lists_a_running_tracker(tmp_path, sim, capsys):
