@@ -14,6 +14,7 @@ def lint(session):
     session.install("-e", ".[test]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")  # the typed interfaces: [tool.mypy] files in pyproject.toml
 
 
 @nox.session

@@ -86,6 +86,7 @@ class EngineUnavailable(EngineError):
 
     exit_code = EXIT_ENGINE_UNAVAILABLE
     retryable = True
+    request_sent = True  # False when it provably never left this machine
 
 
 class EngineServerError(EngineError):

@@ -27,8 +27,9 @@ else
     echo "python3 is older than 3.11, which Keystone 30 needs: the Keystone test is skipped"
 fi
 
-step "lint: ruff check, ruff format --check (pyproject.toml)"
+step "lint: ruff check, ruff format --check, mypy on the typed interfaces (pyproject.toml)"
 .venv/bin/ruff check --quiet . && .venv/bin/ruff format --check --quiet .
+.venv/bin/mypy
 
 step "tests"
 exec .venv/bin/pytest -rfE "${@:-tests}"

@@ -5,16 +5,21 @@ one-line message that starts with what was attempted. Only requests that are
 safe to repeat are retried (see `_retry_safe` and `_retry_unsent`).
 """
 
+from __future__ import annotations
+
 import email.utils
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from st2bridge.engine.base import Resource
 from st2bridge.engine.http_errors import STATUS_ERRORS, fault, unreachable
 from st2bridge.engine.retry import RetryPolicy
 from st2bridge.errors import (
@@ -46,16 +51,22 @@ _JSON_FIELDS = (
 # other request only when it provably never left this machine (refused, DNS
 # failure, connect timeout): after a read timeout, a dropped answer or a 5xx it
 # may have taken effect, and repeating it could act twice.
-def _retry_safe(exc):
-    return getattr(exc, "retryable", False)
+def _retry_safe(exc: BaseException) -> bool:
+    return bool(getattr(exc, "retryable", False))
 
 
-def _retry_unsent(exc):
-    return (
-        isinstance(exc, EngineUnavailable)
-        and exc.retryable
-        and not getattr(exc, "request_sent", True)
-    )
+def _retry_unsent(exc: BaseException) -> bool:
+    return isinstance(exc, EngineUnavailable) and exc.retryable and not exc.request_sent
+
+
+class TokenProvider(Protocol):
+    """Where the client's token comes from (st2bridge.engine.auth)."""
+
+    renewable: bool
+
+    def get_token(self) -> str | None: ...
+
+    def invalidate(self, token: str | None) -> None: ...
 
 
 class MistralClient:
@@ -71,18 +82,18 @@ class MistralClient:
 
     def __init__(
         self,
-        api_url,
+        api_url: str,
         *,
-        auth_token=None,
-        connect_timeout=5.0,
-        read_timeout=30.0,
-        rpc_read_timeout=65.0,
-        verify=True,
-        retry=None,
-        session=None,
-        pool_size=20,
-        token_provider=None,
-    ):
+        auth_token: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        rpc_read_timeout: float = 65.0,
+        verify: bool | str = True,
+        retry: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+        pool_size: int = 20,
+        token_provider: TokenProvider | None = None,
+    ) -> None:
         parts = urlsplit(api_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
@@ -110,35 +121,35 @@ class MistralClient:
         self._session = session
         self._count_lock = threading.Lock()
         self.request_count = 0  # HTTP requests attempted, retries included
-        self.error_counts = {}  # failed attempts by error class name (metrics)
+        self.error_counts: dict[str, int] = {}  # failed attempts by error class name (metrics)
         # get_token() before each request, invalidate(token) on a 401
         # (st2bridge.engine.auth); None: the static auth_token.
         self.token_provider = token_provider
         # The engine's Date header of the latest answer and our clock when it
         # came (clock_offset): the engine's timestamps are in its own clock.
-        self._date_sample = None
+        self._date_sample: tuple[str, float] | None = None
 
     @property
-    def auth_token(self):
+    def auth_token(self) -> str | None:
         return self._auth_token
 
     @auth_token.setter
-    def auth_token(self, token):
+    def auth_token(self, token: str | None) -> None:
         # requests would reject such a header with a message quoting it.
         if token and (token != token.strip() or "\n" in token or "\r" in token):
             raise ValueError("the engine auth token has whitespace or line breaks in it")
         self._auth_token = token
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "MistralClient(%r)" % self.display_url
 
-    def __enter__(self):
+    def __enter__(self) -> MistralClient:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def close(self):
+    def close(self) -> None:
         if self._owns_session:
             self._session.close()
 
@@ -147,7 +158,7 @@ class MistralClient:
     # one. Mistral matches the namespace exactly on these calls (a workflow of
     # the same name in another namespace is neither read nor changed).
 
-    def get_workflow(self, name, namespace=None):
+    def get_workflow(self, name: str, namespace: str | None = None) -> Resource:
         return self._call(
             "GET",
             "/workflows/" + _seg(name),
@@ -155,7 +166,9 @@ class MistralClient:
             params=_query(namespace=namespace or None),
         )
 
-    def list_workflows(self, namespace=None, fields=None):
+    def list_workflows(
+        self, namespace: str | None = None, fields: Sequence[str] | None = None
+    ) -> Iterator[Resource]:
         """Every workflow the engine holds (all namespaces unless one is given)."""
         return self._pages(
             "/workflows",
@@ -165,29 +178,35 @@ class MistralClient:
             None,
         )
 
-    def create_workflows(self, definition_yaml, namespace=None):
+    def create_workflows(
+        self, definition_yaml: str, namespace: str | None = None
+    ) -> list[Resource]:
         """POST the definition; EngineConflict if a workflow of that name exists."""
-        return self._call(
+        answer = self._call(
             "POST",
             "/workflows",
             "create workflows%s" % _in(namespace),
             text=definition_yaml,
             params=_query(namespace=namespace or None),
             retry_if=_retry_unsent,
-        ).get("workflows", [])
+        )
+        return list(answer.get("workflows") or [])
 
-    def update_workflows(self, definition_yaml, namespace=None):
-        return self._call(
+    def update_workflows(
+        self, definition_yaml: str, namespace: str | None = None
+    ) -> list[Resource]:
+        answer = self._call(
             "PUT",
             "/workflows",
             "update workflows%s" % _in(namespace),
             text=definition_yaml,
             params=_query(namespace=namespace or None),
-        ).get("workflows", [])
+        )
+        return list(answer.get("workflows") or [])
 
     # -- workbooks and environments ------------------------------------------
 
-    def get_workbook(self, name, namespace=None):
+    def get_workbook(self, name: str, namespace: str | None = None) -> Resource:
         return self._call(
             "GET",
             "/workbooks/" + _seg(name),
@@ -195,7 +214,7 @@ class MistralClient:
             params=_query(namespace=namespace or None),
         )
 
-    def create_workbook(self, definition_yaml, namespace=None):
+    def create_workbook(self, definition_yaml: str, namespace: str | None = None) -> Resource:
         """POST a workbook (its workflows and ad-hoc actions with it);
         EngineConflict if one of that name exists in the namespace."""
         return self._call(
@@ -207,7 +226,7 @@ class MistralClient:
             retry_if=_retry_unsent,
         )
 
-    def update_workbook(self, definition_yaml, namespace=None):
+    def update_workbook(self, definition_yaml: str, namespace: str | None = None) -> Resource:
         return self._call(
             "PUT",
             "/workbooks",
@@ -216,7 +235,7 @@ class MistralClient:
             params=_query(namespace=namespace or None),
         )
 
-    def get_environment(self, name):
+    def get_environment(self, name: str) -> Resource:
         """A stored environment; its `variables` as an object."""
         env = self._call("GET", "/environments/" + _seg(name), "get environment %s" % name)
         if isinstance(env.get("variables"), str):
@@ -230,14 +249,14 @@ class MistralClient:
 
     def start_execution(
         self,
-        workflow_name,
-        input=None,
+        workflow_name: str,
+        input: Mapping[str, Any] | str | None = None,
         *,
-        execution_id,
-        params=None,
-        description="",
-        namespace=None,
-    ):
+        execution_id: str,
+        params: Mapping[str, Any] | str | None = None,
+        description: str = "",
+        namespace: str | None = None,
+    ) -> Resource:
         """Start (or find) the execution with the client-chosen id.
 
         Mistral's API returns the existing execution when the id is known and
@@ -249,7 +268,7 @@ class MistralClient:
         action = "start execution %s of workflow %s" % (execution_id, workflow_name)
         # JSON strings, as python-mistralclient sends them (a string given
         # by the caller is taken to be JSON already).
-        payload = {
+        payload: dict[str, Any] = {
             "id": execution_id,
             "workflow_name": workflow_name,
             "input": _json_text(input),
@@ -271,7 +290,7 @@ class MistralClient:
             )
         return ex
 
-    def get_execution(self, execution_id, fields=None):
+    def get_execution(self, execution_id: str, fields: Sequence[str] | None = None) -> Resource:
         return _decode(
             self._call(
                 "GET",
@@ -282,8 +301,15 @@ class MistralClient:
         )
 
     def list_executions(
-        self, *, fields=None, limit=1000, sort_keys=None, sort_dirs=None, marker=None, **filters
-    ):
+        self,
+        *,
+        fields: Sequence[str] | None = None,
+        limit: int = 1000,
+        sort_keys: Sequence[str] | None = None,
+        sort_dirs: Sequence[str] | None = None,
+        marker: str | None = None,
+        **filters: str,
+    ) -> Iterator[Resource]:
         """Yield every matching execution, paging with marker/limit.
 
         `limit` is the page size; filters pass through (e.g.
@@ -294,14 +320,16 @@ class MistralClient:
         )
         return self._pages("/executions", "executions", "list executions", params, marker)
 
-    def update_execution_state(self, execution_id, state, state_info=None):
+    def update_execution_state(
+        self, execution_id: str, state: str, state_info: str | None = None
+    ) -> Resource:
         """PUT a new state (PAUSED, RUNNING, CANCELLED, SUCCESS, ERROR).
 
         Safe to repeat: Mistral ignores pausing a paused, resuming a running
         or stopping a finished execution and returns it unchanged, so callers
         must check the returned state.
         """
-        body = {"state": state}
+        body: dict[str, Any] = {"state": state}
         if state_info is not None:
             body["state_info"] = state_info
         return _decode(
@@ -314,7 +342,9 @@ class MistralClient:
             )
         )
 
-    def execution_report(self, execution_id, errors_only=True, max_depth=None):
+    def execution_report(
+        self, execution_id: str, errors_only: bool = True, max_depth: int | None = None
+    ) -> Resource:
         return self._call(
             "GET",
             "/executions/%s/report" % _seg(execution_id),
@@ -324,7 +354,9 @@ class MistralClient:
 
     # -- tasks --------------------------------------------------------------
 
-    def list_tasks(self, execution_id, fields=None, **filters):
+    def list_tasks(
+        self, execution_id: str, fields: Sequence[str] | None = None, **filters: str
+    ) -> list[Resource]:
         return list(
             self._pages(
                 "/executions/%s/tasks" % _seg(execution_id),
@@ -335,10 +367,10 @@ class MistralClient:
             )
         )
 
-    def get_task(self, task_id):
+    def get_task(self, task_id: str) -> Resource:
         return _decode(self._call("GET", "/tasks/" + _seg(task_id), "get task %s" % task_id))
 
-    def rerun_task(self, task_id, reset=True):
+    def rerun_task(self, task_id: str, reset: bool = True) -> Resource:
         """Re-run a task in ERROR (reset=False only for with-items tasks).
 
         Not repeated once sent: a fast-failing task can be back in ERROR
@@ -357,7 +389,7 @@ class MistralClient:
 
     # -- stuck executions: the whole tree, action executions -------------------
 
-    def execution_tree(self, execution_id):
+    def execution_tree(self, execution_id: str) -> Resource:
         """The execution's report: every task, action execution (with its
         `last_heartbeat`) and sub-workflow, nested. (Mistral reads a given
         errors_only=false as true: leaving it out is what gets everything.)"""
@@ -367,7 +399,7 @@ class MistralClient:
             "get the task tree of execution %s" % execution_id,
         )
 
-    def get_action_execution(self, action_execution_id):
+    def get_action_execution(self, action_execution_id: str) -> Resource:
         return _decode(
             self._call(
                 "GET",
@@ -376,7 +408,9 @@ class MistralClient:
             )
         )
 
-    def complete_action_execution(self, action_execution_id, state, output):
+    def complete_action_execution(
+        self, action_execution_id: str, state: str, output: Any
+    ) -> Resource:
         """PUT a RUNNING action execution to SUCCESS or ERROR with `output`:
         the engine then continues its task as if the executor had answered.
         Not repeated once sent: a second completion is refused (HTTP 500,
@@ -392,7 +426,7 @@ class MistralClient:
             )
         )
 
-    def clock_offset(self):
+    def clock_offset(self) -> float | None:
         """Seconds the engine's clock is ahead of ours (negative: behind),
         from the Date header of the latest answer (one-second resolution, so
         within about a second); None before any answer with one."""
@@ -406,7 +440,7 @@ class MistralClient:
         # The header is truncated to the second: on average half a second late.
         return engine + 0.5 - sample[1]
 
-    def ping(self):
+    def ping(self) -> bool:
         """One cheap authenticated request, not retried: True or an error."""
         self._call(
             "GET",
@@ -419,7 +453,9 @@ class MistralClient:
 
     # -- plumbing -----------------------------------------------------------
 
-    def _pages(self, path, key, action, params, marker):
+    def _pages(
+        self, path: str, key: str, action: str, params: dict[str, str], marker: str | None
+    ) -> Iterator[Resource]:
         while True:
             page = dict(params, marker=marker) if marker else params
             body = self._call("GET", path, action, params=page)
@@ -445,17 +481,17 @@ class MistralClient:
 
     def _call(
         self,
-        method,
-        path,
-        action,
+        method: str,
+        path: str,
+        action: str,
         *,
-        params=None,
-        json_body=None,
-        text=None,
-        timeout=None,
-        retry_if=_retry_safe,
-    ):
-        def attempt():
+        params: dict[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        text: str | None = None,
+        timeout: float | None = None,
+        retry_if: Callable[[BaseException], bool] | None = _retry_safe,
+    ) -> Resource:
+        def attempt() -> Resource:
             try:
                 return self._send(
                     method, path, action, params, json_body, text, timeout or self.read_timeout
@@ -468,12 +504,25 @@ class MistralClient:
 
         if retry_if is None:
             return attempt()
-        return self.retry.call(attempt, retry_if=retry_if, describe="%s %s" % (method, path))
+        answer: Resource = self.retry.call(
+            attempt, retry_if=retry_if, describe="%s %s" % (method, path)
+        )
+        return answer
 
-    def _send(self, method, path, action, params, json_body, text, read_timeout, renewed=False):
+    def _send(
+        self,
+        method: str,
+        path: str,
+        action: str,
+        params: dict[str, str] | None,
+        json_body: Mapping[str, Any] | None,
+        text: str | None,
+        read_timeout: float,
+        renewed: bool = False,
+    ) -> Resource:
         # No "Accept: application/json": Mistral's text/plain workflow
         # endpoints answer it with 406 Not Acceptable.
-        headers = {}
+        headers: dict[str, str] = {}
         token = self.token_provider.get_token() if self.token_provider else self._auth_token
         if token:
             headers["X-Auth-Token"] = token
@@ -527,35 +576,44 @@ class MistralClient:
         if not resp.content:
             return {}
         try:
-            return resp.json()
+            body = resp.json()
         except ValueError:
             raise EngineServerError(
                 "%s: the engine answered HTTP %d with a body that is not JSON" % (action, status),
                 status=status,
             ) from None
+        if not isinstance(body, dict):  # every answer the bridge asks for is an object
+            raise EngineServerError(
+                "%s: the engine answered HTTP %d with JSON that is not an object"
+                % (action, status),
+                status=status,
+            )
+        return body
 
 
 # -- helpers ------------------------------------------------------------------
 
 
-def _seg(value):
+def _seg(value: object) -> str:
     return quote(str(value), safe="")
 
 
-def _in(namespace):
+def _in(namespace: str | None) -> str:
     return " in namespace %s" % namespace if namespace else ""
 
 
-def _json_text(value):
+def _json_text(value: Mapping[str, Any] | str | None) -> str:
     return value if isinstance(value, str) else json.dumps(value or {})
 
 
-def _query(**values):
-    """Drop None, join lists with commas, write booleans as Mistral reads them."""
+def _query(**values: Any) -> dict[str, str]:
+    """Drop None, join lists with commas, write booleans as Mistral reads them:
+    its API (WSME) takes any value of a boolean argument as true, "false"
+    included, so False is left out (the default of every one the bridge sends)."""
     out = {}
     for key, value in values.items():
         if isinstance(value, bool):
-            value = "true" if value else "false"
+            value = "true" if value else None
         elif isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
         if value is not None:
@@ -563,7 +621,7 @@ def _query(**values):
     return out
 
 
-def _decode(obj):
+def _decode(obj: Resource) -> Resource:
     if isinstance(obj, dict):
         for key in _JSON_FIELDS:
             if isinstance(obj.get(key), str):
@@ -572,3 +630,10 @@ def _decode(obj):
                 except ValueError:
                     pass  # not JSON after all: keep what Mistral sent
     return obj
+
+
+if TYPE_CHECKING:  # mypy: the client is an engine (st2bridge/engine/base.py)
+    from st2bridge.engine.base import Engine
+
+    def _is_an_engine(client: MistralClient) -> Engine:
+        return client

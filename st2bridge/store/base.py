@@ -83,10 +83,17 @@ An API key: {name, key_hash, read_only, created_at, revoked_at}.
 A notification (the outbox of webhook deliveries): see NOTIFICATION_FIELDS.
 """
 
+from __future__ import annotations
+
 import abc
 import contextlib
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from st2bridge import status as _status
+
+# A record: a plain dict of JSON-serialisable values.
+Record = dict[str, Any]
 
 # The fields of a record a callback reads (Store.callback_view).
 CALLBACK_FIELDS = (
@@ -189,7 +196,7 @@ NOTIFICATION_FIELDS = (
 NOTIFICATION_STATUSES = ("pending", "delivered", "failed")
 
 
-def new_execution_record(**fields):
+def new_execution_record(**fields: Any) -> Record:
     """An execution dict with every field present (defaults None/empty)."""
     record = dict.fromkeys(EXECUTION_FIELDS)
     record.update(tasks=[], input={}, tracked=False, poll_failures=0, not_found_count=0)
@@ -210,31 +217,31 @@ class Store(abc.ABC):
 
     # Bumped with each schema change; st2bridge/dbupgrade/bridge_store.py holds
     # the steps that bring an older store forward (`st2bridge db-upgrade`).
-    SCHEMA_VERSION = 6
+    SCHEMA_VERSION: int = 6
 
     # Claims of a record whose previous lease had lapsed (its tracker died or
     # hung), counted by claim_due in this process (metrics).
-    lease_takeovers = 0
+    lease_takeovers: int = 0
 
     # -- executions ---------------------------------------------------------
 
     @abc.abstractmethod
-    def create_execution(self, record):
+    def create_execution(self, record: Mapping[str, Any]) -> Record:
         """Insert a new execution record. Conflict if its id, its
         engine_execution_id or its idempotency_key exists already (the key is
         taken in the same atomic step as the insert)."""
 
     @abc.abstractmethod
-    def get_execution_by_idempotency_key(self, key):
+    def get_execution_by_idempotency_key(self, key: str) -> Record:
         """The record created with this idempotency key. NotFound if none.
         (The CLI's `run --idempotency-key` and an API's Idempotency-Key
         header both end here.)"""
 
     @abc.abstractmethod
-    def get_execution(self, execution_id):
+    def get_execution(self, execution_id: str) -> Record:
         """Return the record. NotFound if there is none."""
 
-    def callback_view(self, execution_id, task_id=None):
+    def callback_view(self, execution_id: str, task_id: str | None = None) -> Record:
         """What a callback needs of a record: CALLBACK_FIELDS, and of its tasks
         only the one whose id is `task_id` (`tasks` holds it, or nothing;
         `tasks_from` is its index in the record). NotFound if there is none.
@@ -249,15 +256,21 @@ class Store(abc.ABC):
                 break
         return view
 
-    def find_ids(self, prefix, limit=2):
+    def find_ids(self, prefix: str, limit: int = 2) -> list[tuple[str, str]]:
         """Up to `limit` (bridge id, engine execution id) pairs of the records
         whose bridge id or engine execution id starts with `prefix`."""
         raise NotImplementedError
 
     @abc.abstractmethod
     def list_executions(
-        self, status=None, workflow_name=None, since=None, limit=50, labels=None, before=None
-    ):
+        self,
+        status: str | Collection[str] | None = None,
+        workflow_name: str | None = None,
+        since: float | None = None,
+        limit: int | None = 50,
+        labels: dict[str, str] | None = None,
+        before: tuple[float, str] | None = None,
+    ) -> list[Record]:
         """Records newest first (by created_at, then id). `status` may be one
         status or a collection of them; `since` is a float time (created_at >=
         since); `labels` a dict every one of which the record's labels hold;
@@ -265,7 +278,14 @@ class Store(abc.ABC):
         (the next page after that record)."""
 
     @abc.abstractmethod
-    def update_execution(self, execution_id, changes, *, if_active=True, if_lease_owner=None):
+    def update_execution(
+        self,
+        execution_id: str,
+        changes: Mapping[str, Any],
+        *,
+        if_active: bool = True,
+        if_lease_owner: str | None = None,
+    ) -> bool:
         """Replace the given top-level fields atomically and return True.
 
         Conditions, checked atomically with the write:
@@ -277,7 +297,15 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def update_task(self, execution_id, index, task, changes=None, *, if_active=True):
+    def update_task(
+        self,
+        execution_id: str,
+        index: int | None,
+        task: Mapping[str, Any],
+        changes: Mapping[str, Any] | None = None,
+        *,
+        if_active: bool = True,
+    ) -> bool:
         """Set one entry of the record's task list (`index` None appends) and
         the top-level `changes`, atomically, under update_execution's
         `if_active` condition. Returns True if written, False if the condition
@@ -285,13 +313,19 @@ class Store(abc.ABC):
         list is not rewritten.)"""
 
     @abc.abstractmethod
-    def update_many(self, updates, *, if_active=True, if_lease_owner=None):
+    def update_many(
+        self,
+        updates: Iterable[tuple[str, Mapping[str, Any]]],
+        *,
+        if_active: bool = True,
+        if_lease_owner: str | None = None,
+    ) -> int:
         """Apply many (execution_id, changes) pairs, each under the same
         conditions as update_execution, in one transaction or round trip.
         Unknown ids are skipped. Returns how many were applied."""
 
     @abc.abstractmethod
-    def claim_due(self, owner, now, lease_seconds, limit):
+    def claim_due(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[Record]:
         """Atomically lease up to `limit` executions that are tracked, not
         terminal, due (next_poll_at <= now) and not under a valid lease
         (lease_expires_at > now), whoever holds it: a tracker's own lease
@@ -301,31 +335,31 @@ class Store(abc.ABC):
         record while a lease is valid."""
 
     @abc.abstractmethod
-    def renew_leases(self, owner, expires_at):
+    def renew_leases(self, owner: str, expires_at: float) -> int:
         """Move the expiry of every lease `owner` holds to `expires_at` (a
         tracker's heartbeat keeps its in-flight queries leased). Returns the count."""
 
     @abc.abstractmethod
-    def release_leases(self, owner):
+    def release_leases(self, owner: str) -> int:
         """Clear every lease held by `owner` (on shutdown). Returns the count."""
 
     @abc.abstractmethod
-    def next_due_at(self):
+    def next_due_at(self) -> float | None:
         """The earliest time a claim could return something: the minimum over
         tracked active executions of next_poll_at (unleased) or
         max(next_poll_at, lease_expires_at) (leased). None when nothing is
         tracked. May be early, never late."""
 
     @abc.abstractmethod
-    def count_executions(self, status=None):
+    def count_executions(self, status: str | Collection[str] | None = None) -> int:
         """Number of records, optionally with that status (or statuses)."""
 
     @abc.abstractmethod
-    def count_by_status(self):
+    def count_by_status(self) -> dict[str, int]:
         """{status: number of records} for the statuses that have any (one
         grouped query: the metrics gauge asks on every heartbeat)."""
 
-    def list_stuck(self, limit=50):
+    def list_stuck(self, limit: int | None = 50) -> list[Record]:
         """Active records flagged stuck (`stuck` set), newest first. This
         default reads every active record; backends that can filter on the
         document override it."""
@@ -334,10 +368,10 @@ class Store(abc.ABC):
             :limit
         ]
 
-    def count_stuck(self):
+    def count_stuck(self) -> dict[str, int]:
         """{signature: number of active records flagged with it} (the metrics
         gauge asks on every heartbeat)."""
-        counts = {}
+        counts: dict[str, int] = {}
         for record in self.list_stuck(limit=None):
             signature = record["stuck"].get("signature")
             counts[signature] = counts.get(signature, 0) + 1
@@ -346,110 +380,116 @@ class Store(abc.ABC):
     # -- definitions --------------------------------------------------------
 
     @abc.abstractmethod
-    def put_definition(self, definition):
+    def put_definition(self, definition: Mapping[str, Any]) -> bool:
         """Keep a definition record unless one with its id exists (the id is
         its content digest, so an existing one is the same). Returns True if
         it was added."""
 
     @abc.abstractmethod
-    def get_definition(self, definition_id):
+    def get_definition(self, definition_id: str) -> Record:
         """The definition record. NotFound if there is none."""
 
     # -- services -----------------------------------------------------------
 
     @abc.abstractmethod
-    def register_service(self, record):
+    def register_service(self, record: Mapping[str, Any]) -> None:
         """Insert or replace a service record (by its id)."""
 
     @abc.abstractmethod
-    def heartbeat_service(self, service_id, now):
+    def heartbeat_service(self, service_id: str, now: float) -> bool:
         """Set heartbeat_at = now. Returns False if the service is unknown."""
 
     @abc.abstractmethod
-    def list_services(self):
+    def list_services(self) -> list[Record]:
         """All service records, by name then host."""
 
     @abc.abstractmethod
-    def remove_service(self, service_id):
+    def remove_service(self, service_id: str) -> None:
         """Delete a service record; a missing one is not an error."""
 
     # -- change log ----------------------------------------------------------
 
     @abc.abstractmethod
-    def read_changes(self, after, limit=1000):
+    def read_changes(self, after: int, limit: int = 1000) -> list[Record]:
         """Change-log entries with seq > after, ascending (at most `limit`).
         Each also has `written_at`: when it became visible; a reader that
         sees a gap in seq younger than a second waits for it (MongoDB
         numbers entries before it writes them)."""
 
     @abc.abstractmethod
-    def last_change_seq(self):
+    def last_change_seq(self) -> int:
         """The highest seq in the log (0 when empty)."""
 
     @abc.abstractmethod
-    def prune_changes(self, before, keep_after_seq=None):
+    def prune_changes(self, before: float, keep_after_seq: int | None = None) -> int:
         """Delete entries older than `before` (their `at`), but none with a
         seq above `keep_after_seq` when given. Returns the count."""
 
     @abc.abstractmethod
-    def get_cursor(self, name):
+    def get_cursor(self, name: str) -> int:
         """A named position in the change log (0 when never set)."""
 
     @abc.abstractmethod
-    def advance_cursor(self, name, seq):
+    def advance_cursor(self, name: str, seq: int) -> None:
         """Set the cursor to max(current, seq), atomically."""
 
     # -- API keys -------------------------------------------------------------
 
     @abc.abstractmethod
-    def create_api_key(self, record):
+    def create_api_key(self, record: Record) -> Record:
         """Insert an API key record. Conflict if a key of that name is active
         (a revoked one of that name is replaced)."""
 
     @abc.abstractmethod
-    def api_key_by_hash(self, key_hash):
+    def api_key_by_hash(self, key_hash: str) -> Record | None:
         """The active (not revoked) key with this hash, or None."""
 
     @abc.abstractmethod
-    def list_api_keys(self):
+    def list_api_keys(self) -> list[Record]:
         """Every key record (revoked ones too), by name."""
 
     @abc.abstractmethod
-    def revoke_api_key(self, name, now):
+    def revoke_api_key(self, name: str, now: float) -> Record:
         """Mark the key revoked. NotFound if there is no active key of that name."""
 
     # -- notifications (the outbox) ---------------------------------------------
 
     @abc.abstractmethod
-    def add_notifications(self, records):
+    def add_notifications(self, records: list[Record]) -> list[str]:
         """Insert notifications whose id is not there yet (expanding one
         change twice is harmless). Returns the ids inserted by this call."""
 
     @abc.abstractmethod
-    def claim_notifications(self, owner, now, lease_seconds, limit):
+    def claim_notifications(
+        self, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[Record]:
         """Lease up to `limit` pending notifications that are due
         (next_attempt_at <= now) and not under a valid lease, and that are the
         oldest pending one (lowest seq) of their execution and sink: one
         sink gets one execution's notifications in order. Returns them."""
 
     @abc.abstractmethod
-    def update_notification(self, notification_id, changes, *, if_lease_owner=None):
+    def update_notification(
+        self, notification_id: str, changes: Record, *, if_lease_owner: str | None = None
+    ) -> bool:
         """Set fields; False if `if_lease_owner` does not hold the lease.
         NotFound if there is no such notification."""
 
     @abc.abstractmethod
-    def get_notification(self, notification_id):
+    def get_notification(self, notification_id: str) -> Record:
         """The notification. NotFound if there is none."""
 
     @abc.abstractmethod
-    def list_notifications(self, status=None, execution_id=None, limit=50):
+    def list_notifications(
+        self, status: str | None = None, execution_id: str | None = None, limit: int = 50
+    ) -> list[Record]:
         """Notifications, newest first (by created_at, then id)."""
 
     @abc.abstractmethod
-    def count_notifications(self):
+    def count_notifications(self) -> dict[str, int]:
         """{status: count} for the statuses that have any."""
 
-    def transaction(self):
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
         """A context in which several writes share one transaction (one
         commit), where the backend has them; each write keeps its own
         conditions. A write that raises inside it does not undo the others.
@@ -458,7 +498,7 @@ class Store(abc.ABC):
 
     # -- housekeeping -------------------------------------------------------
 
-    def health(self):
+    def health(self) -> tuple[bool, str]:
         """(ok, detail): whether the store answers and looks intact (a quick
         check, cheap enough for a health endpoint). Default: it answers."""
         try:
@@ -468,15 +508,15 @@ class Store(abc.ABC):
         return True, "reachable"
 
     @abc.abstractmethod
-    def schema_version(self):
+    def schema_version(self) -> int:
         """The schema version recorded in the store (int)."""
 
     @abc.abstractmethod
-    def close(self):
+    def close(self) -> None:
         """Release connections. Safe to call twice."""
 
-    def __enter__(self):
+    def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

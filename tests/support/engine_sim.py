@@ -1,9 +1,14 @@
 """A fast simulator of the subset of Mistral's REST API v2 the bridge uses.
 
 For benchmarks and fault tests at a scale the real engine cannot reach here;
-it never replaces the real-Mistral tests. Stdlib only: one asyncio loop and an
-HTTP/1.1 Protocol (keep-alive; pipelined requests answered in order; each
-answer in one write, so delayed ACKs never stall it).
+it never replaces the real-Mistral tests. One asyncio loop and an HTTP/1.1
+Protocol (keep-alive; pipelined requests answered in order; each answer in one
+write, so delayed ACKs never stall it). It passes the engine contract suite
+(tests/unit/test_engine_contract.py) through MistralClient: definitions by
+namespace, workbooks and environments (engine_sim_defs.py: kept as the engine
+stub keeps them, with its reading of the DSL and input checks), Mistral's
+state-change and re-run rules, a Date header. It has no sub-workflows and no
+action executions.
 
 Executions finish on their own, computed lazily on read: RUNNING until
 `created + duration`, then SUCCESS or ERROR. There is no background loop
@@ -24,6 +29,7 @@ import argparse
 import asyncio
 import bisect
 import calendar
+import email.utils
 import json
 import logging
 import random
@@ -33,6 +39,9 @@ import threading
 import time
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from st2bridge.engine.stub_rules import Refused
+from tests.support.engine_sim_defs import SimDefinitions
 
 LOG = logging.getLogger("engine_sim")
 TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
@@ -66,6 +75,8 @@ LIST_ARGS = (
     "sort_dirs",
     "all_projects",
     "root_execution_id",
+    "task_execution_id",
+    "workflow_namespace",
 )
 FULL = (
     "id",
@@ -87,10 +98,8 @@ FULL = (
 )
 
 
-class Fault(Exception):
-    def __init__(self, status, text):
-        super().__init__(text)
-        self.status = status
+class Fault(Refused):
+    """An error answer: Fault(status, text)."""
 
 
 def _stamp(t, _cache={}):  # noqa: B006 -- a deliberate memo
@@ -99,6 +108,15 @@ def _stamp(t, _cache={}):  # noqa: B006 -- a deliberate memo
         if len(_cache) > 4096:
             _cache.clear()
         _cache[s] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s))
+    return _cache[s]
+
+
+def _http_date(_cache={}):  # noqa: B006 -- a deliberate memo, one entry a second
+    # The Date header: MistralClient.clock_offset reads the engine's clock from it.
+    s = int(time.time())
+    if s not in _cache:
+        _cache.clear()
+        _cache[s] = email.utils.formatdate(s, usegmt=True).encode()
     return _cache[s]
 
 
@@ -126,6 +144,7 @@ class Ex:
     __slots__ = (
         "id",
         "wf",
+        "ns",
         "input",
         "params",
         "desc",
@@ -151,7 +170,7 @@ class Sim:
         self.ntasks, self.rng = max(1, tasks), random.Random(seed)
         self._m0, self._w0 = time.monotonic(), time.time()
         self.started = self.now()
-        self.workflows, self.execs, self.task_index, self.faults = {}, {}, {}, {}
+        self.defs, self.execs, self.task_index, self.faults = SimDefinitions(), {}, {}, {}
         self.changes = []  # (time, id) of creations and manual changes: append-only, so sorted
         self.finishes = []  # (finish time, id), sorted; stale entries are re-checked on read
         self.reset_stats()
@@ -171,8 +190,11 @@ class Sim:
     def updated(self, e, now):
         return e.finish if not e.manual and now >= e.finish else e.changed
 
-    def create(self, wf, input_=None, params=None, ex_id=None, desc="", duration=None, now=None):
+    def create(
+        self, wf, input_=None, params=None, ex_id=None, desc="", duration=None, now=None, ns=""
+    ):
         e, now = Ex(), self.now() if now is None else now
+        e.ns = ns
         e.id, e.wf, e.desc, e.input, e.params = (
             ex_id or str(uuid.uuid4()),
             wf,
@@ -205,7 +227,7 @@ class Sim:
         ids = body.get("ids") or [str(uuid.uuid4()) for _ in range(int(body.get("count", 0)))]
         wf, dur = body.get("workflow_name", "sim.wf"), float(body.get("duration", self.duration))
         spread, now, new = float(body.get("spread", 0.0)), self.now(), []
-        self.workflows.setdefault(wf, {"name": wf, "definition": "", "created_at": _stamp(now)})
+        self.defs.ensure(wf, _stamp(now))
         for i in ids:
             if i not in self.execs:
                 new.append(
@@ -247,10 +269,10 @@ class Sim:
     def view(self, e, now, fields=FULL):
         st = self.state(e, now)
         info = (
-            "Failure caused by error in tasks: task%d" % self.ntasks
+            e.info
+            if e.manual and st in TERMINAL
+            else "Failure caused by error in tasks: task%d" % self.ntasks
             if st == "ERROR"
-            else e.info
-            if st == "CANCELLED"
             else None
         )
         out = {"id": e.id}
@@ -277,7 +299,7 @@ class Sim:
                     "workflow_id": "sim-" + e.wf,
                     "description": e.desc,
                     "project_id": "<default-project>",
-                    "workflow_namespace": "",
+                    "workflow_namespace": e.ns,
                 }.get(f)
             else:
                 raise Fault(400, "Unknown field: %s" % f)
@@ -288,7 +310,20 @@ class Sim:
         st = self.state(e, now)
         if state not in EVENTS:
             raise Fault(400, "Invalid state: %s" % state)
-        if st in TERMINAL or st == state or (state == "RUNNING" and st != "PAUSED"):
+        if (state == "PAUSED" and st in TERMINAL) or (
+            state == "SUCCESS" and st not in (state, "RUNNING")
+        ):
+            raise Fault(
+                400,
+                "Can't change workflow execution state from %s to %s. "
+                "[workflow=%s, execution_id=%s]" % (st, state, e.wf, e.id),
+            )
+        if (
+            st in TERMINAL
+            or st == state
+            or (state == "RUNNING" and st != "PAUSED")
+            or (state == "ERROR" and st == "PAUSED")
+        ):
             return None  # as Mistral: unchanged; the caller checks the state it gets back
         if state == "RUNNING":
             e.manual, e.finish = None, now + e.remaining
@@ -300,8 +335,10 @@ class Sim:
         return EVENTS[state]
 
     def rerun(self, e, now):
-        # The rerun succeeds: the execution runs again for its whole duration.
-        e.manual, e.final, e.changed, e.finish = None, "SUCCESS", now, now + e.duration
+        # The rerun succeeds: the tasks before the failed one stay done, the
+        # failed (last) one runs again for its share of the duration.
+        e.manual, e.final, e.changed = None, "SUCCESS", now
+        e.finish = now + e.duration / self.ntasks
         self.changes.append((now, e.id))
         bisect.insort(self.finishes, (e.finish, e.id))
 
@@ -348,7 +385,10 @@ class Sim:
             raise Fault(404, "Object not found [id=%s]" % tid)
         ex_id, i = self.task_index[tid]
         e = self.lookup(ex_id)
-        return e, self.tasks(e, now)[i]
+        tasks = self.tasks(e, now)
+        if i >= len(tasks):
+            raise Fault(404, "Object not found [id=%s]" % tid)
+        return e, tasks[i]
 
     # -- listing -----------------------------------------------------------
     def listing(self, q, now, base_url):
@@ -358,7 +398,11 @@ class Sim:
         fields = [f for f in q.get("fields", "").split(",") if f and f != "id"] or FULL[1:]
         limit = min(int(q.get("limit") or MAX_LIMIT), MAX_LIMIT)
         # The simulator has no sub-workflows: task_execution_id is always null.
-        rows = [] if "task_execution_id" in q.get("not_nulls", "") else self._matching(q, now)
+        subs = q.get("root_execution_id") or q.get("task_execution_id")
+        if subs or "task_execution_id" in q.get("not_nulls", ""):
+            rows = []
+        else:
+            rows = self._matching(q, now)
         keys = [k for k in q.get("sort_keys", "created_at").split(",") if k]
         dirs = [d for d in q.get("sort_dirs", "").split(",") if d]
         if "id" not in keys:
@@ -408,6 +452,7 @@ class Sim:
         rows = [e for e in cands if lo <= self.updated(e, now) < hi and e.id not in hidden]
         for name, attr in (
             ("workflow_name", lambda e: e.wf),
+            ("workflow_namespace", lambda e: e.ns),
             ("state", lambda e: self.state(e, now)),
             ("created_at", lambda e: _stamp(e.created)),
         ):
@@ -592,7 +637,7 @@ class App:
                 sim.injected["malformed"] = sim.injected.get("malformed", 0) + 1
                 return 200, {}, delay
             return self.api(method, p[1:], q, body, now) + (delay,)
-        except Fault as exc:
+        except Refused as exc:
             return (
                 exc.status,
                 {"faultcode": "Client" if exc.status < 500 else "Server", "faultstring": str(exc)},
@@ -604,16 +649,9 @@ class App:
 
     def api(self, method, p, q, body, now):
         sim, route = self.sim, (method, p[0], len(p), tuple(p[2:]))
-        if route == ("GET", "workflows", 2, ()):
-            if p[1] not in sim.workflows:
-                raise Fault(404, "Object not found [name=%s]" % p[1])
-            return 200, sim.workflows[p[1]]
-        if route == ("GET", "workflows", 1, ()):
-            return 200, {
-                "workflows": list(sim.workflows.values())[: int(q.get("limit") or MAX_LIMIT)]
-            }
-        if route[1:] == ("workflows", 1, ()) and method in ("POST", "PUT"):
-            return self.put_workflows(method, body.decode("utf-8", "replace"), now)
+        answer = sim.defs.route(method, p, q, body, _stamp(now))
+        if answer is not None:
+            return answer
         if route == ("GET", "executions", 1, ()):
             return 200, sim.listing(q, now, "http://%s:%d" % (self.host, self.port))
         if route == ("POST", "executions", 1, ()):
@@ -623,10 +661,16 @@ class App:
         if route[:3] == ("PUT", "tasks", 2):
             e, t = sim.task(p[1], now)
             if t["state"] != "ERROR":
-                raise Fault(400, "Failed to rerun the task: it is not in ERROR state")
+                raise Fault(
+                    400,
+                    "The current task execution must be in ERROR for rerun. "
+                    "Only updating task to rerun is supported.",
+                )
+            if _obj(body, "the request body").get("reset") is False:
+                raise Fault(400, "Only with-items task has the option to not reset.")
             sim.rerun(e, now)
             self.notify(e, "WORKFLOW_RERUN")
-            return 200, dict(t, state="RUNNING", state_info=None)
+            return 200, t  # as Mistral: the task as it was read
         e = sim.lookup(p[1]) if p[0] == "executions" and len(p) > 1 else None
         if route == ("GET", "executions", 2, ()):
             fields = [f for f in q.get("fields", "").split(",") if f and f != "id"]
@@ -673,53 +717,20 @@ class App:
             "Unsupported request: %s /v2/%s" % (method, "/".join(p)),
         )
 
-    def put_workflows(self, method, text, now):
-        # No YAML parser in the stdlib: top-level keys are the workflow names.
-        names = [n.strip("'\"") for n in re.findall(r"^([^\s#:][^:]*):", text, re.M)]
-        names = [n for n in names if n not in ("version", "name", "description", "tags")]
-        if not names or not re.search(r"^version:", text, re.M):
-            raise Fault(400, "Invalid DSL: a 'version' and at least one workflow are required")
-        dup = [n for n in names if n in self.sim.workflows]
-        if method == "POST" and dup:
-            raise Fault(
-                409,
-                "Duplicate entry for WorkflowDefinition ['name', 'namespace', "
-                "'project_id']: %s, , <default-project>" % dup[0],
-            )
-        out = []
-        for n in names:
-            old = self.sim.workflows.get(n, {})
-            out.append(
-                {
-                    "id": old.get("id") or str(uuid.uuid4()),
-                    "name": n,
-                    "namespace": "",
-                    "input": "",
-                    "definition": text,
-                    "tags": [],
-                    "scope": "private",
-                    "project_id": "<default-project>",
-                    "created_at": old.get("created_at") or _stamp(now),
-                    "updated_at": old and _stamp(now) or None,
-                }
-            )
-            self.sim.workflows[n] = out[-1]
-        return (201 if method == "POST" else 200), {"workflows": out}
-
     def start(self, b, now):
         sim = self.sim
         if b.get("id") in sim.execs:
             return 201, sim.view(sim.lookup(b["id"]), now, FULL[1:])  # idempotent, as Mistral
-        wf = b.get("workflow_name") or b.get("workflow_id")
-        if wf not in sim.workflows:
-            raise Fault(404, "Object not found [workflow_identifier=%s]" % wf)
+        ns = b.get("workflow_namespace") or ""
+        wf = sim.defs.workflow(b.get("workflow_name") or b.get("workflow_id"), ns)
         e = sim.create(
-            wf,
-            _obj(b.get("input"), "input"),
-            _obj(b.get("params"), "params"),
+            wf["name"],
+            sim.defs.start_input(wf, _obj(b.get("input"), "input")),
+            sim.defs.start_params(_obj(b.get("params"), "params"), ns),
             b.get("id"),
             b.get("description"),
             now=now,
+            ns=ns,
         )
         bisect.insort(sim.finishes, (e.finish, e.id))
         self.notify(e, "WORKFLOW_LAUNCHED")
@@ -878,10 +889,12 @@ class HttpProtocol(asyncio.Protocol):
     def send(self, status, obj, keep):
         data = json.dumps(obj).encode()
         self.t.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
+            b"HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n%s\r\n%s"
             % (
                 status,
                 REASONS.get(status, b""),
+                _http_date(),
                 len(data),
                 b"" if keep else b"Connection: close\r\n",
                 data,

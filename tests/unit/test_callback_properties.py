@@ -12,9 +12,9 @@ from st2bridge import workflow
 from st2bridge.callbacks import events, secrets
 from st2bridge.callbacks.app import make_app
 from st2bridge.callbacks.handler import CallbackHandler
+from st2bridge.engine.stub import StubEngine
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
-from tests.support.fake_engine import FakeEngine
 
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
 NOW = float(calendar.timegm((2026, 11, 21, 12, 0, 0)))
@@ -53,7 +53,7 @@ bodies = (
 class Endpoint:
     def __init__(self, tmp_path):
         self.store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
-        self.engine = FakeEngine(clock=lambda: NOW)
+        self.engine = StubEngine(clock=lambda: NOW)
         runner = Runner(
             self.engine,
             self.store,

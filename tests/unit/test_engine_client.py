@@ -241,6 +241,9 @@ def test_a_success_that_is_not_json_is_a_server_error(stub, fake_time):
     with pytest.raises(EngineServerError, match="not JSON") as info:
         client.get_task("t1")
     assert info.value.status == 200
+    stub.add(200, ["a", "list"])  # callers read fields of an object
+    with pytest.raises(EngineServerError, match="JSON that is not an object"):
+        client.get_task("t1")
 
 
 # -- decoding and query strings ------------------------------------------------
@@ -343,6 +346,14 @@ def test_report_state_change_and_rerun_requests(client, stub):
     )
     assert (rerun["method"], rerun["path"]) == ("PUT", "/v2/tasks/t1")
     assert json.loads(rerun["body"]) == {"id": "t1", "state": "RUNNING", "reset": False}
+
+
+def test_a_false_boolean_is_left_out_of_the_query(client, stub):
+    # Mistral's API (WSME) reads any value of a boolean argument as true,
+    # "false" included: the whole report must not be asked for with it.
+    stub.add(200, {"root_workflow_execution": {"id": EX_ID}})
+    client.execution_report(EX_ID, errors_only=False, max_depth=0)
+    assert stub.requests[0]["query"] == {"max_depth": "0"}
 
 
 def test_path_segments_are_quoted(client, stub):

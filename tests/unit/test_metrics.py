@@ -164,15 +164,14 @@ def test_endpoint_of_a_real_tracker(tmp_path):
 def test_stuck_gauge_counts_flagged_executions_by_signature(tmp_path):
     from prometheus_client import generate_latest
 
+    from st2bridge.engine.stub import StubEngine
     from st2bridge.green import InlineExecutor
     from st2bridge.metrics import TrackerMetrics
     from st2bridge.tracker import stuck
     from st2bridge.tracker.poller import Poller
     from st2bridge.tracker.stuckwatch import StuckWatch
-    from tests.support.fake_engine import FakeEngine
 
-    engine = FakeEngine()
-    engine.request_count = 0
+    engine = StubEngine()  # counts its requests, as the client does
     with open_store("sqlite:///%s" % (tmp_path / "b.db")) as store:
         for i, signature in enumerate(["lost_action", "lost_action", "lost_result", None]):
             record = running("e%d" % i, 1000.0)

@@ -17,6 +17,7 @@ from st2bridge import workflow
 from st2bridge.callbacks import secrets
 from st2bridge.callbacks.app import make_app
 from st2bridge.callbacks.handler import CallbackHandler
+from st2bridge.engine.stub import StubEngine
 from st2bridge.errors import StoreUnavailable
 from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
@@ -24,7 +25,6 @@ from st2bridge.store.base import new_execution_record
 from st2bridge.store.mongo import MongoStore
 from st2bridge.tracker.poller import Poller
 from tests.faults.mongo_fault_hook import FaultyClient, Outage
-from tests.support.fake_engine import FakeEngine
 
 T0 = float(calendar.timegm((2026, 11, 21, 12, 0, 0)))
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
@@ -147,7 +147,7 @@ def test_leases_handed_out_are_still_renewed_after_an_uncertain_claim(env):
 
 
 def test_callback_while_the_store_is_down_gets_503_and_the_poller_finishes_later(env):
-    engine = FakeEngine(clock=lambda: env.now)
+    engine = StubEngine(clock=lambda: env.now)
     runner = Runner(
         engine,
         env.direct,

@@ -9,11 +9,11 @@ from st2bridge import control, errors, errortree, workflow
 from st2bridge import status as st
 from st2bridge.callbacks import events
 from st2bridge.cli import executions, timespec
+from st2bridge.engine.stub import StubEngine
 from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 from st2bridge.tracker.poller import Poller
-from tests.support.fake_engine import FakeEngine
 from tests.support.fake_time import Clock
 
 NOW = 1_800_000_000.0
@@ -108,7 +108,7 @@ def test_status_filter_is_checked():
 
 
 def test_task_rows_retries_and_sub_workflow_order():
-    engine = FakeEngine()
+    engine = StubEngine()
     engine.executions = {
         "root": {"id": "root", "updated_at": "x"},
         "sub": {
@@ -305,7 +305,7 @@ def test_confirmed(action, state, ok):
 def env(tmp_path):
     store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
     clock = Clock(NOW)
-    engine = FakeEngine(clock=clock)
+    engine = StubEngine(clock=clock)
     runner = Runner(engine, store, query_interval=5.0, clock=clock)
     poller = Poller(
         engine,

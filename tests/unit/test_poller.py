@@ -6,11 +6,11 @@ import pytest
 
 from st2bridge import errors, workflow
 from st2bridge import status as st
+from st2bridge.engine.stub import StubEngine
 from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 from st2bridge.tracker.poller import Poller
-from tests.support.fake_engine import FakeEngine
 from tests.support.fake_time import Clock
 
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
@@ -21,7 +21,7 @@ T0 = 1_800_000_000.0
 def env(tmp_path):
     store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
     clock = Clock(T0)
-    engine = FakeEngine(clock=clock)
+    engine = StubEngine(clock=clock)
     runner = Runner(engine, store, query_interval=5.0, clock=clock)
     poller = Poller(
         engine,
@@ -460,7 +460,7 @@ def test_tasks_still_going_after_the_end_are_followed_until_they_end(env):
 def test_callback_mode_checks_only_executions_whose_tracker_is_gone(tmp_path):
     store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
     clock = Clock(T0)
-    engine = FakeEngine(clock=clock)
+    engine = StubEngine(clock=clock)
     runner = Runner(
         engine,
         store,

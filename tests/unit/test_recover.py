@@ -9,10 +9,10 @@ import pytest
 from st2bridge import errors, recover, workflow
 from st2bridge.cli import output
 from st2bridge.cli import stuck as stuckcli
+from st2bridge.engine.stub import StubEngine
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 from st2bridge.tracker import stuck, stuckview
-from tests.support.fake_engine import FakeEngine
 from tests.support.fake_time import FakeTime
 
 T0 = 1_800_000_000.0
@@ -24,7 +24,7 @@ def stamp(t):
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
 
 
-class Engine(FakeEngine):
+class Engine(StubEngine):
     """The stand-in, plus what Mistral does when an action execution or a
     sub-workflow is completed through the API."""
 
@@ -39,7 +39,7 @@ class Engine(FakeEngine):
 
     def update_execution_state(self, execution_id, state, state_info=None):
         if execution_id.startswith("child"):  # a finished sub-workflow: Mistral accepts it
-            self._call("update_execution_state", execution_id, state)
+            self.calls.append(("update_execution_state", execution_id, state))
             return {"id": execution_id, "state": state}
         return super().update_execution_state(execution_id, state, state_info)
 

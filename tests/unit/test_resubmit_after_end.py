@@ -7,9 +7,9 @@ import calendar
 
 from st2bridge import errors, workflow
 from st2bridge import status as st
+from st2bridge.engine.stub import StubEngine
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
-from tests.support.fake_engine import FakeEngine
 
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
 T0 = float(calendar.timegm((2026, 11, 21, 12, 0, 0)))
@@ -17,7 +17,7 @@ T0 = float(calendar.timegm((2026, 11, 21, 12, 0, 0)))
 
 def setup(tmp_path):
     store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
-    engine = FakeEngine(clock=lambda: T0)
+    engine = StubEngine(clock=lambda: T0)
     runner = Runner(engine, store, mode="poll", clock=lambda: T0)
     record = runner.start(workflow.parse(WF), "wf", {})
     store.update_execution(record["id"], {"status": st.REQUESTED})  # as if the answer was lost

@@ -2,9 +2,9 @@ import pytest
 
 from st2bridge import errors, workflow
 from st2bridge import status as st
+from st2bridge.engine.stub import StubEngine
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
-from tests.support.fake_engine import FakeEngine
 
 WF = """version: '2.0'
 wf:
@@ -24,7 +24,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def engine():
-    return FakeEngine()
+    return StubEngine()
 
 
 def make_runner(engine, store):

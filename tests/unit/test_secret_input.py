@@ -72,8 +72,8 @@ def test_the_tracker_log_never_holds_secret_input(tmp_path, capsys):
     conf = config.load(["--config-file", str(path)])
     logs.setup(conf, logs.TRACKER)
     from st2bridge import workflow
+    from st2bridge.engine.stub import StubEngine as Engine
     from st2bridge.runner import Runner
-    from tests.support.fake_engine import FakeEngine as Engine
 
     with open_store("sqlite:///%s" % (tmp_path / "b.db")) as store:
         wf = workflow.parse(

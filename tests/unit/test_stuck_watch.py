@@ -7,13 +7,13 @@ import time
 import pytest
 
 from st2bridge import errors, workflow
+from st2bridge.engine.stub import StubEngine
 from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 from st2bridge.tracker import stuck
 from st2bridge.tracker.poller import Poller
 from st2bridge.tracker.stuckwatch import EngineBounds, StuckWatch, timeouts_of
-from tests.support.fake_engine import FakeEngine
 from tests.support.fake_time import Clock
 
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.sleep seconds=600\n"
@@ -29,7 +29,7 @@ def stamp(t):
 def env(tmp_path):
     store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
     clock = Clock(T0)
-    engine = FakeEngine(clock=clock)
+    engine = StubEngine(clock=clock)
     runner = Runner(engine, store, query_interval=5.0, clock=clock)
     watch = StuckWatch(engine, store, SETTINGS, clock=clock, max_probes_per_second=100)
     poller = Poller(
@@ -262,11 +262,11 @@ def test_learnt_bounds_come_from_succeeded_runs(tmp_path):
         learn_from_history, history_runs, history_min_runs = True, 50, 5
         history_factor, history_floor = 3.0, 60.0
 
-    bounds = EngineBounds(FakeEngine(), store, Conf(), clock=lambda: T0)
+    bounds = EngineBounds(StubEngine(), store, Conf(), clock=lambda: T0)
     assert bounds.learnt("wf", "t1") == pytest.approx(3 * 70)
     assert bounds.learnt("wf", "other") is None
     Conf.history_min_runs = 7
-    assert EngineBounds(FakeEngine(), store, Conf(), clock=lambda: T0).learnt("wf", "t1") is None
+    assert EngineBounds(StubEngine(), store, Conf(), clock=lambda: T0).learnt("wf", "t1") is None
     store.close()
 
 
@@ -279,7 +279,7 @@ def test_the_watch_follows_the_stuck_options(tmp_path):
         "max_probes_per_second = 3\n"
     )
     conf = config.load(["--config-file", str(conf_file)])
-    watch = StuckWatch.from_config(conf, FakeEngine(), None)
+    watch = StuckWatch.from_config(conf, StubEngine(), None)
     assert watch.settings.heartbeat_timeout == 45 and watch.settings.result_grace == 20
     assert watch.settings.continuation_grace == 60  # a default
     assert watch.settings.async_actions == ("my.async",) and watch.rate == 3

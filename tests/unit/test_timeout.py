@@ -6,11 +6,11 @@ import pytest
 from st2bridge import control, errors, workflow
 from st2bridge import status as st
 from st2bridge.cli.main import build_parser
+from st2bridge.engine.stub import StubEngine
 from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 from st2bridge.tracker.poller import Poller
-from tests.support.fake_engine import FakeEngine
 from tests.support.fake_time import Clock
 
 WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
@@ -20,7 +20,7 @@ WF = "version: '2.0'\nwf:\n  tasks:\n    t1:\n      action: std.noop\n"
 def env(tmp_path):
     store = open_store("sqlite:///%s" % (tmp_path / "b.db"))
     clock = Clock(1_800_000_000.0)
-    engine = FakeEngine(clock=clock)
+    engine = StubEngine(clock=clock)
     runner = Runner(engine, store, query_interval=5.0, clock=clock)
     poller = Poller(
         engine,
@@ -97,6 +97,12 @@ def test_a_timeout_after_the_engine_finished_says_so(env):
     record = runner.start(workflow.parse(WF), "wf", {}, timeout=12)
     # The engine finished it; nobody has looked yet when the timeout passes.
     engine.executions[record["engine_execution_id"]]["state"] = "SUCCESS"
+    reason = control.time_out(engine, store.get_execution(record["id"]))
+    # As Mistral 23: cancelling a finished execution returns it unchanged.
+    assert (
+        reason == "tracking timed out after 12 s; the engine execution had ended already (SUCCESS)"
+    )
+    engine.fail_next = [errors.EngineBadRequest("set execution to CANCELLED: no (HTTP 400)", 400)]
     reason = control.time_out(engine, store.get_execution(record["id"]))
     assert reason.startswith("tracking timed out after 12 s; the engine refused to cancel it")
 
