@@ -66,6 +66,9 @@ class StubEngine:
         self.offset = 0.0
         self.calls: list[tuple[Any, ...]] = []
         self.fail_next: list[BaseException | None] = []
+        # method name -> the answer it gives instead of the right one (a lying
+        # engine: `{}` to get_execution, a row without fields to a listing)
+        self.malformed: dict[str, Any] = {}
         self.error_counts: dict[str, int] = {}
         self._lock = threading.RLock()
 
@@ -183,6 +186,8 @@ class StubEngine:
     def get_execution(self, execution_id: str, fields: Sequence[str] | None = None) -> Resource:
         action = "get execution %s" % execution_id
         with self._request(action, "get_execution", execution_id, tuple(fields or ())):
+            if "get_execution" in self.malformed:
+                return self.malformed["get_execution"]  # type: ignore[no-any-return]
             return _only(self._execution(execution_id), fields)
 
     def list_executions(
@@ -199,6 +204,8 @@ class StubEngine:
         default order; `sort_keys`/`sort_dirs` are not applied."""
         call = ("list_executions", filters.get("updated_at"), dict(filters))
         with self._request("list executions", *call):
+            if "list_executions" in self.malformed:
+                return self.malformed["list_executions"]  # type: ignore[no-any-return]
             rules.check_filters(filters)
             rows = [ex for ex in self.executions.values() if rules.matches(ex, filters)]
             rows.sort(key=lambda ex: (ex["created_at"], ex["id"]))
@@ -249,6 +256,8 @@ class StubEngine:
         self, execution_id: str, fields: Sequence[str] | None = None, **filters: str
     ) -> list[Resource]:
         with self._request("list tasks of execution %s" % execution_id, "list_tasks", execution_id):
+            if "list_tasks" in self.malformed:
+                return self.malformed["list_tasks"]  # type: ignore[no-any-return]
             self._execution(execution_id)
             tasks = self.tasks.get(execution_id, [])
             return [
@@ -326,11 +335,16 @@ class StubEngine:
             if output is not None:
                 ex["output"] = dict(output)
 
-    def add_task(self, execution_id: str, name: str, state: str, **fields: Any) -> Resource:
-        """Append a task execution (its id "EXECUTION-NAME" unless given)."""
+    def add_task(
+        self, execution_id: str, name: str, state: str, with_items: int | None = None, **fields: Any
+    ) -> Resource:
+        """Append a task execution (its id "EXECUTION-NAME" unless given);
+        `with_items`: its iteration count, as Mistral keeps it."""
         with self._lock:
             ex = self.executions.get(execution_id) or {"id": execution_id}
             task = dict(rules.task(ex, name, state, self._stamp()), **fields)
+            if with_items:
+                task["runtime_context"] = {"with_items": {"count": with_items}}
             self.tasks.setdefault(execution_id, []).append(task)
             return task
 
@@ -339,6 +353,37 @@ class StubEngine:
             task, now = self._task(task_id), self._stamp()
             task.update(state=state, state_info=state_info, updated_at=now)
             task.update(finished_at=now if state in TERMINAL else None, processed=state in TERMINAL)
+
+    def set_task(
+        self,
+        task_id: str,
+        state: str,
+        updated_at: str | None = None,
+        state_info: str | None = None,
+    ) -> Resource:
+        """Move a task to `state` (at `updated_at`, default now); its new view."""
+        with self._lock:
+            self.set_task_state(task_id, state, state_info=state_info)
+            task = self._task(task_id)
+            if updated_at:
+                task["updated_at"] = updated_at
+            return _copy(task)
+
+    def add_sub(
+        self,
+        parent_task_id: str,
+        workflow_name: str,
+        index: int = 0,
+        input: Mapping[str, Any] | None = None,
+        state: str = "RUNNING",
+    ) -> str:
+        """A sub-workflow execution run by a task, as a with-items run of it
+        (Mistral puts the index in its params); returns its id."""
+        with self._lock:
+            ex = self.add_sub_execution(parent_task_id, workflow_name, state=state)
+            ex["params"]["index"] = index
+            ex["input"] = dict(input or {})
+            return str(ex["id"])
 
     def add_action(
         self, task_id: str, name: str = "std.noop", state: str | None = None, **fields: Any

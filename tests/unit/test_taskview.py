@@ -68,7 +68,7 @@ def test_merge_keeps_later_recorded_states_and_rows_the_read_did_not_see():
 def with_items_tree(engine, hosts=("web1", "web2", "web3"), sub_state="ERROR"):
     """A root with a with-items task running a sub-workflow per host, each with a
     failing `migrate`, and a plain task; returns the root id."""
-    engine.workflows[("", "main")] = {"name": "main", "definition": ""}
+    engine.create_workflows("version: '2.0'\nmain:\n  tasks:\n    t:\n      action: std.noop\n")
     root = engine.start_execution("main", execution_id="root")["id"]
     deploy = engine.add_task(root, "deploy", "ERROR", type="WORKFLOW", with_items=len(hosts))
     engine.add_task(root, "other", "SUCCESS")
@@ -107,7 +107,7 @@ def test_read_tree_labels_with_items_instances_and_orders_them():
 
 def test_read_tree_three_deep_and_plain_sub_workflows():
     engine = FakeEngine()
-    engine.workflows[("", "a")] = {"name": "a", "definition": ""}
+    engine.create_workflows("version: '2.0'\na:\n  tasks:\n    t:\n      action: std.noop\n")
     root = engine.start_execution("a", execution_id="r")["id"]
     call_b = engine.add_task(root, "call_b", "RUNNING", type="WORKFLOW")
     b = engine.add_sub(call_b["id"], "b")
@@ -131,7 +131,7 @@ def test_read_tree_does_not_list_finished_sub_workflows_again():
 
 def test_read_tree_without_sub_workflows_costs_one_request():
     engine = FakeEngine()
-    engine.workflows[("", "w")] = {"name": "w", "definition": ""}
+    engine.create_workflows("version: '2.0'\nw:\n  tasks:\n    t:\n      action: std.noop\n")
     root = engine.start_execution("w", execution_id="x")["id"]
     engine.add_task(root, "one", "SUCCESS")
     engine.calls.clear()
