@@ -64,7 +64,7 @@ FLOWS = """version: '2.0'
 {p}_slow:
   tasks:
     nap:
-      action: std.sleep seconds=6
+      action: std.sleep seconds=20  # still running once the browser is up, on a loaded machine
       on-success: [after]
     after:
       action: std.noop
@@ -133,7 +133,7 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_status(site, kind, timeout=40):
+def wait_status(site, kind, timeout=90):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = site["bridge"].get(site["ids"][kind])
@@ -161,7 +161,7 @@ def test_page_updates_while_the_workflow_runs(site, browser):
     shot(browser, "running")
     # No reload by the test: the page's own polling turns it green (and may replace an
     # element between its lookup and its reading: a stale element is read again).
-    WebDriverWait(browser, 30, 0.3, ignored_exceptions=[StaleElementReferenceException]).until(
+    WebDriverWait(browser, 60, 0.3, ignored_exceptions=[StaleElementReferenceException]).until(
         lambda d: d.find_element(By.ID, "status").text == "succeeded"
     )
     WebDriverWait(browser, 10, 0.3, ignored_exceptions=[StaleElementReferenceException]).until(
