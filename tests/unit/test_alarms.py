@@ -44,14 +44,22 @@ def sim():
 
 
 def harness(tmp_path, sim, cooldown=0, overflow="queue", resolved="nothing", total="", **kw):
-    h = AlarmHarness(
-        tmp_path,
+    return registered(
+        AlarmHarness(
+            tmp_path,
+            sim,
+            RULE
+            % {"cooldown": cooldown, "overflow": overflow, "resolved": resolved, "total": total},
+            **kw,
+        ),
         sim,
-        RULE % {"cooldown": cooldown, "overflow": overflow, "resolved": resolved, "total": total},
-        **kw,
     )
+
+
+def registered(h, sim):
     for name in ("remediate_host", "after_resolved"):
-        h.engine.create_workflows(WF % name) if name not in sim.sim.workflows else None
+        if name not in sim.sim.workflows:
+            h.engine.create_workflows(WF % name)
     return h
 
 
@@ -217,7 +225,9 @@ def test_signed_webhook_events_and_keys(tmp_path, sim):
         "name: hook\nsource: webhook/ci\ncriteria:\n  body.host: {exists: true}\n"
         "workflow: remediate_host\ninput: {host: '{{ body.host }}', summary: x}\n"
     )
-    api = AlarmHarness(tmp_path, sim, rule, secrets={"webhook/ci": "s3cret-s3cret-s3cret"})
+    api = registered(
+        AlarmHarness(tmp_path, sim, rule, secrets={"webhook/ci": "s3cret-s3cret-s3cret"}), sim
+    )
     try:
         body = json.dumps({"host": "h9"}).encode()
         headers = signing.sign("s3cret-s3cret-s3cret", body)
@@ -327,7 +337,7 @@ def test_aodh_alarm_and_ok(tmp_path, sim):
         "workflow: remediate_host\ninput: {host: '{{ alarm_name }}', summary: '{{ reason }}'}\n"
         "on_resolved: cancel\n"
     )
-    api = AlarmHarness(tmp_path, sim, rule)
+    api = registered(AlarmHarness(tmp_path, sim, rule), sim)
     try:
         alarm = {
             "alarm_id": "a1",
@@ -353,3 +363,19 @@ def test_payload_is_kept_and_shown_with_secrets_masked(api):
     shown = api.call("GET", "/v1/events/" + answer.body["id"]).body
     assert shown["payload"]["commonAnnotations"] == {"password": "***"}
     assert api.store.get_event(answer.body["id"])["payload"] == payload
+
+
+def test_the_web_view_lists_events_linked_to_their_executions(api):
+    from st2bridge.web.app import make_app
+    from tests.unit.test_web import call
+
+    alert = am_alert("a:1", note="<script>x</script>")
+    started = api.alertmanager([alert])
+    api.alertmanager([alert])
+    api.alertmanager([am_alert("z:1", alertname="Other")])
+    execution_id = started.body["executions"][0]
+    status, _, body = call(make_app(api.store, None), "/events")
+    assert status == 200
+    assert body.count('href="executions/%s"' % execution_id) == 2  # started, and joined
+    assert "no rule of source alertmanager matched" in body
+    assert "<script>x" not in body
