@@ -379,3 +379,40 @@ def test_the_web_view_lists_events_linked_to_their_executions(api):
     assert body.count('href="executions/%s"' % execution_id) == 2  # started, and joined
     assert "no rule of source alertmanager matched" in body
     assert "<script>x" not in body
+
+
+def test_sighup_reload_keeps_the_rules_in_force_when_a_file_is_wrong_and_metrics(
+    tmp_path, sim, caplog
+):
+    from st2bridge import config
+    from st2bridge.alarms.service import Alarms
+    from st2bridge.api.metrics import ApiMetrics
+
+    rules = tmp_path / "other-rules.d"
+    rules.mkdir()
+    (rules / "a.yaml").write_text("name: a\nsource: aodh\nworkflow: remediate_host\n")
+    conf_file = tmp_path / "bridge.conf"
+    conf_file.write_text("[DEFAULT]\nstate_path = %s\n[api]\nrules_dir = %s\n" % (tmp_path, rules))
+    conf = config.load(["--config-file", str(conf_file)])
+    api = harness(tmp_path, sim)
+    try:
+        metrics = ApiMetrics(api.feed, None)
+        alarms = Alarms(conf, api.store, api.engine, api.starter, "o", metrics)
+        assert [r.name for r in alarms.ruleset.rules] == ["a"]
+        (rules / "b.yaml").write_text("name: b\nsource: aodh\nworkflow: remediate_host\n")
+        alarms.reload()
+        assert [r.name for r in alarms.ruleset.rules] == ["a", "b"]
+        (rules / "c.yaml").write_text("name: c\nsource: aodh\n")
+        alarms.reload()
+        assert [r.name for r in alarms.ruleset.rules] == ["a", "b"]  # kept
+        assert "c.yaml:1: rule c: workflow is required" in caplog.text
+        assert "the 2 rules loaded before stay in force" in caplog.text
+        alarms.processor.receive(
+            "aodh", None, {"alarm_id": "x", "current": "insufficient data"}, "k"
+        )
+        text = metrics.render().decode()
+        assert 'st2bridge_events_total{outcome="resolved",source="aodh"} 1.0' in text
+        assert 'st2bridge_alarm_actions_total{outcome="resolved",rule="a"} 1.0' in text
+        assert "st2bridge_alarm_rules 2.0" in text
+    finally:
+        api.close()
