@@ -19,6 +19,7 @@ import time
 
 from st2bridge import errors
 from st2bridge.alarms.policy import Policies, idempotency_key
+from st2bridge.alarms.processor import summary
 from st2bridge.api.starter import StartRequest
 
 LOG = logging.getLogger("st2bridge.alarms")
@@ -161,8 +162,6 @@ class Drainer:
             for action in alert.get("actions") or []:
                 if action.get("action") == item["id"]:
                     action.update(changes)
-        from st2bridge.alarms.processor import summary
-
         self.store.update_event(event["id"], {"alerts": alerts, "outcome": summary(alerts)})
 
     def run(self, wake, wait, stop_requested, interval=1.0):
