@@ -368,6 +368,26 @@ api_opts = [
         help="How long a request waits for an engine that does not answer "
         "(retries included) before it is answered 503.",
     ),
+    cfg.StrOpt(
+        "rules_dir",
+        default="/etc/st2bridge/rules.d",
+        help="Folder of the alarm rules (*.yaml): which events start which "
+        "workflows. Re-read on SIGHUP (st2bridge rule validate checks a file).",
+    ),
+    cfg.DictOpt(
+        "event_secrets",
+        default={},
+        secret=True,
+        help="Per-source secrets of signed events (X-St2bridge-Signature, "
+        "HMAC-SHA256 over TIMESTAMP.BODY), e.g. 'webhook/github:SECRET,aodh:SECRET2'; "
+        "keys: alertmanager, aodh, webhook/NAME. Without one a source must send an API key.",
+    ),
+    cfg.FloatOpt(
+        "event_retention",
+        default=7 * 86400.0,
+        min=3600.0,
+        help="How long processed events are kept (st2bridge event list/get), in seconds.",
+    ),
 ]
 
 notify_opts = [

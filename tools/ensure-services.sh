@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests use are running on 127.0.0.1, installing
 # them from Debian when missing: PostgreSQL (5432, trust for 127.0.0.1) and
-# MariaDB (3306, root without password) for the db-upgrade tests, and
+# MariaDB (3306, root without password) for the db-upgrade tests, Prometheus
+# and Alertmanager (binaries) for the alarms test, and
 # Chromium with its driver for the web view's browser tests. RabbitMQ
 # is handled by tools/mistral_local.py. Quick when all are up.
 set -euo pipefail
@@ -45,6 +46,15 @@ else
     # tests connect over TCP as root without a password (loopback only).
     mariadb -u root -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket; FLUSH PRIVILEGES;" 2>/dev/null || true
     echo "MariaDB: started"
+fi
+
+# Prometheus and Alertmanager for the alarms test: binaries only (the tests
+# run them as plain processes with their own config, data dir and ports).
+if command -v prometheus > /dev/null && command -v prometheus-alertmanager > /dev/null; then
+    echo "Prometheus, Alertmanager: installed (alarms tests)"
+else
+    apt_install prometheus prometheus-alertmanager
+    echo "Prometheus, Alertmanager: installed"
 fi
 
 if command -v chromium > /dev/null && command -v chromedriver > /dev/null; then

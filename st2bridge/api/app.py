@@ -93,26 +93,21 @@ class Request:
         self.params = params
         self.max_body = max_body
         self.key = None  # the API key record, once authenticated
+        self._body = None
         self.query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
 
     def header(self, name):
         return self.environ.get("HTTP_" + name.upper().replace("-", "_"))
 
+    def body(self):
+        """The raw body (read once; framing and size checked)."""
+        if self._body is None:
+            self._body = self._read()
+        return self._body
+
     def json(self, required=True):
         """The body as a JSON object ({} when empty and not required)."""
-        if not self.environ.get("CONTENT_LENGTH") and "chunked" in (
-            self.environ.get("HTTP_TRANSFER_ENCODING") or ""
-        ):
-            raise HttpError(411, "send the body with a Content-Length (not chunked)")
-        try:
-            length = int(self.environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise HttpError(411, "Content-Length is not a number") from None
-        if length < 0:
-            raise HttpError(411, "Content-Length is negative")
-        if length > self.max_body:
-            raise HttpError(413, "the request body is over %d bytes" % self.max_body)
-        raw = self.environ["wsgi.input"].read(length) if length else b""
+        raw = self.body()
         if not raw:
             if required:
                 raise errors.InputError("the request needs a JSON object as its body")
@@ -130,6 +125,21 @@ class Request:
         if not isinstance(value, dict):
             raise errors.InputError("the request body must be a JSON object")
         return value
+
+    def _read(self):
+        if not self.environ.get("CONTENT_LENGTH") and "chunked" in (
+            self.environ.get("HTTP_TRANSFER_ENCODING") or ""
+        ):
+            raise HttpError(411, "send the body with a Content-Length (not chunked)")
+        try:
+            length = int(self.environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise HttpError(411, "Content-Length is not a number") from None
+        if length < 0:
+            raise HttpError(411, "Content-Length is negative")
+        if length > self.max_body:
+            raise HttpError(413, "the request body is over %d bytes" % self.max_body)
+        return self.environ["wsgi.input"].read(length) if length else b""
 
 
 def _no_constant(name):

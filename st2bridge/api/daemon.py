@@ -27,6 +27,7 @@ import requests  # noqa: E402
 from requests.adapters import HTTPAdapter  # noqa: E402
 
 from st2bridge import app, errors, logs, registry  # noqa: E402
+from st2bridge.alarms.service import Alarms  # noqa: E402
 from st2bridge.api import retention, routes, server  # noqa: E402
 from st2bridge.api.metrics import ApiMetrics  # noqa: E402
 from st2bridge.api.notifications import Notifier  # noqa: E402
@@ -92,6 +93,8 @@ class ApiDaemon:
         self.starter = Starter(
             runner, definition_cache_seconds=conf.engine.definition_cache_seconds, clock=clock
         )
+        self.alarms = Alarms(conf, store, engine, self.starter, self.owner, self.metrics, clock)
+        self.feed.listeners.append(self.alarms.wake)
         self.service = registry.service_record(NAME, self.owner, clock())
         self.server = None
         self._wake_r, self._wake_w = os.pipe()
@@ -137,6 +140,7 @@ class ApiDaemon:
                         "change_seq": self.feed.cursor,
                         "notifications": counts,
                         "deliveries": dict(self.notifier.counts),
+                        "alarms": self.alarms.stats(),
                     },
                 },
             )
@@ -156,6 +160,7 @@ class ApiDaemon:
             if now - last_prune >= retention.PRUNE_EVERY:
                 last_prune = now
                 retention.prune(self.store, self.conf, now)
+                self.alarms.prune(now)
             self.loops.sleep(self._beat())
 
     # -- run ------------------------------------------------------------------------
@@ -172,12 +177,14 @@ class ApiDaemon:
             max_body=a.max_body,
             keepalive=a.stream_keepalive,
             clock=self.clock,
+            extra_routes=self.alarms.routes(),
         )
         self.server = server.serve(wsgi, a.host, a.port, LOG, max_connections=a.max_connections)
         self.store.register_service(self.service)
         self.loops.submit(self.feed.run, a.poll_interval, self.loops.sleep, lambda: self.stopping)
         self.loops.submit(self.notifier.run, self._news, self._wait_news, lambda: self.stopping)
         self.loops.submit(self._housekeeping)
+        self.loops.submit(self.alarms.run, self.loops.sleep, lambda: self.stopping)
         LOG.info(
             "API %s listening on http://%s:%d (OpenAPI at /v1/openapi.json); store %s; engine "
             "%s; change log read every %.3f s from seq %d; %d global webhook sinks",
@@ -200,6 +207,7 @@ class ApiDaemon:
             if getattr(self, "reload_requested", False):
                 self.reload_requested = False
                 logs.reload_level(self.conf)
+                self.alarms.reload()
         return self.shutdown()
 
     def shutdown(self):
@@ -215,6 +223,7 @@ class ApiDaemon:
         self.server.stop()
         self.feed.stop()
         self._news.set()
+        self.alarms.stop()
         if not self.deliveries.wait(drain):
             LOG.warning(
                 "%d deliveries still running; their leases lapse and they are sent again",

@@ -7,6 +7,7 @@ against it.
 
 from st2bridge import __version__
 from st2bridge import status as st
+from st2bridge.alarms import openapi as alarms_openapi
 
 NULLABLE_STR = {"type": ["string", "null"]}
 TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -277,8 +278,15 @@ def document():
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
                 "bearer": {"type": "http", "scheme": "bearer"},
+                "signature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-St2bridge-Signature",
+                    "description": "events only: sha256=HMAC-SHA256(source secret, "
+                    "X-St2bridge-Timestamp + '.' + body)",
+                },
             },
-            "schemas": SCHEMAS,
+            "schemas": dict(SCHEMAS, **alarms_openapi.SCHEMAS),
         },
         "paths": {
             "/v1/health": {
@@ -413,6 +421,7 @@ def document():
                     ),
                 }
             },
+            **alarms_openapi.paths(ERRORS),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics of this API process",

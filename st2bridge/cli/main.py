@@ -13,6 +13,7 @@ import traceback
 from st2bridge import __version__, app, config, control, errors, schedule
 from st2bridge import status as st
 from st2bridge.cli import (
+    alarms,
     apikeys,
     collect,
     dbupgrade,
@@ -72,6 +73,7 @@ def build_parser():
     apikeys.add_parser(commands)
     notifications.add_parser(commands)
     doctor.add_parser(commands)
+    alarms.add_parser(commands)  # rule, event
     return parser
 
 

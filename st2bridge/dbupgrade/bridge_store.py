@@ -82,6 +82,11 @@ SQLITE_STEPS = {
         "the platform's side: the change log, cursors, API keys and the notification outbox",
         sqlite_sql.SCHEMA_V6,
     ),
+    7: (
+        "alarms: the event log, the alarm state (de-duplication keys, concurrency slots) and "
+        "the start queue",
+        sqlite_sql.SCHEMA_V7,
+    ),
 }
 
 
@@ -139,6 +144,10 @@ MONGO_STEPS = {
         "notification outbox",
         lambda db: _mongo_v6(db),
     ),
+    7: (
+        "alarms: indexes of the event log, the alarm state and the start queue",
+        lambda db: _mongo_v7(db),
+    ),
 }
 
 
@@ -146,6 +155,12 @@ def _mongo_v6(db):
     from st2bridge.store.mongo_platform import create_v6_indexes
 
     create_v6_indexes(db)
+
+
+def _mongo_v7(db):
+    from st2bridge.store.mongo_alarms import create_v7_indexes
+
+    create_v7_indexes(db)
 
 
 # -- locating the store -------------------------------------------------------

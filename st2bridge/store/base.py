@@ -81,6 +81,13 @@ workflows (the engine names it defines), created_at}.
 
 An API key: {name, key_hash, read_only, created_at, revoked_at}.
 A notification (the outbox of webhook deliveries): see NOTIFICATION_FIELDS.
+
+Alarms (schema version 7, st2bridge/alarms/): an event (EVENT_FIELDS) is
+what a monitoring system POSTed and what became of each alert in it; a
+queue item (QUEUE_FIELDS) is a start waiting for a concurrency slot; the
+alarm state is small versioned documents (`kind`, `key`) changed only by
+compare-and-set (put_state), which is what makes de-duplication keys and
+concurrency slots exact across processes and on both backends.
 """
 
 from __future__ import annotations
@@ -195,6 +202,44 @@ NOTIFICATION_FIELDS = (
 )
 NOTIFICATION_STATUSES = ("pending", "delivered", "failed")
 
+# An event posted to st2bridge-api (/v1/events/...), recorded before it is answered.
+EVENT_FIELDS = (
+    "id",
+    "source",  # alertmanager, aodh, webhook
+    "name",  # webhook/{name}: the name; otherwise None
+    "received_at",
+    "status",  # received (being processed, or to be taken over), processed
+    "outcome",  # summary: started, queued, joined, dropped, resolved, no_match, error, pending
+    "by",  # the API key's name, or "signature" (HMAC with the source's secret)
+    "payload",  # the JSON body as received
+    "alerts",  # per alert: status, fingerprint, labels, and per matching rule its action
+    "lease_owner",  # the API process processing it
+    "lease_expires_at",  # after this another process takes it over (kill -9)
+    "processed_at",
+    "attempts",
+)
+EVENT_STATUSES = ("received", "processed")
+
+# A start waiting for a concurrency slot (overflow: queue), FIFO per policy.
+QUEUE_FIELDS = (
+    "id",
+    "policy",  # the rule's name: the concurrency policy it waits for
+    "key",  # the rendered concurrency key (e.g. the instance)
+    "status",  # pending, started, canceled
+    "created_at",
+    "lease_owner",
+    "lease_expires_at",
+    "event_id",
+    "alert",  # index of the alert in the event
+    "rule",
+    "dedup_key",
+    "start",  # what to start: {workflow, namespace, input, labels}
+    "execution_id",
+    "started_at",
+    "reason",  # why it was canceled
+)
+QUEUE_STATUSES = ("pending", "started", "canceled")
+
 
 def new_execution_record(**fields: Any) -> Record:
     """An execution dict with every field present (defaults None/empty)."""
@@ -217,7 +262,7 @@ class Store(abc.ABC):
 
     # Bumped with each schema change; st2bridge/dbupgrade/bridge_store.py holds
     # the steps that bring an older store forward (`st2bridge db-upgrade`).
-    SCHEMA_VERSION: int = 6
+    SCHEMA_VERSION: int = 7
 
     # Claims of a record whose previous lease had lapsed (its tracker died or
     # hung), counted by claim_due in this process (metrics).
@@ -488,6 +533,101 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_notifications(self) -> dict[str, int]:
         """{status: count} for the statuses that have any."""
+
+    # -- alarms: events, alarm state, the start queue ---------------------------
+
+    @abc.abstractmethod
+    def add_event(self, record: Record) -> Record:
+        """Insert an event. Conflict if its id exists."""
+
+    @abc.abstractmethod
+    def update_event(
+        self, event_id: str, changes: Record, *, if_lease_owner: str | None = None
+    ) -> bool:
+        """Set fields of an event; False if `if_lease_owner` does not hold
+        its lease. NotFound if there is no such event."""
+
+    @abc.abstractmethod
+    def get_event(self, event_id: str) -> Record:
+        """The event. NotFound if there is none."""
+
+    @abc.abstractmethod
+    def list_events(
+        self,
+        source: str | None = None,
+        outcome: str | None = None,
+        since: float | None = None,
+        limit: int = 50,
+        before: tuple[float, str] | None = None,
+    ) -> list[Record]:
+        """Events newest first (received_at, then id); `before` a
+        (received_at, id) pair: the page after that event."""
+
+    @abc.abstractmethod
+    def claim_events(
+        self, owner: str, now: float, lease_seconds: float, limit: int
+    ) -> list[Record]:
+        """Lease up to `limit` events still `received` whose lease lapsed
+        (their process died while processing them); oldest first."""
+
+    @abc.abstractmethod
+    def prune_events(self, before: float) -> int:
+        """Delete processed events received before `before`; the count."""
+
+    @abc.abstractmethod
+    def get_state(self, kind: str, key: str) -> tuple[Record | None, int]:
+        """(doc, version) of an alarm state document; (None, 0) if absent."""
+
+    @abc.abstractmethod
+    def put_state(self, kind: str, key: str, doc: Record, version: int, now: float) -> bool:
+        """Compare-and-set: write `doc` as version `version + 1` if the stored
+        version is `version` (0: only if absent). True if written."""
+
+    @abc.abstractmethod
+    def prune_state(self, kind: str, before: float) -> int:
+        """Delete state documents of `kind` last written before `before`."""
+
+    @abc.abstractmethod
+    def execution_summaries(
+        self, ids: Collection[str] = (), idempotency_keys: Collection[str] = ()
+    ) -> list[Record]:
+        """[{id, idempotency_key, status, ended_at}] of the executions with
+        these ids or idempotency keys (unknown ones are left out)."""
+
+    @abc.abstractmethod
+    def enqueue(self, item: Record) -> bool:
+        """Insert a queue item unless its id exists; True if inserted."""
+
+    @abc.abstractmethod
+    def get_queue_item(self, item_id: str) -> Record:
+        """The queue item. NotFound if there is none."""
+
+    @abc.abstractmethod
+    def claim_queue_item(
+        self, item_id: str, owner: str, now: float, lease_seconds: float
+    ) -> Record | None:
+        """Lease one pending item whose lease is free; the item, or None."""
+
+    @abc.abstractmethod
+    def update_queue_item(
+        self,
+        item_id: str,
+        changes: Record,
+        *,
+        if_lease_owner: str | None = None,
+        if_status: str | None = None,
+    ) -> bool:
+        """Set fields; False if a condition does not hold. NotFound if absent."""
+
+    @abc.abstractmethod
+    def list_queue(
+        self, policy: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[Record]:
+        """Queue items in FIFO order (created_at, then id)."""
+
+    @abc.abstractmethod
+    def count_queue(self, status: str = "pending") -> dict[str, int]:
+        """{policy: items with that status} for the policies that have any."""
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """A context in which several writes share one transaction (one

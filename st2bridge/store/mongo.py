@@ -52,6 +52,7 @@ from st2bridge.store import (
     version_mismatch_message,
 )
 from st2bridge.store.base import Store
+from st2bridge.store.mongo_alarms import MongoAlarmStore, create_v7_indexes
 from st2bridge.store.mongo_platform import MongoPlatformStore, _translated, create_v6_indexes
 
 # Workflow data: keys may hold dots or a leading "$" (see the module docstring).
@@ -65,6 +66,9 @@ _COLLECTIONS = {
     "changes",
     "api_keys",
     "notifications",
+    "events",
+    "alarm_state",
+    "alarm_queue",
 }
 
 _AFTER = pymongo.ReturnDocument.AFTER
@@ -162,7 +166,7 @@ def _earliest_due(rows):
     return best
 
 
-class MongoStore(MongoPlatformStore, Store):
+class MongoStore(MongoAlarmStore, MongoPlatformStore, Store):
     """The Store in a MongoDB database (see the module docstring; the change
     log, API keys and notifications are in mongo_platform.py)."""
 
@@ -262,6 +266,7 @@ class MongoStore(MongoPlatformStore, Store):
         create_idempotency_index(ex)
         self._services.create_index([("name", 1), ("host", 1)], name="ix_name_host")
         create_v6_indexes(self._db)
+        create_v7_indexes(self._db)
 
     def _recorded_version(self):
         doc = self._meta.find_one({"_id": "schema_version"})

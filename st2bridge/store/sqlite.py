@@ -51,13 +51,14 @@ from st2bridge.store import (
 )
 from st2bridge.store import sqlite_sql as sql
 from st2bridge.store.base import CALLBACK_FIELDS, INDEXED_FIELDS, Store
+from st2bridge.store.sqlite_alarms import SqliteAlarmStore
 from st2bridge.store.sqlite_platform import SqlitePlatformStore
 
 # Fields whose change is reported in the change log.
 _LOGGED = ("status", "tasks")
 
 
-class SqliteStore(SqlitePlatformStore, Store):
+class SqliteStore(SqliteAlarmStore, SqlitePlatformStore, Store):
     """The Store in one SQLite file (see the module docstring; the change
     log, API keys and notifications are in sqlite_platform.py)."""
 

@@ -51,6 +51,24 @@ SCHEMA_V6 = [
 ]
 SCHEMA += ";\n".join(SCHEMA_V6) + ";\n"
 
+# Version 7 (alarms): events, the alarm state (compare-and-set documents),
+# the start queue.
+SCHEMA_V7 = [
+    "CREATE TABLE events (id TEXT PRIMARY KEY, source TEXT NOT NULL, received_at REAL NOT NULL,"
+    " status TEXT NOT NULL, outcome TEXT, lease_expires_at REAL, doc TEXT NOT NULL)",
+    "CREATE INDEX ix_events_received_at ON events (received_at)",
+    "CREATE INDEX ix_events_status ON events (status, lease_expires_at)",
+    "CREATE TABLE alarm_state (kind TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,"
+    " updated_at REAL, doc TEXT NOT NULL, PRIMARY KEY (kind, key))",
+    "CREATE INDEX ix_alarm_state_updated_at ON alarm_state (kind, updated_at)",
+    "CREATE TABLE alarm_queue (id TEXT PRIMARY KEY, policy TEXT NOT NULL, status TEXT NOT NULL,"
+    " created_at REAL NOT NULL, lease_owner TEXT, lease_expires_at REAL, doc TEXT NOT NULL)",
+    "CREATE INDEX ix_alarm_queue_order ON alarm_queue (status, policy, created_at, id)",
+]
+SCHEMA += ";\n".join(SCHEMA_V7) + ";\n"
+EVENT_COLUMNS = ("id", "source", "received_at", "status", "outcome", "lease_expires_at")
+QUEUE_COLUMNS = ("id", "policy", "status", "created_at", "lease_owner", "lease_expires_at")
+
 NOTIFICATION_COLUMNS = (
     "id",
     "execution_id",

@@ -3,6 +3,7 @@
     GET /                          -> /executions
     GET /executions?status=S&workflow=W    the list, newest first
     GET /executions/<id>           one execution: graph, states, data
+    GET /events                    events posted to st2bridge-api, linked to their executions
     GET /api/executions?status=&workflow=  JSON the list page polls
     GET /api/executions/<id>       JSON the execution page polls (status, task states)
     GET /static/app.js, /static/style.css, /v1/health
@@ -25,6 +26,7 @@ import urllib.parse
 from st2bridge import errors
 from st2bridge import status as st
 from st2bridge.web import data, pages
+from st2bridge.web import events as event_pages
 
 LOG = logging.getLogger("st2bridge.web")
 COOKIE = "st2bridge_web"
@@ -147,6 +149,8 @@ def _route(store, engine, token, clock, environ):
     if status_filter and status_filter not in st.ALL:
         return _html(400, pages.message_page("Bad filter", "unknown status %s" % status_filter))
     try:
+        if path == "/events":  # alarms: what monitoring systems posted (st2bridge-api)
+            return _html(200, event_pages.events_page(event_pages.rows(store, LIST_LIMIT)))
         if path in ("/executions", "/api/executions"):
             rows = data.list_rows(store, status_filter, workflow, LIST_LIMIT, clock())
             if path.startswith("/api/"):
