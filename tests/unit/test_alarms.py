@@ -58,7 +58,7 @@ def harness(tmp_path, sim, cooldown=0, overflow="queue", resolved="nothing", tot
 
 def registered(h, sim):
     for name in ("remediate_host", "after_resolved"):
-        if name not in sim.sim.workflows:
+        if ("", name) not in sim.sim.defs.workflows:
             h.engine.create_workflows(WF % name)
     return h
 
