@@ -18,11 +18,11 @@ engine repeats the whole sub-tree in it). `label` tells instances apart
 label in the record's task view (st2bridge.taskview), else its name.
 """
 
+from st2bridge.text import one_line
 
-def first_line(text):
-    if not text:
-        return None
-    return str(text).strip().splitlines()[0] if str(text).strip() else None
+
+def _first_line(message):
+    return one_line(message, first_line=True) or None
 
 
 def from_report(report, rows=None):
@@ -40,7 +40,7 @@ def _workflow(entry, labels):
         "execution_id": entry.get("id"),
         "workflow": entry.get("name"),
         "state": entry.get("state"),
-        "error": first_line(entry.get("state_info")),
+        "error": _first_line(entry.get("state_info")),
         "tasks": [_task(t, labels) for t in entry.get("task_executions") or []],
     }
 
@@ -52,7 +52,7 @@ def _task(entry, labels):
         "name": entry.get("name"),
         "label": labels.get(entry.get("id")) or entry.get("name"),
         "state": entry.get("state"),
-        "error": first_line(entry.get("state_info")) if workflows else entry.get("state_info"),
+        "error": _first_line(entry.get("state_info")) if workflows else entry.get("state_info"),
         "retry_count": entry.get("retry_count") or 0,
         "actions": [
             {"id": a.get("id"), "name": a.get("name"), "state": a.get("state")}

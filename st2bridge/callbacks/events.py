@@ -21,6 +21,7 @@ import json
 from st2bridge import status as st
 from st2bridge import taskview
 from st2bridge.engine.answers import STATES, TIME
+from st2bridge.text import one_line
 
 WORKFLOW_EVENTS = {
     "WORKFLOW_LAUNCHED",
@@ -69,7 +70,7 @@ def parse(body):
     except RecursionError:
         raise BadEvent("body is nested too deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadEvent("body is not JSON: %s" % " ".join(str(exc).split())[:200]) from None
+        raise BadEvent("body is not JSON: %s" % one_line(exc, limit=200)) from None
     if not isinstance(event, dict):
         raise BadEvent("body must be a JSON object")
     if "event" not in event:

@@ -21,6 +21,7 @@ import uuid
 from st2bridge import errors
 from st2bridge.store import sqlite_sql
 from st2bridge.store.base import Store
+from st2bridge.text import one_line
 
 LATEST = Store.SCHEMA_VERSION
 
@@ -324,7 +325,7 @@ class _mongo_session:
         if exc is not None and isinstance(exc, self.mongo_errors.ConnectionFailure):
             raise errors.DatabaseUnreachable(
                 "MongoDB store %s is unreachable: %s"
-                % (where(self.url), str(exc).splitlines()[0][:200])
+                % (where(self.url), one_line(exc, first_line=True, limit=200))
             )
         return False
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 
 from st2bridge import errors
 from st2bridge.dbupgrade import migrate
+from st2bridge.text import one_line
 
 SUPPORTED = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
 DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql"}
@@ -92,7 +93,7 @@ def read_engine_config(path, section="database"):
         ) from None
     except configparser.Error as exc:
         raise errors.ConfigError(
-            "cannot parse the engine's config file %s: %s" % (path, " ".join(str(exc).split()))
+            "cannot parse the engine's config file %s: %s" % (path, one_line(exc))
         ) from None
     return dict(parser[section]) if parser.has_section(section) else {}
 
