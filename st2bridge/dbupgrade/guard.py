@@ -17,7 +17,7 @@ import shlex
 import sys
 import time
 
-from st2bridge import errors
+from st2bridge import errors, redact
 from st2bridge.dbupgrade import bridge_store, migrate, services
 from st2bridge.extras import LazyModule
 
@@ -46,7 +46,8 @@ class Guard:
         self.force, self.yes = force, yes
         self.out = out or sys.stderr
         self.confirm = confirm
-        self.redact = migrate.Redactor()
+        # Database passwords can be short: masked from 3 characters.
+        self.redact = redact.Redactor(min_length=3)
         self.report = {
             "target": target,
             "mode": "check" if check else "dry-run" if dry_run else "upgrade",
@@ -141,7 +142,7 @@ class Guard:
     # -- the engine database ----------------------------------------------------------
 
     def engine(self):
-        rep = self.report["engine"] = {"database": engine_schema.redact(self._engine_url)}
+        rep = self.report["engine"] = {"database": redact.database_url(self._engine_url)}
         self.say("engine database %s" % rep["database"])
         db = engine_schema.connect(self._engine_url)
         try:
