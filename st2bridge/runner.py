@@ -19,8 +19,8 @@ import time
 
 from st2bridge import control, errors, launch, results, taskview
 from st2bridge import status as st
-from st2bridge.callbacks import secrets
-from st2bridge.launch import CALLBACK_PATH, StartRequest, StartResult  # noqa: F401 (API)
+from st2bridge.callbacks import secrets, webhook
+from st2bridge.launch import StartRequest, StartResult  # noqa: F401 (API)
 from st2bridge.registration import Registrar
 
 LOG = logging.getLogger(__name__)
@@ -295,11 +295,9 @@ class Runner:
         engine holds the first secret; record the hash of the one it holds."""
         params = execution.get("params") if isinstance(execution.get("params"), dict) else {}
         for entry in params.get("notify") or []:
-            if not isinstance(entry, dict) or not str(entry.get("url") or "").endswith(
-                CALLBACK_PATH + record["id"]
-            ):
+            if not webhook.is_ours(entry, record["id"]):
                 continue
-            secret = (entry.get("headers") or {}).get(secrets.HEADER)
+            secret = (entry.get("headers") or {}).get(webhook.SECRET_HEADER)
             secret_hash = secrets.hash_secret(secret) if secret else None
             if secret_hash and secret_hash != record.get("callback_secret_hash"):
                 self.store.update_execution(record["id"], {"callback_secret_hash": secret_hash})

@@ -20,28 +20,10 @@ import json
 
 from st2bridge import status as st
 from st2bridge import taskview
+from st2bridge.callbacks.webhook import TASK_EVENTS, WORKFLOW_EVENTS
 from st2bridge.engine.answers import STATES, TIME
 from st2bridge.text import one_line
 
-WORKFLOW_EVENTS = {
-    "WORKFLOW_LAUNCHED",
-    "WORKFLOW_SUCCEEDED",
-    "WORKFLOW_FAILED",
-    "WORKFLOW_CANCELLED",
-    "WORKFLOW_PAUSED",
-    "WORKFLOW_RESUMED",
-    "WORKFLOW_RERUN",
-}
-TASK_EVENTS = {
-    "TASK_LAUNCHED",
-    "TASK_SUCCEEDED",
-    "TASK_FAILED",
-    "TASK_CANCELLED",
-    "TASK_PAUSED",
-    "TASK_RESUMED",
-    "TASK_RERUN",
-    "TASK_SKIPPED",
-}
 MAX_ID = 255
 
 

@@ -7,12 +7,12 @@ import hmac
 import re
 import secrets
 
+from st2bridge.callbacks.webhook import SECRET_HEADER
 from st2bridge.redact import Redactor
 
-HEADER = "X-St2bridge-Secret"
 # The header as text: a workflow that returns str(execution()) or fails with
 # its params in the message ('X-St2bridge-Secret': 'abc', or "...": "abc").
-_IN_TEXT = re.compile(r"(%s['\"]?\s*[:=]\s*['\"]?)([A-Za-z0-9_\-]+)" % HEADER, re.IGNORECASE)
+_IN_TEXT = re.compile(r"(%s['\"]?\s*[:=]\s*['\"]?)([A-Za-z0-9_\-]+)" % SECRET_HEADER, re.IGNORECASE)
 
 
 def new_secret():
@@ -32,7 +32,7 @@ def matches(secret, secret_hash):
 
 # Workflow output and errors are stored as the engine gave them but for the
 # callback secret: URL passwords in them are the workflow's business.
-_REDACTOR = Redactor(urls=False, keys=[HEADER], patterns=[_IN_TEXT])
+_REDACTOR = Redactor(urls=False, keys=[SECRET_HEADER], patterns=[_IN_TEXT])
 
 
 def mask(value):
