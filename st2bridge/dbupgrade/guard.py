@@ -20,6 +20,7 @@ import time
 from st2bridge import errors, redact
 from st2bridge.dbupgrade import bridge_store, migrate, services
 from st2bridge.extras import LazyModule
+from st2bridge.store import migrations
 
 # The engine side needs SQLAlchemy (the `engine` extra); the bridge side and
 # --check --target bridge (the unit's ExecStartPre) must run without it.
@@ -361,26 +362,26 @@ class Guard:
         rep = self.report["bridge"] = {"store": bridge_store.where(url)}
         self.say("bridge store %s" % rep["store"])
         version = bridge_store.read_version(url)
-        steps = bridge_store.pending(version) if version != bridge_store.LATEST else []
+        steps = migrations.pending(version) if version != migrations.LATEST else []
         rep.update(
             version=version,
-            latest=bridge_store.LATEST,
+            latest=migrations.LATEST,
             steps=[{"version": v, "what": w} for v, w in steps],
         )
-        if version == bridge_store.LATEST:
+        if version == migrations.LATEST:
             self.say("bridge store is at version %d: nothing to do" % version)
             rep["status"] = "up-to-date"
             return errors.EXIT_OK
         if self.check:
             if version is None:
                 self.say(
-                    "bridge store is new: the daemons create it at version %d" % bridge_store.LATEST
+                    "bridge store is new: the daemons create it at version %d" % migrations.LATEST
                 )
                 return errors.EXIT_OK
             self.say(
                 "bridge store is at version %s, this st2bridge needs %d: run "
                 "`st2bridge db-upgrade --target bridge` with the bridge's daemons stopped"
-                % (version, bridge_store.LATEST)
+                % (version, migrations.LATEST)
             )
             rep["status"] = "pending"
             return errors.EXIT_UPGRADE_PENDING
@@ -392,10 +393,10 @@ class Guard:
             return errors.EXIT_OK
         before, after = bridge_store.migrate(url, lock_timeout=self.du.lock_timeout, say=self.say)
         final = bridge_store.read_version(url)
-        if final != bridge_store.LATEST:
+        if final != migrations.LATEST:
             raise errors.MigrationFailed(
                 "the bridge store is at version %s after migrating, "
-                "not %d" % (final, bridge_store.LATEST)
+                "not %d" % (final, migrations.LATEST)
             )
         rep.update(status="migrated", version_after=final)
         self.say("bridge store is at version %d" % final)

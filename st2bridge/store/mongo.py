@@ -37,7 +37,10 @@ from st2bridge.errors import (
     StoreUnavailable,
     StoreVersionMismatch,
 )
-from st2bridge.store import (
+from st2bridge.store.base import Store
+from st2bridge.store.mongo_alarms import MongoAlarmStore, create_v7_indexes
+from st2bridge.store.mongo_platform import MongoPlatformStore, _translated, create_v6_indexes
+from st2bridge.store.records import (
     TERMINAL,
     change_entry,
     complete_execution,
@@ -51,9 +54,6 @@ from st2bridge.store import (
     status_list,
     version_mismatch_message,
 )
-from st2bridge.store.base import Store
-from st2bridge.store.mongo_alarms import MongoAlarmStore, create_v7_indexes
-from st2bridge.store.mongo_platform import MongoPlatformStore, _translated, create_v6_indexes
 from st2bridge.text import one_line
 
 # Workflow data: keys may hold dots or a leading "$" (see the module docstring).

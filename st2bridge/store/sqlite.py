@@ -35,7 +35,9 @@ from st2bridge.errors import (
     StoreUnavailable,
     StoreVersionMismatch,
 )
-from st2bridge.store import (
+from st2bridge.store import sqlite_sql as sql
+from st2bridge.store.base import CALLBACK_FIELDS, INDEXED_FIELDS, Store
+from st2bridge.store.records import (
     change_entry,
     complete_execution,
     complete_service,
@@ -49,8 +51,6 @@ from st2bridge.store import (
     status_list,
     version_mismatch_message,
 )
-from st2bridge.store import sqlite_sql as sql
-from st2bridge.store.base import CALLBACK_FIELDS, INDEXED_FIELDS, Store
 from st2bridge.store.sqlite_alarms import SqliteAlarmStore
 from st2bridge.store.sqlite_platform import SqlitePlatformStore
 

@@ -13,6 +13,7 @@ from st2bridge.cli import main as cli_main
 from st2bridge.dbupgrade import engine_schema, migrate, services
 from st2bridge.dbupgrade.guard import Guard
 from st2bridge.redact import Redactor, database_url
+from st2bridge.store import migrations
 
 HISTORY = """\
 044 -> 045 (head), Add indexes to scheduled_jobs_v2.
@@ -155,7 +156,7 @@ def test_bridge_guard_check_dry_run_upgrade_and_no_op(tmp_path, capsys):
     from st2bridge.dbupgrade import bridge_store
 
     conn = sqlite3.connect(tmp_path / "bridge.db")
-    conn.executescript(bridge_store.SQLITE_V1)
+    conn.executescript(migrations.SQLITE_V1)
     conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     conn.commit()
     conn.close()
