@@ -35,6 +35,7 @@ from st2bridge.errors import (
     StoreUnavailable,
     StoreVersionMismatch,
 )
+from st2bridge.store import sqlite_file
 from st2bridge.store import sqlite_sql as sql
 from st2bridge.store.base import CALLBACK_FIELDS, INDEXED_FIELDS, Store
 from st2bridge.store.records import (
@@ -47,7 +48,6 @@ from st2bridge.store.records import (
     prepare_definition,
     prepare_execution,
     prepare_service,
-    sqlite_file,
     status_list,
     version_mismatch_message,
 )
