@@ -1,9 +1,12 @@
 """The tracker's Prometheus endpoint: GET http://[metrics] host:port/metrics.
 
-A scrape never touches the store or the engine: counters are read from the
-objects that keep them anyway (poll stats, the engine client, the store's
-claim counter, the callback handler), histograms are fed as things happen,
-and the executions-by-status gauge is refreshed on the heartbeat.
+A scrape never touches the store or the engine. Counters and histograms are
+fed where the event happens (a check made: the poller's stats hook; a
+callback answered: the handler's observers); counters that other objects
+keep anyway (the engine client's requests and errors, the store's lease
+takeovers, the stuck watch's probes, Keystone tokens) are read from them; the
+gauges that are state (executions and stuck executions by status/signature)
+are refreshed on the heartbeat with one grouped count each.
 
     st2bridge_executions{status}                 records per bridge status (heartbeat)
     st2bridge_checks_total                       executions checked by the poller
@@ -71,6 +74,9 @@ class TrackerMetrics:
             buckets=LATENESS_BUCKETS,
             registry=self.registry,
         )
+        self.checks = Counter(
+            "st2bridge_checks", "Executions checked by the poller.", registry=self.registry
+        )
         self.callbacks = Counter(
             "st2bridge_callbacks",
             "Engine callbacks answered, by outcome and HTTP code.",
@@ -87,9 +93,14 @@ class TrackerMetrics:
         self.stuck_counts = {}
         self.heartbeat_at = None
         self.registry.register(_LiveCollector(self))
-        poller.stats.observe_lateness = self.lateness.observe
+        poller.stats.observe_check = self.observe_check
         if callbacks is not None:
             callbacks.observers.append(self.observe_callback)
+
+    def observe_check(self, lateness):
+        self.checks.inc()
+        if lateness is not None:
+            self.lateness.observe(lateness)
 
     def observe_callback(self, code, seconds):
         self.callbacks.labels(callback_outcome(code), str(code)).inc()
@@ -150,9 +161,6 @@ class _LiveCollector:
             if status in m.status_counts:
                 executions.add_metric([status], m.status_counts[status])
         yield executions
-        yield CounterMetricFamily(
-            "st2bridge_checks", "Executions checked by the poller.", value=m.poller.stats.polls
-        )
         yield GaugeMetricFamily(
             "st2bridge_checks_in_flight", "Checks running now.", value=m.executor.running()
         )

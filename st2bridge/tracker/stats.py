@@ -60,15 +60,18 @@ class PollStats:
     def __init__(self):
         self.polls = 0
         self.lateness = LatenessHistogram()
-        self.observe_lateness = None  # metrics hook: called with each lateness (s)
+        # Metrics hook: called as each check is made, with its lateness (s;
+        # None for a record that was not due at a time, e.g. a callback's).
+        self.observe_check = None
 
     def polled(self, record, now):
         self.polls += 1
+        late = None
         if record.get("next_poll_at"):
             late = max(0.0, now - record["next_poll_at"])
             self.lateness.add(late)
-            if self.observe_lateness:
-                self.observe_lateness(late)
+        if self.observe_check:
+            self.observe_check(late)
 
     def take_lateness(self):
         """p50/p99/max lateness (ms) since the last call, and the check count."""

@@ -195,3 +195,24 @@ def test_metrics_port_0_disables_the_endpoint(tmp_path):
     path.write_text("[metrics]\nport = 0\n")
     assert config.load(["--config-file", str(path)]).metrics.port == 0
     assert re.search(r"port = 9102", (ROOT / "conf" / "bridge.conf.sample").read_text())
+
+
+def test_checks_are_counted_as_they_are_made_not_read_off_the_poller(tmp_path):
+    from prometheus_client import generate_latest
+
+    from st2bridge.engine.stub import StubEngine
+    from st2bridge.green import InlineExecutor
+    from st2bridge.metrics import TrackerMetrics
+    from st2bridge.tracker.poller import Poller
+
+    engine = StubEngine()
+    with open_store("sqlite:///%s" % (tmp_path / "b.db")) as store:
+        poller = Poller(engine, store, InlineExecutor(1), owner="o")
+        m = TrackerMetrics(poller=poller, engine=engine, store=store, executor=InlineExecutor(1))
+        poller.stats.polls = 1000  # the poller's own count is not what is exported
+        poller.stats.polled({"next_poll_at": 100.0}, 100.5)
+        poller.stats.polled({"next_poll_at": None}, 101.0)  # not due at a time: no lateness
+        text = generate_latest(m.registry).decode()
+    assert "st2bridge_checks_total 2.0" in text
+    assert "st2bridge_check_lateness_seconds_count 1.0" in text
+    assert 'st2bridge_check_lateness_seconds_bucket{le="0.5"} 1.0' in text
