@@ -324,6 +324,21 @@ def test_a_resubmit_carries_the_webhook_with_a_new_secret(engine, store, tmp_pat
     assert secret.encode() not in (tmp_path / "b.db").read_bytes()  # never stored in clear
 
 
+def test_the_tracker_resubmits_with_a_submitter_alone_no_runner(engine, store):
+    from st2bridge.submit import Submitter
+
+    engine.fail_next = [None, None, errors.EngineUnavailable("down")]  # get, create, then submit
+    with pytest.raises(errors.EngineUnavailable):
+        hybrid(engine, store).start_request(StartRequest(definition=WF, input={"x": 1}))
+    (record,) = store.list_executions()
+    # What the tracker holds: the engine and the store, no start-up configuration.
+    Submitter(engine, store).submit(record)
+    entry = started(engine, record)["params"]["notify"][0]
+    stored = store.get_execution(record["id"])
+    assert stored["status"] == st.RUNNING
+    assert secrets.matches(entry["headers"][webhook.SECRET_HEADER], stored["callback_secret_hash"])
+
+
 def test_a_resubmit_adopts_the_secret_of_a_first_submit_that_got_through(engine, store):
     runner = hybrid(engine, store)
     record = runner.start_request(StartRequest(definition=WF, input={"x": 1})).record
