@@ -69,7 +69,6 @@ class Runner:
         self.namespace = namespace or ""
         self.clock = clock
         self.registrar = Registrar(engine, cache_seconds=definition_cache_seconds, clock=clock)
-        self.submitter = Submitter(engine, store, clock=clock)
 
     # -- definitions ------------------------------------------------------
 
@@ -178,7 +177,11 @@ class Runner:
 
     def submit(self, record, notify=None, reregister=None, warnings=None):
         """Ask the engine to run a recorded execution: see Submitter.submit."""
-        return self.submitter.submit(record, notify, reregister, warnings)
+        # Built per call from the runner's engine and store: the API's starter
+        # runs a copy of the runner with both wrapped (st2bridge.api.starter).
+        return Submitter(self.engine, self.store, clock=self.clock).submit(
+            record, notify, reregister, warnings
+        )
 
     # -- following --------------------------------------------------------
 

@@ -65,10 +65,9 @@ class PollStats:
         self.observe_check = None
 
     def polled(self, record, now):
+        late = max(0.0, now - record["next_poll_at"]) if record.get("next_poll_at") else None
         self.polls += 1
-        late = None
-        if record.get("next_poll_at"):
-            late = max(0.0, now - record["next_poll_at"])
+        if late is not None:
             self.lateness.add(late)
         if self.observe_check:
             self.observe_check(late)
