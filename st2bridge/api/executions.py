@@ -145,11 +145,12 @@ class ExecutionHandlers:
     # -- act ----------------------------------------------------------------------
 
     def change(self, request):
+        record = control.resolve(self.store, request.params[0])  # an unknown id first: 404
         request.json(required=False)  # nothing to give, but a body must still be JSON
         return 200, actions.change(
             self.store,
             self.engine,
-            request.params[0],
+            record["id"],
             request.params[1],
             request.key["name"],
             clock=self.clock,
