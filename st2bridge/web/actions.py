@@ -18,7 +18,7 @@ import logging
 import re
 import secrets
 
-from st2bridge import errors
+from st2bridge import control, errors
 from st2bridge import status as st
 from st2bridge.api import actions as api_actions
 from st2bridge.api.app import http_status, one_line
@@ -200,13 +200,17 @@ def user_bar(session, base, here):
     )
 
 
-def _button(action, label, csrf, execution_id, task=None):
+def _button(action, label, csrf, execution_id, task=None, when=None, status=None):
+    """A button in its own form; `when`: the statuses it applies in (the page
+    script hides it in others as the status changes live)."""
     return (
-        '<form method="post" action="%s"><input type="hidden" name="csrf" value="%s">'
+        '<form method="post" action="%s"%s%s><input type="hidden" name="csrf" value="%s">'
         '<input type="hidden" name="action" value="%s">%s'
         '<button type="submit" id="%s">%s</button></form>'
         % (
             e(execution_id),
+            ' data-when="%s"' % e(" ".join(sorted(when))) if when else "",
+            " hidden" if when and status not in when else "",
             e(csrf),
             e(action),
             '<input type="hidden" name="task" value="%s">' % e(task) if task else "",
@@ -232,14 +236,14 @@ def controls(detail, session, quoted_id, notice=None, error=None):
     status = r.get("status")
     csrf = session.csrf
     buttons = []
-    if status in (st.RUNNING, st.PAUSING, st.RESUMING):
-        buttons.append(_button("pause", "Pause", csrf, quoted_id))
-    if status in (st.PAUSED, st.PAUSING):
-        buttons.append(_button("resume", "Resume", csrf, quoted_id))
-    if not st.is_terminal(status) and status != st.REQUESTED:
-        buttons.append(_button("cancel", "Cancel", csrf, quoted_id))
-    if r.get("stuck") and not st.is_terminal(status):
-        buttons.append(_button("recover", "Recover (stuck)", csrf, quoted_id))
+    if not st.is_terminal(status):
+        for action in api_actions.CHANGES:
+            allowed = control.ACTIONS[action].allowed
+            buttons.append(
+                _button(action, action.capitalize(), csrf, quoted_id, when=allowed, status=status)
+            )
+        if r.get("stuck"):
+            buttons.append(_button("recover", "Recover (stuck)", csrf, quoted_id))
     for task in (detail.failure or {}).get("tasks") or []:
         if task.get("id"):
             label = "Re-run %s" % (task.get("label") or task["name"])

@@ -76,6 +76,12 @@ class Browser:
         return self.call("/login", "POST", {"csrf": csrf, "key": key, "next": next_url})
 
 
+def shown(page, action):
+    """Whether the page shows the button of `action` (there and not hidden)."""
+    form = re.search(r'<form ([^>]*)>(?:(?!</form>).)*id="do-%s"' % action, page)
+    return bool(form) and " hidden" not in form.group(1)
+
+
 def field(page, name):
     found = re.search(r'name="%s" value="([^"]*)"' % name, page)
     assert found, "no field %s in the page" % name
@@ -144,7 +150,8 @@ def test_a_key_that_may_write_pauses_resumes_and_cancels(site, sim):
     browser = Browser(app)
     browser.login(harness.key)
     page = browser.call("/executions/" + rid)[2]
-    assert 'id="do-pause"' in page and 'id="do-cancel"' in page and 'id="do-resume"' not in page
+    assert shown(page, "pause") and shown(page, "cancel") and not shown(page, "resume")
+    assert 'data-when="paused pausing resuming"' in page  # the script shows it when paused
     csrf = field(page, "csrf")
     # No token, a wrong one: 403, nothing changed.
     assert browser.call("/executions/" + rid, "POST", {"action": "pause"})[0] == 403
@@ -164,7 +171,7 @@ def test_a_key_that_may_write_pauses_resumes_and_cancels(site, sim):
     assert "action-done" not in browser.call("/executions/" + rid)[2]  # shown once
     harness.store.update_execution(rid, {"status": st.PAUSED})  # what a tracker records
     page = browser.call("/executions/" + rid)[2]
-    assert 'id="do-resume"' in page and 'id="do-pause"' not in page
+    assert shown(page, "resume") and not shown(page, "pause")
     browser.call("/executions/" + rid, "POST", {"action": "resume", "csrf": csrf})
     assert harness.store.get_execution(rid)["status"] == st.RESUMING
     harness.store.update_execution(rid, {"status": st.RUNNING})
@@ -229,7 +236,7 @@ def test_rerun_offers_the_failed_tasks_only(site, sim):
     browser.login(harness.key)
     page = browser.call("/executions/" + rid)[2]
     task_id = re.search(r'name="task" value="([^"]+)"', page).group(1)
-    assert 'id="do-rerun-%s"' % task_id in page and "do-cancel" not in page
+    assert shown(page, "rerun-" + task_id) and "do-cancel" not in page
     csrf = field(page, "csrf")
     form = {"action": "rerun", "csrf": csrf, "task": "someone-elses-task"}
     status, _, page = browser.call("/executions/" + rid, "POST", form)

@@ -44,6 +44,9 @@
           if (label) { text(label, t.state + (t.items != null ? ' \u00b7 ' + t.items + ' items' : '')); }
         }); }); });
     if (ex.terminal && root.getAttribute('data-terminal') !== 'true') { location.reload(); return true; }
+    // Each action button says in which statuses it applies (data-when).
+    document.querySelectorAll('#actions form[data-when]').forEach(function (f) {
+      f.hidden = f.getAttribute('data-when').split(' ').indexOf(ex.status) < 0; });
   }
   function apply(data) { return data && (kind === 'list' ? list(data) : detail(data)); }
   function poll() {
