@@ -305,7 +305,7 @@ web_opts = [
     cfg.HostAddressOpt(
         "host",
         default="127.0.0.1",
-        help="Address the tracker's read-only web view of executions "
+        help="Address the tracker's web view of executions "
         "binds to. Any address other than a loopback one needs "
         "a token.",
     ),

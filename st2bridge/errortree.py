@@ -32,21 +32,31 @@ def from_report(report, rows=None):
     if not isinstance(root, dict):
         return None
     labels = {r.get("id"): r.get("label") for r in rows or () if r.get("label")}
-    return _workflow(root, labels)
+    # The report lists tasks in no fixed order: show them in the record's
+    # order (the task view's, with-items instances by index), the rest after.
+    order = {r.get("id"): i for i, r in enumerate(rows or ())}
+    return _workflow(root, labels, order)
 
 
-def _workflow(entry, labels):
+def _workflow(entry, labels, order):
+    tasks = sorted(
+        entry.get("task_executions") or [],
+        key=lambda t: (order.get(t.get("id"), len(order)), str(t.get("name"))),
+    )
     return {
         "execution_id": entry.get("id"),
         "workflow": entry.get("name"),
         "state": entry.get("state"),
         "error": _first_line(entry.get("state_info")),
-        "tasks": [_task(t, labels) for t in entry.get("task_executions") or []],
+        "tasks": [_task(t, labels, order) for t in tasks],
     }
 
 
-def _task(entry, labels):
-    workflows = [_workflow(w, labels) for w in entry.get("workflow_executions") or []]
+def _task(entry, labels, order):
+    workflows = sorted(
+        (_workflow(w, labels, order) for w in entry.get("workflow_executions") or []),
+        key=lambda wf: _first_position(wf, order),
+    )
     return {
         "id": entry.get("id"),
         "name": entry.get("name"),
@@ -60,6 +70,13 @@ def _task(entry, labels):
         ],
         "workflows": workflows,
     }
+
+
+def _first_position(wf, order):
+    """Where a sub-workflow's first task stands in the record's order."""
+    positions = [order.get(t["id"], len(order)) for t in wf["tasks"]]
+    positions += [_first_position(w, order) for t in wf["tasks"] for w in t["workflows"]]
+    return min(positions, default=len(order))
 
 
 def failed_leaves(tree):

@@ -178,6 +178,7 @@ class ApiDaemon:
             keepalive=a.stream_keepalive,
             clock=self.clock,
             extra_routes=self.alarms.routes(),
+            stuck_conf=self.conf.stuck,
         )
         self.server = server.serve(wsgi, a.host, a.port, LOG, max_connections=a.max_connections)
         self.store.register_service(self.service)

@@ -9,6 +9,7 @@ import urllib.parse
 
 from st2bridge import control, errors, errortree
 from st2bridge import status as st
+from st2bridge.api import actions
 from st2bridge.api.starter import StartRequest
 from st2bridge.cli import executions as cli_executions
 from st2bridge.cli import output, timespec
@@ -31,6 +32,7 @@ SINK_FIELDS = {"url", "secret", "every_status"}
 LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+RECOVER_FIELDS = ("dry_run", "rerun", "settle")
 LIST_PARAMS = {"status", "workflow", "label", "since", "limit", "marker"}
 MAX_LIMIT = 1000
 MAX_SINKS = 10
@@ -43,8 +45,9 @@ def record_view(record, tree=None):
 
 
 class ExecutionHandlers:
-    def __init__(self, store, engine, starter, clock=time.time):
+    def __init__(self, store, engine, starter, clock=time.time, stuck_conf=None):
         self.store = store
+        self.stuck_conf = stuck_conf  # [stuck] options, for recover
         self.engine = engine
         self.starter = starter
         self.clock = clock
@@ -143,19 +146,16 @@ class ExecutionHandlers:
     # -- act ----------------------------------------------------------------------
 
     def change(self, request):
-        record = control.resolve(self.store, request.params[0])
+        record = control.resolve(self.store, request.params[0])  # an unknown id first: 404
         request.json(required=False)  # nothing to give, but a body must still be JSON
-        result = control.change_state(self.engine, self.store, record["id"], request.params[1])
-        LOG.info(
-            "%s of execution %s asked by key %s", result.action, result.id, request.key["name"]
+        return 200, actions.change(
+            self.store,
+            self.engine,
+            record["id"],
+            request.params[1],
+            request.key["name"],
+            clock=self.clock,
         )
-        return 200, {
-            "id": result.id,
-            "action": result.action,
-            "status": result.status,
-            "engine_state": result.engine_state,
-            "changed": result.changed,
-        }
 
     def rerun(self, request):
         task_id = request.params[0]
@@ -168,17 +168,40 @@ class ExecutionHandlers:
             raise errors.InputError('field "reset" must be true or false')
         if not TASK_ID.match(task_id):
             raise errors.InputError("invalid task id %s" % task_id[:128])
-        result = control.rerun_task(self.engine, self.store, task_id, reset=reset)
-        LOG.info("task %s re-run by key %s", task_id, request.key["name"])
-        return 200, {
-            "execution_id": result.execution_id,
-            "task_id": result.task_id,
-            "task_name": result.task_name,
-            "workflow_name": result.workflow_name,
-            "reopened": result.reopened,
-            "reset": result.reset,
-            "status": st.RUNNING,
-        }
+        return 200, actions.rerun(
+            self.store, self.engine, task_id, request.key["name"], reset=reset, clock=self.clock
+        )
+
+    def recover(self, request):
+        body = request.json(required=False)
+        unknown = sorted(set(body) - set(RECOVER_FIELDS))
+        if unknown:
+            raise errors.InputError(
+                "unknown field %s (known: %s)" % (", ".join(unknown), ", ".join(RECOVER_FIELDS))
+            )
+        for name in ("dry_run", "rerun"):
+            if not isinstance(body.get(name, False), bool):
+                raise errors.InputError('field "%s" must be true or false' % name)
+        settle = body.get("settle", 30.0)
+        if (
+            not isinstance(settle, (int, float))
+            or isinstance(settle, bool)
+            or not 0 <= settle <= actions.MAX_SETTLE
+        ):
+            raise errors.InputError(
+                'field "settle" must be a number of seconds, 0-%d' % actions.MAX_SETTLE
+            )
+        return 200, actions.recover_execution(
+            self.store,
+            self.engine,
+            request.params[0],
+            request.key["name"],
+            stuck_conf=self.stuck_conf,
+            dry_run=body.get("dry_run", False),
+            rerun=body.get("rerun", True),
+            settle=float(settle),
+            clock=self.clock,
+        )
 
 
 # -- request checks -----------------------------------------------------------------

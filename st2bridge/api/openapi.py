@@ -233,6 +233,31 @@ SCHEMAS = {
         },
         "additionalProperties": False,
     },
+    "RecoverRequest": {
+        "type": "object",
+        "properties": {
+            "dry_run": {"type": "boolean", "default": False},
+            "rerun": {"type": "boolean", "default": True},
+            "settle": {"type": "number", "minimum": 0, "maximum": 300, "default": 30},
+        },
+        "additionalProperties": False,
+    },
+    "RecoverResult": {
+        "type": "object",
+        "description": "what `st2bridge execution recover ID --no-wait --json` prints",
+        "required": ["id", "signature", "reason", "evidence", "dry_run", "steps", "done", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "signature": {"type": "string"},
+            "reason": {"type": "string"},
+            "evidence": {"type": "object"},
+            "dry_run": {"type": "boolean"},
+            "steps": {"type": "array", "items": {"type": "string"}},
+            "done": {"type": "array", "items": {"type": "string"}},
+            "status": {"type": "string", "enum": list(st.ALL)},
+        },
+        "additionalProperties": False,
+    },
     "Health": {
         "type": "object",
         "required": ["status", "store"],
@@ -382,6 +407,22 @@ def document():
                     }
                 }
                 for action in ("cancel", "pause", "resume")
+            },
+            "/v1/executions/{id}/recover": {
+                "post": {
+                    "summary": "get a stuck execution moving again (as `execution recover`)",
+                    "description": "Diagnosed afresh from the engine; 409 when it is not "
+                    "stuck, has ended, or has no safe recovery (nothing changed). Waits up to "
+                    "`settle` seconds per step for the engine, never for the end.",
+                    "parameters": [ID_PARAM],
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref("RecoverRequest")}},
+                    },
+                    "responses": dict(
+                        WRITE_ERRORS, **{"200": _json(_ref("RecoverResult"), "the plan, done")}
+                    ),
+                }
             },
             "/v1/tasks/{id}/rerun": {
                 "post": {

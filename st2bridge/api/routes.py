@@ -23,10 +23,11 @@ def build(
     keepalive=15.0,
     clock=time.time,
     extra_routes=(),
+    stuck_conf=None,
 ):
     """The WSGI application. `extra_routes`: more Route objects (the event
     endpoints of the alarms work), authenticated the same way."""
-    ex = ExecutionHandlers(store, engine, starter, clock=clock)
+    ex = ExecutionHandlers(store, engine, starter, clock=clock, stuck_conf=stuck_conf)
     document = openapi.document()
 
     def health(request):
@@ -82,6 +83,7 @@ def build(
         Route("GET", "/v1/executions/" + ID, ex.get),
         Route("GET", "/v1/executions/" + ID + "/tasks", ex.tasks),
         Route("POST", "/v1/executions/" + ID + "/(cancel|pause|resume)", ex.change, write=True),
+        Route("POST", "/v1/executions/" + ID + "/recover", ex.recover, write=True),
         Route("POST", "/v1/tasks/" + ID + "/rerun", ex.rerun, write=True),
         Route("GET", "/v1/stream", events),
         Route("GET", "/metrics", prometheus),

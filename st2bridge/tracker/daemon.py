@@ -35,6 +35,10 @@ from st2bridge.tracker.stuckwatch import StuckWatch  # noqa: E402
 NAME = "st2bridge-resultstracker"
 LOG = logging.getLogger("st2bridge.resultstracker")
 ACTIVE = [s for s in st.ALL if s not in st.TERMINAL]
+# Seconds between two reads of the change log for the web view's stream: a
+# page learns of a change this long after it is written (st2bridge-api, made
+# for programs, reads every [api] poll_interval).
+WEB_STREAM_POLL = 0.2
 
 
 class Tracker:
@@ -89,6 +93,7 @@ class Tracker:
         self.metrics = None
         self.metrics_server = None
         self.web_server = None
+        self.web_feed = None
         self._takeovers_seen = 0
         self._pruned_at = 0.0
         self.stopping = False
@@ -233,13 +238,28 @@ class Tracker:
         LOG.info("metrics on http://%s:%d/metrics", *self.metrics_server.address)
 
     def start_web(self):
-        """The read-only web view of executions ([web] port; 0 disables it)."""
+        """The web view of executions ([web] port; 0 disables it), and the
+        change-log follower whose stream tells its pages when to re-read."""
+        from st2bridge.api.stream import LogFollower
         from st2bridge.web.app import make_app as make_web_app
 
         w = self.conf.web
         try:
+            self.web_feed = LogFollower(self.store, clock=self.clock).start()
+        except errors.StoreError as exc:
+            LOG.warning("web view without its stream (pages poll): %s", exc)
+            self.web_feed = None
+        try:
             self.web_server = green.WsgiServer(
-                make_web_app(self.store, self.engine, token=w.token, clock=self.clock),
+                make_web_app(
+                    self.store,
+                    self.engine,
+                    token=w.token,
+                    clock=self.clock,
+                    feed=self.web_feed,
+                    stuck_conf=self.conf.stuck,
+                    keepalive=self.conf.api.stream_keepalive,
+                ),
                 w.host,
                 w.port,
                 logging.getLogger("st2bridge.web"),
@@ -253,6 +273,9 @@ class Tracker:
                 exc.strerror or exc,
             )
             return
+        if self.web_feed is not None:
+            loops = green.GreenExecutor(1)
+            loops.submit(self.web_feed.run, WEB_STREAM_POLL, loops.sleep, lambda: self.stopping)
         LOG.info(
             "web view on http://%s:%d/executions%s",
             *self.web_server.address,
@@ -328,6 +351,8 @@ class Tracker:
             self.metrics_server.stop()
         if self.web_server:
             self.web_server.stop()
+        if self.web_feed is not None:
+            self.web_feed.stop()  # ends the pages' streams
         if self.callbacks:
             # Results being fetched after terminal callbacks finish first.
             self.callbacks.executor.wait(rt.drain_timeout)

@@ -1,1 +1,1 @@
-"""The tracker's read-only web view of executions (app, data, graph, pages)."""
+"""The tracker's web view of executions (app, session, actions, data, graph, pages)."""

@@ -49,28 +49,35 @@ def badge(status, element_id=None):
     )
 
 
-def page(title, body, *, live=None, kind="", terminal=False, base=""):
+USER_MARK = "<!--user-->"  # where app.py puts who is logged in (per request)
+
+
+def page(title, body, *, live=None, kind="", terminal=False, base="", stream=None):
+    """`live`: the JSON the script re-reads; `stream`: the Server-Sent Events
+    that tell it when (without one it polls)."""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<title>%s</title><link rel="stylesheet" href="%sstatic/style.css"></head>'
-        '<body data-page="%s" data-live="%s" data-terminal="%s">'
-        '<header><a href="%sexecutions">st2bridge \u00b7 executions</a></header>'
+        '<body data-page="%s" data-live="%s" data-stream="%s" data-terminal="%s">'
+        '<header><a href="%sexecutions">st2bridge \u00b7 executions</a>%s</header>'
         '<main>%s</main><script src="%sstatic/app.js"></script></body></html>'
         % (
             e(title),
             e(base),
             e(kind),
             e(live or ""),
+            e(stream or "" if live else ""),
             "true" if terminal else "false",
             e(base),
+            USER_MARK,
             body,
             e(base),
         )
     )
 
 
-def executions_page(rows, status="", workflow="", live_url=""):
+def executions_page(rows, status="", workflow="", live_url="", stream_url=""):
     options = "".join(
         '<option value="%s"%s>%s</option>'
         % (e(s), " selected" if s == status else "", e(s or "any status"))
@@ -102,7 +109,7 @@ def executions_page(rows, status="", workflow="", live_url=""):
             )
         )
     body.append("</tbody></table>")
-    return page("Executions", "".join(body), live=live_url, kind="list")
+    return page("Executions", "".join(body), live=live_url, kind="list", stream=stream_url)
 
 
 def stuck_badge(stuck):
@@ -172,7 +179,7 @@ def _graph_block(tree, detail, depth=0):
     return out
 
 
-def execution_page(detail, live_url=""):
+def execution_page(detail, live_url="", stream_url="", actions_box=""):
     r = detail.record
     tree = detail.tree()
     terminal = st.is_terminal(r.get("status"))
@@ -206,6 +213,7 @@ def execution_page(detail, live_url=""):
     )
     body.extend(_graph_block(tree, detail))
     body.append("</div><aside>")
+    body.append(actions_box)  # st2bridge.web.actions.controls: empty unless logged in
     body.append(stuck_section(r))
     if detail.failure:
         f = detail.failure
@@ -270,6 +278,7 @@ def execution_page(detail, live_url=""):
         kind="execution",
         terminal=terminal,
         base="../",
+        stream=stream_url,
     )
 
 

@@ -242,3 +242,19 @@ def test_secret_input_is_masked_in_answers(api, sim):
     }
     engine = sim.sim.execs[answer.body["engine_execution_id"]]
     assert engine.input == {"password": "hunter2"}  # the workflow gets it
+
+
+def test_recover_refuses_what_is_not_stuck_and_checks_its_body(api, sim):
+    rid = start(api, "wf_recover").body["id"]
+    calm = api.call("POST", "/v1/executions/%s/recover" % rid, {"dry_run": True})
+    assert calm.status == 409 and "not stuck" in calm.body["error"], calm
+    assert "\n" not in calm.body["error"]
+    for body in ({"settle": -1}, {"dry_run": "yes"}, {"wait": True}, {"settle": True}):
+        bad = api.call("POST", "/v1/executions/%s/recover" % rid, body)
+        assert bad.status == 400, body
+    assert api.call("POST", "/v1/executions/%s/recover" % rid, key="ro").status == 403
+    assert api.call("POST", "/v1/executions/nope-nope/recover").status == 404
+    api.store.update_execution(rid, {"status": st.CANCELED})
+    ended = api.call("POST", "/v1/executions/%s/recover" % rid)
+    assert ended.status == 409 and "has ended" in ended.body["error"]
+    assert api.store.get_execution(rid)["status"] == st.CANCELED

@@ -44,13 +44,35 @@
           if (label) { text(label, t.state + (t.items != null ? ' \u00b7 ' + t.items + ' items' : '')); }
         }); }); });
     if (ex.terminal && root.getAttribute('data-terminal') !== 'true') { location.reload(); return true; }
+    // Each action button says in which statuses it applies (data-when).
+    document.querySelectorAll('#actions form[data-when]').forEach(function (f) {
+      f.hidden = f.getAttribute('data-when').split(' ').indexOf(ex.status) < 0; });
   }
+  function apply(data) { return data && (kind === 'list' ? list(data) : detail(data)); }
   function poll() {
     fetch(url, {credentials: 'same-origin', cache: 'no-store'}).then(function (r) {
       return r.ok ? r.json() : null; }).then(function (data) {
-      var done = data && (kind === 'list' ? list(data) : detail(data));
-      if (!done) { setTimeout(poll, 1500); }
+      if (!apply(data)) { setTimeout(poll, 1500); }
     }).catch(function () { setTimeout(poll, 3000); });
   }
-  setTimeout(poll, 1500);
+  // The stream says when something changed; the page then re-reads its JSON
+  // (one read for a burst of events). Without EventSource: polling.
+  var stream = root.getAttribute('data-stream');
+  if (!stream || !window.EventSource) { setTimeout(poll, 1500); return; }
+  var source = new EventSource(stream), due = false;
+  function reread() {
+    if (due) { return; } due = true;
+    setTimeout(function () {
+      due = false;
+      fetch(url, {credentials: 'same-origin', cache: 'no-store'}).then(function (r) {
+        return r.ok ? r.json() : null; }).then(function (data) {
+        if (apply(data)) { source.close(); }
+      }).catch(function () { /* the next event tries again */ });
+    }, 150);
+  }
+  ['created', 'status', 'task', 'end', 'reset'].forEach(function (name) {
+    source.addEventListener(name, reread); });
+  // (Re)connected: catch up on what happened before (EventSource sends Last-Event-ID itself).
+  source.onopen = function () { root.setAttribute('data-stream-state', 'open'); reread(); };
+  source.onerror = function () { root.setAttribute('data-stream-state', 'retrying'); };
 })();
