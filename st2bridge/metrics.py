@@ -2,9 +2,10 @@
 
 A scrape never touches the store or the engine. Counters and histograms are
 fed where the event happens (a check made: the poller's stats hook; a
-callback answered: the handler's observers); counters that other objects
-keep anyway (the engine client's requests and errors, the store's lease
-takeovers, the stuck watch's probes, Keystone tokens) are read from them; the
+callback answered: the handler's observers; a lapsed lease taken over: the
+store's hook in claim_due); counters that other objects keep anyway (the
+engine client's requests and errors, the callbacks left to the poller, the
+stuck watch's probes, Keystone tokens) are read from them; the
 gauges that are state (executions and stuck executions by status/signature)
 are refreshed on the heartbeat with one grouped count each.
 
@@ -77,6 +78,11 @@ class TrackerMetrics:
         self.checks = Counter(
             "st2bridge_checks", "Executions checked by the poller.", registry=self.registry
         )
+        self.takeovers = Counter(
+            "st2bridge_lease_takeovers",
+            "Executions claimed after their previous lease lapsed (a tracker died or hung).",
+            registry=self.registry,
+        )
         self.callbacks = Counter(
             "st2bridge_callbacks",
             "Engine callbacks answered, by outcome and HTTP code.",
@@ -94,6 +100,7 @@ class TrackerMetrics:
         self.heartbeat_at = None
         self.registry.register(_LiveCollector(self))
         poller.stats.observe_check = self.observe_check
+        store.observe_takeovers = self.takeovers.inc
         if callbacks is not None:
             callbacks.observers.append(self.observe_callback)
 
@@ -186,11 +193,6 @@ class _LiveCollector:
                 "result fetch from the engine failed: the poller finishes those executions.",
                 value=m.callback_handler.counts["left_to_poller"],
             )
-        yield CounterMetricFamily(
-            "st2bridge_lease_takeovers",
-            "Executions claimed after their previous lease lapsed (a tracker died or hung).",
-            value=m.store.lease_takeovers,
-        )
         issued = getattr(getattr(m.engine, "token_provider", None), "issued", None)
         if issued is not None:
             yield CounterMetricFamily(

@@ -517,7 +517,7 @@ class MongoStore(MongoAlarmStore, MongoPlatformStore, Store):
                 break
             record = _execution(doc)
             if record["lease_owner"] is not None:  # its lease had lapsed
-                self.lease_takeovers += 1
+                self._took_over(1)
             record.update(lease["$set"])
             claimed.append(record)
         return claimed

@@ -546,7 +546,7 @@ class SqliteStore(SqliteAlarmStore, SqlitePlatformStore, Store):
                 conn, [complete_execution(json.loads(doc)) for (doc,) in rows]
             )
         claimed.sort(key=lambda r: (r["next_poll_at"], r["id"]))  # RETURNING has no order
-        self.lease_takeovers += sum(1 for r in claimed if r["id"] in lapsed)
+        self._took_over(sum(1 for r in claimed if r["id"] in lapsed))
         return claimed
 
     def renew_leases(self, owner, expires_at):
