@@ -89,8 +89,8 @@ def test_group_commit_under_eventlet_green_threads(tmp_path):
 
     code = (
         r"""
-from st2bridge import green
-green.monkey_patch()
+from st2bridge import concurrency
+concurrency.init("eventlet")
 import eventlet, uuid
 from st2bridge.store import open_store
 from st2bridge.store.base import new_execution_record

@@ -164,8 +164,8 @@ def test_endpoint_of_a_real_tracker(tmp_path):
 def test_stuck_gauge_counts_flagged_executions_by_signature(tmp_path):
     from prometheus_client import generate_latest
 
+    from st2bridge.concurrency import InlineExecutor
     from st2bridge.engine.stub import StubEngine
-    from st2bridge.green import InlineExecutor
     from st2bridge.metrics import TrackerMetrics
     from st2bridge.tracker import stuck
     from st2bridge.tracker.poller import Poller
