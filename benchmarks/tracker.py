@@ -47,6 +47,7 @@ from pathlib import Path
 
 import requests
 
+from benchmarks.common import add_backend_option, chosen_backends, side_by_side
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.store import open_store
 from st2bridge.store.base import new_execution_record
@@ -118,10 +119,10 @@ def bare_get_cost(url, ex_id, n=1500):
 def write_config(tmp, store_url, api_url, a):
     path = tmp / "bridge.conf"
     path.write_text(
-        "[DEFAULT]\nstate_path = %s\nlog_level = %s\n[store]\nurl = %s\n"
+        "[DEFAULT]\nconcurrency = %s\nstate_path = %s\nlog_level = %s\n[store]\nurl = %s\n"
         "[engine]\napi_url = %s\n[resultstracker]\nmode = poll\nquery_interval = %s\n"
         "jitter_interval = %s\nthread_pool_size = %d\n[metrics]\nport = 0\n[web]\nport = 0\n"
-        % (tmp, a.log_level, store_url, api_url, a.query_interval, a.jitter, a.pool)
+        % (a.backend, tmp, a.log_level, store_url, api_url, a.query_interval, a.jitter, a.pool)
     )
     return path
 
@@ -636,6 +637,7 @@ def main(argv=None):
     ap.add_argument("--log-level", default="WARNING")
     ap.add_argument("--json-out")
     ap.add_argument("--markdown-out")
+    add_backend_option(ap)
     a = ap.parse_args(argv)
     a.warmup = 2 * a.query_interval if a.warmup is None else a.warmup
     sizes = [int(s) for s in a.growth.split(",")] if a.growth else [a.executions]
@@ -654,11 +656,21 @@ def main(argv=None):
     try:
         for n in sizes:
             for k in counts:
-                tmp = Path(tempfile.mkdtemp(prefix="st2bridge-bench-"))
-                print("\n#### N = %d, %d tracker(s); logs in %s" % (n, k, tmp), flush=True)
-                res = run_one(a, n, k, tmp)
-                report_one(argparse.Namespace(**dict(vars(a), executions=n)), res)
-                results.append(res)
+                by_backend = {}
+                for backend in chosen_backends(a):
+                    tmp = Path(tempfile.mkdtemp(prefix="st2bridge-bench-"))
+                    print(
+                        "\n#### N = %d, %d tracker(s), %s; logs in %s" % (n, k, backend, tmp),
+                        flush=True,
+                    )
+                    run_a = argparse.Namespace(**dict(vars(a), backend=backend))
+                    res = dict(run_one(run_a, n, k, tmp), backend=backend)
+                    report_one(argparse.Namespace(**dict(vars(run_a), executions=n)), res)
+                    results.append(res)
+                    by_backend[backend] = res
+                table = side_by_side(by_backend)
+                if table:
+                    print("\n#### N = %d, %d tracker(s): threading / eventlet\n%s" % (n, k, table))
     finally:
         meta["load_end"] = load()
         out = dict(meta, results=results, rss_slopes=rss_slopes(results))
