@@ -767,7 +767,8 @@ def main():
         for backend in backends:
             print("\n#### %s" % backend, flush=True)
             report(res[backend])
-        table = side_by_side({b: res[b] for b in chosen_backends(a) if b in res})
+        a.backend = "both" if len(backends) > 1 else backends[0]  # as asked, in the JSON's args
+        table = side_by_side({b: res[b] for b in backends if b in res})
         if table:
             print("\n#### threading / eventlet\n" + table, flush=True)
     except KeyboardInterrupt:
