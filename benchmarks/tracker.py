@@ -554,23 +554,35 @@ def report_one(a, res):
 
 
 def rss_slopes(results):
-    """KB per execution between consecutive sizes, one tracker, steady RSS."""
-    one = sorted(
-        (r["executions"], r["measure"]["rss_kb"])
-        for r in results
-        if r["trackers"] == 1 and r.get("measure", {}).get("rss_kb")
-    )
-    return [
-        {"from": n1, "to": n2, "kb_per_execution": round((r2 - r1) / (n2 - n1), 3)}
-        for (n1, r1), (n2, r2) in zip(one, one[1:])
-    ]
+    """KB per execution between consecutive sizes, one tracker, steady RSS
+    (each backend's runs apart)."""
+    slopes = []
+    for backend in sorted({r.get("backend", "eventlet") for r in results}):
+        one = sorted(
+            (r["executions"], r["measure"]["rss_kb"])
+            for r in results
+            if r["trackers"] == 1
+            and r.get("backend", "eventlet") == backend
+            and r.get("measure", {}).get("rss_kb")
+        )
+        slopes += [
+            {
+                "backend": backend,
+                "from": n1,
+                "to": n2,
+                "kb_per_execution": round((r2 - r1) / (n2 - n1), 3),
+            }
+            for (n1, r1), (n2, r2) in zip(one, one[1:])
+            if n2 != n1
+        ]
+    return slopes
 
 
 def growth_table(a, results):
     lines = [
-        "| N | trackers | checks/s (needed) | CPU ms/check | first round s | lateness p50 / p99 / max ms "
+        "| N | trackers | backend | checks/s (needed) | CPU ms/check | first round s | lateness p50 / p99 / max ms "
         "| CPU % of a core | RSS MB | baseline checks/s, CPU % |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         m, late, b = (
@@ -579,10 +591,11 @@ def growth_table(a, results):
             r.get("baseline") or {},
         )
         lines.append(
-            "| %s | %d | %s (%.0f) | %s | %s | %s / %s / %s | %s | %s | %s |"
+            "| %s | %d | %s | %s (%.0f) | %s | %s | %s / %s / %s | %s | %s | %s |"
             % (
                 "{:,}".format(r["executions"]),
                 r["trackers"],
+                r.get("backend", "eventlet"),
                 m.get("checks_per_s"),
                 r["executions"] / (a.query_interval + a.jitter / 2),
                 m.get("cpu_ms_per_check"),
@@ -601,8 +614,13 @@ def growth_table(a, results):
         lines.append(
             "RSS slope (one tracker, steady RSS): "
             + "; ".join(
-                "%s -> %s: %.2f KB per execution"
-                % ("{:,}".format(s["from"]), "{:,}".format(s["to"]), s["kb_per_execution"])
+                "%s, %s -> %s: %.2f KB per execution"
+                % (
+                    s["backend"],
+                    "{:,}".format(s["from"]),
+                    "{:,}".format(s["to"]),
+                    s["kb_per_execution"],
+                )
                 for s in slopes
             )
         )
