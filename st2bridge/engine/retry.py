@@ -8,6 +8,8 @@ import logging
 import random
 import time
 
+from st2bridge import concurrency
+
 log = logging.getLogger(__name__)
 
 # 2**62 is far beyond any cap; limiting the exponent keeps the float finite.
@@ -50,7 +52,7 @@ class RetryPolicy:
         exp_msec=1000,
         exp_max_msec=30000,
         stop_max_msec=120000,
-        sleep=time.sleep,
+        sleep=concurrency.sleep,
         clock=time.monotonic,
         rng=random.random,
         quiet=False,

@@ -7,10 +7,11 @@ Concurrency model:
     BEGIN IMMEDIATE: the write lock is taken before the read, so the check
     and the write are one atomic step across processes. Competing writers
     wait up to `busy_timeout` and then get StoreUnavailable.
-  * One connection per store object, shared by threads under a Lock. Under
-    eventlet the Lock is green and sqlite calls never yield, so green
-    threads are serialised too; but a write that waits for another
-    process's lock blocks the whole hub for up to busy_timeout.
+  * One connection per store object, shared by workers under the
+    backend's lock. Under eventlet the lock is green and sqlite calls never
+    yield, so green threads are serialised too; but a write that waits for
+    another process's lock blocks the whole hub for up to busy_timeout
+    (under the threading backend it blocks that worker's thread only).
   * claim_due skips every record under a valid lease, its holder's too.
 
 Each execution is a row of the INDEXED_FIELDS as columns (what queries use)
@@ -24,9 +25,9 @@ import contextlib
 import json
 import os
 import sqlite3
-import threading
 import urllib.parse
 
+from st2bridge import concurrency
 from st2bridge.errors import (
     Conflict,
     NotFound,
@@ -71,7 +72,7 @@ class SqliteStore(SqliteAlarmStore, SqlitePlatformStore, Store):
         its listeners are up)."""
         self.path = os.fspath(path)
         self.busy_timeout = float(busy_timeout)
-        self._lock = threading.RLock()  # transaction() holds it around nested writes
+        self._lock = concurrency.current().rlock()  # transaction() holds it around nested writes
         self._grouped = False
         self._conn = None
         self._opened = {}  # the files' identities when opened (sqlite_file)

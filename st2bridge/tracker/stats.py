@@ -7,6 +7,8 @@ is over every check made (a capped list once hid the slowest checks of a
 busy window). Above 10 s the buckets are 100 ms wide.
 """
 
+from st2bridge import concurrency
+
 EXACT_MS = 10_000  # 1 ms buckets up to here
 COARSE_MS = 100  # bucket width above it
 
@@ -60,17 +62,20 @@ class PollStats:
     def __init__(self):
         self.polls = 0
         self.lateness = LatenessHistogram()
+        self._lock = concurrency.current().lock()  # pool workers count at once
         self.observe_lateness = None  # metrics hook: called with each lateness (s)
 
     def polled(self, record, now):
-        self.polls += 1
-        if record.get("next_poll_at"):
-            late = max(0.0, now - record["next_poll_at"])
-            self.lateness.add(late)
-            if self.observe_lateness:
-                self.observe_lateness(late)
+        late = max(0.0, now - record["next_poll_at"]) if record.get("next_poll_at") else None
+        with self._lock:
+            self.polls += 1
+            if late is not None:
+                self.lateness.add(late)
+        if late is not None and self.observe_lateness:
+            self.observe_lateness(late)
 
     def take_lateness(self):
         """p50/p99/max lateness (ms) since the last call, and the check count."""
-        window, self.lateness = self.lateness, LatenessHistogram()
+        with self._lock:
+            window, self.lateness = self.lateness, LatenessHistogram()
         return window.summary()
