@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 import urllib.parse
 
 from st2bridge import concurrency
@@ -145,7 +146,7 @@ class SqliteStore(SqliteAlarmStore, SqlitePlatformStore, Store):
 
     def _setup(self, conn, create=True):
         conn.execute("PRAGMA busy_timeout = %d" % int(self.busy_timeout * 1000))
-        conn.execute("PRAGMA journal_mode = WAL")
+        self._enter_wal(conn)
         # In WAL mode NORMAL never corrupts; a power cut may lose the last
         # commits, which the tracker relearns from the engine on its next poll.
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -171,6 +172,20 @@ class SqliteStore(SqliteAlarmStore, SqlitePlatformStore, Store):
             raise StoreVersionMismatch(
                 version_mismatch_message(self.path, version, self.SCHEMA_VERSION)
             )
+
+    def _enter_wal(self, conn):
+        # Switching a new file to WAL needs its exclusive lock; when processes
+        # create the store together, SQLite may answer "locked" at once rather
+        # than wait (its deadlock rule for lock upgrades): try again meanwhile.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                concurrency.sleep(0.01)
 
     def _recorded_version(self, conn):
         """The recorded schema version; None for an empty (new) database."""
