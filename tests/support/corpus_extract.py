@@ -176,7 +176,7 @@ def add_engine_tests(corpus, repo):
                 corpus.leave_out(source, problem)
                 continue
 
-            def place(c, test=found.test):
+            def place(c, test=found.test, module=module):
                 label = (
                     c.label.lower()
                     if c.label and c.label not in ("wf_text", "wf_def", "wb_text", "wb_def")
@@ -215,6 +215,12 @@ def _reverse_target(spec):
     return tops[-1] if tops else None
 
 
+def _only_actions(data):
+    """An action definitions file: `actions:`, or actions (with `base`) at the top."""
+    rest = {k: v for k, v in data.items() if k not in defs.TOP_LEVEL - {"actions"}}
+    return "actions" in rest or all(isinstance(v, dict) and "base" in v for v in rest.values())
+
+
 def add_resources(corpus, repo):
     for prefix in RESOURCE_DIRS[repo.name]:
         for path in repo.files(prefix, (".yaml", ".yml")):
@@ -229,7 +235,7 @@ def add_resources(corpus, repo):
                 corpus.leave_out(source, "not a Mistral v2 workflow or workbook")
                 continue
             kind = "workbook" if "workflows" in data and "name" in data else "workflows"
-            if kind == "workflows" and "actions" in data and len(data) <= 3:
+            if kind == "workflows" and _only_actions(data):
                 corpus.leave_out(source, "ad-hoc actions only (no workflow)")
                 continue
             created = Created(kind, dedent_definition(text), "")

@@ -3,6 +3,7 @@ without the bridge: how the corpus finds each case's expected final state
 (corpus_extract --probe) and what the corpus test compares the bridge with."""
 
 import json
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -116,12 +117,17 @@ def probe_all(api_url, corpus_dir, cases, leave_out, timeout, workers=4):
 
     def probe(indexed):
         index, case = indexed
+        began = time.monotonic()
         try:
             execution_id, state, resumed = run_case(
                 engine, corpus_dir, case, "probe_%s_%d" % (token, index), timeout
             )
         except EngineRefused as exc:
             return case, None, "the engine refuses it: %s" % exc
+        except requests.RequestException as exc:
+            return case, None, "the engine did not answer (%s)" % type(exc).__name__
+        finally:
+            print("%6.1f s  %s" % (time.monotonic() - began, case["name"]), file=sys.stderr)
         if state not in TERMINAL:
             engine.cancel(execution_id)
             return (
@@ -130,6 +136,7 @@ def probe_all(api_url, corpus_dir, cases, leave_out, timeout, workers=4):
                 "does not end on its own within %d s (engine state %s)" % (timeout, state),
             )
         case["resume_paused"] = resumed
+        case["engine_seconds"] = round(time.monotonic() - began, 1)
         return case, state, None
 
     kept = []
