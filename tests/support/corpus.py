@@ -69,24 +69,30 @@ def run_argv(case, namespace, workdir, wait):
 
 
 class Resumer:
-    """Resumes this run's executions that a pause-before task paused (the
-    engine's own probe of the case resumed them the same way)."""
+    """Resumes this run's executions that a pause-before task or a `pause`
+    command paused, in the namespaces of cases marked `resume_paused` (the
+    probe of the case on the engine resumed them the same way)."""
 
     def __init__(self, api_url):
-        self.engine, self.ids, self.resumed = DirectEngine(api_url), set(), set()
+        self.engine, self.namespaces, self.resumed = DirectEngine(api_url), set(), set()
 
     def tick(self):
-        for execution_id in list(self.ids - self.resumed):
-            try:
-                if self.engine.execution(execution_id)["state"] == "PAUSED":
+        try:
+            paused = self.engine.http.get(
+                self.engine.api_url + "/executions",
+                params={"state": "PAUSED", "limit": 1000, "fields": "id,workflow_namespace"},
+                timeout=30,
+            ).json()["executions"]
+            for ex in paused:
+                if ex["workflow_namespace"] in self.namespaces and ex["id"] not in self.resumed:
                     requests.put(
-                        self.engine.api_url + "/executions/" + execution_id,
+                        self.engine.api_url + "/executions/" + ex["id"],
                         json={"state": "RUNNING"},
                         timeout=30,
                     ).raise_for_status()
-                    self.resumed.add(execution_id)
-            except requests.RequestException:
-                pass
+                    self.resumed.add(ex["id"])
+        except (requests.RequestException, KeyError, ValueError):
+            pass  # the next tick tries again
 
 
 def task_rows(tasks):
@@ -111,6 +117,8 @@ class CorpusRun:
         namespace = "corpus_%s_%d" % (self.token, index)
         workdir = self.bridge.dir / ("case-%d" % index)
         workdir.mkdir()
+        if case.resume_paused:
+            self.resumer.namespaces.add(namespace)
         if case.register:
             files = [CORPUS / f for f in case.register]
             proc = self.bridge.cli("workflow", "register", *files, "--namespace", namespace)
@@ -121,8 +129,6 @@ class CorpusRun:
         if proc.returncode not in (0, 1) or not proc.stdout.strip().startswith("{"):
             return ["run exited %d: %s" % (proc.returncode, proc.stderr.strip()[-300:])]
         started = json.loads(proc.stdout)
-        if case.resume_paused:
-            self.resumer.ids.add(started["engine_execution_id"])
         return self.check(case, started, wait)
 
     def check(self, case, started, wait):
