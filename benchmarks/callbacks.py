@@ -51,10 +51,13 @@ from benchmarks.common import (
     Probe,
     Proc,
     Server,
+    add_backend_option,
+    chosen_backends,
     dist,
     engine_count,
     load,
     pct,
+    side_by_side,
     start_mistral,
     stop_mistral,
 )
@@ -668,6 +671,32 @@ def report(res):
         print("  profile (inclusive) %6s  %s" % p)
 
 
+def run_parts(a, parts, tmp, api_url, probe):
+    """The chosen parts under one backend (a.backend); their results."""
+    res = {}
+    if "latency" in parts:
+        res["latency"] = {}
+        for mode in ("hybrid", "poll"):
+            print(
+                "latency, %s, %s mode: %d executions, %d at a time (load %.2f)"
+                % (a.backend, mode, a.executions, a.concurrency, load()),
+                flush=True,
+            )
+            res["latency"][mode] = latency_mode(a, tmp, api_url, mode, probe)
+    if "requests" in parts:
+        res["requests"] = {}
+        for mode in ("hybrid", "poll"):
+            print(
+                "engine requests, %s, %s mode: %d executions of a %g s workflow at once"
+                % (a.backend, mode, a.req_executions, a.sleep),
+                flush=True,
+            )
+            res["requests"][mode] = requests_mode(a, tmp, api_url, mode)
+    if "ingest" in parts:
+        res["ingest"] = ingest(a, tmp)
+    return res
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--loadgen":
         return loadgen(sys.argv[2])
@@ -703,6 +732,7 @@ def main():
     ap.add_argument("--profile", action="store_true", help="py-spy the tracker during ingest")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--json-out")
+    add_backend_option(ap)
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     parts = ["latency", "requests", "ingest"] if a.part == "all" else [a.part]
@@ -722,27 +752,25 @@ def main():
             api_url = mistral.api_url
         if "latency" in parts:
             probe = Server(Probe, target=None)
-            res["latency"] = {}
-            for mode in ("hybrid", "poll"):
-                print(
-                    "latency, %s mode: %d executions, %d at a time (load %.2f)"
-                    % (mode, a.executions, a.concurrency, load()),
-                    flush=True,
-                )
-                res["latency"][mode] = latency_mode(a, tmp, api_url, mode, probe)
-        if "requests" in parts:
-            res["requests"] = {}
-            for mode in ("hybrid", "poll"):
-                print(
-                    "engine requests, %s mode: %d executions of a %g s workflow at once"
-                    % (mode, a.req_executions, a.sleep),
-                    flush=True,
-                )
-                res["requests"][mode] = requests_mode(a, tmp, api_url, mode)
+        backends = chosen_backends(a)
+        for backend in backends:  # the parts that need the engine, under each backend
+            a.backend = backend
+            (tmp / backend).mkdir()
+            res[backend] = run_parts(
+                a, [p for p in parts if p != "ingest"], tmp / backend, api_url, probe
+            )
         if "ingest" in parts:
             mistral = stop_mistral(mistral)  # its load would skew the figures
-            res["ingest"] = ingest(a, tmp)
-        report(res)
+            for backend in backends:
+                a.backend = backend
+                res[backend].update(run_parts(a, ["ingest"], tmp / backend, api_url, probe))
+        for backend in backends:
+            print("\n#### %s" % backend, flush=True)
+            report(res[backend])
+        a.backend = "both" if len(backends) > 1 else backends[0]  # as asked, in the JSON's args
+        table = side_by_side({b: res[b] for b in backends if b in res})
+        if table:
+            print("\n#### threading / eventlet\n" + table, flush=True)
     except KeyboardInterrupt:
         print("interrupted: cleaning up", flush=True)
     finally:

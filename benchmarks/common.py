@@ -191,11 +191,13 @@ class Bridge:
         self.db, self.port, self.mode = self.dir / "bridge.db", free_port(), mode
         path = self.dir / "bridge.conf"
         path.write_text(
-            "[DEFAULT]\nstate_path = %s\nlog_level = %s\n[store]\nurl = sqlite:///%s\n"
+            "[DEFAULT]\nconcurrency = %s\nstate_path = %s\nlog_level = %s\n"
+            "[store]\nurl = sqlite:///%s\n"
             "[engine]\napi_url = %s\n[resultstracker]\nmode = %s\nquery_interval = %s\n"
             "thread_pool_size = %d\njitter_interval = %s\nstale_after = %s\n"
             "[callback]\nhost = 127.0.0.1\nport = %d\ntask_events = %s\n%s"
             % (
+                getattr(a, "backend", "eventlet"),
                 self.dir,
                 a.log_level,
                 self.db,
@@ -276,3 +278,44 @@ def stop_mistral(instance):
     if instance:
         instance.stop()
         print("private Mistral stopped, vhost %s deleted" % instance.vhost, flush=True)
+
+
+# -- backends ------------------------------------------------------------------------
+
+BACKENDS = ("eventlet", "threading")
+
+
+def add_backend_option(ap):
+    ap.add_argument(
+        "--backend",
+        choices=BACKENDS + ("both",),
+        default="both",
+        help="[DEFAULT] concurrency of the bridge's processes (default: both, side by side)",
+    )
+
+
+def chosen_backends(a):
+    return list(BACKENDS) if a.backend == "both" else [a.backend]
+
+
+def _numbers(value, prefix=""):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield prefix, value
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _numbers(inner, "%s.%s" % (prefix, key) if prefix else str(key))
+
+
+def side_by_side(by_backend):
+    """Every figure both runs have, one line each: eventlet, threading, and
+    threading / eventlet."""
+    if set(by_backend) != set(BACKENDS):
+        return ""
+    left, right = (dict(_numbers(by_backend[name])) for name in BACKENDS)
+    lines = ["%-60s %14s %14s %8s" % ("figure", "eventlet", "threading", "ratio")]
+    for key in sorted(set(left) & set(right)):
+        ratio = "%.2f" % (right[key] / left[key]) if left[key] else "-"
+        lines.append("%-60s %14s %14s %8s" % (key[:60], left[key], right[key], ratio))
+    return "\n".join(lines)

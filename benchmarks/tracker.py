@@ -47,6 +47,7 @@ from pathlib import Path
 
 import requests
 
+from benchmarks.common import add_backend_option, chosen_backends, side_by_side
 from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.store import open_store
 from st2bridge.store.base import new_execution_record
@@ -118,10 +119,10 @@ def bare_get_cost(url, ex_id, n=1500):
 def write_config(tmp, store_url, api_url, a):
     path = tmp / "bridge.conf"
     path.write_text(
-        "[DEFAULT]\nstate_path = %s\nlog_level = %s\n[store]\nurl = %s\n"
+        "[DEFAULT]\nconcurrency = %s\nstate_path = %s\nlog_level = %s\n[store]\nurl = %s\n"
         "[engine]\napi_url = %s\n[resultstracker]\nmode = poll\nquery_interval = %s\n"
         "jitter_interval = %s\nthread_pool_size = %d\n[metrics]\nport = 0\n[web]\nport = 0\n"
-        % (tmp, a.log_level, store_url, api_url, a.query_interval, a.jitter, a.pool)
+        % (a.backend, tmp, a.log_level, store_url, api_url, a.query_interval, a.jitter, a.pool)
     )
     return path
 
@@ -553,23 +554,35 @@ def report_one(a, res):
 
 
 def rss_slopes(results):
-    """KB per execution between consecutive sizes, one tracker, steady RSS."""
-    one = sorted(
-        (r["executions"], r["measure"]["rss_kb"])
-        for r in results
-        if r["trackers"] == 1 and r.get("measure", {}).get("rss_kb")
-    )
-    return [
-        {"from": n1, "to": n2, "kb_per_execution": round((r2 - r1) / (n2 - n1), 3)}
-        for (n1, r1), (n2, r2) in zip(one, one[1:])
-    ]
+    """KB per execution between consecutive sizes, one tracker, steady RSS
+    (each backend's runs apart)."""
+    slopes = []
+    for backend in sorted({r.get("backend", "eventlet") for r in results}):
+        one = sorted(
+            (r["executions"], r["measure"]["rss_kb"])
+            for r in results
+            if r["trackers"] == 1
+            and r.get("backend", "eventlet") == backend
+            and r.get("measure", {}).get("rss_kb")
+        )
+        slopes += [
+            {
+                "backend": backend,
+                "from": n1,
+                "to": n2,
+                "kb_per_execution": round((r2 - r1) / (n2 - n1), 3),
+            }
+            for (n1, r1), (n2, r2) in zip(one, one[1:])
+            if n2 != n1
+        ]
+    return slopes
 
 
 def growth_table(a, results):
     lines = [
-        "| N | trackers | checks/s (needed) | CPU ms/check | first round s | lateness p50 / p99 / max ms "
+        "| N | trackers | backend | checks/s (needed) | CPU ms/check | first round s | lateness p50 / p99 / max ms "
         "| CPU % of a core | RSS MB | baseline checks/s, CPU % |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         m, late, b = (
@@ -578,10 +591,11 @@ def growth_table(a, results):
             r.get("baseline") or {},
         )
         lines.append(
-            "| %s | %d | %s (%.0f) | %s | %s | %s / %s / %s | %s | %s | %s |"
+            "| %s | %d | %s | %s (%.0f) | %s | %s | %s / %s / %s | %s | %s | %s |"
             % (
                 "{:,}".format(r["executions"]),
                 r["trackers"],
+                r.get("backend", "eventlet"),
                 m.get("checks_per_s"),
                 r["executions"] / (a.query_interval + a.jitter / 2),
                 m.get("cpu_ms_per_check"),
@@ -600,8 +614,13 @@ def growth_table(a, results):
         lines.append(
             "RSS slope (one tracker, steady RSS): "
             + "; ".join(
-                "%s -> %s: %.2f KB per execution"
-                % ("{:,}".format(s["from"]), "{:,}".format(s["to"]), s["kb_per_execution"])
+                "%s, %s -> %s: %.2f KB per execution"
+                % (
+                    s["backend"],
+                    "{:,}".format(s["from"]),
+                    "{:,}".format(s["to"]),
+                    s["kb_per_execution"],
+                )
                 for s in slopes
             )
         )
@@ -636,6 +655,7 @@ def main(argv=None):
     ap.add_argument("--log-level", default="WARNING")
     ap.add_argument("--json-out")
     ap.add_argument("--markdown-out")
+    add_backend_option(ap)
     a = ap.parse_args(argv)
     a.warmup = 2 * a.query_interval if a.warmup is None else a.warmup
     sizes = [int(s) for s in a.growth.split(",")] if a.growth else [a.executions]
@@ -654,11 +674,21 @@ def main(argv=None):
     try:
         for n in sizes:
             for k in counts:
-                tmp = Path(tempfile.mkdtemp(prefix="st2bridge-bench-"))
-                print("\n#### N = %d, %d tracker(s); logs in %s" % (n, k, tmp), flush=True)
-                res = run_one(a, n, k, tmp)
-                report_one(argparse.Namespace(**dict(vars(a), executions=n)), res)
-                results.append(res)
+                by_backend = {}
+                for backend in chosen_backends(a):
+                    tmp = Path(tempfile.mkdtemp(prefix="st2bridge-bench-"))
+                    print(
+                        "\n#### N = %d, %d tracker(s), %s; logs in %s" % (n, k, backend, tmp),
+                        flush=True,
+                    )
+                    run_a = argparse.Namespace(**dict(vars(a), backend=backend))
+                    res = dict(run_one(run_a, n, k, tmp), backend=backend)
+                    report_one(argparse.Namespace(**dict(vars(run_a), executions=n)), res)
+                    results.append(res)
+                    by_backend[backend] = res
+                table = side_by_side(by_backend)
+                if table:
+                    print("\n#### N = %d, %d tracker(s): threading / eventlet\n%s" % (n, k, table))
     finally:
         meta["load_end"] = load()
         out = dict(meta, results=results, rss_slopes=rss_slopes(results))

@@ -48,6 +48,17 @@ default_opts = [
         "files (oslo.config's rules; $$ is then a literal $). Off: every "
         "value is taken literally, so a password may hold a $.",
     ),
+    cfg.StrOpt(
+        "concurrency",
+        default="eventlet",
+        choices=["eventlet", "threading"],
+        help="How the daemons (st2bridge-resultstracker, st2bridge-api) run "
+        "their work: eventlet (green threads in one OS thread, the default) or "
+        "threading (native threads, with waitress as the HTTP server). Choose "
+        "threading where a call may block a whole process under eventlet: "
+        "several trackers on one SQLite file, whose lock waits block the OS "
+        "thread. Read at start; a restart applies a change.",
+    ),
     cfg.ListOpt(
         "secret_input_keys",
         default=[],

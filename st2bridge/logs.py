@@ -16,10 +16,9 @@ import logging
 import logging.handlers
 import os
 import sys
-import threading
 import time
 
-from st2bridge import config, errors, redact
+from st2bridge import concurrency, config, errors, redact
 
 LOG = logging.getLogger(__name__)
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
@@ -31,7 +30,7 @@ DB_UPGRADE = "st2bridge-db-upgrade"
 
 # Libraries that log every connection, job run or request: kept to warnings
 # whatever the bridge's level (keystoneauth's debug lines show request bodies).
-NOISY = ("urllib3", "apscheduler", "keystoneauth", "stevedore")
+NOISY = ("urllib3", "waitress", "keystoneauth", "stevedore")
 
 
 class RedactingFormatter(logging.Formatter):
@@ -87,7 +86,7 @@ class RateLimitedLog:
         self.clock = clock
         self._last = {}  # key -> when its last line was written
         self._held = {}  # key -> events not written since
-        self._lock = threading.Lock()
+        self._lock = concurrency.current().lock()
 
     def log(self, level, key, message, *args):
         """Write the line now, or count it; True when written."""

@@ -30,7 +30,7 @@ import dataclasses
 import logging
 import time
 
-from st2bridge import control, errors, schedule
+from st2bridge import concurrency, control, errors, schedule
 from st2bridge import status as st
 from st2bridge.results import LIGHT_FIELDS
 from st2bridge.tracker import stuck
@@ -68,7 +68,7 @@ class Recovery:
         rerun=True,
         settle=30.0,
         clock=time.time,
-        sleep=time.sleep,
+        sleep=concurrency.sleep,
     ):
         self.engine = engine
         self.store = store

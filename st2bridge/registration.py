@@ -13,7 +13,7 @@ import time
 
 import yaml
 
-from st2bridge import errors
+from st2bridge import concurrency, errors
 
 LOG = logging.getLogger(__name__)
 PARSE_ERROR_RETRIES = (0.2, 0.5, None)  # delays before asking again; None: give up
@@ -23,7 +23,7 @@ class Registrar:
     """`cache_seconds`: how long a definition registered by this object is
     trusted without asking the engine again (0: ask every time)."""
 
-    def __init__(self, engine, *, cache_seconds=0.0, clock=time.time, sleep=time.sleep):
+    def __init__(self, engine, *, cache_seconds=0.0, clock=time.time, sleep=concurrency.sleep):
         self.engine = engine
         self.sleep = sleep
         self.cache_seconds = cache_seconds

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import time
 
-from st2bridge import control, errors, launch, results, taskview
+from st2bridge import concurrency, control, errors, launch, results, taskview
 from st2bridge import status as st
 from st2bridge.launch import StartRequest, StartResult  # noqa: F401 (API)
 from st2bridge.registration import Registrar
@@ -191,7 +191,7 @@ class Runner:
         *,
         interval=0.5,
         on_progress=None,
-        sleep=time.sleep,
+        sleep=concurrency.sleep,
         warnings=None,
         settle_timeout=SETTLE_WAIT,
     ):

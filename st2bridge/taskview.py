@@ -20,9 +20,9 @@ the record holds, so a callback processed after the read is never undone.
 """
 
 import json
-import threading
 import weakref
 
+from st2bridge import concurrency
 from st2bridge import status as st
 from st2bridge.callbacks import secrets
 from st2bridge.engine import answers
@@ -249,7 +249,7 @@ def merge(recorded, fresh, reread=None):
 # -- one writer at a time per execution (in this process) ---------------------------
 
 _locks = weakref.WeakValueDictionary()
-_locks_guard = threading.Lock()
+_locks_guard = concurrency.current().lock()
 
 
 def lock(execution_id):
@@ -259,5 +259,5 @@ def lock(execution_id):
     with _locks_guard:
         found = _locks.get(execution_id)
         if found is None:
-            found = _locks[execution_id] = threading.RLock()
+            found = _locks[execution_id] = concurrency.current().rlock()
         return found

@@ -4,10 +4,9 @@ events other processes left unfinished. Woken by the change log (any news:
 an execution that ended may free a slot) and every second."""
 
 import logging
-import threading
 import time
 
-from st2bridge import errors
+from st2bridge import concurrency, errors
 from st2bridge.alarms.drainer import Drainer
 from st2bridge.alarms.endpoints import EventHandlers
 from st2bridge.alarms.metrics import AlarmMetrics
@@ -33,7 +32,7 @@ class Alarms:
         if api_metrics is not None:
             self.metrics = AlarmMetrics(api_metrics.registry, self.drainer, rules)
             self.processor.observers.append(self.metrics.observe_event)
-        self._wake = threading.Event()
+        self._wake = concurrency.current().event()
         self.stopping = False
 
     def _load(self, initial=False):

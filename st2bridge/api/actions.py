@@ -7,7 +7,7 @@ from. Each call logs who asked (the API key's name) and through what."""
 import logging
 import time
 
-from st2bridge import control, errors, recover
+from st2bridge import concurrency, control, errors, recover
 from st2bridge import status as st
 from st2bridge.tracker import stuck, stuckwatch
 
@@ -62,7 +62,7 @@ def recover_execution(
     settle=30.0,
     via="API",
     clock=time.time,
-    sleep=time.sleep,
+    sleep=concurrency.sleep,
 ):
     """`st2bridge execution recover ID --no-wait [--dry-run]`: diagnose afresh
     from the engine, carry out the plan; its --json answer (Conflict when

@@ -38,7 +38,7 @@ import urllib.parse
 
 import requests
 
-from st2bridge import errors
+from st2bridge import concurrency, errors
 from st2bridge.api import signing
 from st2bridge.api.executions import record_view
 from st2bridge.cli import output
@@ -107,7 +107,7 @@ class Notifier:
         # `created` entry): status changes of the others need no record read.
         self._status_sinks = {}
         self.in_flight = set()
-        self.counts = {"delivered": 0, "retried": 0, "failed": 0}
+        self.counts = concurrency.Tally(delivered=0, retried=0, failed=0)  # from delivery workers
         self.observers = []  # metrics: called with (outcome, seconds from the change)
 
     # -- the log -> notifications ---------------------------------------------------
@@ -263,7 +263,7 @@ class Notifier:
                 },
                 if_lease_owner=self.owner,
             )
-            self.counts["delivered"] += 1
+            self.counts.add("delivered")
             LOG.info(
                 "notification %s (%s of execution %s) delivered to %s (attempt %d)",
                 n["id"],
@@ -288,7 +288,7 @@ class Notifier:
                 },
                 if_lease_owner=self.owner,
             )
-            self.counts["failed"] += 1
+            self.counts.add("failed")
             LOG.error(
                 "notification %s of execution %s to %s failed for good (%s after %d "
                 "attempts); `st2bridge notification resend %s` sends it again",
@@ -312,7 +312,7 @@ class Notifier:
             },
             if_lease_owner=self.owner,
         )
-        self.counts["retried"] += 1
+        self.counts.add("retried")
         LOG.warning(
             "notification %s of execution %s to %s failed (%s, attempt %d); trying again in %.1f s",
             n["id"],

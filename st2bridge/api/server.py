@@ -1,11 +1,11 @@
-"""The API's WSGI server: one function, so that the concurrency seam's
-hardened server (read deadlines, connection caps, an EMFILE-safe accept
-loop; branch `seam`) replaces today's in one line."""
-
-from st2bridge import green
+"""The API's WSGI server: the backend's hardened listener (connection cap,
+read deadline for slow clients, header cap; bodies over [api] max_body are
+refused by the routes before they are read)."""
 
 
-def serve(app, host, port, logger, max_connections=1024):
-    """Listen on host:port and serve `app` in this process's green threads;
+def serve(backend, app, host, port, logger, max_connections=1024, max_body=None):
+    """Listen on host:port and serve `app` in this process's workers;
     returns the server (.address, .stop())."""
-    return green.WsgiServer(app, host, port, logger, max_connections=max_connections, name="api")
+    return backend.wsgi_server(
+        app, host, port, logger, name="api", max_connections=max_connections, max_body=max_body
+    )

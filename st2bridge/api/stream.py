@@ -21,10 +21,9 @@ import bisect
 import datetime
 import json
 import logging
-import threading
 import time
 
-from st2bridge import errors
+from st2bridge import concurrency, errors
 
 LOG = logging.getLogger("st2bridge.api.stream")
 
@@ -49,7 +48,7 @@ class LogFollower:
         self.clock = clock
         self.cursor = 0
         self._seqs, self._entries = [], []
-        self._cond = threading.Condition()
+        self._cond = concurrency.current().condition()
         self.listeners = []  # called (no arguments) after new entries arrived
         self.stopping = False
         self.subscribers = 0
@@ -150,7 +149,8 @@ def events(feed, last_id=None, execution_id=None, keepalive=15.0):
 
 
 def _events(feed, cursor, reset, execution_id, keepalive):
-    feed.subscribers += 1
+    with feed._cond:  # streams open and close in request workers
+        feed.subscribers += 1
     try:
         yield b"retry: 1000\n\n"
         if reset:
@@ -170,7 +170,8 @@ def _events(feed, cursor, reset, execution_id, keepalive):
             if not feed.wait(cursor, keepalive):
                 yield b": keepalive\n\n"
     finally:
-        feed.subscribers -= 1
+        with feed._cond:
+            feed.subscribers -= 1
 
 
 def parse_last_id(text):

@@ -11,12 +11,10 @@ for the poller at once: a lost fetch costs a poll, never the result.
 
 import collections
 import logging
-import threading
 import time
 
-from st2bridge import errors, logs, results, taskview
+from st2bridge import concurrency, errors, logs, results, taskview
 from st2bridge.callbacks import events, secrets, webhook
-from st2bridge.green import InlineExecutor
 from st2bridge.schedule import Schedule
 from st2bridge.store.group_commit import GroupCommit
 
@@ -58,29 +56,29 @@ class CallbackHandler:
         # settle(record): follow the tasks still going after the end.
         self.settle = settle
         # Runs result fetches after the answer (inline in tests).
-        self.executor = executor or InlineExecutor()
+        self.executor = executor or concurrency.InlineExecutor()
         # Answers by kind, and what was done about bodies that were not read.
         # left_to_poller: terminal events whose result fetch failed.
-        self.counts = {
-            "accepted": 0,
-            "rejected": 0,
-            "errors": 0,
-            "too_large": 0,
-            "left_to_poller": 0,
-            "rereads": 0,
-        }
+        self.counts = concurrency.Tally(
+            accepted=0,
+            rejected=0,
+            errors=0,
+            too_large=0,
+            left_to_poller=0,
+            rereads=0,
+        )
         # Events arriving together share one store transaction.
         self.commits = GroupCommit(store)
         self.observers = []  # metrics hooks: called with (HTTP status, seconds taken)
         self._finishing = set()
         self._hashes = collections.OrderedDict()
-        self._hashes_guard = threading.Lock()
+        self._hashes_guard = concurrency.current().lock()
 
     # -- every answer is counted here (the app calls it) -----------------------
 
     def answered(self, status, seconds):
         kind = "accepted" if status < 300 else "rejected" if status < 500 else "errors"
-        self.counts[kind] += 1
+        self.counts.add(kind)
         for observe in self.observers:
             observe(status, seconds)
 
@@ -122,7 +120,7 @@ class CallbackHandler:
     def too_large(self, execution_id, length, limit):
         """An authenticated body over the limit: not read, but not lost either
         (the poller reads the execution from the engine at once)."""
-        self.counts["too_large"] += 1
+        self.counts.add("too_large")
         LOG.warning(
             "callback for execution %s: a body of %d bytes is over [callback] max_body "
             "(%d) and was not read; the execution is checked with the engine now",
@@ -199,7 +197,7 @@ class CallbackHandler:
     def _reread(self, outcome, task_id):
         """Two views of one task within the engine's one second that cannot be
         ordered: the engine's own current state decides."""
-        self.counts["rereads"] += 1
+        self.counts.add("rereads")
         again = results.rereader(self.engine)(task_id)
         if again is None:
             return outcome  # as it arrived; the end's task refresh reconciles
@@ -259,7 +257,7 @@ class CallbackHandler:
                     record["id"],
                     event["state"],
                 )
-                self.counts["left_to_poller"] += 1
+                self.counts.add("left_to_poller")
                 self._leave_to_poller(record["id"])
                 return
             if done.written:
@@ -288,7 +286,7 @@ class CallbackHandler:
                 event["state"],
                 exc,
             )
-            self.counts["left_to_poller"] += 1
+            self.counts.add("left_to_poller")
             self._leave_to_poller(record["id"])
         finally:
             self._finishing.discard(record["id"])

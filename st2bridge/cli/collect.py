@@ -35,7 +35,7 @@ PACKAGES = (
     "oslo.config",
     "requests",
     "eventlet",
-    "APScheduler",
+    "waitress",
     "pymongo",
     "prometheus_client",
     "keystoneauth1",

@@ -13,10 +13,9 @@ it is imported only when Keystone authentication is configured.
 
 import datetime
 import logging
-import threading
 import time
 
-from st2bridge import errors
+from st2bridge import concurrency, errors
 from st2bridge.text import one_line
 
 LOG = logging.getLogger(__name__)
@@ -94,7 +93,7 @@ class KeystoneTokens:
             project_domain_name=project_domain_name,
         )
         self._session = ks_session.Session(verify=verify, timeout=timeout)
-        self._lock = threading.Lock()
+        self._lock = concurrency.current().lock()
         self._token = None
         self._renew_at = None
         self.issued = 0  # tokens obtained (for tests and stats)

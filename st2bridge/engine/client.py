@@ -10,7 +10,6 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,6 +18,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from st2bridge import concurrency
 from st2bridge.engine.base import Resource
 from st2bridge.engine.http_errors import STATUS_ERRORS, fault, unreachable
 from st2bridge.engine.retry import RetryPolicy
@@ -119,7 +119,7 @@ class MistralClient:
             session.mount("http://", adapter)
             session.mount("https://", adapter)
         self._session = session
-        self._count_lock = threading.Lock()
+        self._count_lock = concurrency.current().lock()
         self.request_count = 0  # HTTP requests attempted, retries included
         self.error_counts: dict[str, int] = {}  # failed attempts by error class name (metrics)
         # get_token() before each request, invalidate(token) on a 401

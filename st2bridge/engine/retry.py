@@ -8,6 +8,7 @@ import logging
 import random
 import time
 
+from st2bridge import concurrency
 from st2bridge.text import one_line
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class RetryPolicy:
         exp_msec=1000,
         exp_max_msec=30000,
         stop_max_msec=120000,
-        sleep=time.sleep,
+        sleep=concurrency.sleep,
         clock=time.monotonic,
         rng=random.random,
         quiet=False,

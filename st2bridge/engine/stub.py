@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from st2bridge import errors
+from st2bridge import concurrency, errors
 from st2bridge.engine import stub_rules as rules
 from st2bridge.engine.base import Resource
 from st2bridge.engine.http_errors import STATUS_ERRORS
@@ -70,7 +69,7 @@ class StubEngine:
         # engine: `{}` to get_execution, a row without fields to a listing)
         self.malformed: dict[str, Any] = {}
         self.error_counts: dict[str, int] = {}
-        self._lock = threading.RLock()
+        self._lock = concurrency.current().rlock()
 
     @property
     def request_count(self) -> int:

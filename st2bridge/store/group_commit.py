@@ -5,18 +5,18 @@ write was a sixth of the tracker's CPU under load. The first writer to arrive
 leads: it yields once so that writers running concurrently can queue up, then
 applies the whole queue in one transaction and wakes the others. Each writer
 still gets its own result or exception, and returns only once its write is
-committed. Works with real threads and with eventlet's green ones (the daemon
-patches threading and time).
+committed. The lock, the events and the yield come from the concurrency
+backend: the same code under green threads and native ones.
 """
 
-import threading
-import time
+from st2bridge import concurrency
 
 
 class GroupCommit:
-    def __init__(self, store):
+    def __init__(self, store, backend=None):
         self.store = store
-        self._mutex = threading.Lock()
+        self._backend = backend or concurrency.current()
+        self._mutex = self._backend.lock()
         self._queue = []
         self._busy = False  # a leader is collecting or committing
         self.batches = 0  # counts, for the benchmark and tests
@@ -24,7 +24,7 @@ class GroupCommit:
 
     def run(self, write):
         """Call `write()` inside a shared transaction; its result (or raise)."""
-        entry = {"write": write, "done": threading.Event()}
+        entry = {"write": write, "done": self._backend.event()}
         with self._mutex:
             self._queue.append(entry)
             lead = not self._busy
@@ -33,11 +33,13 @@ class GroupCommit:
             entry["done"].wait()
             if not entry.pop("lead", False):
                 return _outcome(entry)
-        time.sleep(0)  # let concurrent writers join this batch
+        self._backend.yield_()  # let concurrent writers join this batch
         with self._mutex:
             batch, self._queue = self._queue, []
         self._commit(batch)
         with self._mutex:
+            self.batches += 1
+            self.writes += len(batch)
             if self._queue:  # arrived while committing: next leader
                 self._queue[0]["lead"] = True
                 self._queue[0]["done"].set()
@@ -57,8 +59,6 @@ class GroupCommit:
             for entry in batch:
                 entry.pop("result", None)
                 entry.setdefault("error", exc)
-        self.batches += 1
-        self.writes += len(batch)
         for entry in batch:
             entry["done"].set()
 

@@ -7,10 +7,11 @@ Concurrency model:
     BEGIN IMMEDIATE: the write lock is taken before the read, so the check
     and the write are one atomic step across processes. Competing writers
     wait up to `busy_timeout` and then get StoreUnavailable.
-  * One connection per store object, shared by threads under a Lock. Under
-    eventlet the Lock is green and sqlite calls never yield, so green
-    threads are serialised too; but a write that waits for another
-    process's lock blocks the whole hub for up to busy_timeout.
+  * One connection per store object, shared by workers under the
+    backend's lock. Under eventlet the lock is green and sqlite calls never
+    yield, so green threads are serialised too; but a write that waits for
+    another process's lock blocks the whole hub for up to busy_timeout
+    (under the threading backend it blocks that worker's thread only).
   * claim_due skips every record under a valid lease, its holder's too.
 
 Each execution is a row of the INDEXED_FIELDS as columns (what queries use)
@@ -24,9 +25,10 @@ import contextlib
 import json
 import os
 import sqlite3
-import threading
+import time
 import urllib.parse
 
+from st2bridge import concurrency
 from st2bridge.errors import (
     Conflict,
     NotFound,
@@ -71,7 +73,7 @@ class SqliteStore(SqliteAlarmStore, SqlitePlatformStore, Store):
         its listeners are up)."""
         self.path = os.fspath(path)
         self.busy_timeout = float(busy_timeout)
-        self._lock = threading.RLock()  # transaction() holds it around nested writes
+        self._lock = concurrency.current().rlock()  # transaction() holds it around nested writes
         self._grouped = False
         self._conn = None
         self._opened = {}  # the files' identities when opened (sqlite_file)
@@ -144,7 +146,7 @@ class SqliteStore(SqliteAlarmStore, SqlitePlatformStore, Store):
 
     def _setup(self, conn, create=True):
         conn.execute("PRAGMA busy_timeout = %d" % int(self.busy_timeout * 1000))
-        conn.execute("PRAGMA journal_mode = WAL")
+        self._enter_wal(conn)
         # In WAL mode NORMAL never corrupts; a power cut may lose the last
         # commits, which the tracker relearns from the engine on its next poll.
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -170,6 +172,20 @@ class SqliteStore(SqliteAlarmStore, SqlitePlatformStore, Store):
             raise StoreVersionMismatch(
                 version_mismatch_message(self.path, version, self.SCHEMA_VERSION)
             )
+
+    def _enter_wal(self, conn):
+        # Switching a new file to WAL needs its exclusive lock; when processes
+        # create the store together, SQLite may answer "locked" at once rather
+        # than wait (its deadlock rule for lock upgrades): try again meanwhile.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                concurrency.sleep(0.01)
 
     def _recorded_version(self, conn):
         """The recorded schema version; None for an empty (new) database."""

@@ -21,10 +21,9 @@ costs what changed, which is nothing).
 """
 
 import math
-import threading
 import time
 
-from st2bridge import errors
+from st2bridge import concurrency, errors
 from st2bridge.results import LIGHT_FIELDS, engine_time
 
 
@@ -43,7 +42,9 @@ class ChangeFeed:
         self.times = {}  # engine execution id -> its updated_at as epoch seconds
         self.covers_from = None  # every change since this (bridge) time is in `rows`
         self.listed_at = None  # when the last listing started
-        self._lock = threading.Lock()  # one listing at a time; the seam makes it cooperative
+        self._lock = (
+            concurrency.current().lock()
+        )  # one listing at a time; the seam makes it cooperative
         self.listings = 0  # listing requests sent (pages count once each listing)
 
     def changes_since(self, since, wanted):

@@ -33,7 +33,7 @@ import logging
 import random
 import time
 
-from st2bridge import control, errors, results, taskview
+from st2bridge import concurrency, control, errors, results, taskview
 from st2bridge import status as st
 from st2bridge.schedule import Schedule
 from st2bridge.tracker import safety
@@ -112,6 +112,7 @@ class Poller:
         self.stats = PollStats()
         self.settler = Settler(engine, store, clock, **_given(timeout=settle_timeout))
         self._syncs = 0
+        self._syncs_lock = concurrency.current().lock()
         # Changes are kept for a few intervals; older batches list afresh.
         self.feed = ChangeFeed(
             engine,
@@ -187,7 +188,8 @@ class Poller:
             single, batch = single + batch, []
         if batch:
             free -= 1
-            self._syncs += 1
+            with self._syncs_lock:  # a sync worker lowers it
+                self._syncs += 1
             self.executor.submit(self.sync, batch)
         if len(single) > free:
             # Hand back what this pass cannot start; the next pass takes it.
@@ -217,7 +219,8 @@ class Poller:
         try:
             self._sync(records)
         finally:
-            self._syncs -= 1
+            with self._syncs_lock:
+                self._syncs -= 1
 
     def _sync(self, records):
         started = self.clock()

@@ -7,6 +7,8 @@ is over every check made (a capped list once hid the slowest checks of a
 busy window). Above 10 s the buckets are 100 ms wide.
 """
 
+from st2bridge import concurrency
+
 EXACT_MS = 10_000  # 1 ms buckets up to here
 COARSE_MS = 100  # bucket width above it
 
@@ -60,19 +62,22 @@ class PollStats:
     def __init__(self):
         self.polls = 0
         self.lateness = LatenessHistogram()
+        self._lock = concurrency.current().lock()  # pool workers count at once
         # Metrics hook: called as each check is made, with its lateness (s;
         # None for a record that was not due at a time, e.g. a callback's).
         self.observe_check = None
 
     def polled(self, record, now):
         late = max(0.0, now - record["next_poll_at"]) if record.get("next_poll_at") else None
-        self.polls += 1
-        if late is not None:
-            self.lateness.add(late)
+        with self._lock:
+            self.polls += 1
+            if late is not None:
+                self.lateness.add(late)
         if self.observe_check:
             self.observe_check(late)
 
     def take_lateness(self):
         """p50/p99/max lateness (ms) since the last call, and the check count."""
-        window, self.lateness = self.lateness, LatenessHistogram()
+        with self._lock:
+            window, self.lateness = self.lateness, LatenessHistogram()
         return window.summary()

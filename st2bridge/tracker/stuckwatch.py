@@ -16,7 +16,7 @@ import time
 
 import yaml
 
-from st2bridge import errors
+from st2bridge import concurrency, errors
 from st2bridge.results import engine_time
 from st2bridge.tracker import stuck
 
@@ -142,6 +142,7 @@ class StuckWatch:
         self._tokens, self._filled_at = max_probes_per_second, None
         self.probes = 0  # engine requests made by the watch (metrics, benchmarks)
         self.flagged = 0  # executions newly flagged stuck
+        self._count_lock = concurrency.current().lock()
 
     @classmethod
     def from_config(cls, conf, engine, store, clock=time.time):
@@ -176,7 +177,8 @@ class StuckWatch:
             return {"stuck": None} if flagged else {}
         if not stuck.screen(record, now, self.settings) or not self._token(now):
             return {}
-        self.probes += 1
+        with self._count_lock:  # checks run in pool workers
+            self.probes += 1
         try:
             report = self.engine.execution_tree(record["engine_execution_id"])
         except errors.EngineNotFound:
@@ -214,7 +216,8 @@ class StuckWatch:
         if value != previous:
             changes["stuck"] = value
         if not previous or previous.get("detected_at") != value["detected_at"]:
-            self.flagged += 1
+            with self._count_lock:
+                self.flagged += 1
             LOG.warning(
                 "execution %s looks stuck: %s since %s: %s; fix: %s",
                 record["id"],

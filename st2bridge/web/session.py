@@ -20,11 +20,10 @@ import hashlib
 import hmac
 import http.cookies
 import secrets
-import threading
 import time
 import urllib.parse
 
-from st2bridge import errors
+from st2bridge import concurrency, errors
 from st2bridge.api import auth
 
 SESSION_COOKIE = "st2bridge_session"
@@ -89,7 +88,7 @@ class Sessions:
         self.store = store
         self.clock = clock
         self._by_hash = {}
-        self._lock = threading.Lock()
+        self._lock = concurrency.current().lock()
 
     def login(self, key):
         """(session id for the cookie, Session) for a valid key; Unauthorized otherwise."""

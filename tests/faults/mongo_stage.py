@@ -10,7 +10,7 @@ Two ways, one stage (tests/faults/campaign.py's Campaign: the same workflows, ru
 watcher and verify()):
 
 - mongomock (default): MongoDB cannot be installed on every machine, and mongomock lives in one
-  process, so the trackers run in THIS process: st2bridge.tracker.daemon.Tracker objects (the
+  process, so the trackers run in THIS process: st2bridge.tracker.service.Tracker objects (the
   daemon's own poller, callback listener and heartbeat, in eventlet green threads as in the
   daemon), each over a MongoStore on one shared mongomock client seen through
   tests/faults/mongo_fault_hook.py's FaultyClient (connection refused for the outage; see there). The
@@ -33,9 +33,9 @@ from pathlib import Path
 REAL_URL = os.environ.get("ST2BRIDGE_TEST_MONGO_URL")
 
 if not REAL_URL:
-    from st2bridge import green
+    from st2bridge import concurrency
 
-    green.monkey_patch()  # noqa: E402 -- in-process trackers: as the daemon does, first thing
+    concurrency.init("eventlet")  # noqa: E402 -- in-process trackers: as the daemon does, first
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
@@ -66,7 +66,7 @@ BAD_MARK = "campaign_bad_client"  # an extra key in the bad client's bodies (the
 
 
 class InProcessTracker:
-    """fault_campaign.Tracker's interface over a st2bridge.tracker.daemon.Tracker running in this
+    """fault_campaign.Tracker's interface over a st2bridge.tracker.service.Tracker running in this
     process's green threads, on a MongoStore over `client`."""
 
     def __init__(self, stage, slot, conf_text, port):
@@ -76,13 +76,19 @@ class InProcessTracker:
         self.tracker = self.thread = self.code = None
 
     def start(self, timeout=60):
-        from st2bridge.tracker import daemon
+        from st2bridge import concurrency
+        from st2bridge.tracker.service import Tracker
 
         conf = config.load(["--config-file", str(self.conf)], config_files=[])
         store = MongoStore(client=self.stage.faulty_client, database=self.stage.database)
         engine = app.build_engine(conf, retry=False)
-        self.tracker = daemon.Tracker(
-            conf, store, engine, green.GreenExecutor(conf.resultstracker.thread_pool_size)
+        backend = concurrency.current()
+        self.tracker = Tracker(
+            conf,
+            store,
+            engine,
+            backend.executor(conf.resultstracker.thread_pool_size),
+            backend=backend,
         )
         handle = self.tracker.callbacks.handle
 

@@ -8,7 +8,14 @@ import uuid
 import pytest
 import requests
 
-from tests.support.bridge import QUICK, start_listening_tracker, wait_status, write_workflow
+from st2bridge import concurrency
+from tests.support.bridge import (
+    QUICK,
+    Bridge,
+    start_listening_tracker,
+    wait_status,
+    write_workflow,
+)
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
@@ -37,6 +44,13 @@ NESTED = """version: '2.0'
     child_b:
       action: std.noop
 """
+
+
+@pytest.fixture(params=concurrency.NAMES)
+def bridge(tmp_path, mistral, request):
+    """Every test here under each concurrency backend of the tracker (its
+    callback listener: eventlet's server or waitress)."""
+    return Bridge(tmp_path, mistral.api_url, concurrency=request.param)
 
 
 def run(bridge, path, *args):

@@ -38,10 +38,11 @@ class Engine:
 class Bridge:
     """A bridge config in a temp dir, and its CLI run as a person would."""
 
-    def __init__(self, path, api_url):
+    def __init__(self, path, api_url, concurrency="eventlet"):
         self.dir = path
         self.conf = path / "bridge.conf"
         self.api_url = api_url
+        self.concurrency = concurrency  # [DEFAULT] concurrency of its tracker
         self.write()
 
     def write(
@@ -60,11 +61,11 @@ class Bridge:
             if callback_url:
                 callback += "url = %s\n" % callback_url
         self.conf.write_text(
-            "[DEFAULT]\nstate_path = %s\nlog_level = INFO\n"
+            "[DEFAULT]\nconcurrency = %s\nstate_path = %s\nlog_level = INFO\n"
             "[engine]\napi_url = %s\nretry_exp_msec = 100\nretry_exp_max_msec = 500\n"
             "retry_stop_max_msec = 3000\n%s"
             "[resultstracker]\nmode = %s\nquery_interval = 0.5\n%s"
-            % (self.dir, api_url or self.api_url, callback, mode, extra)
+            % (self.concurrency, self.dir, api_url or self.api_url, callback, mode, extra)
         )
 
     def env(self):

@@ -23,16 +23,17 @@ WF = "version: '2.0'\nquick:\n  input: [x]\n  tasks:\n    t:\n      action: std.
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, backend_name):
     sim = engine_sim.start_in_thread(duration=0.3)
     receiver = Receiver()
     port = free_port()
     conf = tmp_path / "bridge.conf"
     conf.write_text(
-        "[DEFAULT]\nstate_path = %s\n[engine]\napi_url = %s\n"
+        "[DEFAULT]\nconcurrency = %s\nstate_path = %s\n[engine]\napi_url = %s\n"
         "[resultstracker]\nmode = poll\nquery_interval = 0.2\nheartbeat_interval = 0.5\n"
         "[metrics]\nport = 0\n[web]\nport = 0\n[api]\nport = %d\n"
-        "[notify]\nurls = %s\nsecret = %s\n" % (tmp_path, sim.url, port, receiver.url, SECRET)
+        "[notify]\nurls = %s\nsecret = %s\n"
+        % (backend_name, tmp_path, sim.url, port, receiver.url, SECRET)
     )
     key = create_key(conf)
     api = start_api(conf, tmp_path / "api.log")

@@ -1,4 +1,3 @@
-import threading
 import uuid
 
 import pytest
@@ -10,7 +9,10 @@ from st2bridge.store.group_commit import GroupCommit
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, request):
+    # After `backend` when a test asks for both: the store's lock is the backend's.
+    if "backend" in request.fixturenames:
+        request.getfixturevalue("backend")
     s = open_store("sqlite:///%s" % (tmp_path / "b.db"))
     yield s
     s.close()
@@ -31,21 +33,23 @@ def make(store, n):
     return ids
 
 
-def test_concurrent_writes_share_transactions_and_all_land(store):
+def test_concurrent_writes_share_transactions_and_all_land(backend, store):
+    """Under each backend: 40 writers released at once through its pool, its
+    lock, its events and its yield."""
     ids = make(store, 40)
-    group = GroupCommit(store)
-    start = threading.Barrier(40)
+    group = GroupCommit(store, backend)
+    pool = backend.executor(40)
+    start = backend.event()
     results = {}
 
     def writer(i, execution_id):
         start.wait()
         results[i] = group.run(lambda: store.update_task(execution_id, None, {"id": "t%d" % i}))
 
-    threads = [threading.Thread(target=writer, args=(i, x)) for i, x in enumerate(ids)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    for i, x in enumerate(ids):
+        pool.submit(writer, i, x)
+    start.set()
+    assert pool.wait(10)
     assert results == {i: True for i in range(40)}
     assert all(store.get_execution(x)["tasks"] == [{"id": "t%d" % i}] for i, x in enumerate(ids))
     assert group.writes == 40 and group.batches < 40
@@ -82,15 +86,16 @@ def test_writes_in_one_transaction_are_one_commit(store):
     assert all(store.get_execution(x)["tasks"] == [{"id": "a"}] for x in ids)
 
 
-def test_group_commit_under_eventlet_green_threads(tmp_path):
-    """As in the daemon: green threads, patched threading and time."""
+def test_group_commit_under_eventlet_monkey_patched(tmp_path):
+    """As in the daemon under eventlet: the backend chosen by init (patched
+    threading and time), writers in a green pool."""
     import subprocess
     import sys
 
     code = (
         r"""
-from st2bridge import green
-green.monkey_patch()
+from st2bridge import concurrency
+concurrency.init("eventlet")
 import eventlet, uuid
 from st2bridge.store import open_store
 from st2bridge.store.base import new_execution_record

@@ -35,16 +35,17 @@ def wait_for(check, timeout, what):
     pytest.fail("timed out waiting for " + what)
 
 
-def test_a_malformed_engine_answer_never_changes_a_record(tmp_path):
+def test_a_malformed_engine_answer_never_changes_a_record(tmp_path, backend_name):
     sim = engine_sim.start_in_thread(duration=2)
     port = free_port()
     conf = tmp_path / "bridge.conf"
     conf.write_text(
-        "[DEFAULT]\nstate_path = %s\nlog_level = INFO\n"
+        "[DEFAULT]\nconcurrency = %s\nstate_path = %s\nlog_level = INFO\n"
         "[engine]\napi_url = %s\nretry_exp_msec = 200\nretry_exp_max_msec = 400\n"
         "retry_stop_max_msec = 2000\n"
         "[resultstracker]\nmode = hybrid\nquery_interval = 0.2\nstale_after = 1\n"
-        "[callback]\nport = %d\n[metrics]\nport = 0\n[web]\nport = 0\n" % (tmp_path, sim.url, port)
+        "[callback]\nport = %d\n[metrics]\nport = 0\n[web]\nport = 0\n"
+        % (backend_name, tmp_path, sim.url, port)
     )
     log = tmp_path / "tracker.log"
     tracker = subprocess.Popen(

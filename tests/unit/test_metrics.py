@@ -86,7 +86,7 @@ def scrape(url):
     return values
 
 
-def test_endpoint_of_a_real_tracker(tmp_path):
+def test_endpoint_of_a_real_tracker(tmp_path, backend_name):
     sim = engine_sim.start_in_thread(duration=1)
     port, cb_port = free_port(), free_port()
     proc = None
@@ -102,10 +102,11 @@ def test_endpoint_of_a_real_tracker(tmp_path):
                 s.create_execution(running(eid, now))
         conf = tmp_path / "bridge.conf"
         conf.write_text(
-            "[DEFAULT]\nstate_path = %s\n[engine]\napi_url = %s\nretry_exp_msec = 100\n"
+            "[DEFAULT]\nconcurrency = %s\nstate_path = %s\n[engine]\napi_url = %s\n"
+            "retry_exp_msec = 100\n"
             "[resultstracker]\nmode = hybrid\nstale_after = 0.2\nquery_interval = 0.2\n"
             "heartbeat_interval = 0.3\n[callback]\nport = %d\n[metrics]\nport = %d\n"
-            % (tmp_path, sim.url, cb_port, port)
+            % (backend_name, tmp_path, sim.url, cb_port, port)
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(conf)],
@@ -166,8 +167,8 @@ def test_endpoint_of_a_real_tracker(tmp_path):
 def test_stuck_gauge_counts_flagged_executions_by_signature(tmp_path):
     from prometheus_client import generate_latest
 
+    from st2bridge.concurrency import InlineExecutor
     from st2bridge.engine.stub import StubEngine
-    from st2bridge.green import InlineExecutor
     from st2bridge.metrics import TrackerMetrics
     from st2bridge.tracker import stuck
     from st2bridge.tracker.poller import Poller
@@ -202,8 +203,8 @@ def test_metrics_port_0_disables_the_endpoint(tmp_path):
 def test_checks_are_counted_as_they_are_made_not_read_off_the_poller(tmp_path):
     from prometheus_client import generate_latest
 
+    from st2bridge.concurrency import InlineExecutor
     from st2bridge.engine.stub import StubEngine
-    from st2bridge.green import InlineExecutor
     from st2bridge.metrics import TrackerMetrics
     from st2bridge.tracker.poller import Poller
 
@@ -223,8 +224,8 @@ def test_checks_are_counted_as_they_are_made_not_read_off_the_poller(tmp_path):
 def test_takeovers_reach_the_metric_as_claims_make_them(store):
     from prometheus_client import generate_latest
 
+    from st2bridge.concurrency import InlineExecutor
     from st2bridge.engine.stub import StubEngine
-    from st2bridge.green import InlineExecutor
     from st2bridge.metrics import TrackerMetrics
     from st2bridge.tracker.poller import Poller
 

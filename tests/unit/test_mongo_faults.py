@@ -17,9 +17,9 @@ from st2bridge import workflow
 from st2bridge.callbacks import webhook
 from st2bridge.callbacks.app import make_app
 from st2bridge.callbacks.handler import CallbackHandler
+from st2bridge.concurrency import InlineExecutor
 from st2bridge.engine.stub import StubEngine
 from st2bridge.errors import StoreUnavailable
-from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
 from st2bridge.store.base import new_execution_record
 from st2bridge.store.mongo import MongoStore

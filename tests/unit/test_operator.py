@@ -9,8 +9,8 @@ from st2bridge import control, errors, errortree, workflow
 from st2bridge import status as st
 from st2bridge.callbacks import events
 from st2bridge.cli import executions, timespec
+from st2bridge.concurrency import InlineExecutor
 from st2bridge.engine.stub import StubEngine
-from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 from st2bridge.tracker.poller import Poller

@@ -6,8 +6,8 @@ import pytest
 
 from st2bridge import errors, workflow
 from st2bridge import status as st
+from st2bridge.concurrency import InlineExecutor
 from st2bridge.engine.stub import StubEngine
-from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 from st2bridge.tracker.poller import Poller
@@ -501,4 +501,42 @@ def test_callback_mode_checks_only_executions_whose_tracker_is_gone(tmp_path):
     for owner in records:  # checked or not, looked at again stale_after later
         got = store.get_execution(records[owner]["id"])
         assert got["next_poll_at"] == pytest.approx(clock.now + 30) and got["lease_owner"] is None
+    store.close()
+
+
+def test_a_pass_through_each_backends_pool_finishes_every_execution(tmp_path, backend):
+    """The daemon's shape under each backend: the pass hands checks (single and
+    batched) to the backend's pool and the loop waits for them; every execution
+    ends once, with its output, whatever order the workers ran in."""
+    store = open_store("sqlite:///%s" % (tmp_path / "b.db"))  # the backend's lock
+    clock = Clock(T0)
+    engine = StubEngine(clock=clock)
+    runner = Runner(engine, store, query_interval=5.0, clock=clock)
+    pool = backend.executor(8)
+    poller = Poller(
+        engine,
+        store,
+        pool,
+        owner="t1",
+        query_interval=5.0,
+        jitter_interval=0.5,
+        backoff_base=1.0,
+        backoff_max=60.0,
+        verify_interval=300.0,
+        clock=clock,
+        rng=lambda: 0.5,
+        submit=runner.submit,
+    )
+    records = [start(runner, clock) for _ in range(30)]
+    for i, record in enumerate(records):
+        engine.set_state(record["engine_execution_id"], "SUCCESS", output={"i": i})
+    for _ in range(4):  # a first pass may verify some on their own: a few passes
+        clock.now += 6
+        poller.tick(clock.now)
+        assert pool.wait(10), "checks still running after 10 s"
+    ended = [store.get_execution(r["id"]) for r in records]
+    assert [e["status"] for e in ended] == [st.SUCCEEDED] * 30
+    assert [e["output"] for e in ended] == [{"i": i} for i in range(30)]
+    assert all(e["lease_owner"] is None for e in ended)
+    assert poller.stats.polls >= 30
     store.close()

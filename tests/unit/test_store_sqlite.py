@@ -77,7 +77,10 @@ def run_workers(mode, path, rundir, count=4, timeout=120):
         deadline = time.monotonic() + timeout
         while not all((rundir / (o + ".ready")).exists() for o in owners):
             assert time.monotonic() < deadline, "workers did not start"
-            assert all(p.poll() is None for p in procs), [p.stderr.read() for p in procs]
+            if any(p.poll() is not None for p in procs):
+                for proc in procs:  # the others wait for "go": stop them to read what was said
+                    proc.kill()
+                raise AssertionError([p.communicate()[1].decode() for p in procs])
             time.sleep(0.01)
         (rundir / "go").touch()
         for proc in procs:

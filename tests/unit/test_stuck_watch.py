@@ -7,8 +7,8 @@ import time
 import pytest
 
 from st2bridge import errors, workflow
+from st2bridge.concurrency import InlineExecutor
 from st2bridge.engine.stub import StubEngine
-from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 from st2bridge.tracker import stuck

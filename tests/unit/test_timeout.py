@@ -6,8 +6,8 @@ import pytest
 from st2bridge import control, errors, workflow
 from st2bridge import status as st
 from st2bridge.cli.main import build_parser
+from st2bridge.concurrency import InlineExecutor
 from st2bridge.engine.stub import StubEngine
-from st2bridge.green import InlineExecutor
 from st2bridge.runner import Runner
 from st2bridge.store import open_store
 from st2bridge.tracker.poller import Poller

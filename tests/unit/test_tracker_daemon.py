@@ -31,12 +31,12 @@ def sim():
     handle.stop()
 
 
-def write_conf(tmp_path, api_url):
+def write_conf(tmp_path, api_url, backend="eventlet"):
     conf = tmp_path / "bridge.conf"
     conf.write_text(
-        "[DEFAULT]\nstate_path = %s\n[engine]\napi_url = %s\nread_timeout = 30\n"
+        "[DEFAULT]\nconcurrency = %s\nstate_path = %s\n[engine]\napi_url = %s\nread_timeout = 30\n"
         "[resultstracker]\nmode = poll\nquery_interval = 0.2\ndrain_timeout = 20\n"
-        % (tmp_path, api_url)
+        % (backend, tmp_path, api_url)
     )
     return conf
 
@@ -59,12 +59,12 @@ def add_records(tmp_path, engine_ids):
             )
 
 
-def test_second_sigterm_exits_at_once_while_draining(tmp_path, sim):
+def test_second_sigterm_exits_at_once_while_draining(tmp_path, sim, backend_name):
     ids = requests.post(sim.base + "/_sim/executions", json={"count": 2}, timeout=5).json()["ids"]
     add_records(tmp_path, ids)
     # Every engine answer now takes 15 s: the tracker's checks hang in flight.
     requests.put(sim.base + "/_sim/faults", json={"latency_ms": 15000}, timeout=5)
-    conf = write_conf(tmp_path, sim.url)
+    conf = write_conf(tmp_path, sim.url, backend_name)
     log = open(tmp_path / "tracker.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(conf)],
@@ -91,10 +91,10 @@ def test_second_sigterm_exits_at_once_while_draining(tmp_path, sim):
     assert "second SIGTERM: exiting now without draining" in text
 
 
-def test_track_and_untrack(tmp_path, sim, capsys):
+def test_track_and_untrack(tmp_path, sim, capsys, backend_name):
     ids = requests.post(sim.base + "/_sim/executions", json={"count": 1}, timeout=5).json()["ids"]
     add_records(tmp_path, ids)
-    conf = str(write_conf(tmp_path, sim.url))
+    conf = str(write_conf(tmp_path, sim.url, backend_name))
     with open_store("sqlite:///%s" % (tmp_path / "bridge.db")) as store:
         (record,) = store.list_executions()
     assert cli(["--config-file", conf, "untrack", record["id"]]) == 0
@@ -120,8 +120,8 @@ def test_track_and_untrack(tmp_path, sim, capsys):
     assert cli(["--config-file", conf, "untrack", record["engine_execution_id"][:8]]) == 0
 
 
-def test_services_lists_a_running_tracker(tmp_path, sim, capsys):
-    conf = write_conf(tmp_path, sim.url)
+def test_services_lists_a_running_tracker(tmp_path, sim, capsys, backend_name):
+    conf = write_conf(tmp_path, sim.url, backend_name)
     proc = subprocess.Popen(
         [sys.executable, "-m", "st2bridge.tracker.daemon", "--config-file", str(conf)],
         stdout=subprocess.DEVNULL,

@@ -34,13 +34,13 @@ def sim():
     handle.stop()
 
 
-def write_conf(tmp_path, api_url, state=None, extra=""):
+def write_conf(tmp_path, api_url, state=None, extra="", backend="eventlet"):
     conf = tmp_path / "bridge.conf"
     conf.write_text(
-        "[DEFAULT]\nstate_path = %s\n[engine]\napi_url = %s\n"
+        "[DEFAULT]\nconcurrency = %s\nstate_path = %s\n[engine]\napi_url = %s\n"
         "[store]\ncheckpoint_interval = 0.5\n"
         "[resultstracker]\nmode = poll\nquery_interval = 0.2\nheartbeat_interval = 0.2\n"
-        "[metrics]\nport = 0\n[web]\nport = 0\n%s" % (state or tmp_path, api_url, extra)
+        "[metrics]\nport = 0\n[web]\nport = 0\n%s" % (backend, state or tmp_path, api_url, extra)
     )
     return conf
 
@@ -76,13 +76,15 @@ def wait_for(check, timeout=20):
     return False
 
 
-def test_deleting_the_log_files_under_a_tracker_stops_it_and_loses_nothing(tmp_path, sim):
+def test_deleting_the_log_files_under_a_tracker_stops_it_and_loses_nothing(
+    tmp_path, sim, backend_name
+):
     ids = requests.post(sim.base + "/_sim/executions", json={"count": 3}, timeout=5).json()["ids"]
     db = tmp_path / "bridge.db"
     with open_store("sqlite:///%s" % db) as store:
         for engine_id in ids:
             store.create_execution(record(engine_id, time.time()))
-    conf = write_conf(tmp_path, sim.url)
+    conf = write_conf(tmp_path, sim.url, backend=backend_name)
     log_path = tmp_path / "tracker.log"
     with open(log_path, "w") as log:
         tracker = start_tracker(conf, log)
@@ -153,9 +155,9 @@ def test_a_tracker_without_any_config_file_says_where_it_looked(tmp_path):
     assert not os.path.exists("/var/lib/st2bridge/bridge.db")
 
 
-def test_a_reload_that_fails_keeps_the_daemon_on_its_configuration(tmp_path, sim):
+def test_a_reload_that_fails_keeps_the_daemon_on_its_configuration(tmp_path, sim, backend_name):
     """issue 16 #11: SIGHUP after adding a `$` value killed the tracker."""
-    conf = write_conf(tmp_path, sim.url)
+    conf = write_conf(tmp_path, sim.url, backend=backend_name)
     log_path = tmp_path / "tracker.log"
     with open(log_path, "w") as log:
         tracker = start_tracker(conf, log)

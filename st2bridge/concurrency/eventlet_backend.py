@@ -1,8 +1,8 @@
-"""The one seam between the bridge and eventlet.
+"""The eventlet backend: green threads in one OS thread (the default).
 
-Only daemons call `monkey_patch()`, first thing, before anything opens a
-socket or starts a thread. Everything else runs work through an executor and
-never imports eventlet, so the CLI and the tests stay plain Python.
+The only module of the bridge that imports eventlet. `prepare()` monkey-patches
+sockets, threads and time, so libraries (requests, pymongo, sqlite3 calls
+between yields) cooperate; it must run before they are imported.
 """
 
 from __future__ import annotations
@@ -11,43 +11,76 @@ import logging
 import os
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from st2bridge.concurrency import MAX_HEADER_BYTES, READ_TIMEOUT
 
-class Executor(Protocol):
-    """What the poller and the callback listener run their work through."""
-
-    def free(self) -> int: ...
-
-    def running(self) -> int: ...
-
-    def submit(self, fn: Callable[..., object], *args: Any) -> None: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-    def concurrently(self, *fns: Callable[[], Any]) -> list[Any]: ...
-
-    def wait(self, timeout: float) -> bool: ...
+if TYPE_CHECKING:
+    from st2bridge.concurrency import Backend, Executor
 
 
 def _import_eventlet() -> Any:  # eventlet publishes no types
     # eventlet announces its own deprecation on import; the bridge keeps it
-    # behind this seam precisely so it can be swapped out later.
+    # behind this seam so that the threading backend can replace it.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
         import eventlet
     return eventlet
 
 
-def monkey_patch() -> None:
-    """Make sockets, threads and time cooperative (daemons only).
+class EventletBackend:
+    name = "eventlet"
 
-    eventlet's green DNS resolver is disabled: it has broken /etc/hosts and
-    IPv6 lookups in the past; a blocking lookup only happens when the pooled
-    engine connection is re-opened.
-    """
-    os.environ.setdefault("EVENTLET_NO_GREENDNS", "yes")
-    _import_eventlet().monkey_patch()
+    def __init__(self) -> None:
+        self._eventlet = _import_eventlet()
+        from eventlet.green import threading as green_threading
+
+        self._threading = green_threading
+
+    def prepare(self) -> None:
+        """Make sockets, threads and time cooperative (daemons only).
+
+        eventlet's green DNS resolver is disabled: it has broken /etc/hosts and
+        IPv6 lookups in the past; a blocking lookup only happens when the pooled
+        engine connection is re-opened.
+        """
+        os.environ.setdefault("EVENTLET_NO_GREENDNS", "yes")
+        self._eventlet.monkey_patch()
+
+    def executor(self, size: int) -> GreenExecutor:
+        return GreenExecutor(size)
+
+    def lock(self) -> Any:
+        return self._threading.Lock()
+
+    def rlock(self) -> Any:
+        return self._threading.RLock()
+
+    def event(self) -> Any:
+        return self._threading.Event()
+
+    def condition(self) -> Any:
+        return self._threading.Condition()
+
+    def sleep(self, seconds: float) -> None:
+        self._eventlet.sleep(seconds)
+
+    def yield_(self) -> None:
+        self._eventlet.sleep(0)
+
+    def wsgi_server(
+        self,
+        app: Callable[..., Any],
+        host: str,
+        port: int,
+        logger: logging.Logger,
+        *,
+        name: str,
+        max_connections: int = 1024,
+        max_body: int | None = None,
+    ) -> WsgiServer:
+        # Bodies: each app refuses an over-long Content-Length before reading.
+        return WsgiServer(app, host, port, logger, max_connections=max_connections, name=name)
 
 
 class GreenExecutor:
@@ -87,7 +120,8 @@ class GreenExecutor:
 
 class WsgiServer:
     """eventlet's WSGI server in a green thread: many concurrent connections,
-    keep-alive, no thread per request."""
+    keep-alive, no thread per request. Its own caps: request line and each
+    header line 8 KB, all headers 64 KB (MAX_HEADER_BYTES)."""
 
     def __init__(
         self,
@@ -101,6 +135,7 @@ class WsgiServer:
         eventlet = _import_eventlet()
         from eventlet import wsgi
 
+        assert wsgi.MAX_TOTAL_HEADER_SIZE == MAX_HEADER_BYTES
         self._sock = eventlet.listen((host, port))
         self.address: tuple[str, int] = self._sock.getsockname()[:2]
         self._thread = eventlet.spawn(
@@ -110,7 +145,7 @@ class WsgiServer:
             log=_LoggerFile(logger, name),
             log_output=False,
             max_size=max_connections,
-            socket_timeout=60,
+            socket_timeout=READ_TIMEOUT,
             debug=False,
         )
 
@@ -134,34 +169,7 @@ class _LoggerFile:
         pass
 
 
-class InlineExecutor:
-    """Runs each call at once in the caller (tests, and one-shot commands)."""
+if TYPE_CHECKING:  # mypy: the classes fit the seam's protocols
 
-    def __init__(self, size: int = 1) -> None:
-        self.size = size
-
-    def free(self) -> int:
-        return self.size
-
-    def running(self) -> int:
-        return 0
-
-    def submit(self, fn: Callable[..., object], *args: Any) -> None:
-        fn(*args)
-
-    def sleep(self, seconds: float) -> None:
-        import time
-
-        time.sleep(seconds)
-
-    def concurrently(self, *fns: Callable[[], Any]) -> list[Any]:
-        return [fn() for fn in fns]
-
-    def wait(self, timeout: float) -> bool:
-        return True
-
-
-if TYPE_CHECKING:  # mypy: both executors are Executors
-
-    def _are_executors(green: GreenExecutor, inline: InlineExecutor) -> list[Executor]:
-        return [green, inline]
+    def _fits(backend: EventletBackend, pool: GreenExecutor) -> tuple[Backend, Executor]:
+        return backend, pool

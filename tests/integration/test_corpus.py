@@ -1,0 +1,42 @@
+"""Issue 13's acceptance corpus: every case of tests/corpus/manifest.yaml
+(workflows from Mistral's engine tests, tempest plugin, python-mistralclient
+and mistral-extra) started through the bridge on the session's Mistral 23,
+half with `run --wait`, half finished by a hybrid-mode tracker; each record
+must end as the engine ended it, with the engine's output and task list.
+The harness is tests/support/corpus.py; docs/corpus.md says more."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.support.bridge import start_listening_tracker
+from tests.support.corpus import CorpusRun, load_cases, verdicts
+from tests.support.net import free_port
+
+pytestmark = pytest.mark.integration
+
+# Side by side: the cases mostly wait (wait-before, retries, the engine's
+# own pace), so more of them than the 2 cores keeps the wall time short.
+WORKERS = int(os.environ.get("ST2BRIDGE_CORPUS_WORKERS", "8"))
+
+
+def test_every_corpus_case_runs_through_the_bridge_as_on_the_engine(bridge, mistral):
+    cases = load_cases()
+    only = os.environ.get("ST2BRIDGE_CORPUS_ONLY")  # a comma-separated subset, for debugging
+    if only:
+        cases = [c for c in cases if c.name in only.split(",")]
+    assert len(cases) >= 100 or only
+    port = free_port()
+    bridge.write(mode="hybrid", callback_port=port, extra="stale_after = 10\n")
+    tracker = start_listening_tracker(bridge, port)
+    began = time.monotonic()
+    try:
+        results = CorpusRun(bridge, mistral.api_url, cases).run(WORKERS)
+    finally:
+        tracker.send_signal(signal.SIGTERM)
+        assert tracker.wait(timeout=30) == 0
+    failures, counts = verdicts(cases, results)
+    print("corpus: %s in %.0f s" % (counts, time.monotonic() - began))
+    assert not failures, "%d of %d cases:\n%s" % (len(failures), len(cases), "\n".join(failures))
