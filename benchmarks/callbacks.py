@@ -62,7 +62,7 @@ from benchmarks.common import (
     stop_mistral,
 )
 from st2bridge import workflow
-from st2bridge.callbacks import secrets
+from st2bridge.callbacks import secrets, webhook
 from st2bridge.store.base import new_execution_record
 
 WF = """version: '2.0'
@@ -340,7 +340,7 @@ def loadgen(spec_path):
                     "POST",
                     "/v1/callbacks/mistral/" + rid,
                     body,
-                    {"Content-Type": "application/json", secrets.HEADER: secret},
+                    {"Content-Type": "application/json", webhook.SECRET_HEADER: secret},
                 )
                 resp = conn.getresponse()
                 resp.read()

@@ -11,6 +11,7 @@ import ast
 from oslo_config import cfg
 
 from st2bridge import conffile, errors
+from st2bridge.text import one_line
 
 DEFAULT_CONFIG_FILE = "/etc/st2bridge/bridge.conf"
 DEFAULT_CONFIG_DIR = "/etc/st2bridge/bridge.conf.d"
@@ -852,7 +853,7 @@ def _validate(conf):
             try:
                 getattr(node, opt.dest)
             except (cfg.ConfigFileValueError, ValueError) as exc:
-                reason = "not a valid value" if opt.secret else _one_line(exc)
+                reason = "not a valid value" if opt.secret else _oslo_reason(exc)
                 raise errors.ConfigError(
                     "invalid value for [%s] %s%s: %s"
                     % (name, opt.name, _files_setting(conf, name, opt.dest), reason)
@@ -875,10 +876,10 @@ def _files_setting(conf, group, name):
     return ""
 
 
-def _one_line(exc):
+def _oslo_reason(exc):
     """oslo wraps the reason in 'Value for option X from LocationInfo(...) is
     not valid: REASON'; the operator only needs REASON."""
-    text = " ".join(str(exc).split())
+    text = one_line(exc)
     reason = text.split(" is not valid: ", 1)[-1]
     if reason.startswith("("):  # URIOpt gives the repr of a tuple (message, ...)
         try:

@@ -18,11 +18,11 @@ engine repeats the whole sub-tree in it). `label` tells instances apart
 label in the record's task view (st2bridge.taskview), else its name.
 """
 
+from st2bridge.text import one_line
 
-def first_line(text):
-    if not text:
-        return None
-    return str(text).strip().splitlines()[0] if str(text).strip() else None
+
+def _first_line(message):
+    return one_line(message, first_line=True) or None
 
 
 def from_report(report, rows=None):
@@ -47,7 +47,7 @@ def _workflow(entry, labels, order):
         "execution_id": entry.get("id"),
         "workflow": entry.get("name"),
         "state": entry.get("state"),
-        "error": first_line(entry.get("state_info")),
+        "error": _first_line(entry.get("state_info")),
         "tasks": [_task(t, labels, order) for t in tasks],
     }
 
@@ -62,7 +62,7 @@ def _task(entry, labels, order):
         "name": entry.get("name"),
         "label": labels.get(entry.get("id")) or entry.get("name"),
         "state": entry.get("state"),
-        "error": first_line(entry.get("state_info")) if workflows else entry.get("state_info"),
+        "error": _first_line(entry.get("state_info")) if workflows else entry.get("state_info"),
         "retry_count": entry.get("retry_count") or 0,
         "actions": [
             {"id": a.get("id"), "name": a.get("name"), "state": a.get("state")}

@@ -12,11 +12,10 @@ import uuid
 
 from st2bridge import errors, workflow
 from st2bridge import status as st
-from st2bridge.callbacks import events, secrets
+from st2bridge.callbacks import secrets, webhook
 from st2bridge.schedule import Schedule
 from st2bridge.store.base import new_execution_record
 
-CALLBACK_PATH = "/v1/callbacks/mistral/"
 # The one key the bridge adds to params.env (a user's own value wins).
 ENV_EXECUTION_ID = "st2bridge_execution_id"
 
@@ -202,14 +201,7 @@ def notify_entries(record_id, extra, *, mode, callback_url, task_events):
     with the webhook's secret left out (None): see fill_secret."""
     notify = copy.deepcopy(list(extra))
     if mode != "poll":
-        webhook = {
-            "type": "webhook",
-            "url": callback_url + CALLBACK_PATH + record_id,
-            "headers": {"Content-Type": "application/json", secrets.HEADER: None},
-        }
-        if not task_events:
-            webhook["event_types"] = sorted(events.WORKFLOW_EVENTS)
-        notify.insert(0, webhook)
+        notify.insert(0, webhook.entry(callback_url, record_id, task_events=task_events))
     return notify
 
 
@@ -219,9 +211,9 @@ def fill_secret(notify):
     secret = None
     for entry in notify:
         headers = entry.get("headers") or {}
-        if secrets.HEADER in headers and headers[secrets.HEADER] is None:
+        if webhook.SECRET_HEADER in headers and headers[webhook.SECRET_HEADER] is None:
             secret = secret or secrets.new_secret()
-            entry["headers"] = dict(headers, **{secrets.HEADER: secret})
+            entry["headers"] = dict(headers, **{webhook.SECRET_HEADER: secret})
     return secrets.hash_secret(secret) if secret else None
 
 

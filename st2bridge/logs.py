@@ -38,10 +38,10 @@ class RedactingFormatter(logging.Formatter):
 
     def __init__(self, secrets, fmt=FORMAT):
         super().__init__(fmt)
-        self.secrets = set(secrets)
+        self.redactor = redact.Redactor(secrets)
 
     def format(self, record):
-        return redact.redact(super().format(record), self.secrets)
+        return self.redactor(super().format(record))
 
 
 class PrivateFileHandler(logging.handlers.WatchedFileHandler):

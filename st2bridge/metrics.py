@@ -1,9 +1,13 @@
 """The tracker's Prometheus endpoint: GET http://[metrics] host:port/metrics.
 
-A scrape never touches the store or the engine: counters are read from the
-objects that keep them anyway (poll stats, the engine client, the store's
-claim counter, the callback handler), histograms are fed as things happen,
-and the executions-by-status gauge is refreshed on the heartbeat.
+A scrape never touches the store or the engine. Counters and histograms are
+fed where the event happens (a check made: the poller's stats hook; a
+callback answered: the handler's observers; a lapsed lease taken over: the
+store's hook in claim_due); counters that other objects keep anyway (the
+engine client's requests and errors, the callbacks left to the poller, the
+stuck watch's probes, Keystone tokens) are read from them; the
+gauges that are state (executions and stuck executions by status/signature)
+are refreshed on the heartbeat with one grouped count each.
 
     st2bridge_executions{status}                 records per bridge status (heartbeat)
     st2bridge_checks_total                       executions checked by the poller
@@ -71,6 +75,14 @@ class TrackerMetrics:
             buckets=LATENESS_BUCKETS,
             registry=self.registry,
         )
+        self.checks = Counter(
+            "st2bridge_checks", "Executions checked by the poller.", registry=self.registry
+        )
+        self.takeovers = Counter(
+            "st2bridge_lease_takeovers",
+            "Executions claimed after their previous lease lapsed (a tracker died or hung).",
+            registry=self.registry,
+        )
         self.callbacks = Counter(
             "st2bridge_callbacks",
             "Engine callbacks answered, by outcome and HTTP code.",
@@ -87,9 +99,15 @@ class TrackerMetrics:
         self.stuck_counts = {}
         self.heartbeat_at = None
         self.registry.register(_LiveCollector(self))
-        poller.stats.observe_lateness = self.lateness.observe
+        poller.stats.observe_check = self.observe_check
+        store.observe_takeovers = self.takeovers.inc
         if callbacks is not None:
             callbacks.observers.append(self.observe_callback)
+
+    def observe_check(self, lateness):
+        self.checks.inc()
+        if lateness is not None:
+            self.lateness.observe(lateness)
 
     def observe_callback(self, code, seconds):
         self.callbacks.labels(callback_outcome(code), str(code)).inc()
@@ -150,9 +168,6 @@ class _LiveCollector:
             if status in m.status_counts:
                 executions.add_metric([status], m.status_counts[status])
         yield executions
-        yield CounterMetricFamily(
-            "st2bridge_checks", "Executions checked by the poller.", value=m.poller.stats.polls
-        )
         yield GaugeMetricFamily(
             "st2bridge_checks_in_flight", "Checks running now.", value=m.executor.running()
         )
@@ -178,11 +193,6 @@ class _LiveCollector:
                 "result fetch from the engine failed: the poller finishes those executions.",
                 value=m.callback_handler.counts["left_to_poller"],
             )
-        yield CounterMetricFamily(
-            "st2bridge_lease_takeovers",
-            "Executions claimed after their previous lease lapsed (a tracker died or hung).",
-            value=m.store.lease_takeovers,
-        )
         issued = getattr(getattr(m.engine, "token_provider", None), "issued", None)
         if issued is not None:
             yield CounterMetricFamily(

@@ -30,7 +30,7 @@ import dataclasses
 import logging
 import time
 
-from st2bridge import concurrency, control, errors
+from st2bridge import concurrency, control, errors, schedule
 from st2bridge import status as st
 from st2bridge.results import LIGHT_FIELDS
 from st2bridge.tracker import stuck
@@ -206,7 +206,12 @@ class Recovery:
         now = self.clock()
         self.store.update_execution(
             plan.record["id"],
-            {"stuck": None, "stuck_probe_at": None, "tracked": True, "next_poll_at": now},
+            {
+                "stuck": None,
+                "stuck_probe_at": None,
+                "tracked": True,
+                "next_poll_at": schedule.at_once(now),
+            },
             if_active=True,
         )
         return plan

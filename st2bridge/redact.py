@@ -1,9 +1,17 @@
-"""Keeping secrets out of logs and bug reports.
+"""Keeping secrets out of logs, bug reports and what is shown.
 
-A secret is the value of any option registered with `secret=True` (the
-engine token, the Keystone password, the store URL, the db-upgrade
-connections) and any password written inside a URL (`scheme://user:PASSWORD@host`),
-in whatever option it appears. `redact()` masks both in a text.
+`Redactor` is the one masker: it replaces known secrets, passwords written
+inside URLs (`scheme://user:PASSWORD@host`), the values of secret keys in a
+dict and secrets found by pattern with ***, in a text or in nested values.
+Its users: log files (the configuration's secrets), `collect-logs`,
+`db-upgrade` output (database passwords), records shown (secret workflow
+input) and the callback secret in what the engine returns
+(st2bridge.callbacks.secrets).
+
+A configuration secret is the value of any option registered with
+`secret=True` (the engine token, the Keystone password, the store URL, the
+db-upgrade connections) and any password written inside a URL, in whatever
+option it appears.
 """
 
 import re
@@ -68,14 +76,66 @@ def _is_url(value):
     return isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) is not None
 
 
-def redact(text, secrets):
-    """`text` without any of `secrets` nor URL passwords (longest first, so a
-    secret that contains another is masked whole)."""
-    text = mask_urls(text)
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
+class Redactor:
+    """Masks secrets with ***: `redactor(text)` in a text, `redactor.values(v)`
+    in texts nested in dicts and lists.
+
+    `secrets`: texts masked wherever they appear (longest first, so a secret
+    that contains another is masked whole; shorter than `min_length`, ignored).
+    `urls`: mask passwords written inside URLs. `keys`: dict keys (any case)
+    whose non-empty values are masked whole. `patterns`: compiled expressions
+    whose group 2 is masked (group 1, kept, says what the secret is).
+    """
+
+    def __init__(self, secrets=(), *, min_length=MIN_SECRET_LEN, urls=True, keys=(), patterns=()):
+        self.min_length = min_length
+        self.urls = urls
+        self.keys = frozenset(k.lower() for k in keys)
+        self.patterns = tuple(patterns)
+        self.secrets = []
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret):
+        """Mask `secret` from now on (None, empty or too short: ignored)."""
+        if secret and len(secret) >= self.min_length and secret not in self.secrets:
+            self.secrets.append(secret)
+            self.secrets.sort(key=len, reverse=True)
+
+    def __call__(self, text):
+        if self.urls:
+            text = mask_urls(text)
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        for pattern in self.patterns:
+            text = pattern.sub(lambda m: m.group(1) + MASK, text)
+        return text
+
+    def values(self, value):
+        """A copy of `value` (texts, lists, dicts) with every secret masked."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {
+                k: MASK if v and isinstance(k, str) and k.lower() in self.keys else self.values(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.values(v) for v in value]
+        return value
+
+
+def database_url(url):
+    """A database URL fit for output: its password as *** (SQLAlchemy parses
+    it, so a password holding @ or / is masked whole); unparsable, a placeholder."""
+    from sqlalchemy.engine import make_url  # the dbupgrade extra; only its users call this
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError, AttributeError):
+        return "<database URL>"
 
 
 def effective_config(conf):
@@ -170,14 +230,9 @@ def input_secrets(value, extra=None, _inside=False):
 
 
 def mask_values(value, secrets):
-    """`value` (texts, lists, dicts) with every one of `secrets` masked."""
-    if isinstance(value, str):
-        return redact(value, secrets) if secrets else value
-    if isinstance(value, dict):
-        return {k: mask_values(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_values(v, secrets) for v in value]
-    return value
+    """`value` (texts, lists, dicts) with every one of `secrets` masked (and,
+    when there are any, URL passwords)."""
+    return Redactor(secrets).values(value) if secrets else value
 
 
 def mask_record(record, extra=None):

@@ -92,5 +92,11 @@ class Schedule:
         """`failures` engine failures in a row (1 = the first)."""
         return now + self.backoff(failures)
 
+    def after_not_found(self, now, count):
+        """The engine answered 404 for the `count`-th time in a row (not yet
+        the last): checked again after a back-off, a deleted execution is
+        confirmed, a lagging engine catches up."""
+        return now + self.backoff(count)
+
     def backoff(self, failures):
         return backoff_delay(failures, self.backoff_base, self.backoff_max, self.rng)

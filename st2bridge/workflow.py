@@ -18,6 +18,7 @@ import json
 import yaml
 
 from st2bridge.errors import InputError
+from st2bridge.text import one_line
 
 # Top-level keys of a workflow file that are not workflows.
 _FILE_KEYS = {"version", "name", "description", "tags"}
@@ -110,7 +111,7 @@ def parse_yaml(text, path):
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = " at line %d" % (mark.line + 1) if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or one_line(exc, first_line=True)
         context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
         if context and start:  # e.g. an unclosed [ ... points at the end of the file
             problem += " (%s started at line %d)" % (context, start.line + 1)

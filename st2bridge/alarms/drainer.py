@@ -21,6 +21,7 @@ from st2bridge import errors
 from st2bridge.alarms.policy import Policies, idempotency_key
 from st2bridge.alarms.processor import summary
 from st2bridge.api.starter import StartRequest
+from st2bridge.text import one_line
 
 LOG = logging.getLogger("st2bridge.alarms")
 BATCH = 500
@@ -108,12 +109,12 @@ class Drainer:
                 "queued start %s of rule %s: %s; its lease lapses in %.0f s and it is tried again",
                 item["id"],
                 rule.name,
-                " ".join(str(exc).split()),
+                one_line(exc),
                 self.lease_seconds,
             )
             return False
         except errors.BridgeError as exc:
-            reason = "start refused: %s" % " ".join(str(exc).split())
+            reason = "start refused: %s" % one_line(exc)
             self.store.update_queue_item(
                 item["id"], {"status": "canceled", "reason": reason, "lease_owner": None}
             )

@@ -21,6 +21,8 @@ import re
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from st2bridge.text import shorten
+
 OPS = ("equals", "regex", "in", "exists")
 MISSING = object()
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -126,8 +128,7 @@ def _text(value):
 
 
 def _short(value):
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shorten(repr(value) if isinstance(value, str) else str(value), 80)
 
 
 class Template:

@@ -29,6 +29,7 @@ from st2bridge import control, errors
 from st2bridge.alarms import match, sources
 from st2bridge.alarms.policy import Policies, idempotency_key
 from st2bridge.api.starter import StartRequest
+from st2bridge.text import one_line
 
 LOG = logging.getLogger("st2bridge.alarms")
 # The event's outcome: the most telling of its actions', in this order.
@@ -101,7 +102,7 @@ class Processor:
             sources.alerts(source, payload, self._event_context(event))
         except errors.InputError as exc:
             event.update(status="processed", outcome="rejected", processed_at=now)
-            event["alerts"] = [{"index": None, "error": " ".join(str(exc).split()), "actions": []}]
+            event["alerts"] = [{"index": None, "error": one_line(exc), "actions": []}]
             self.store.add_event(event)
             self._observe(event)
             raise
@@ -335,11 +336,11 @@ class Processor:
         try:
             started = self.starter.start(request)
         except (errors.EngineUnavailable, errors.EngineServerError, errors.StoreUnavailable) as exc:
-            action["reason"] = "start pending (%s); tried again" % _one_line(exc)
+            action["reason"] = "start pending (%s); tried again" % one_line(exc)
             LOG.warning("event %s: rule %s: %s", event["id"], action["rule"], action["reason"])
             return
         except errors.BridgeError as exc:  # refused: the workflow, its input, the key
-            action.update(outcome="error", reason="start refused: %s" % _one_line(exc))
+            action.update(outcome="error", reason="start refused: %s" % one_line(exc))
             LOG.warning("event %s: rule %s: %s", event["id"], action["rule"], action["reason"])
             if rule is not None and rule.concurrency is not None:
                 self.policies.release(rule, idempotency_key(action["action"]), self.clock())
@@ -363,10 +364,10 @@ class Processor:
         try:
             control.change_state(self.engine, self.store, action["execution_id"], "cancel")
         except (errors.EngineUnavailable, errors.EngineServerError, errors.StoreUnavailable) as exc:
-            action["reason"] = "cancel pending (%s); tried again" % _one_line(exc)
+            action["reason"] = "cancel pending (%s); tried again" % one_line(exc)
             return
         except errors.BridgeError as exc:
-            action.update(outcome="resolved", reason="not canceled: %s" % _one_line(exc))
+            action.update(outcome="resolved", reason="not canceled: %s" % one_line(exc))
             return
         action.update(outcome="canceled", reason="resolved: execution canceled")
 
@@ -403,7 +404,3 @@ def _changes(event):
 
 def _source_name(event):
     return "webhook/%s" % event["name"] if event["source"] == "webhook" else event["source"]
-
-
-def _one_line(exc):
-    return " ".join(str(exc).split())

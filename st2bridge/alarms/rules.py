@@ -27,6 +27,7 @@ import re
 import yaml
 
 from st2bridge.alarms import match, sources
+from st2bridge.text import one_line
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 FIELDS = (
@@ -176,7 +177,7 @@ def parse(text, path="<rules>"):
         line = mark.line + 1 if mark else 1
         return [], ["%s:%d: invalid YAML: %s" % (path, line, exc.problem or exc.context)]
     except yaml.YAMLError as exc:
-        return [], ["%s:1: invalid YAML: %s" % (path, " ".join(str(exc).split()))]
+        return [], ["%s:1: invalid YAML: %s" % (path, one_line(exc))]
     items = []
     for document in documents:
         items += document if isinstance(document, list) else [document]

@@ -19,6 +19,7 @@ import urllib.parse
 
 from st2bridge import errors
 from st2bridge.api import auth
+from st2bridge.text import one_line
 
 LOG = logging.getLogger("st2bridge.api")
 
@@ -81,10 +82,6 @@ def http_status(exc):
     if isinstance(exc, errors.StoreVersionMismatch):
         return 503
     return _EXIT_STATUS.get(exc.exit_code, 409)
-
-
-def one_line(exc):
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class Request:

@@ -9,6 +9,7 @@ import sys
 
 from st2bridge import logs
 from st2bridge.concurrency import launch
+from st2bridge.text import one_line
 
 NAME = logs.API
 
@@ -33,7 +34,7 @@ def main(argv=None):
         if not session.trust_env and engine.verify is True:
             engine.verify = session.verify  # the environment's CA bundle, read once
     except errors.BridgeError as exc:
-        print("%s: error: %s" % (NAME, " ".join(str(exc).split())), file=sys.stderr)
+        print("%s: error: %s" % (NAME, one_line(exc)), file=sys.stderr)
         return exc.exit_code
     daemon = ApiDaemon(conf, store, engine)
     daemon.install_signal_handlers()

@@ -13,6 +13,7 @@ from st2bridge.api import actions
 from st2bridge.api.starter import StartRequest
 from st2bridge.cli import executions as cli_executions
 from st2bridge.cli import output, timespec
+from st2bridge.text import one_line
 
 LOG = logging.getLogger("st2bridge.api")
 
@@ -134,7 +135,7 @@ class ExecutionHandlers:
                 self.engine.execution_report(record["engine_execution_id"])
             )
         except errors.EngineError as exc:
-            LOG.info("no error tree for execution %s: %s", record["id"], output_line(exc))
+            LOG.info("no error tree for execution %s: %s", record["id"], one_line(exc))
             return None
 
     def tasks(self, request):
@@ -310,7 +311,3 @@ def _label_filter(text):
     if not sep or not LABEL_KEY.match(key):
         raise errors.InputError("label filter %r is not KEY=VALUE" % text[:64])
     return key, value
-
-
-def output_line(exc):
-    return " ".join(str(exc).split())

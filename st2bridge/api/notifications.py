@@ -353,7 +353,7 @@ class Notifier:
 
 
 def _short(exc):
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc).split())  # not one_line: the class name is always shown
     return type(exc).__name__ + (": " + text[:200] if text else "")
 
 

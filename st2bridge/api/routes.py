@@ -7,6 +7,7 @@ from st2bridge import __version__, control, errors
 from st2bridge.api import openapi, stream
 from st2bridge.api.app import ID, Route, Stream, make_app
 from st2bridge.api.executions import ExecutionHandlers
+from st2bridge.text import one_line
 
 STREAM_PARAMS = {"execution", "last_event_id"}
 
@@ -37,7 +38,7 @@ def build(
                 "status": "down",
                 "store": "down",
                 "version": __version__,
-                "detail": " ".join(str(exc).split()),
+                "detail": one_line(exc),
             }
         return 200, {"status": "ok", "store": "up", "version": __version__}
 

@@ -17,6 +17,7 @@ import time
 
 from st2bridge import errors
 from st2bridge.launch import StartRequest as RunnerRequest
+from st2bridge.text import one_line
 
 
 @dataclasses.dataclass
@@ -76,7 +77,7 @@ class Starter:
                 raise  # nothing recorded: nothing will run
             return Started(
                 self.runner.store.get_execution(store.created),
-                warning=" ".join(str(exc).split()),
+                warning=one_line(exc),
                 confirmed=False,
             )
         finally:

@@ -1,4 +1,4 @@
-"""The callback endpoint as a WSGI application.
+"""The callback endpoint as a WSGI application (the contract: webhook.py).
 
     POST /v1/callbacks/mistral/<bridge execution id>   (header X-St2bridge-Secret)
     GET  /v1/health
@@ -16,14 +16,13 @@ endpoint's counts and the metrics).
 
 import json
 import logging
-import re
 import time
 
 from st2bridge import errors, logs
+from st2bridge.callbacks import webhook
 
 LOG = logging.getLogger("st2bridge.callbacks")
 
-PATH = re.compile(r"^/v1/callbacks/mistral/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
 REASONS = {
     200: "OK",
     202: "Accepted",
@@ -92,8 +91,8 @@ def _route(handler, max_body, environ):
         answer = {"status": "ok" if healthy else "down", "store": store}
         answer["callbacks"] = dict(handler.counts)
         return (200 if healthy else 503), answer, []
-    match = PATH.match(path)
-    if not match:
+    execution_id = webhook.execution_id(path)
+    if execution_id is None:
         return 404, {"error": "no such endpoint"}, []
     if method != "POST":
         return 405, {"error": "use POST"}, [("Allow", "POST")]
@@ -103,7 +102,7 @@ def _route(handler, max_body, environ):
         return 411, {"error": "Content-Length required"}, []
     if length < 0:
         return 400, {"error": "negative Content-Length"}, []
-    execution_id, secret = match.group(1), environ.get("HTTP_X_ST2BRIDGE_SECRET")
+    secret = webhook.secret(environ)
     try:
         denied = handler.authenticate(execution_id, secret)
     except errors.StoreError as exc:

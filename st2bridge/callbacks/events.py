@@ -20,27 +20,10 @@ import json
 
 from st2bridge import status as st
 from st2bridge import taskview
+from st2bridge.callbacks.webhook import TASK_EVENTS, WORKFLOW_EVENTS
 from st2bridge.engine.answers import STATES, TIME
+from st2bridge.text import one_line
 
-WORKFLOW_EVENTS = {
-    "WORKFLOW_LAUNCHED",
-    "WORKFLOW_SUCCEEDED",
-    "WORKFLOW_FAILED",
-    "WORKFLOW_CANCELLED",
-    "WORKFLOW_PAUSED",
-    "WORKFLOW_RESUMED",
-    "WORKFLOW_RERUN",
-}
-TASK_EVENTS = {
-    "TASK_LAUNCHED",
-    "TASK_SUCCEEDED",
-    "TASK_FAILED",
-    "TASK_CANCELLED",
-    "TASK_PAUSED",
-    "TASK_RESUMED",
-    "TASK_RERUN",
-    "TASK_SKIPPED",
-}
 MAX_ID = 255
 
 
@@ -69,7 +52,7 @@ def parse(body):
     except RecursionError:
         raise BadEvent("body is nested too deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadEvent("body is not JSON: %s" % " ".join(str(exc).split())[:200]) from None
+        raise BadEvent("body is not JSON: %s" % one_line(exc, limit=200)) from None
     if not isinstance(event, dict):
         raise BadEvent("body must be a JSON object")
     if "event" not in event:

@@ -14,7 +14,7 @@ import logging
 import time
 
 from st2bridge import concurrency, errors, logs, results, taskview
-from st2bridge.callbacks import events, secrets
+from st2bridge.callbacks import events, secrets, webhook
 from st2bridge.schedule import Schedule
 from st2bridge.store.group_commit import GroupCommit
 
@@ -91,7 +91,7 @@ class CallbackHandler:
         except errors.NotFound:
             return 404, {"error": "no execution %s" % execution_id}
         if not secret:
-            return 401, {"error": "missing %s header" % secrets.HEADER}
+            return 401, {"error": "missing %s header" % webhook.SECRET_HEADER}
         if not secrets.matches(secret, wanted):
             WRONG_SECRET.log(
                 logging.WARNING,

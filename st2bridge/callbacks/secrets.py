@@ -7,11 +7,12 @@ import hmac
 import re
 import secrets
 
-HEADER = "X-St2bridge-Secret"
-MASK = "***"
+from st2bridge.callbacks.webhook import SECRET_HEADER
+from st2bridge.redact import Redactor
+
 # The header as text: a workflow that returns str(execution()) or fails with
 # its params in the message ('X-St2bridge-Secret': 'abc', or "...": "abc").
-_IN_TEXT = re.compile(r"(%s['\"]?\s*[:=]\s*['\"]?)([A-Za-z0-9_\-]+)" % HEADER, re.IGNORECASE)
+_IN_TEXT = re.compile(r"(%s['\"]?\s*[:=]\s*['\"]?)([A-Za-z0-9_\-]+)" % SECRET_HEADER, re.IGNORECASE)
 
 
 def new_secret():
@@ -29,17 +30,13 @@ def matches(secret, secret_hash):
     return hmac.compare_digest(hash_secret(secret), secret_hash)
 
 
+# Workflow output and errors are stored as the engine gave them but for the
+# callback secret: URL passwords in them are the workflow's business.
+_REDACTOR = Redactor(urls=False, keys=[SECRET_HEADER], patterns=[_IN_TEXT])
+
+
 def mask(value):
     """`value` (workflow output, an error text) with every callback secret
     replaced by ***: Mistral's execution() returns the execution's params,
     whose notify headers hold the secret, and a workflow may return them."""
-    if isinstance(value, dict):
-        return {
-            k: MASK if isinstance(k, str) and k.lower() == HEADER.lower() and v else mask(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [mask(v) for v in value]
-    if isinstance(value, str) and HEADER.lower() in value.lower():
-        return _IN_TEXT.sub(lambda m: m.group(1) + MASK, value)
-    return value
+    return _REDACTOR.values(value)

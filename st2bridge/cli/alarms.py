@@ -16,6 +16,7 @@ from st2bridge import app, errors
 from st2bridge.alarms import match, sources, views
 from st2bridge.alarms.rules import RuleSet, load_file
 from st2bridge.cli import output, timespec
+from st2bridge.text import one_line
 
 EVENT_COLUMNS = ["id", "source", "received_at", "outcome", "alerts", "actions", "executions"]
 
@@ -126,9 +127,7 @@ def _read_event(path):
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise errors.InputError(
-            "%s is not JSON or YAML: %s" % (path, " ".join(str(exc).split()))
-        ) from None
+        raise errors.InputError("%s is not JSON or YAML: %s" % (path, one_line(exc))) from None
     if not isinstance(value, dict):
         raise errors.InputError("%s must hold a JSON object (the event body)" % path)
     return value

@@ -94,14 +94,14 @@ class Collection:
     """The members of the archive, each redacted as it is added."""
 
     def __init__(self, secrets):
-        self.secrets = set(secrets)
+        self.redactor = redact.Redactor(secrets)
         self.members = []  # (name, bytes)
         self.notes = []
 
     def add(self, name, text):
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
-        self.members.append((name, redact.redact(text, self.secrets).encode("utf-8")))
+        self.members.append((name, self.redactor(text).encode("utf-8")))
 
     def note(self, message):
         self.notes.append(message)
@@ -280,7 +280,8 @@ def collect_failures(conf, parts, since, limit):
     # execution_view masks secret input values; their texts are masked in
     # the whole archive too (a log line or an error may repeat them).
     for record in records:
-        parts.secrets |= redact.input_secrets(record.get("input"))
+        for secret in redact.input_secrets(record.get("input")):
+            parts.redactor.add(secret)
     parts.add(
         "failed-executions.json", output.dumps([output.execution_view(r) for r in records]) + "\n"
     )

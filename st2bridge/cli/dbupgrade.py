@@ -10,6 +10,7 @@ import json
 import sys
 
 from st2bridge import errors
+from st2bridge.text import one_line
 
 HELP = "upgrade the engine's and the bridge's database schemas safely"
 
@@ -69,10 +70,10 @@ def cmd_db_upgrade(args, conf):
             guard.report.update(
                 status="refused",
                 exit_code=exc.exit_code,
-                error=guard.redact(" ".join(str(exc).split())),
+                error=guard.redact(one_line(exc)),
             )
             print(json.dumps(guard.report, indent=2, sort_keys=True))
-        exc.args = (guard.redact(" ".join(str(exc).split())),)
+        exc.args = (guard.redact(one_line(exc)),)
         raise
     if args.json:
         guard.report["exit_code"] = code

@@ -17,6 +17,7 @@ import uuid
 
 from st2bridge import app, config, errors, registry, workflow
 from st2bridge.cli import output
+from st2bridge.text import one_line
 
 SELF_TEST = """version: '2.0'
 st2bridge_doctor_selftest:
@@ -71,7 +72,7 @@ def cmd_doctor(args, oslo_argv):
         checks.add(
             "config",
             "FAIL",
-            _line(exc),
+            one_line(exc),
             "fix the file and option named (every option: conf/bridge.conf.sample)",
         )
         return report(args, checks)
@@ -115,13 +116,13 @@ def check_store(conf, checks):
     try:
         store = app.build_store(conf, create=False)  # a check never creates a store
     except errors.StoreVersionMismatch as exc:
-        checks.add("store", "FAIL", _line(exc), "st2bridge db-upgrade (docs/db-upgrade.md)")
+        checks.add("store", "FAIL", one_line(exc), "st2bridge db-upgrade (docs/db-upgrade.md)")
         return None
     except errors.BridgeError as exc:
         checks.add(
             "store",
             "FAIL",
-            "%s store unreachable: %s" % (where, _line(exc)),
+            "%s store unreachable: %s" % (where, one_line(exc)),
             "check [store] url, that the database runs and this user may use it",
         )
         return None
@@ -133,7 +134,7 @@ def check_store(conf, checks):
         checks.add(
             "store",
             "FAIL",
-            "%s store is reachable but not writable: %s" % (where, _line(exc)),
+            "%s store is reachable but not writable: %s" % (where, one_line(exc)),
             "give this user write access to the store (file and directory for SQLite)",
         )
         store.close()
@@ -155,7 +156,7 @@ def check_engine(conf, checks):
         checks.add(
             "engine",
             "FAIL",
-            "%s answers but refuses our credentials: %s" % (engine.display_url, _line(exc)),
+            "%s answers but refuses our credentials: %s" % (engine.display_url, one_line(exc)),
             "check the [engine] keystone options (auth_url, username, password, project)"
             if keystone
             else "check [engine] auth_token (or set auth_type = keystone)",
@@ -166,7 +167,7 @@ def check_engine(conf, checks):
         checks.add(
             "engine",
             "FAIL",
-            "%s: %s" % (engine.display_url, _line(exc)),
+            "%s: %s" % (engine.display_url, one_line(exc)),
             "check [engine] api_url and that Mistral's API runs "
             "(mistral-server --server api,engine,executor,notifier)",
         )
@@ -210,7 +211,7 @@ def check_callbacks(conf, store, engine, checks, timeout):
         checks.add(
             "callbacks",
             "FAIL",
-            "could not run the self-test execution: %s" % _line(exc),
+            "could not run the self-test execution: %s" % one_line(exc),
             "see the engine check above; the engine must accept a std.noop workflow",
         )
         return
@@ -282,7 +283,3 @@ def check_stuck(store, checks):
         % ", ".join("%d %s" % (n, signature) for signature, n in sorted(counts.items())),
         "st2bridge execution list --stuck, then st2bridge execution recover ID",
     )
-
-
-def _line(exc):
-    return " ".join(str(exc).split())

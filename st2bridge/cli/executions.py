@@ -15,6 +15,7 @@ import time
 from st2bridge import app, control, errors, errortree, redact, results, taskview
 from st2bridge import status as st
 from st2bridge.cli import hints, output, timespec
+from st2bridge.text import one_line
 
 LIST_COLUMNS = ["id", "workflow", "status", "started", "duration", "finished_by"]
 # The JSON fields of a list row; -c takes these or the table's column names.
@@ -250,7 +251,8 @@ def error_tree(engine, record):
         )
     except errors.EngineError as exc:
         print(
-            "st2bridge: note: no error tree from the engine: %s" % output_line(exc), file=sys.stderr
+            "st2bridge: note: no error tree from the engine: %s" % one_line(exc),
+            file=sys.stderr,
         )
         return None
 
@@ -259,7 +261,7 @@ def get_text(record, tree, prog="st2bridge"):
     if tree:
         # The engine's message repeats the whole tree: its first line is enough here.
         # Mistral's output of a failed execution is that same message.
-        short = errortree.first_line(record.get("error"))
+        short = one_line(record.get("error"), first_line=True) or None
         out = record.get("output")
         if (
             isinstance(out, dict)
@@ -362,7 +364,7 @@ def _task_row(task, workflow, now):
         "finished_at": task.get("finished_at"),
         "duration_s": round(end - started, 3) if started is not None and end else None,
         "retries": retries,
-        "state_info": errortree.first_line(task.get("state_info")),
+        "state_info": one_line(task.get("state_info"), first_line=True) or None,
     }
 
 
@@ -535,7 +537,3 @@ def cmd_rerun(args, conf):
             )
         )
     return errors.EXIT_OK
-
-
-def output_line(exc):
-    return " ".join(str(exc).split())

@@ -27,6 +27,7 @@ from st2bridge.cli import (
     workflows,
 )
 from st2bridge.cli import stuck as stuckcli
+from st2bridge.text import one_line
 
 # As a command killed by SIGPIPE: 128 + 13.
 EXIT_BROKEN_PIPE = 141
@@ -158,15 +159,11 @@ def main(argv=None):
     except errors.BridgeError as exc:
         if debug:
             traceback.print_exc()
-        print("st2bridge: error: %s" % hints.repeat_config(_one_line(exc), args), file=sys.stderr)
+        print("st2bridge: error: %s" % hints.repeat_config(one_line(exc), args), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("st2bridge: interrupted", file=sys.stderr)
         return 130
-
-
-def _one_line(exc):
-    return " ".join(str(exc).split()) or exc.__class__.__name__
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import time
 from st2bridge import app, errors
 from st2bridge.api.notifications import resend, safe_url
 from st2bridge.cli import output
+from st2bridge.text import shorten
 
 COLUMNS = ["id", "execution", "event", "status", "attempts", "sink", "last_error"]
 STATUSES = ("pending", "delivered", "failed")
@@ -82,8 +83,7 @@ def cmd_list(args, conf):
 
 
 def _short(row):
-    text = row["last_error"] or ""
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shorten(row["last_error"] or "", 60)
 
 
 def cmd_resend(args, conf):

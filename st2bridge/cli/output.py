@@ -16,6 +16,7 @@ import yaml
 
 from st2bridge import errors, redact, results, taskview
 from st2bridge import status as st
+from st2bridge.text import one_line
 from st2bridge.tracker import stuckview
 
 FORMATS = ("table", "json", "yaml", "value")
@@ -140,7 +141,7 @@ def execution_text(record, show_secrets=False):
         lines.append("tasks:")
         for t in view["tasks"]:
             info = (
-                "  %s" % t["state_info"].splitlines()[0][:100]
+                "  %s" % one_line(t["state_info"], first_line=True, limit=100)
                 if t["state_info"] and t["status"] == st.FAILED
                 else ""
             )
@@ -176,7 +177,7 @@ def table(rows, columns, width=None):
 
 
 def _cell(value):
-    return " ".join(str(value).split()) if value is not None else "-"
+    return one_line(value) if value is not None else "-"
 
 
 def _cut(text, width):

@@ -17,6 +17,7 @@ from st2bridge import app, errors, redact, workflow
 from st2bridge import status as st
 from st2bridge.cli import executions, hints, output
 from st2bridge.runner import StartRequest
+from st2bridge.text import one_line
 
 
 def add_parser(commands):
@@ -100,7 +101,7 @@ def read_mapping_file(path, what):
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = " at line %d" % (mark.line + 1) if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or one_line(exc, first_line=True)
         raise errors.InputError(
             "%s file %s is not valid JSON or YAML%s: %s" % (what, path, where, problem)
         ) from None

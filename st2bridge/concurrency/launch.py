@@ -10,6 +10,7 @@ imports the module that does the work.
 import sys
 
 from st2bridge import concurrency, config, errors
+from st2bridge.text import one_line
 
 
 def load(argv, prog, **kwargs):
@@ -18,7 +19,7 @@ def load(argv, prog, **kwargs):
     try:
         conf = config.load(argv, prog=prog, **kwargs)
     except errors.BridgeError as exc:
-        print("%s: error: %s" % (prog, " ".join(str(exc).split())), file=sys.stderr)
+        print("%s: error: %s" % (prog, one_line(exc)), file=sys.stderr)
         return None, exc.exit_code
     concurrency.init(conf.concurrency)
     return conf, None

@@ -12,7 +12,8 @@ import uuid
 
 import sqlalchemy as sa
 
-from st2bridge.dbupgrade.engine_schema import family, redact
+from st2bridge.dbupgrade.engine_schema import family
+from st2bridge.redact import database_url
 
 
 def drop_statements(engine, objects):
@@ -73,7 +74,12 @@ def export_rows(engine, tables, directory, revision):
     db = engine.url.database or "engine"
     path = os.path.join(directory, "db-upgrade-%s-%s-%s.json" % (db, stamp, uuid.uuid4().hex[:6]))
     q = engine.dialect.identifier_preparer.quote
-    doc = {"database": redact(engine.url), "revision": revision, "exported_at": stamp, "tables": {}}
+    doc = {
+        "database": database_url(engine.url),
+        "revision": revision,
+        "exported_at": stamp,
+        "tables": {},
+    }
     with engine.connect() as conn:
         for table in tables:
             result = conn.execute(sa.text("SELECT * FROM %s" % q(table)))

@@ -20,6 +20,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 
 from st2bridge import errors
 from st2bridge.dbupgrade import migrate
+from st2bridge.redact import database_url
+from st2bridge.text import one_line
 
 SUPPORTED = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
 DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql"}
@@ -44,14 +46,6 @@ def parse_url(url, what="engine_connection"):
             "(the engine's migrations do not run on other databases)" % (what, backend)
         )
     return parsed
-
-
-def redact(url):
-    """A URL fit for output: the password replaced by ***."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError, AttributeError):
-        return "<database URL>"
 
 
 def ours(url):
@@ -92,7 +86,7 @@ def read_engine_config(path, section="database"):
         ) from None
     except configparser.Error as exc:
         raise errors.ConfigError(
-            "cannot parse the engine's config file %s: %s" % (path, " ".join(str(exc).split()))
+            "cannot parse the engine's config file %s: %s" % (path, one_line(exc))
         ) from None
     return dict(parser[section]) if parser.has_section(section) else {}
 
@@ -125,10 +119,12 @@ def connect(url):
         with engine.connect():
             pass
     except NoSuchModuleError as exc:
-        raise errors.ConfigError("no database driver for %s: %s" % (redact(url), exc)) from None
+        raise errors.ConfigError(
+            "no database driver for %s: %s" % (database_url(url), exc)
+        ) from None
     except (DBAPIError, SQLAlchemyError) as exc:
         raise errors.DatabaseUnreachable(
-            "cannot connect to %s: %s" % (redact(url), db_error(exc))
+            "cannot connect to %s: %s" % (database_url(url), db_error(exc))
         ) from None
     return engine
 
@@ -256,7 +252,7 @@ def expected_schema(conf, live_url, revision, *, say, redact_text=str):
     except (DBAPIError, SQLAlchemyError) as exc:
         raise errors.DatabaseUnreachable(
             "cannot create a scratch database on %s (set [db_upgrade] scratch_connection to a "
-            "server where that is allowed): %s" % (redact(server), db_error(exc))
+            "server where that is allowed): %s" % (database_url(server), db_error(exc))
         ) from None
     config_path = None
     try:

@@ -17,9 +17,10 @@ import shlex
 import sys
 import time
 
-from st2bridge import errors
+from st2bridge import errors, redact
 from st2bridge.dbupgrade import bridge_store, migrate, services
 from st2bridge.extras import LazyModule
+from st2bridge.store import migrations
 
 # The engine side needs SQLAlchemy (the `engine` extra); the bridge side and
 # --check --target bridge (the unit's ExecStartPre) must run without it.
@@ -46,7 +47,8 @@ class Guard:
         self.force, self.yes = force, yes
         self.out = out or sys.stderr
         self.confirm = confirm
-        self.redact = migrate.Redactor()
+        # Database passwords can be short: masked from 3 characters.
+        self.redact = redact.Redactor(min_length=3)
         self.report = {
             "target": target,
             "mode": "check" if check else "dry-run" if dry_run else "upgrade",
@@ -141,7 +143,7 @@ class Guard:
     # -- the engine database ----------------------------------------------------------
 
     def engine(self):
-        rep = self.report["engine"] = {"database": engine_schema.redact(self._engine_url)}
+        rep = self.report["engine"] = {"database": redact.database_url(self._engine_url)}
         self.say("engine database %s" % rep["database"])
         db = engine_schema.connect(self._engine_url)
         try:
@@ -360,26 +362,26 @@ class Guard:
         rep = self.report["bridge"] = {"store": bridge_store.where(url)}
         self.say("bridge store %s" % rep["store"])
         version = bridge_store.read_version(url)
-        steps = bridge_store.pending(version) if version != bridge_store.LATEST else []
+        steps = migrations.pending(version) if version != migrations.LATEST else []
         rep.update(
             version=version,
-            latest=bridge_store.LATEST,
+            latest=migrations.LATEST,
             steps=[{"version": v, "what": w} for v, w in steps],
         )
-        if version == bridge_store.LATEST:
+        if version == migrations.LATEST:
             self.say("bridge store is at version %d: nothing to do" % version)
             rep["status"] = "up-to-date"
             return errors.EXIT_OK
         if self.check:
             if version is None:
                 self.say(
-                    "bridge store is new: the daemons create it at version %d" % bridge_store.LATEST
+                    "bridge store is new: the daemons create it at version %d" % migrations.LATEST
                 )
                 return errors.EXIT_OK
             self.say(
                 "bridge store is at version %s, this st2bridge needs %d: run "
                 "`st2bridge db-upgrade --target bridge` with the bridge's daemons stopped"
-                % (version, bridge_store.LATEST)
+                % (version, migrations.LATEST)
             )
             rep["status"] = "pending"
             return errors.EXIT_UPGRADE_PENDING
@@ -391,10 +393,10 @@ class Guard:
             return errors.EXIT_OK
         before, after = bridge_store.migrate(url, lock_timeout=self.du.lock_timeout, say=self.say)
         final = bridge_store.read_version(url)
-        if final != bridge_store.LATEST:
+        if final != migrations.LATEST:
             raise errors.MigrationFailed(
                 "the bridge store is at version %s after migrating, "
-                "not %d" % (final, bridge_store.LATEST)
+                "not %d" % (final, migrations.LATEST)
             )
         rep.update(status="migrated", version_after=final)
         self.say("bridge store is at version %d" % final)

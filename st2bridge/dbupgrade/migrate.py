@@ -39,23 +39,6 @@ def child_env():
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
-class Redactor:
-    """Replaces secrets (database passwords) in text that we show."""
-
-    def __init__(self, secrets=()):
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
-
-    def add(self, secret):
-        if secret and len(secret) >= 3 and secret not in self.secrets:
-            self.secrets.append(secret)
-            self.secrets.sort(key=len, reverse=True)
-
-    def __call__(self, text):
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
 def run(argv, *, on_line, redact=str, timeout=1800.0):
     """Run argv; call on_line(text) for each output line (stdout and stderr
     merged) as it comes. Returns (exit code, last 20 lines)."""

@@ -16,7 +16,7 @@ import logging
 import time
 
 from st2bridge import concurrency, errors
-from st2bridge.engine.retry import one_line
+from st2bridge.text import one_line
 
 LOG = logging.getLogger(__name__)
 
@@ -133,14 +133,16 @@ class KeystoneTokens:
             ks_exc.RetriableConnectionFailure,
         ) as exc:
             err = errors.EngineUnavailable(
-                "cannot reach Keystone at %s: %s" % (self.auth_url, one_line(str(exc), 160))
+                "cannot reach Keystone at %s: %s"
+                % (self.auth_url, one_line(exc, first_line=True, limit=160))
             )
             err.request_sent = False  # the engine request was never sent
             raise err from None
         except ks_exc.HttpError as exc:
             if exc.http_status is None or exc.http_status < 500:
                 raise errors.EngineAuthError(
-                    "Keystone at %s: %s" % (self.auth_url, one_line(str(exc), 160)),
+                    "Keystone at %s: %s"
+                    % (self.auth_url, one_line(exc, first_line=True, limit=160)),
                     status=exc.http_status,
                 ) from None
             # Keystone is failing (its database down, a proxy timing out): a
@@ -153,7 +155,7 @@ class KeystoneTokens:
             raise err from None
         except ks_exc.ClientException as exc:
             raise errors.EngineAuthError(
-                "Keystone at %s: %s" % (self.auth_url, one_line(str(exc), 160))
+                "Keystone at %s: %s" % (self.auth_url, one_line(exc, first_line=True, limit=160))
             ) from None
         now = self.clock()
         self._token = access.auth_token

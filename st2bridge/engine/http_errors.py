@@ -10,8 +10,8 @@ import ssl
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from st2bridge.engine.retry import one_line
 from st2bridge.errors import EngineAuthError, EngineBadRequest, EngineConflict, EngineNotFound
+from st2bridge.text import one_line
 
 STATUS_ERRORS = {
     400: EngineBadRequest,
@@ -47,7 +47,7 @@ def fault(resp):
     # Mistral refuses a missing or invalid Keystone token with an HTML page
     # and puts its reason in this header.
     detail = detail or resp.headers.get("Server-Error-Message")
-    return one_line(detail) if detail else (resp.reason or "no details")
+    return one_line(detail, first_line=True, limit=300) if detail else (resp.reason or "no details")
 
 
 def _causes(exc):
@@ -97,4 +97,4 @@ def _innermost(chain):
     # urllib3 prefixes messages with an object repr: "<...HTTPConnection
     # object at 0x7f..>: Failed to establish a new connection: ...".
     text = _OBJECT_REPR.sub("", str(chain[-1]))
-    return one_line(text, 160) or type(chain[-1]).__name__
+    return one_line(text, first_line=True, limit=160) or type(chain[-1]).__name__

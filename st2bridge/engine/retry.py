@@ -9,11 +9,14 @@ import random
 import time
 
 from st2bridge import concurrency
+from st2bridge.text import one_line
 
 log = logging.getLogger(__name__)
 
 # 2**62 is far beyond any cap; limiting the exponent keeps the float finite.
 _MAX_EXPONENT = 62
+# An engine message in a log line or an error: its first line, this long at most.
+ENGINE_LIMIT = 300
 
 
 def _jittered(ceiling, rng):
@@ -112,7 +115,7 @@ class RetryPolicy:
             except Exception as exc:
                 if not retry_if(exc):
                     raise
-                reason = one_line(exc) or type(exc).__name__
+                reason = one_line(exc, first_line=True, limit=ENGINE_LIMIT)
                 delay = next(delays, None)
                 if delay is None:
                     # Only worth a warning when retries happened; a policy
@@ -142,17 +145,3 @@ class RetryPolicy:
                 if on_retry is not None:
                     on_retry(exc, attempt, delay)
                 self.sleep(delay)
-
-
-def one_line(text, limit=300):
-    """The first meaningful line of a (possibly multi-line) message, capped.
-
-    Of an embedded Python traceback the last line (the exception) is kept.
-    """
-    lines = [ln.strip() for ln in str(text).splitlines()]
-    lines = [ln for ln in lines if any(ch.isalnum() for ch in ln)]
-    if not lines:
-        return ""
-    traceback = lines[0].startswith("Traceback (most recent call last)")
-    line = " ".join((lines[-1] if traceback else lines[0]).split())
-    return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."

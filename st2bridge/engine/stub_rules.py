@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from st2bridge.text import one_line
+
 TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
 PROJECT = "<default-project>"
 # Top-level keys of a workflow file that are not workflows.
@@ -55,7 +57,7 @@ def _parse(text: str) -> dict[str, Any]:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise Refused(
-            400, "Definition could not be parsed: %s" % str(exc).splitlines()[0]
+            400, "Definition could not be parsed: %s" % one_line(exc, first_line=True)
         ) from None
     if not isinstance(doc, dict):
         raise Refused(400, "Invalid DSL: %r is not of type 'object'" % (doc,))

@@ -94,7 +94,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from st2bridge import status as _status
@@ -260,13 +260,23 @@ class Store(abc.ABC):
     (callers may retry), StoreVersionMismatch when the schema is not ours.
     """
 
-    # Bumped with each schema change; st2bridge/dbupgrade/bridge_store.py holds
-    # the steps that bring an older store forward (`st2bridge db-upgrade`).
+    # Bumped with each schema change; st2bridge/store/migrations.py holds the
+    # steps that bring an older store forward (`st2bridge db-upgrade`).
     SCHEMA_VERSION: int = 7
 
     # Claims of a record whose previous lease had lapsed (its tracker died or
-    # hung), counted by claim_due in this process (metrics).
+    # hung), counted by claim_due in this process (the heartbeat's log line).
     lease_takeovers: int = 0
+    # Metrics hook: claim_due calls it with the number of takeovers of a claim
+    # that took any, as they happen.
+    observe_takeovers: Callable[[int], None] | None = None
+
+    def _took_over(self, count: int) -> None:
+        """claim_due's report of `count` takeovers (see lease_takeovers)."""
+        if count:
+            self.lease_takeovers += count
+            if self.observe_takeovers is not None:
+                self.observe_takeovers(count)
 
     # -- executions ---------------------------------------------------------
 

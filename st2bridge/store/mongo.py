@@ -37,7 +37,10 @@ from st2bridge.errors import (
     StoreUnavailable,
     StoreVersionMismatch,
 )
-from st2bridge.store import (
+from st2bridge.store.base import Store
+from st2bridge.store.mongo_alarms import MongoAlarmStore, create_v7_indexes
+from st2bridge.store.mongo_platform import MongoPlatformStore, _translated, create_v6_indexes
+from st2bridge.store.records import (
     TERMINAL,
     change_entry,
     complete_execution,
@@ -51,9 +54,7 @@ from st2bridge.store import (
     status_list,
     version_mismatch_message,
 )
-from st2bridge.store.base import Store
-from st2bridge.store.mongo_alarms import MongoAlarmStore, create_v7_indexes
-from st2bridge.store.mongo_platform import MongoPlatformStore, _translated, create_v6_indexes
+from st2bridge.text import one_line
 
 # Workflow data: keys may hold dots or a leading "$" (see the module docstring).
 _EXECUTION_PAYLOAD = ("input", "output", "tasks", "env", "labels", "notify", "sinks")
@@ -140,8 +141,7 @@ def _pending(execution_id, event, status, task=None):
 
 def _short(exc):
     # Server selection errors carry the whole topology description.
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    return one_line(exc, first_line=True, limit=200)
 
 
 def _lease_ready_at(next_poll_at, lease_owner, lease_expires_at):
@@ -517,7 +517,7 @@ class MongoStore(MongoAlarmStore, MongoPlatformStore, Store):
                 break
             record = _execution(doc)
             if record["lease_owner"] is not None:  # its lease had lapsed
-                self.lease_takeovers += 1
+                self._took_over(1)
             record.update(lease["$set"])
             claimed.append(record)
         return claimed

@@ -11,7 +11,6 @@ import pymongo
 from pymongo import errors as mongo_errors
 
 from st2bridge.errors import Conflict, NotFound
-from st2bridge.store import status_list
 from st2bridge.store.alarm_records import (
     check_event_changes,
     check_queue_changes,
@@ -21,6 +20,7 @@ from st2bridge.store.alarm_records import (
     prepare_queue_item,
 )
 from st2bridge.store.mongo_platform import _translated
+from st2bridge.store.records import status_list
 
 _AFTER = pymongo.ReturnDocument.AFTER
 _EVENT_PAYLOAD = ("payload", "alerts")

@@ -10,7 +10,7 @@ import pymongo
 from pymongo import errors as mongo_errors
 
 from st2bridge.errors import Conflict, NotFound
-from st2bridge.store import (
+from st2bridge.store.records import (
     check_notification_changes,
     complete_notification,
     prepare_api_key,

@@ -37,7 +37,10 @@ from st2bridge.errors import (
     StoreUnavailable,
     StoreVersionMismatch,
 )
-from st2bridge.store import (
+from st2bridge.store import sqlite_file
+from st2bridge.store import sqlite_sql as sql
+from st2bridge.store.base import CALLBACK_FIELDS, INDEXED_FIELDS, Store
+from st2bridge.store.records import (
     change_entry,
     complete_execution,
     complete_service,
@@ -47,12 +50,9 @@ from st2bridge.store import (
     prepare_definition,
     prepare_execution,
     prepare_service,
-    sqlite_file,
     status_list,
     version_mismatch_message,
 )
-from st2bridge.store import sqlite_sql as sql
-from st2bridge.store.base import CALLBACK_FIELDS, INDEXED_FIELDS, Store
 from st2bridge.store.sqlite_alarms import SqliteAlarmStore
 from st2bridge.store.sqlite_platform import SqlitePlatformStore
 
@@ -562,7 +562,7 @@ class SqliteStore(SqliteAlarmStore, SqlitePlatformStore, Store):
                 conn, [complete_execution(json.loads(doc)) for (doc,) in rows]
             )
         claimed.sort(key=lambda r: (r["next_poll_at"], r["id"]))  # RETURNING has no order
-        self.lease_takeovers += sum(1 for r in claimed if r["id"] in lapsed)
+        self._took_over(sum(1 for r in claimed if r["id"] in lapsed))
         return claimed
 
     def renew_leases(self, owner, expires_at):

@@ -9,7 +9,6 @@ import sqlite3
 
 from st2bridge.errors import Conflict, NotFound
 from st2bridge.store import sqlite_sql as sql
-from st2bridge.store import status_list
 from st2bridge.store.alarm_records import (
     check_event_changes,
     check_queue_changes,
@@ -18,6 +17,7 @@ from st2bridge.store.alarm_records import (
     prepare_event,
     prepare_queue_item,
 )
+from st2bridge.store.records import status_list
 
 
 def _insert(conn, table, columns, record):

@@ -6,14 +6,14 @@ import json
 import sqlite3
 
 from st2bridge.errors import Conflict, NotFound
-from st2bridge.store import (
+from st2bridge.store import sqlite_sql as sql
+from st2bridge.store.records import (
     check_notification_changes,
     complete_notification,
     prepare_api_key,
     prepare_notification,
     status_list,
 )
-from st2bridge.store import sqlite_sql as sql
 
 
 class SqlitePlatformStore:

@@ -8,8 +8,8 @@ import json
 
 from st2bridge import status as _status
 from st2bridge.errors import NotFound
-from st2bridge.store import TERMINAL
 from st2bridge.store.base import INDEXED_FIELDS
+from st2bridge.store.records import TERMINAL
 
 SCHEMA = """
 CREATE TABLE executions (

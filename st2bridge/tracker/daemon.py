@@ -8,6 +8,7 @@ so that eventlet patches the standard library before anything uses it.
 import sys
 
 from st2bridge.concurrency import launch
+from st2bridge.text import one_line
 
 NAME = "st2bridge-resultstracker"
 
@@ -25,7 +26,7 @@ def main(argv=None):
         store = app.build_store(conf)
         engine = app.build_engine(conf, retry=False)
     except errors.BridgeError as exc:
-        print("%s: error: %s" % (NAME, " ".join(str(exc).split())), file=sys.stderr)
+        print("%s: error: %s" % (NAME, one_line(exc)), file=sys.stderr)
         return exc.exit_code
     backend = concurrency.current()
     tracker = Tracker(

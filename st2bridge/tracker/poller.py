@@ -413,15 +413,15 @@ class Poller:
                 now,
             )
             return
-        delay = self.schedule.backoff(count)
+        due = self.schedule.after_not_found(now, count)
         LOG.warning(
             "engine answered 404 for execution %s (%d of %d); checking again in %.1f s",
             record["id"],
             count,
             self.not_found_confirmations,
-            delay,
+            due - now,
         )
-        self._reschedule(record, now + delay, {"not_found_count": count})
+        self._reschedule(record, due, {"not_found_count": count})
 
     def _back_off(self, record, exc, now):
         failures = (record.get("poll_failures") or 0) + 1

@@ -18,11 +18,12 @@ import socket
 import time
 import uuid
 
-from st2bridge import app, concurrency, config, errors, logs, registry
+from st2bridge import concurrency, config, errors, logs, registry
 from st2bridge import status as st
 from st2bridge.api import retention
 from st2bridge.callbacks.app import make_app
 from st2bridge.callbacks.handler import CallbackHandler
+from st2bridge.submit import Submitter
 from st2bridge.tracker.poller import Poller
 from st2bridge.tracker.stuckwatch import StuckWatch
 
@@ -45,7 +46,6 @@ class Tracker:
         self.clock = clock
         rt = conf.resultstracker
         self.owner = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
-        runner = app.build_runner(conf, engine, store)
         self.poller = Poller(
             engine,
             store,
@@ -61,7 +61,8 @@ class Tracker:
             # One back-off policy for the engine: the same as retried requests.
             backoff_base=conf.engine.retry_exp_msec / 1000.0,
             backoff_max=conf.engine.retry_exp_max_msec / 1000.0,
-            submit=runner.submit,
+            # Requested records the engine never received are submitted again.
+            submit=Submitter(engine, store, clock=clock).submit,
             clock=clock,
             mode=rt.mode,
             stale_after=rt.stale_after,

@@ -63,7 +63,9 @@ class PollStats:
         self.polls = 0
         self.lateness = LatenessHistogram()
         self._lock = concurrency.current().lock()  # pool workers count at once
-        self.observe_lateness = None  # metrics hook: called with each lateness (s)
+        # Metrics hook: called as each check is made, with its lateness (s;
+        # None for a record that was not due at a time, e.g. a callback's).
+        self.observe_check = None
 
     def polled(self, record, now):
         late = max(0.0, now - record["next_poll_at"]) if record.get("next_poll_at") else None
@@ -71,8 +73,8 @@ class PollStats:
             self.polls += 1
             if late is not None:
                 self.lateness.add(late)
-        if late is not None and self.observe_lateness:
-            self.observe_lateness(late)
+        if self.observe_check:
+            self.observe_check(late)
 
     def take_lateness(self):
         """p50/p99/max lateness (ms) since the last call, and the check count."""

@@ -10,7 +10,7 @@ import time
 
 import yaml
 
-from st2bridge import errors, errortree, redact, results, taskview, workflow
+from st2bridge import errors, errortree, redact, results, taskview, text, workflow
 from st2bridge import status as st
 from st2bridge.callbacks import secrets
 from st2bridge.tracker import stuckview
@@ -48,7 +48,7 @@ def row(record, now):
         "ended_at": record.get("ended_at"),
         "duration_s": duration(record, now),
         "terminal": st.is_terminal(record.get("status")),
-        "error": errortree.first_line(record.get("error")),
+        "error": text.one_line(record.get("error"), first_line=True) or None,
         "stuck": stuckview.view(record),  # null, or signature, since, evidence, command
     }
 

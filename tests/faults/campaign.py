@@ -56,7 +56,7 @@ import requests
 
 from st2bridge import app, config, workflow
 from st2bridge import status as st
-from st2bridge.callbacks import secrets
+from st2bridge.callbacks import secrets, webhook
 from tests.support.net import free_port
 from tests.support.procs import ROOT, Proc, load
 from tests.support.tcp_relay import Relay
@@ -307,7 +307,7 @@ class Campaign:
         port = random.choice([t.port for t in self.trackers])
         headers = {"Content-Type": "application/json"}
         if secret is not None:
-            headers[secrets.HEADER] = secret
+            headers[webhook.SECRET_HEADER] = secret
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             conn.request(
@@ -330,9 +330,9 @@ class Campaign:
         params = json.loads(ex.get("params") or "{}")
         secret = next(
             (
-                n["headers"][secrets.HEADER]
+                n["headers"][webhook.SECRET_HEADER]
                 for n in params.get("notify") or []
-                if secrets.HEADER in (n.get("headers") or {})
+                if webhook.SECRET_HEADER in (n.get("headers") or {})
             ),
             None,
         )

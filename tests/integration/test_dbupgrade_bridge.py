@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from st2bridge.dbupgrade import bridge_store
-from st2bridge.store import open_store
+from st2bridge.store import migrations, open_store
 from st2bridge.store.base import Store
 from tests.support.net import free_port
 
@@ -36,7 +36,7 @@ def bridge(tmp_path):
 def old_store(path, version=1, services=()):
     """A store as st2bridge wrote it at schema version 1, with one execution."""
     conn = sqlite3.connect(path)
-    conn.executescript(bridge_store.SQLITE_V1)
+    conn.executescript(migrations.SQLITE_V1)
     conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
     doc = {"id": "ex-1", "workflow_name": "wf", "status": "running", "tracked": False}
     conn.execute(

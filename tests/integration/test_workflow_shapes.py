@@ -392,10 +392,10 @@ def test_a_resubmit_by_the_tracker_carries_the_webhook(hybrid, mistral, tmp_path
     record = wait_status(bridge, execution_id, timeout=30)
     assert record["status"] == "succeeded" and record["output"] == {"which": "late"}
     (engine_run_,) = mistral.executions(name)
-    webhook = json.loads(engine_run_["params"])["notify"][0]
-    assert webhook["url"] == bridge.callback + "/v1/callbacks/mistral/" + execution_id
+    entry = json.loads(engine_run_["params"])["notify"][0]
+    assert entry["url"] == bridge.callback + "/v1/callbacks/mistral/" + execution_id
     stored = next(r for r in bridge.records() if r["id"] == execution_id)
     assert stored["last_event_at"] is not None  # its callbacks were accepted
-    from st2bridge.callbacks import secrets
+    from st2bridge.callbacks import secrets, webhook
 
-    assert secrets.matches(webhook["headers"][secrets.HEADER], stored["callback_secret_hash"])
+    assert secrets.matches(entry["headers"][webhook.SECRET_HEADER], stored["callback_secret_hash"])

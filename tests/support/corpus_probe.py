@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 import yaml
 
+from st2bridge.text import one_line
+
 TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
 
 
@@ -31,7 +33,7 @@ class DirectEngine:
             except ValueError:
                 detail = answer.text
             raise EngineRefused(
-                "%s (HTTP %d)" % (detail.strip().splitlines()[0][:200], answer.status_code)
+                "%s (HTTP %d)" % (one_line(detail, first_line=True, limit=200), answer.status_code)
             )
         return answer.json() if answer.content else None
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as s
 
 from st2bridge import workflow
-from st2bridge.callbacks import events, secrets
+from st2bridge.callbacks import webhook
 from st2bridge.callbacks.app import make_app
 from st2bridge.callbacks.handler import CallbackHandler
 from st2bridge.engine.stub import StubEngine
@@ -29,7 +29,7 @@ json_values = s.recursive(
 event_like = s.fixed_dictionaries(
     {},
     optional={
-        "event": s.sampled_from(sorted(events.WORKFLOW_EVENTS | events.TASK_EVENTS))
+        "event": s.sampled_from(sorted(webhook.WORKFLOW_EVENTS | webhook.TASK_EVENTS))
         | s.text(max_size=12)
         | json_values,
         "id": s.text(max_size=40) | json_values,
@@ -63,7 +63,7 @@ class Endpoint:
         )
         self.record = runner.start(workflow.parse(WF), "wf", {})
         notify = self.engine.executions[self.record["engine_execution_id"]]["params"]["notify"]
-        self.secret = notify[0]["headers"][secrets.HEADER]
+        self.secret = notify[0]["headers"][webhook.SECRET_HEADER]
         self.app = make_app(
             CallbackHandler(self.store, self.engine, clock=lambda: NOW), max_body=4096
         )

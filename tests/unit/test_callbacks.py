@@ -9,7 +9,7 @@ import pytest
 
 from st2bridge import status as st
 from st2bridge import workflow
-from st2bridge.callbacks import secrets
+from st2bridge.callbacks import secrets, webhook
 from st2bridge.callbacks.app import make_app
 from st2bridge.callbacks.handler import CallbackHandler
 from st2bridge.engine.stub import StubEngine
@@ -100,7 +100,7 @@ def task_event(record, name, state, event, updated_at="2026-11-21 12:00:01", wf_
 def test_runner_registers_a_webhook_with_a_secret_it_does_not_store(env):
     record, notify = env.start()
     assert notify["url"] == "http://127.0.0.1:9101/v1/callbacks/mistral/%s" % record["id"]
-    secret = notify["headers"][secrets.HEADER]
+    secret = notify["headers"][webhook.SECRET_HEADER]
     stored = env.store.get_execution(record["id"])
     assert stored["callback_secret_hash"] == secrets.hash_secret(secret)
     assert secret not in json.dumps(stored)
@@ -109,7 +109,7 @@ def test_runner_registers_a_webhook_with_a_secret_it_does_not_store(env):
 
 def test_terminal_callback_finishes_with_output_from_the_engine(env):
     record, notify = env.start()
-    secret = notify["headers"][secrets.HEADER]
+    secret = notify["headers"][webhook.SECRET_HEADER]
     env.engine.add_task(record["engine_execution_id"], "t1", "SUCCESS")
     env.engine.set_state(record["engine_execution_id"], "SUCCESS", output={"x": 1})
     env.engine.calls.clear()
@@ -147,7 +147,7 @@ def test_without_task_events_the_webhook_asks_for_workflow_events_and_the_end_re
         env.post(
             record["id"],
             wf_event(record, "SUCCESS", "WORKFLOW_SUCCEEDED"),
-            notify["headers"][secrets.HEADER],
+            notify["headers"][webhook.SECRET_HEADER],
         )
         final = env.store.get_execution(record["id"])
         assert final["status"] == st.SUCCEEDED and final["output"] == {"x": 1}
@@ -173,12 +173,16 @@ def test_secret_of_another_execution_is_refused(env):
     b, _ = env.start()
     before = env.store.get_execution(b["id"])
     status, _ = env.post(
-        b["id"], wf_event(b, "SUCCESS", "WORKFLOW_SUCCEEDED"), notify_a["headers"][secrets.HEADER]
+        b["id"],
+        wf_event(b, "SUCCESS", "WORKFLOW_SUCCEEDED"),
+        notify_a["headers"][webhook.SECRET_HEADER],
     )
     assert status == 403
     # And a's secret with b's event at a's URL: not a's execution tree.
     status, answer = env.post(
-        a["id"], wf_event(b, "SUCCESS", "WORKFLOW_SUCCEEDED"), notify_a["headers"][secrets.HEADER]
+        a["id"],
+        wf_event(b, "SUCCESS", "WORKFLOW_SUCCEEDED"),
+        notify_a["headers"][webhook.SECRET_HEADER],
     )
     assert status == 400 and "not part of this execution" in answer["error"]
     assert env.store.get_execution(b["id"]) == before
@@ -203,14 +207,14 @@ def test_secret_of_another_execution_is_refused(env):
 def test_malformed_bodies_are_400(env, body, message):
     record, notify = env.start()
     before = env.store.get_execution(record["id"])
-    status, answer = env.post(record["id"], body, notify["headers"][secrets.HEADER])
+    status, answer = env.post(record["id"], body, notify["headers"][webhook.SECRET_HEADER])
     assert status == 400 and message in answer["error"]
     assert env.store.get_execution(record["id"]) == before
 
 
 def test_http_level_refusals(env):
     record, notify = env.start()
-    secret = notify["headers"][secrets.HEADER]
+    secret = notify["headers"][webhook.SECRET_HEADER]
     assert env.post("no-such-id", {}, secret)[0] == 404
     assert env.post(record["id"], {}, secret, method="GET")[0] == 405
     assert env.post(record["id"], {}, secret, method="PUT")[0] == 405
@@ -223,7 +227,7 @@ def test_http_level_refusals(env):
 
 def test_task_events_show_progress_and_never_go_backwards(env):
     record, notify = env.start()
-    secret = notify["headers"][secrets.HEADER]
+    secret = notify["headers"][webhook.SECRET_HEADER]
     post = lambda body: env.post(record["id"], body, secret)
     # SUCCESS arrives before LAUNCHED (concurrent POSTs): LAUNCHED must not undo it.
     assert (
@@ -245,7 +249,7 @@ def test_task_events_show_progress_and_never_go_backwards(env):
 
 def test_workflow_state_never_moves_backwards(env):
     record, notify = env.start()
-    secret = notify["headers"][secrets.HEADER]
+    secret = notify["headers"][webhook.SECRET_HEADER]
     post = lambda body: env.post(record["id"], body, secret)
     assert post(wf_event(record, "PAUSED", "WORKFLOW_PAUSED", "2026-11-21 12:00:05"))[0] == 200
     assert env.store.get_execution(record["id"])["status"] == st.PAUSED
@@ -256,7 +260,7 @@ def test_workflow_state_never_moves_backwards(env):
 
 def test_sub_workflow_events_update_tasks_not_status(env):
     record, notify = env.start()
-    secret = notify["headers"][secrets.HEADER]
+    secret = notify["headers"][webhook.SECRET_HEADER]
     child = {"engine_execution_id": "child-1"}
     sub = dict(
         wf_event(child, "ERROR", "WORKFLOW_FAILED"), root_execution_id=record["engine_execution_id"]
@@ -289,7 +293,7 @@ def test_engine_down_at_the_terminal_event_leaves_it_to_the_poller(env):
     status, answer = env.post(
         record["id"],
         wf_event(record, "SUCCESS", "WORKFLOW_SUCCEEDED"),
-        notify["headers"][secrets.HEADER],
+        notify["headers"][webhook.SECRET_HEADER],
     )
     assert status == 200  # answered at once; the fetch failed afterwards
     stored = env.store.get_execution(record["id"])
@@ -308,7 +312,7 @@ def engine_event(task, event):
 def test_a_task_still_running_at_the_end_reports_its_end_later(env):
     # A `succeed` engine command ends the workflow while `slow` still runs.
     record, notify = env.start()
-    secret = notify["headers"][secrets.HEADER]
+    secret = notify["headers"][webhook.SECRET_HEADER]
     eid = record["engine_execution_id"]
     quick = env.engine.add_task(eid, "quick", "SUCCESS")
     slow = env.engine.add_task(eid, "slow", "RUNNING")
@@ -343,7 +347,7 @@ def test_succeeded_and_failed_in_the_same_second_records_the_failure(env, order)
     # Mistral posts TASK_SUCCEEDED then TASK_FAILED (a publish that failed)
     # in one second over concurrent webhooks: either may arrive last.
     record, notify = env.start()
-    secret = notify["headers"][secrets.HEADER]
+    secret = notify["headers"][webhook.SECRET_HEADER]
     task = env.engine.add_task(record["engine_execution_id"], "call", "ERROR", type="WORKFLOW")
     names = {"SUCCESS": "TASK_SUCCEEDED", "ERROR": "TASK_FAILED"}
     for state in order:
@@ -356,7 +360,7 @@ def test_succeeded_and_failed_in_the_same_second_records_the_failure(env, order)
 def test_views_the_second_cannot_order_are_re_read_from_the_engine(env):
     # pause-before: RUNNING then IDLE in one second, posted concurrently.
     record, notify = env.start()
-    secret = notify["headers"][secrets.HEADER]
+    secret = notify["headers"][webhook.SECRET_HEADER]
     task = env.engine.add_task(record["engine_execution_id"], "c", "IDLE")
     idle = dict(engine_event(task, None), state_info="Set by 'pause-before' policy")
     assert env.post(record["id"], idle, secret)[0] == 200
@@ -388,7 +392,7 @@ def test_a_null_event_of_a_waiting_task_is_accepted(env):
         "finished_at": None,
         "event": None,
     }
-    status, answer = env.post(record["id"], payload, notify["headers"][secrets.HEADER])
+    status, answer = env.post(record["id"], payload, notify["headers"][webhook.SECRET_HEADER])
     assert (status, answer) == (200, {"result": "task b DELAYED"})
     (stored,) = env.store.get_execution(record["id"])["tasks"]
     assert stored["state"] == "DELAYED" and stored["status"] == st.RUNNING
@@ -428,7 +432,7 @@ def test_every_malformed_body_is_a_400_after_the_secret(env, body, message):
     record, notify = env.start()
     before = env.store.get_execution(record["id"])
     assert env.post(record["id"], body)[0] == 401  # the secret first, the body never parsed
-    status, answer = env.post(record["id"], body, notify["headers"][secrets.HEADER])
+    status, answer = env.post(record["id"], body, notify["headers"][webhook.SECRET_HEADER])
     assert status == 400 and message in answer["error"], answer
     assert env.store.get_execution(record["id"]) == before
     assert env.handler.counts["errors"] == 0
@@ -461,7 +465,7 @@ def test_an_authenticated_body_over_the_limit_is_logged_counted_and_read_from_th
     record, notify = env.start()
     env.now += 7
     body = wf_event(record, "ERROR", "WORKFLOW_FAILED", state_info="x" * 8000)
-    status, answer = env.post(record["id"], body, notify["headers"][secrets.HEADER])
+    status, answer = env.post(record["id"], body, notify["headers"][webhook.SECRET_HEADER])
     assert status == 413 and "read from the engine" in answer["error"]
     stored = env.store.get_execution(record["id"])
     assert stored["status"] == st.RUNNING and stored["tracked"]
@@ -479,7 +483,9 @@ def test_every_answer_is_counted_and_a_bug_is_a_logged_counted_500(env, caplog):
         raise RuntimeError("a bug")
 
     env.handler.handle = broken
-    status, answer = env.post(record["id"], {"event": None}, notify["headers"][secrets.HEADER])
+    status, answer = env.post(
+        record["id"], {"event": None}, notify["headers"][webhook.SECRET_HEADER]
+    )
     assert (status, answer) == (500, {"error": "internal error"})
     assert env.post(record["id"], {}, None, method="GET")[0] == 405
     assert seen == [500, 405]
@@ -489,7 +495,7 @@ def test_every_answer_is_counted_and_a_bug_is_a_logged_counted_500(env, caplog):
 
 def test_an_empty_answer_from_the_engine_at_the_end_changes_nothing(env, caplog):
     record, notify = env.start()
-    secret = notify["headers"][secrets.HEADER]
+    secret = notify["headers"][webhook.SECRET_HEADER]
     task = env.engine.add_task(record["engine_execution_id"], "t1", "SUCCESS")
     env.post(record["id"], engine_event(task, "TASK_SUCCEEDED"), secret)
     before = env.store.get_execution(record["id"])
@@ -510,7 +516,7 @@ def test_a_terminal_callback_the_engine_contradicts_changes_nothing(env):
     status, _ = env.post(
         record["id"],
         wf_event(record, "SUCCESS", "WORKFLOW_SUCCEEDED"),
-        notify["headers"][secrets.HEADER],
+        notify["headers"][webhook.SECRET_HEADER],
     )
     assert status == 200
     stored = env.store.get_execution(record["id"])
@@ -519,7 +525,7 @@ def test_a_terminal_callback_the_engine_contradicts_changes_nothing(env):
 
 def test_the_end_reads_sub_workflow_tasks_and_labels_them(env):
     record, notify = env.start()
-    secret = notify["headers"][secrets.HEADER]
+    secret = notify["headers"][webhook.SECRET_HEADER]
     eid = record["engine_execution_id"]
     deploy = env.engine.add_task(eid, "deploy", "ERROR", type="WORKFLOW", with_items=2)
     subs = [env.engine.add_sub(deploy["id"], "per_host", i, {"host": "h%d" % i}) for i in (0, 1)]
@@ -560,14 +566,16 @@ def test_callback_mode_records_are_tracked_for_the_safety_net(tmp_path):
             record, "RUNNING", "WORKFLOW_LAUNCHED", updated_at=engine_ex["updated_at"]
         )
         env.now += 1
-        answer = env.post(record["id"], launched, notify["headers"][secrets.HEADER])
+        answer = env.post(record["id"], launched, notify["headers"][webhook.SECRET_HEADER])
         assert answer == (200, {"result": "duplicate"})
         stored = env.store.get_execution(record["id"])
         assert stored["callback_owner"] == "tracker-a" and stored["next_poll_at"] == env.now + 30
         env.now += 5
         task = env.engine.add_task(record["engine_execution_id"], "t1", "RUNNING")
         env.post(
-            record["id"], engine_event(task, "TASK_LAUNCHED"), notify["headers"][secrets.HEADER]
+            record["id"],
+            engine_event(task, "TASK_LAUNCHED"),
+            notify["headers"][webhook.SECRET_HEADER],
         )
         stored = env.store.get_execution(record["id"])
         assert stored["callback_owner"] == "tracker-a" and stored["next_poll_at"] == env.now + 30

@@ -7,6 +7,7 @@ import pytest
 
 from st2bridge import errors
 from st2bridge.dbupgrade import bridge_store
+from st2bridge.store import migrations
 from st2bridge.store.base import Store
 from st2bridge.store.mongo import MongoStore
 from st2bridge.store.sqlite import SqliteStore
@@ -27,16 +28,16 @@ def schema(path):
 
 def v1_store(path):
     conn = sqlite3.connect(path)
-    conn.executescript(bridge_store.SQLITE_V1)
+    conn.executescript(migrations.SQLITE_V1)
     conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     conn.commit()
     conn.close()
 
 
 def test_latest_is_the_stores_version():
-    assert bridge_store.LATEST == Store.SCHEMA_VERSION
-    assert set(bridge_store.SQLITE_STEPS) == set(range(2, bridge_store.LATEST + 1))
-    assert set(bridge_store.MONGO_STEPS) == set(range(1, bridge_store.LATEST + 1))
+    assert migrations.LATEST == Store.SCHEMA_VERSION
+    assert set(migrations.SQLITE_STEPS) == set(range(2, migrations.LATEST + 1))
+    assert set(migrations.MONGO_STEPS) == set(range(1, migrations.LATEST + 1))
 
 
 def test_a_migrated_sqlite_store_equals_a_new_one(tmp_path):
@@ -44,7 +45,7 @@ def test_a_migrated_sqlite_store_equals_a_new_one(tmp_path):
     v1_store(old)
     said = []
     before, after = bridge_store.migrate("sqlite:///%s" % old, lock_timeout=1, say=said.append)
-    assert (before, after) == (1, bridge_store.LATEST)
+    assert (before, after) == (1, migrations.LATEST)
     assert any("version 1 -> 2" in line for line in said)
     SqliteStore(new).close()
     assert schema(old) == schema(new)
@@ -112,12 +113,12 @@ def test_a_new_store_is_created_at_the_latest_version(tmp_path):
         None,
         Store.SCHEMA_VERSION,
     )
-    assert bridge_store.read_version(url) == bridge_store.LATEST
+    assert bridge_store.read_version(url) == migrations.LATEST
 
 
 def test_a_newer_or_foreign_store_is_refused(tmp_path):
     with pytest.raises(errors.StoreVersionMismatch, match="newer st2bridge"):
-        bridge_store.pending(bridge_store.LATEST + 1)
+        migrations.pending(migrations.LATEST + 1)
     path = tmp_path / "other.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE t (x)")
@@ -157,7 +158,7 @@ def test_mongo_store_migrated_from_version_1():
     assert bridge_store.read_version(url, client=client) == 1
     assert bridge_store.migrate(url, lock_timeout=1, say=lambda s: None, client=client) == (
         1,
-        bridge_store.LATEST,
+        migrations.LATEST,
     )
     assert "ix_name_host" in db["services"].index_information()
     assert "ix_idempotency_key" in db["executions"].index_information()

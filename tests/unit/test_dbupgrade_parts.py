@@ -12,6 +12,8 @@ from st2bridge import config, errors
 from st2bridge.cli import main as cli_main
 from st2bridge.dbupgrade import engine_schema, migrate, services
 from st2bridge.dbupgrade.guard import Guard
+from st2bridge.redact import Redactor, database_url
+from st2bridge.store import migrations
 
 HISTORY = """\
 044 -> 045 (head), Add indexes to scheduled_jobs_v2.
@@ -48,7 +50,7 @@ def test_run_streams_lines_redacted_and_reports_the_exit_code():
     code, last = migrate.run(
         [sys.executable, "-c", "print('pw=hunter22'); print('two'); raise SystemExit(3)"],
         on_line=lines.append,
-        redact=migrate.Redactor(["hunter22"]),
+        redact=Redactor(["hunter22"], min_length=3),
     )
     assert code == 3 and lines == ["pw=***", "two"] and last == lines
 
@@ -64,7 +66,7 @@ def test_run_stops_a_command_at_its_timeout():
 
 def test_urls_are_redacted_and_compared_by_server_and_database():
     url = "postgresql+psycopg2://u:s3cret@db.example:5432/mistral"
-    assert "s3cret" not in engine_schema.redact(url)
+    assert "s3cret" not in database_url(url)
     assert engine_schema.same_database(url, "postgresql://x@db.example/mistral")
     assert engine_schema.same_database(
         "mysql+pymysql://r@localhost/m", "mysql://r@127.0.0.1:3306/m"
@@ -154,7 +156,7 @@ def test_bridge_guard_check_dry_run_upgrade_and_no_op(tmp_path, capsys):
     from st2bridge.dbupgrade import bridge_store
 
     conn = sqlite3.connect(tmp_path / "bridge.db")
-    conn.executescript(bridge_store.SQLITE_V1)
+    conn.executescript(migrations.SQLITE_V1)
     conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
     conn.commit()
     conn.close()

@@ -59,8 +59,10 @@ def test_a_claim_of_a_lapsed_lease_is_a_takeover(store):
     # "a" finishes one check (releases it) and dies with two in flight.
     first = store.list_executions()[0]["id"]
     store.update_execution(first, {"lease_owner": None, "lease_expires_at": None})
+    reported = []
+    store.observe_takeovers = reported.append  # the metrics hook, told as it happens
     claimed = store.claim_due("b", now + 11, 10, 10)
-    assert len(claimed) == 3 and store.lease_takeovers == 2
+    assert len(claimed) == 3 and store.lease_takeovers == 2 and sum(reported) == 2
     assert {r["lease_owner"] for r in claimed} == {"b"}
     assert {r["lease_expires_at"] for r in claimed} == {now + 21}
 
@@ -196,3 +198,42 @@ def test_metrics_port_0_disables_the_endpoint(tmp_path):
     path.write_text("[metrics]\nport = 0\n")
     assert config.load(["--config-file", str(path)]).metrics.port == 0
     assert re.search(r"port = 9102", (ROOT / "conf" / "bridge.conf.sample").read_text())
+
+
+def test_checks_are_counted_as_they_are_made_not_read_off_the_poller(tmp_path):
+    from prometheus_client import generate_latest
+
+    from st2bridge.concurrency import InlineExecutor
+    from st2bridge.engine.stub import StubEngine
+    from st2bridge.metrics import TrackerMetrics
+    from st2bridge.tracker.poller import Poller
+
+    engine = StubEngine()
+    with open_store("sqlite:///%s" % (tmp_path / "b.db")) as store:
+        poller = Poller(engine, store, InlineExecutor(1), owner="o")
+        m = TrackerMetrics(poller=poller, engine=engine, store=store, executor=InlineExecutor(1))
+        poller.stats.polls = 1000  # the poller's own count is not what is exported
+        poller.stats.polled({"next_poll_at": 100.0}, 100.5)
+        poller.stats.polled({"next_poll_at": None}, 101.0)  # not due at a time: no lateness
+        text = generate_latest(m.registry).decode()
+    assert "st2bridge_checks_total 2.0" in text
+    assert "st2bridge_check_lateness_seconds_count 1.0" in text
+    assert 'st2bridge_check_lateness_seconds_bucket{le="0.5"} 1.0' in text
+
+
+def test_takeovers_reach_the_metric_as_claims_make_them(store):
+    from prometheus_client import generate_latest
+
+    from st2bridge.concurrency import InlineExecutor
+    from st2bridge.engine.stub import StubEngine
+    from st2bridge.metrics import TrackerMetrics
+    from st2bridge.tracker.poller import Poller
+
+    engine = StubEngine()
+    poller = Poller(engine, store, InlineExecutor(1), owner="b")
+    m = TrackerMetrics(poller=poller, engine=engine, store=store, executor=InlineExecutor(1))
+    store.create_execution(running("e0", 1000.0))
+    store.claim_due("a", 1000.0, 10, 10)  # "a" dies holding it
+    assert "st2bridge_lease_takeovers_total 0.0" in generate_latest(m.registry).decode()
+    store.claim_due("b", 1011.0, 10, 10)
+    assert "st2bridge_lease_takeovers_total 1.0" in generate_latest(m.registry).decode()

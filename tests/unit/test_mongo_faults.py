@@ -14,7 +14,7 @@ from pymongo import errors as mongo_errors
 
 from st2bridge import status as st
 from st2bridge import workflow
-from st2bridge.callbacks import secrets
+from st2bridge.callbacks import webhook
 from st2bridge.callbacks.app import make_app
 from st2bridge.callbacks.handler import CallbackHandler
 from st2bridge.concurrency import InlineExecutor
@@ -175,7 +175,7 @@ def test_callback_while_the_store_is_down_gets_503_and_the_poller_finishes_later
         "PATH_INFO": "/v1/callbacks/mistral/" + record["id"],
         "CONTENT_LENGTH": str(len(body)),
         "wsgi.input": io.BytesIO(body),
-        "HTTP_X_ST2BRIDGE_SECRET": notify["headers"][secrets.HEADER],
+        "HTTP_X_ST2BRIDGE_SECRET": notify["headers"][webhook.SECRET_HEADER],
     }
     seen = {}
     env.outage.start(60)

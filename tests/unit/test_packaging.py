@@ -63,6 +63,8 @@ def test_build_script_makes_wheel_and_archive(tmp_path):
         listed = whl.namelist()
         entry_points = whl.read("st2bridge-%s.dist-info/entry_points.txt" % version).decode()
     assert "st2bridge/metrics.py" in listed and "st2bridge/engine/auth.py" in listed
+    # The web view serves its style and script from package data (pages.py reads them).
+    assert {"st2bridge/web/static/app.js", "st2bridge/web/static/style.css"} <= set(listed)
     assert any(name.endswith("LICENSE") and ".dist-info/" in name for name in listed)
     assert "st2bridge-resultstracker = st2bridge.tracker.daemon:main" in entry_points
     assert "st2bridge-api = st2bridge.api.daemon:main" in entry_points

@@ -10,7 +10,7 @@ import pytest
 
 from st2bridge import errors, results
 from st2bridge import status as st
-from st2bridge.callbacks import secrets
+from st2bridge.callbacks import secrets, webhook
 from st2bridge.engine.stub import StubEngine
 from st2bridge.runner import Runner, StartRequest
 from st2bridge.store import open_store
@@ -312,21 +312,37 @@ def test_a_resubmit_carries_the_webhook_with_a_new_secret(engine, store, tmp_pat
         runner.start_request(StartRequest(definition=WF, input={"x": 1}))
     (record,) = store.list_executions()
     assert (
-        record["status"] == st.REQUESTED and record["notify"][0]["headers"][secrets.HEADER] is None
+        record["status"] == st.REQUESTED
+        and record["notify"][0]["headers"][webhook.SECRET_HEADER] is None
     )
     runner.submit(record)  # what the tracker does on a 404 for a requested record
-    webhook = started(engine, record)["params"]["notify"][0]
-    assert webhook["url"] == "http://127.0.0.1:9/v1/callbacks/mistral/" + record["id"]
-    secret = webhook["headers"][secrets.HEADER]
+    entry = started(engine, record)["params"]["notify"][0]
+    assert entry["url"] == "http://127.0.0.1:9/v1/callbacks/mistral/" + record["id"]
+    secret = entry["headers"][webhook.SECRET_HEADER]
     assert secrets.matches(secret, store.get_execution(record["id"])["callback_secret_hash"])
     store.close()
     assert secret.encode() not in (tmp_path / "b.db").read_bytes()  # never stored in clear
 
 
+def test_the_tracker_resubmits_with_a_submitter_alone_no_runner(engine, store):
+    from st2bridge.submit import Submitter
+
+    engine.fail_next = [None, None, errors.EngineUnavailable("down")]  # get, create, then submit
+    with pytest.raises(errors.EngineUnavailable):
+        hybrid(engine, store).start_request(StartRequest(definition=WF, input={"x": 1}))
+    (record,) = store.list_executions()
+    # What the tracker holds: the engine and the store, no start-up configuration.
+    Submitter(engine, store).submit(record)
+    entry = started(engine, record)["params"]["notify"][0]
+    stored = store.get_execution(record["id"])
+    assert stored["status"] == st.RUNNING
+    assert secrets.matches(entry["headers"][webhook.SECRET_HEADER], stored["callback_secret_hash"])
+
+
 def test_a_resubmit_adopts_the_secret_of_a_first_submit_that_got_through(engine, store):
     runner = hybrid(engine, store)
     record = runner.start_request(StartRequest(definition=WF, input={"x": 1})).record
-    first = started(engine, record)["params"]["notify"][0]["headers"][secrets.HEADER]
+    first = started(engine, record)["params"]["notify"][0]["headers"][webhook.SECRET_HEADER]
     stored = store.get_execution(record["id"])
     runner.submit(stored)  # the engine answers with the execution the first submit made
     assert secrets.matches(first, store.get_execution(record["id"])["callback_secret_hash"])
@@ -339,13 +355,13 @@ def test_the_callback_secret_is_masked_in_recorded_output():
     execution = {
         "state": "SUCCESS",
         "output": {
-            "ex": {"params": {"notify": [{"headers": {secrets.HEADER: "s3cr3t-value"}}]}},
-            "text": "{'%s': 's3cr3t-value'}" % secrets.HEADER,
+            "ex": {"params": {"notify": [{"headers": {webhook.SECRET_HEADER: "s3cr3t-value"}}]}},
+            "text": "{'%s': 's3cr3t-value'}" % webhook.SECRET_HEADER,
         },
     }
     changes = results.terminal_changes(execution, [], 1.0, "poll")
     assert "s3cr3t-value" not in repr(changes)
-    assert changes["output"]["ex"]["params"]["notify"][0]["headers"][secrets.HEADER] == "***"
+    assert changes["output"]["ex"]["params"]["notify"][0]["headers"][webhook.SECRET_HEADER] == "***"
 
 
 def test_a_spurious_parse_error_of_concurrent_registrations_is_asked_again(engine, store):

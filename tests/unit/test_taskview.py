@@ -298,3 +298,9 @@ def test_schedule_per_mode():
     assert poll.at_once(100) == 100
     with pytest.raises(ValueError):
         Schedule("sometimes")
+
+
+def test_a_404_is_checked_again_after_the_same_back_off_as_a_failure():
+    schedule = Schedule("poll", backoff_base=2.0, backoff_max=60.0, rng=lambda: 1.0)
+    assert schedule.after_not_found(100, 1) == 102.0 == schedule.after_failure(100, 1)
+    assert schedule.after_not_found(100, 3) == 108.0
