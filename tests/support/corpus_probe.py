@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 import yaml
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from st2bridge.text import one_line
 
@@ -24,6 +26,10 @@ class DirectEngine:
     def __init__(self, api_url):
         self.api_url = api_url.rstrip("/")
         self.http = requests.Session()
+        # A loaded engine closes kept-alive connections now and then: its
+        # reads (only they: a start is not idempotent) are tried again.
+        retry = Retry(total=3, backoff_factor=0.5, allowed_methods={"GET"}, status=0)
+        self.http.mount("http://", HTTPAdapter(max_retries=retry))
 
     def _call(self, method, path, **kwargs):
         answer = self.http.request(method, self.api_url + path, timeout=60, **kwargs)
