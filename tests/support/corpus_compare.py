@@ -21,6 +21,11 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?")
 # str() of a callback URL the bridge puts in params.notify: its port and path differ per run.
 CALLBACK_URL = re.compile(r"https?://[^\s'\"]+/callbacks?/[^\s'\"]*")
+# The bridge's env key as str() of a dict shows it (an error text quoting the context).
+ENV_KEY_IN_TEXT = re.compile(
+    r"""(['"]%s['"]\s*:\s*['"][^'"]*['"](\s*,\s*)?)|(\s*,\s*['"]%s['"]\s*:\s*['"][^'"]*['"])"""
+    % (ENV_EXECUTION_ID, ENV_EXECUTION_ID)
+)
 # A run's namespace: corpus_<token>_<n> (bridge) or direct_<token>_<n>.
 NAMESPACE = re.compile(r"\b(corpus|direct)_[0-9a-f]{6}_\d+\b")
 
@@ -41,9 +46,11 @@ class Outcome:
     tasks: list  # sorted (workflow path, task name, state), one per task execution
 
 
-def normalize(value):
-    """`value` with ids, timestamps, namespaces, the bridge's params and env
-    key and its callback secret replaced by placeholders."""
+def normalize(value, ids=frozenset()):
+    """`value` with the run's own `ids` (its executions' and tasks'),
+    timestamps, namespaces, the bridge's params and env key and its callback
+    secret replaced by placeholders. Other UUIDs stay: a workflow's uuid()
+    differs run to run, and says so in the manifest's `compare:`."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
@@ -54,17 +61,18 @@ def normalize(value):
             elif key == secrets.HEADER:
                 out[key] = "<secret>"
             else:
-                out[key] = normalize(item)
+                out[key] = normalize(item, ids)
         if out.get("env") == {}:
             del out["env"]  # the bridge's key alone, or none (the direct run may have no env)
         return out
     if isinstance(value, list):
-        return [normalize(v) for v in value]
+        return [normalize(v, ids) for v in value]
     if isinstance(value, str):
         text = secrets.mask(value)
         text = text.replace(secrets.MASK, "<secret>")
         text = CALLBACK_URL.sub("<callback-url>", text)
-        text = UUID.sub("<id>", text)
+        text = ENV_KEY_IN_TEXT.sub("", text)
+        text = UUID.sub(lambda m: "<id>" if m.group(0).lower() in ids else m.group(0), text)
         text = TIMESTAMP.sub("<time>", text)
         return NAMESPACE.sub("<namespace>", text)
     return value
@@ -102,9 +110,10 @@ def outcome(engine, root_id, output=None):
     root = engine.execution(root_id)
     subs = engine.sub_executions(root_id)
     tasks = engine.tasks_tree(root_id)
+    ids = frozenset(row["id"].lower() for row in [root] + subs + tasks)
     return Outcome(
         state=root["state"],
-        output=normalize(parse_output(root["output"]) if output is None else output),
+        output=normalize(parse_output(root["output"]) if output is None else output, ids),
         tasks=task_list([root] + subs, tasks),
     )
 
