@@ -26,6 +26,8 @@ ENV_KEY_IN_TEXT = re.compile(
     r"""(['"]%s['"]\s*:\s*['"][^'"]*['"](\s*,\s*)?)|(\s*,\s*['"]%s['"]\s*:\s*['"][^'"]*['"])"""
     % (ENV_EXECUTION_ID, ENV_EXECUTION_ID)
 )
+# An action execution's id as the engine's error texts name it (the run's own).
+ACTION_ID_IN_TEXT = re.compile(r"(action_ex_id=)" + UUID.pattern, re.I)
 # A run's namespace: corpus_<token>_<n> (bridge) or direct_<token>_<n>.
 NAMESPACE = re.compile(r"\b(corpus|direct)_[0-9a-f]{6}_\d+\b")
 
@@ -72,6 +74,7 @@ def normalize(value, ids=frozenset()):
         text = text.replace(secrets.MASK, "<secret>")
         text = CALLBACK_URL.sub("<callback-url>", text)
         text = ENV_KEY_IN_TEXT.sub("", text)
+        text = ACTION_ID_IN_TEXT.sub(r"\1<id>", text)
         text = UUID.sub(lambda m: "<id>" if m.group(0).lower() in ids else m.group(0), text)
         text = TIMESTAMP.sub("<time>", text)
         return NAMESPACE.sub("<namespace>", text)
