@@ -28,6 +28,8 @@ ENV_KEY_IN_TEXT = re.compile(
 )
 # An action execution's id as the engine's error texts name it (the run's own).
 ACTION_ID_IN_TEXT = re.compile(r"(action_ex_id=)" + UUID.pattern, re.I)
+# A Python object's repr in an error text: its address is the engine process's.
+OBJECT_ADDRESS = re.compile(r"(object at )0x[0-9a-f]+", re.I)
 # A run's namespace: corpus_<token>_<n> (bridge) or direct_<token>_<n>.
 NAMESPACE = re.compile(r"\b(corpus|direct)_[0-9a-f]{6}_\d+\b")
 
@@ -75,6 +77,7 @@ def normalize(value, ids=frozenset()):
         text = CALLBACK_URL.sub("<callback-url>", text)
         text = ENV_KEY_IN_TEXT.sub("", text)
         text = ACTION_ID_IN_TEXT.sub(r"\1<id>", text)
+        text = OBJECT_ADDRESS.sub(r"\1<address>", text)
         text = UUID.sub(lambda m: "<id>" if m.group(0).lower() in ids else m.group(0), text)
         text = TIMESTAMP.sub("<time>", text)
         return NAMESPACE.sub("<namespace>", text)

@@ -50,6 +50,8 @@ def test_a_uuid_that_is_not_the_runs_own_is_compared():
     # but an action execution the engine names in an error text is the run's own
     error = "The action raised an exception [action=Fail action, action_ex_id=%s, msg='x']"
     assert normalize(error % ENGINE_ID) == normalize(error % BRIDGE_ID)
+    action = "[action=<mistral.actions.std_actions.SleepAction object at %s>"
+    assert normalize(action % "0x7f5b7c1ade10") == normalize(action % "0x7f0b81821b10")
 
 
 def test_what_the_workflow_computed_is_kept():
