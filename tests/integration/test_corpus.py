@@ -32,7 +32,14 @@ def test_every_corpus_case_runs_through_the_bridge_as_directly_on_the_engine(bri
         cases = [c for c in cases if c.name in only.split(",")]
     assert len(cases) >= 100 or only
     port = free_port()
-    bridge.write(mode="hybrid", callback_port=port, extra="stale_after = 10\n")
+    # The slowest cases start together, each twice: ten creations of one big
+    # workbook at once kept a loaded engine busy past the default 30 s.
+    bridge.write(
+        mode="hybrid",
+        callback_port=port,
+        extra="stale_after = 10\n",
+        engine_extra="read_timeout = 90\n",
+    )
     tracker = start_listening_tracker(bridge, port)
     began = time.monotonic()
     try:
