@@ -53,8 +53,10 @@ class Bridge:
         callback_port=None,
         callback_url=None,
         callback_extra="",
+        engine_extra="",
     ):
-        """`extra` lines go into [resultstracker], `callback_extra` ones into [callback]."""
+        """`extra` lines go into [resultstracker], `callback_extra` ones into
+        [callback], `engine_extra` ones into [engine]."""
         callback = ""
         if callback_port:
             callback = "[callback]\nport = %d\n%s" % (callback_port, callback_extra)
@@ -63,9 +65,17 @@ class Bridge:
         self.conf.write_text(
             "[DEFAULT]\nconcurrency = %s\nstate_path = %s\nlog_level = INFO\n"
             "[engine]\napi_url = %s\nretry_exp_msec = 100\nretry_exp_max_msec = 500\n"
-            "retry_stop_max_msec = 3000\n%s"
+            "retry_stop_max_msec = 3000\n%s%s"
             "[resultstracker]\nmode = %s\nquery_interval = 0.5\n%s"
-            % (self.concurrency, self.dir, api_url or self.api_url, callback, mode, extra)
+            % (
+                self.concurrency,
+                self.dir,
+                api_url or self.api_url,
+                engine_extra,
+                callback,
+                mode,
+                extra,
+            )
         )
 
     def env(self):

@@ -4,15 +4,17 @@ execution (state, output, the task list of the whole tree) and against the
 state the engine gave the case when run without the bridge (`expect`).
 
 Half the cases use `run --wait --json`; the other half a plain `run`,
-finished by the bridge's tracker. Cases run side by side on a thread pool,
-slowest first. See docs/corpus.md.
+finished by the bridge's tracker. Each case also runs directly on the engine,
+without the bridge, in a namespace of its own; the two runs must end alike
+(tests/support/corpus_compare.py). Bridge and direct runs share one thread
+pool, slowest cases first. See docs/corpus.md.
 """
 
 import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import requests
@@ -21,7 +23,9 @@ import yaml
 from st2bridge import status as st
 from st2bridge.callbacks import secrets
 from st2bridge.store import open_store
-from tests.support.corpus_probe import DirectEngine
+from tests.support import corpus_compare as compare
+from tests.support.corpus_probe import DirectEngine, EngineRefused
+from tests.support.corpus_probe import run_case as run_directly
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 SETTLED = ("SUCCESS", "ERROR", "CANCELLED", "SKIPPED")
@@ -41,12 +45,21 @@ class Case:
     engine_seconds: float = 0.0
     xfail: str | None = None
     source: str = ""
+    compare: dict = field(default_factory=dict)  # {part: why it is compared loosely}
 
 
 def load_cases(corpus_dir=CORPUS):
     manifest = yaml.safe_load((corpus_dir / "manifest.yaml").read_text())
     known = set(Case.__dataclass_fields__)
-    return [Case(**{k: v for k, v in c.items() if k in known}) for c in manifest["cases"]]
+    cases = [Case(**{k: v for k, v in c.items() if k in known}) for c in manifest["cases"]]
+    for case in cases:
+        unknown = set(case.compare) - set(compare.LOOSE)
+        if unknown or not all(case.compare.values()):
+            raise ValueError(
+                "%s: compare: parts are %s, each with its reason"
+                % (case.name, sorted(compare.LOOSE))
+            )
+    return cases
 
 
 def run_argv(case, namespace, workdir, wait):
@@ -113,7 +126,7 @@ class CorpusRun:
         return self.store.get_execution(execution_id)
 
     def run_case(self, index, case):
-        """Problems of one case (an empty list when it passed)."""
+        """(problems of the bridge's run of a case, its Outcome or None)."""
         namespace = "corpus_%s_%d" % (self.token, index)
         workdir = self.bridge.dir / ("case-%d" % index)
         workdir.mkdir()
@@ -123,13 +136,34 @@ class CorpusRun:
             files = [CORPUS / f for f in case.register]
             proc = self.bridge.cli("workflow", "register", *files, "--namespace", namespace)
             if proc.returncode != 0:
-                return ["workflow register failed: %s" % proc.stderr.strip()[-300:]]
+                return ["workflow register failed: %s" % proc.stderr.strip()[-300:]], None
         wait = index % 2 == 0
         proc = self.bridge.cli(*run_argv(case, namespace, workdir, wait), timeout=200)
         if proc.returncode not in (0, 1) or not proc.stdout.strip().startswith("{"):
-            return ["run exited %d: %s" % (proc.returncode, proc.stderr.strip()[-300:])]
+            return ["run exited %d: %s" % (proc.returncode, proc.stderr.strip()[-300:])], None
         started = json.loads(proc.stdout)
-        return self.check(case, started, wait)
+        problems, rec = self.check(case, started, wait)
+        ended = compare.outcome(self.engine, started["engine_execution_id"], rec["output"] or {})
+        return problems, ended
+
+    def run_direct(self, index, case):
+        """(problems of the case's run directly on the engine, its Outcome or
+        None): no bridge, a namespace of its own, resumed when it pauses."""
+        engine = DirectEngine(self.engine.api_url)
+        namespace = "direct_%s_%d" % (self.token, index)
+        try:
+            execution_id, state, _ = run_directly(engine, CORPUS, asdict(case), namespace, 150)
+        except EngineRefused as exc:
+            return ["the engine refused the direct run: %s" % exc], None
+        if state not in st.ENGINE_TERMINAL:
+            engine.cancel(execution_id)
+            return ["the direct run did not end within 150 s (%s)" % state], None
+        deadline = time.monotonic() + self.settle_seconds
+        while time.monotonic() < deadline:
+            if all(t["state"] in SETTLED for t in engine.tasks_tree(execution_id)):
+                break
+            time.sleep(0.5)
+        return [], compare.outcome(engine, execution_id)
 
     def check(self, case, started, wait):
         """Wait for the record to end and its task list to settle as the
@@ -167,29 +201,42 @@ class CorpusRun:
             ours = [(n, s) for _, n, s, _ in task_rows(rec["tasks"] or [])]
             theirs = [(n, s) for _, n, s, _ in task_rows(tree)]
             problems.append("task list differs: record %.300s, engine %.300s" % (ours, theirs))
-        return problems
+        return problems, rec
 
     def run(self, workers):
-        """{case name: [problems]} for every case, slowest cases started first."""
+        """{case name: [problems]} for every case, slowest cases started first,
+        each case's bridge run and direct run side by side."""
         order = sorted(enumerate(self.cases), key=lambda ic: -ic[1].engine_seconds)
         results = {}
         self.store = open_store("sqlite:///%s" % (self.bridge.dir / "bridge.db"))
         try:
             with ThreadPoolExecutor(workers) as pool:
-                futures = {case.name: pool.submit(self._guarded, i, case) for i, case in order}
-                while not all(f.done() for f in futures.values()):
+                futures = {
+                    case.name: (
+                        pool.submit(self._guarded, self.run_case, i, case),
+                        pool.submit(self._guarded, self.run_direct, i, case),
+                    )
+                    for i, case in order
+                }
+                while not all(f.done() for pair in futures.values() for f in pair):
                     self.resumer.tick()
                     time.sleep(0.5)
-                results = {name: f.result() for name, f in futures.items()}
+            for case in self.cases:
+                (problems, ours), (direct_problems, theirs) = (
+                    f.result() for f in futures[case.name]
+                )
+                results[case.name] = problems + direct_problems
+                if ours and theirs:
+                    results[case.name] += compare.differences(ours, theirs, case.compare)
         finally:
             self.store.close()
         return results
 
-    def _guarded(self, index, case):
+    def _guarded(self, run, index, case):
         try:
-            return self.run_case(index, case)
+            return run(index, case)
         except Exception as exc:  # one broken case must not hide the others' results
-            return ["%s: %s" % (type(exc).__name__, exc)]
+            return ["%s: %s" % (type(exc).__name__, exc)], None
 
 
 def verdicts(cases, results):

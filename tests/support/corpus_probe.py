@@ -96,15 +96,18 @@ class DirectEngine:
         except EngineRefused:
             pass
 
-    def tasks_tree(self, root_id):
-        """Every task of the execution and of its sub-workflows."""
-        rows = self._call("GET", "/executions/%s/tasks" % root_id)["tasks"]
+    def sub_executions(self, root_id):
+        """The executions of the sub-workflows, at every depth, of an execution."""
         subs = self._call(
             "GET", "/executions", params={"root_execution_id": root_id, "limit": 1000}
         )
-        for sub in subs["executions"]:
-            if sub["id"] != root_id:
-                rows += self._call("GET", "/executions/%s/tasks" % sub["id"])["tasks"]
+        return [sub for sub in subs["executions"] if sub["id"] != root_id]
+
+    def tasks_tree(self, root_id):
+        """Every task of the execution and of its sub-workflows."""
+        rows = self._call("GET", "/executions/%s/tasks" % root_id)["tasks"]
+        for sub in self.sub_executions(root_id):
+            rows += self._call("GET", "/executions/%s/tasks" % sub["id"])["tasks"]
         return rows
 
 
