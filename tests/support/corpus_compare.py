@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from st2bridge.callbacks import secrets
+from st2bridge.callbacks import secrets, webhook
 from st2bridge.launch import ENV_EXECUTION_ID
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
@@ -62,7 +62,7 @@ def normalize(value, ids=frozenset()):
                 continue  # the bridge's own: documented in docs/operations.md
             if key == "__execution":
                 out[key] = "<execution>"
-            elif key == secrets.HEADER:
+            elif key == webhook.SECRET_HEADER:
                 out[key] = "<secret>"
             else:
                 out[key] = normalize(item, ids)
