@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from st2bridge import redact
 from st2bridge.callbacks import secrets, webhook
 from st2bridge.launch import ENV_EXECUTION_ID
 
@@ -73,7 +74,7 @@ def normalize(value, ids=frozenset()):
         return [normalize(v, ids) for v in value]
     if isinstance(value, str):
         text = secrets.mask(value)
-        text = text.replace(secrets.MASK, "<secret>")
+        text = text.replace(redact.MASK, "<secret>")
         text = CALLBACK_URL.sub("<callback-url>", text)
         text = ENV_KEY_IN_TEXT.sub("", text)
         text = ACTION_ID_IN_TEXT.sub(r"\1<id>", text)
