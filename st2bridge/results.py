@@ -126,6 +126,7 @@ class Finish:
     ended: bool = True  # False: the engine says the execution has not ended
     open_tasks: int = 0  # tasks still going in the engine after the end
     status: str = None
+    read_seconds: float = 0.0  # spent reading the engine (the rest of the call: the write)
 
     def __bool__(self):
         return self.written
@@ -145,6 +146,7 @@ def finish(engine, store, record, clock, finished_by, concurrently=None, tasks_a
     Finish(written=False, ended=False) and changes nothing.
     """
     root = record["engine_execution_id"]
+    began = time.monotonic()
 
     def get_execution():
         answer = engine.get_execution(root, fields=FINAL_FIELDS)
@@ -159,6 +161,7 @@ def finish(engine, store, record, clock, finished_by, concurrently=None, tasks_a
         execution, tree = concurrently(get_execution, get_tree)
     else:
         execution, tree = get_execution(), get_tree()
+    read_seconds = time.monotonic() - began
     if execution["state"] not in st.ENGINE_TERMINAL:
         return Finish(False, ended=False)
     status = st.from_engine(execution["state"])
@@ -169,7 +172,9 @@ def finish(engine, store, record, clock, finished_by, concurrently=None, tasks_a
             tasks = taskview.merge(current.get("tasks"), tree, rereader(engine))
         changes = terminal_changes(execution, tasks, clock(), finished_by)
         written = store.update_execution(record["id"], changes, if_active=True)
-    return Finish(written, open_tasks=taskview.open_count(tasks), status=status)
+    return Finish(
+        written, open_tasks=taskview.open_count(tasks), status=status, read_seconds=read_seconds
+    )
 
 
 def refresh_tasks(engine, store, record, previous=None):

@@ -264,12 +264,13 @@ class CallbackHandler:
                 finished = time.monotonic()
                 LOG.info(
                     "execution %s %s (finished by callback) %.1f ms after its callback "
-                    "(%.1f ms waiting to start, %.1f ms fetching and writing)",
+                    "(%.1f ms waiting to start, %.1f ms reading the engine, %.1f ms writing)",
                     record["id"],
                     done.status,
                     (finished - arrived) * 1000,
                     (begun - arrived) * 1000,
-                    (finished - begun) * 1000,
+                    done.read_seconds * 1000,
+                    (finished - begun - done.read_seconds) * 1000,
                 )
                 still = (
                     results.refresh_tasks(self.engine, self.store, record)
