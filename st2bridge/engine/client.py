@@ -1,4 +1,5 @@
-"""A client for Mistral's REST API v2 over one pooled HTTP session.
+"""A client for Mistral's REST API v2 over one pool of HTTP connections
+(st2bridge.engine.transport).
 
 Every failure becomes one of the `st2bridge.errors.Engine*` classes with a
 one-line message that starts with what was attempted. Only requests that are
@@ -15,10 +16,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from st2bridge import concurrency
+from st2bridge.engine import transport
 from st2bridge.engine.base import Resource
 from st2bridge.engine.http_errors import STATUS_ERRORS, fault, unreachable
 from st2bridge.engine.retry import RetryPolicy
@@ -77,7 +76,9 @@ class MistralClient:
     `rpc_read_timeout` is for calls that wait on the engine's RPC (start,
     state change, rerun): Mistral answers those within its
     rpc_response_timeout (60 s, then 500); giving up earlier only piles a
-    repeated request onto an engine that is already slow.
+    repeated request onto an engine that is already slow. `pool_size`:
+    connections kept open (more callers at once get throw-away ones).
+    The environment (proxy, CA bundle) is read here, once.
     """
 
     def __init__(
@@ -90,7 +91,6 @@ class MistralClient:
         rpc_read_timeout: float = 65.0,
         verify: bool | str = True,
         retry: RetryPolicy | None = None,
-        session: requests.Session | None = None,
         pool_size: int = 20,
         token_provider: TokenProvider | None = None,
     ) -> None:
@@ -109,16 +109,7 @@ class MistralClient:
         self.rpc_read_timeout = max(rpc_read_timeout, read_timeout)
         self.verify = verify
         self.retry = retry if retry is not None else RetryPolicy()
-        self._owns_session = session is None
-        if session is None:
-            session = requests.Session()
-            # No retries inside urllib3: every attempt goes through our policy
-            # and is counted. Callers beyond pool_size get a throw-away
-            # connection rather than waiting (pool_block=False).
-            adapter = HTTPAdapter(pool_maxsize=pool_size, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-        self._session = session
+        self._transport = transport.Transport(api_url, pool_size=pool_size, verify=verify)
         self._count_lock = concurrency.current().lock()
         self.request_count = 0  # HTTP requests attempted, retries included
         self.error_counts: dict[str, int] = {}  # failed attempts by error class name (metrics)
@@ -135,7 +126,7 @@ class MistralClient:
 
     @auth_token.setter
     def auth_token(self, token: str | None) -> None:
-        # requests would reject such a header with a message quoting it.
+        # http.client would reject such a header with a message quoting it.
         if token and (token != token.strip() or "\n" in token or "\r" in token):
             raise ValueError("the engine auth token has whitespace or line breaks in it")
         self._auth_token = token
@@ -150,8 +141,7 @@ class MistralClient:
         self.close()
 
     def close(self) -> None:
-        if self._owns_session:
-            self._session.close()
+        self._transport.close()
 
     # -- workflows ----------------------------------------------------------
     # `namespace`: Mistral's workflow namespace; None or "" is the default
@@ -530,21 +520,22 @@ class MistralClient:
         if text is not None:
             headers["Content-Type"] = "text/plain"
             data = text.encode("utf-8")
+        elif json_body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(json_body).encode("utf-8")
         with self._count_lock:
             self.request_count += 1
         started = time.monotonic()
         try:
-            resp = self._session.request(
+            resp = self._transport.request(
                 method,
-                self.api_url + path,
+                path,
                 params=params,
-                json=json_body,
-                data=data,
                 headers=headers,
-                verify=self.verify,
+                body=data,
                 timeout=(self.connect_timeout, read_timeout),
             )
-        except requests.RequestException as exc:
+        except transport.ERRORS as exc:
             reason, sent, retryable = unreachable(exc, self.connect_timeout, read_timeout)
             err = EngineUnavailable(
                 "%s: cannot reach the engine at %s: %s" % (action, self.display_url, reason)
@@ -573,6 +564,13 @@ class MistralClient:
                 EngineServerError if status >= 500 else EngineClientError
             )
             raise cls("%s: %s (HTTP %d)" % (action, fault(resp), status), status=status)
+        if status >= 300:
+            # Not followed: requests turned a redirected POST into a GET.
+            raise EngineClientError(
+                "%s: the engine answered HTTP %d, moved to %s; set [engine] api_url to it"
+                % (action, status, resp.headers.get("Location") or "an address not given"),
+                status=status,
+            )
         if not resp.content:
             return {}
         try:

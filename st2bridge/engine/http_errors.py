@@ -7,9 +7,16 @@ import re
 import socket
 import ssl
 
-import requests
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 
+from st2bridge.engine.transport import InvalidHeader
 from st2bridge.errors import EngineAuthError, EngineBadRequest, EngineConflict, EngineNotFound
 from st2bridge.text import one_line
 
@@ -63,34 +70,44 @@ def _causes(exc):
 
 
 def unreachable(exc, connect_timeout, read_timeout):
-    """(short reason, whether the request may have been sent, retryable)."""
+    """(short reason, whether the request may have been sent, retryable) for
+    what st2bridge.engine.transport raises (urllib3's errors, bare or wrapped)."""
     chain = _causes(exc)
 
     def has(kind):
         return any(isinstance(e, kind) for e in chain)
 
-    if isinstance(exc, requests.exceptions.SSLError) or has(ssl.SSLError):
+    if has(SSLError) or has(ssl.SSLError):
         # A certificate problem does not go away by retrying.
         return "TLS handshake failed (%s)" % _innermost(chain), False, False
     if has(ConnectionRefusedError):
         return "connection refused", False, True
-    if has(socket.gaierror):
+    if has(socket.gaierror) or has(NameResolutionError):
         return "cannot resolve the host name", False, True
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+    # urllib3's NewConnectionError is a kind of ConnectTimeoutError.
+    if any(isinstance(e, ConnectTimeoutError) and not isinstance(e, NewConnectionError) for e in chain):
         return "no connection within %g s" % connect_timeout, False, True
     if has(NewConnectionError):
         return "cannot connect (%s)" % _innermost(chain), False, True
-    if isinstance(exc, requests.exceptions.ReadTimeout):
+    if has(ReadTimeoutError):
         return "no answer within %g s (read timeout)" % read_timeout, True, True
     if has(http.client.RemoteDisconnected):
         return "the connection closed without an answer", True, True
     if has(ConnectionResetError):
         return "the connection was reset", True, True
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+    if has(http.client.IncompleteRead) or any(_body_broken(e) for e in chain):
         return "the answer was cut short", True, True
-    if isinstance(exc, requests.exceptions.InvalidHeader):
+    if has(InvalidHeader):
         return "invalid header value", False, False  # its text may quote it
     return _innermost(chain), True, True
+
+
+def _body_broken(exc):
+    # urllib3's ProtocolError("Connection broken: ...") comes while the body is
+    # read; "Connection aborted." before any answer.
+    return isinstance(exc, ProtocolError) and str(exc.args[0] if exc.args else "").startswith(
+        ("Connection broken", "Response ended prematurely")
+    )
 
 
 def _innermost(chain):

@@ -8,6 +8,7 @@ read-timeout test (a fraction of a second).
 import json
 import logging
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,9 +45,19 @@ class Stub:
         self.default = {"status": 200, "body": {}}
         self.lock = threading.Lock()
 
-    def add(self, status=200, body=None, *, raw=None, drop=False, delay=0.0):
+    def add(self, status=200, body=None, *, raw=None, drop=False, delay=0.0, cut=None, headers=()):
+        """`cut`: "short" promises more body than it sends, "reset" resets
+        the connection after the headers; `headers`: extra (name, value)s."""
         self.queue.append(
-            {"status": status, "body": body, "raw": raw, "drop": drop, "delay": delay}
+            {
+                "status": status,
+                "body": body,
+                "raw": raw,
+                "drop": drop,
+                "delay": delay,
+                "cut": cut,
+                "headers": headers,
+            }
         )
 
     def next_action(self, record):
@@ -68,6 +79,7 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         record = {
             "method": self.command,
+            "target": self.path,  # a proxy is sent the whole URL
             "path": parts.path,
             "query": dict(parse_qsl(parts.query, keep_blank_values=True)),
             "headers": dict(self.headers),
@@ -86,11 +98,21 @@ class Handler(BaseHTTPRequestHandler):
         else:
             payload = json.dumps(action.get("body") or {}).encode("utf-8")
             ctype = "application/json"
+        cut = action.get("cut")
         self.send_response(action.get("status", 200))
         self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(len(payload) + (10 if cut else 0)))
+        for name, value in action.get("headers") or ():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+        if cut == "reset":  # RST instead of FIN
+            self.wfile.flush()
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+        if cut:
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
@@ -516,8 +538,9 @@ def test_connections_are_pooled_and_counted(client, stub):
         client.get_task("t1")
     assert client.request_count == 5
     assert len({r["client_port"] for r in stub.requests}) == 1  # keep-alive
-    adapter = client._session.get_adapter(stub.url)
-    assert adapter._pool_maxsize == 20
+    assert client._transport._pool.pool.maxsize == 20
+    small = MistralClient(stub.url, pool_size=3)
+    assert small._transport._pool.pool.maxsize == 3 and not small._transport._pool.block
 
 
 def test_bad_api_url_is_rejected():
