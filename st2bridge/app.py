@@ -17,14 +17,15 @@ def setup_logging(conf, stream=None, quiet=False, component=logs.TRACKER):
     return logs.setup(conf, component, stream=stream or sys.stderr, quiet=quiet, strict=not quiet)
 
 
-def build_engine(conf, retry=True, interactive=False, stop_max_msec=None, session=None):
+def build_engine(conf, retry=True, interactive=False, stop_max_msec=None, pool_size=20):
     """The engine client. `retry=False` for callers that back off on their own
     (the tracker reschedules a failed poll instead of blocking a green thread).
     `interactive`: a person waits (the CLI): retries stop after
     `[engine] interactive_retry_seconds`, quietly (the one error line says
     it all), and a connection attempt waits no longer than that either.
     `stop_max_msec` bounds the retries of a daemon someone waits on (the API);
-    `session`: the HTTP session to use (the API's, pooled for its load)."""
+    `pool_size`: connections kept open to the engine (the API's: as many as
+    requests it serves at once)."""
     e = conf.engine
     stop = e.retry_stop_max_msec if retry else 0
     connect_timeout = e.connect_timeout
@@ -48,7 +49,7 @@ def build_engine(conf, retry=True, interactive=False, stop_max_msec=None, sessio
         verify=verify,
         retry=policy,
         token_provider=auth.from_config(e, verify=verify),
-        session=session,
+        pool_size=pool_size,
     )
 
 

@@ -20,19 +20,16 @@ def main(argv=None):
     if conf is None:
         return failed
     from st2bridge import app, errors
-    from st2bridge.api.service import ApiDaemon, http_session
+    from st2bridge.api.service import ApiDaemon
 
     try:
         app.setup_logging(conf, component=NAME)
         store = app.build_store(conf)
-        session = http_session(conf.api.max_connections)
         engine = app.build_engine(
             conf,
             stop_max_msec=int(conf.api.engine_retry_seconds * 1000),
-            session=session,
+            pool_size=conf.api.max_connections,
         )
-        if not session.trust_env and engine.verify is True:
-            engine.verify = session.verify  # the environment's CA bundle, read once
     except errors.BridgeError as exc:
         print("%s: error: %s" % (NAME, one_line(exc)), file=sys.stderr)
         return exc.exit_code

@@ -28,17 +28,19 @@ from st2bridge.api.metrics import ApiMetrics
 from st2bridge.api.notifications import Notifier
 from st2bridge.api.starter import Starter
 from st2bridge.api.stream import LogFollower
+from st2bridge.engine.transport import env_ca_bundle
 
 NAME = logs.API
 LOG = logging.getLogger("st2bridge.api")
 
 
 def http_session(pool_size):
-    """A session for many concurrent requests: a pool as large as the
-    requests in flight. requests reads the whole environment (proxies, CA
-    bundle, .netrc) on every request, a millisecond each: here it is read
-    once. Where a proxy is configured that is left to requests (its no_proxy
-    rules); a CA bundle named in the environment becomes the session's."""
+    """The webhook notifier's session, for many concurrent deliveries: a pool
+    as large as the requests in flight. requests reads the whole environment
+    (proxies, CA bundle, .netrc) on every request, a millisecond each: here it
+    is read once. Where a proxy is configured that is left to requests (its
+    no_proxy rules); a CA bundle named in the environment becomes the session's.
+    (The engine client has its own transport: st2bridge.engine.transport.)"""
     session = requests.Session()
     adapter = HTTPAdapter(pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
@@ -48,10 +50,6 @@ def http_session(pool_size):
         session.trust_env = False
         session.verify = env_ca_bundle() or True
     return session
-
-
-def env_ca_bundle():
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
 class ApiDaemon:

@@ -85,7 +85,9 @@ def unreachable(exc, connect_timeout, read_timeout):
     if has(socket.gaierror) or has(NameResolutionError):
         return "cannot resolve the host name", False, True
     # urllib3's NewConnectionError is a kind of ConnectTimeoutError.
-    if any(isinstance(e, ConnectTimeoutError) and not isinstance(e, NewConnectionError) for e in chain):
+    if any(
+        isinstance(e, ConnectTimeoutError) and not isinstance(e, NewConnectionError) for e in chain
+    ):
         return "no connection within %g s" % connect_timeout, False, True
     if has(NewConnectionError):
         return "cannot connect (%s)" % _innermost(chain), False, True

@@ -7,7 +7,7 @@ tracker is CPU-bound on engine requests at scale. What requests did that the
 engine client needs is done here, once, when the transport is made: a proxy
 from the environment (HTTP(S)_PROXY, ALL_PROXY; NO_PROXY respected, by
 requests' own rules), the CA bundle (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE,
-else certifi's, as requests), basic auth from user:password in the URL.
+else requests' default, certifi's), basic auth from user:password in the URL.
 
 No retries and no redirects inside urllib3: every attempt goes through the
 client's RetryPolicy and is counted there.
@@ -15,6 +15,7 @@ client's RetryPolicy and is counted there.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -23,8 +24,12 @@ from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 import urllib3
-from requests.certs import where as certifi_bundle
-from requests.utils import get_auth_from_url, get_environ_proxies, select_proxy
+from requests.utils import (
+    DEFAULT_CA_BUNDLE_PATH,
+    get_auth_from_url,
+    get_environ_proxies,
+    select_proxy,
+)
 
 import st2bridge
 from st2bridge.errors import ConfigError
@@ -93,16 +98,16 @@ class Transport:
         parts = urlsplit(api_url)
         self.base_path = parts.path.rstrip("/")
         self.origin = "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2])
-        self.headers = urllib3.make_headers(
-            accept_encoding=True, user_agent="st2bridge/%s" % st2bridge.__version__
-        )
+        self.headers = {
+            "User-Agent": "st2bridge/%s" % st2bridge.__version__,
+            "Accept-Encoding": urllib3.make_headers(accept_encoding=True)["accept-encoding"],
+            "Accept": "*/*",
+        }
         if parts.username is not None:  # requests sent these as basic auth
-            self.headers.update(
-                urllib3.make_headers(
-                    basic_auth="%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
-                )
+            self.headers["Authorization"] = _basic_auth(
+                unquote(parts.username), unquote(parts.password or "")
             )
-        self.ca_bundle = (env_ca_bundle() or certifi_bundle()) if verify is True else verify
+        self.ca_bundle = (env_ca_bundle() or DEFAULT_CA_BUNDLE_PATH) if verify is True else verify
         options: dict[str, Any] = {"maxsize": pool_size, "block": False, "retries": _NO_RETRIES}
         if parts.scheme == "https":
             options.update(_tls_options(self.ca_bundle))
@@ -160,7 +165,9 @@ def _tls_options(ca_bundle: bool | str) -> dict[str, Any]:
     assert isinstance(ca_bundle, str)
     # Said now, not as "connection aborted" on every request.
     if not os.path.exists(ca_bundle):
-        raise ConfigError("the CA bundle %s for the engine's certificate does not exist" % ca_bundle)
+        raise ConfigError(
+            "the CA bundle %s for the engine's certificate does not exist" % ca_bundle
+        )
     where = "ca_cert_dir" if os.path.isdir(ca_bundle) else "ca_certs"
     return {"cert_reqs": "CERT_REQUIRED", where: ca_bundle}
 
@@ -176,5 +183,9 @@ def _proxy_manager(proxy: str, options: dict[str, Any]) -> urllib3.PoolManager:
                 % proxy.rpartition("@")[2]
             ) from None
         return SOCKSProxyManager(proxy, username=user or None, password=password or None, **options)
-    headers = urllib3.make_headers(proxy_basic_auth="%s:%s" % (user, password)) if user else None
+    headers = {"Proxy-Authorization": _basic_auth(user, password)} if user else None
     return urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
+
+
+def _basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode("latin1")).decode()

@@ -5,6 +5,7 @@ Retry tests inject a fake sleep and clock, so nothing waits for real except the
 read-timeout test (a fraction of a second).
 """
 
+import contextlib
 import json
 import logging
 import socket
@@ -46,8 +47,9 @@ class Stub:
         self.lock = threading.Lock()
 
     def add(self, status=200, body=None, *, raw=None, drop=False, delay=0.0, cut=None, headers=()):
-        """`cut`: "short" promises more body than it sends, "reset" resets
-        the connection after the headers; `headers`: extra (name, value)s."""
+        """`drop`: True hangs up after reading the request, "reset" resets
+        the connection; `cut`: send less body than promised, then hang up;
+        `headers`: extra (name, value)s."""
         self.queue.append(
             {
                 "status": status,
@@ -89,6 +91,11 @@ class Handler(BaseHTTPRequestHandler):
         action = self.server.stub.next_action(record)
         if action.get("drop"):
             # Read the request, then hang up without a word.
+            if action["drop"] == "reset":  # RST instead of FIN
+                linger = struct.pack("ii", 1, 0)
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                self.rfile.close()  # or the socket outlives close(): a FIN follows
+                self.connection.close()
             self.close_connection = True
             return
         if action.get("delay"):
@@ -106,29 +113,38 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
-        if cut == "reset":  # RST instead of FIN
-            self.wfile.flush()
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
         if cut:
             self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
 
-@pytest.fixture
-def stub():
+@contextlib.contextmanager
+def serving(tls=None):
+    """A Stub on an ephemeral port; `tls`: an ssl.SSLContext to serve https."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.stub = Stub()
-    server.stub.url = "http://127.0.0.1:%d/v2" % server.server_address[1]
+    server.stub.url = "%s://127.0.0.1:%d/v2" % (
+        "https" if tls else "http",
+        server.server_address[1],
+    )
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
     )
     thread.start()
-    yield server.stub
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server.stub
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def stub():
+    with serving() as s:
+        yield s
 
 
 @pytest.fixture
