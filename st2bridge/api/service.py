@@ -12,8 +12,6 @@ exits 0; a second SIGTERM exits at once.
 
 import logging
 import os
-import select
-import signal
 import socket
 import time
 import uuid
@@ -28,6 +26,7 @@ from st2bridge.api.metrics import ApiMetrics
 from st2bridge.api.notifications import Notifier
 from st2bridge.api.starter import Starter
 from st2bridge.api.stream import LogFollower
+from st2bridge.concurrency.signals import StopSignals
 from st2bridge.engine.transport import env_ca_bundle
 
 NAME = logs.API
@@ -52,7 +51,9 @@ def http_session(pool_size):
     return session
 
 
-class ApiDaemon:
+class ApiDaemon(StopSignals):
+    signal_log = LOG
+
     def __init__(self, conf, store, engine, clock=time.time, backend=None):
         self.conf = conf
         self.backend = backend or concurrency.current()
@@ -60,7 +61,6 @@ class ApiDaemon:
         self.engine = engine
         self.clock = clock
         self.owner = "%s:%d:%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
-        self.stopping = False
         self.loops = self.backend.executor(8)
         self.deliveries = self.backend.executor(64)
         self.feed = LogFollower(store, clock=clock)
@@ -91,28 +91,7 @@ class ApiDaemon:
         self.feed.listeners.append(self.alarms.wake)
         self.service = registry.service_record(NAME, self.owner, clock())
         self.server = None
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-
-    # -- signals ------------------------------------------------------------------
-
-    def install_signal_handlers(self):
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGHUP, self.request_reload)
-        self.reload_requested = False
-
-    def request_reload(self, signum, frame):
-        self.reload_requested = True
-
-    def request_stop(self, signum, frame):
-        if self.stopping:
-            LOG.warning("second %s: exiting now", signal.Signals(signum).name)
-            os._exit(1)
-        self.stopping = True
-        self._signal_name = signal.Signals(signum).name
+        self.open_wake_pipe()
 
     # -- background loops ---------------------------------------------------------
 
@@ -195,13 +174,8 @@ class ApiDaemon:
             len(self.conf.notify.urls),
         )
         while not self.stopping:
-            readable, _, _ = select.select([self._wake_r], [], [], 1.0)
-            if readable:
-                try:
-                    os.read(self._wake_r, 64)
-                except BlockingIOError:
-                    pass
-            if getattr(self, "reload_requested", False):
+            self.wait_for_signal(1.0)
+            if self.reload_requested:
                 self.reload_requested = False
                 logs.reload_level(self.conf)
                 self.alarms.reload()

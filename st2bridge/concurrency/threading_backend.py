@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,11 @@ class ThreadExecutor:
     def __init__(self, size: int) -> None:
         self.size = size
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="st2bridge")
+        # For concurrently(): started as needed, then kept (a thread per call
+        # cost more than the reads it overlaps); room for 4 extra calls per worker.
+        self._helpers = ThreadPoolExecutor(
+            max_workers=4 * size + 4, thread_name_prefix="st2bridge-aux"
+        )
         self._slots = threading.BoundedSemaphore(size)
         self._idle = threading.Condition()
         self._running = 0
@@ -110,28 +116,14 @@ class ThreadExecutor:
 
     def concurrently(self, *fns: Callable[[], Any]) -> list[Any]:
         """Call the functions at the same time; their results, in order
-        (extra threads outside the pool, as the green executor does)."""
-        results: list[Any] = [None] * len(fns)
-        errors: list[BaseException | None] = [None] * len(fns)
-
-        def call(i: int) -> None:
-            try:
-                results[i] = fns[i]()
-            except BaseException as exc:  # re-raised in the caller, as GreenThread.wait does
-                errors[i] = exc
-
-        others = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(1, len(fns))]
-        for thread in others:
-            thread.start()
+        (the others run on helper threads outside the pool, as the green
+        executor's extra green threads do; kept, not started per call)."""
+        others = [self._helpers.submit(fn) for fn in fns[1:]]
         try:
-            results[0] = fns[0]()
+            first = fns[0]()
         finally:
-            for thread in others:
-                thread.join()
-        for error in errors:
-            if error is not None:
-                raise error
-        return results
+            futures.wait(others)
+        return [first] + [f.result() for f in others]  # re-raises, as GreenThread.wait does
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for in-flight calls; True if all ended."""

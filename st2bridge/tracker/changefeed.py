@@ -10,6 +10,15 @@ what changed since its previous listing (minus the overlap, which covers the
 engine's one-second timestamps and commits that land late). A round then
 costs what changed, once.
 
+A listing also answers every batch that asks within `fresh_for` seconds of
+its start (a fraction of query_interval): with N executions there are N/1000
+batches per interval, and each listing holds `sync_overlap` seconds of
+changes, so listing for every batch would cost rows in proportion to N^2
+(batches x changes); with the reuse the feed lists at most once per
+`fresh_for`, and the rows it reads grow with N. A reused answer is exact up to
+its own start, which is what the batch records as `synced_at`: a change after
+it is seen by the next round.
+
 What a batch learns is exact up to the START of the listing it was answered
 from: that instant, `listed_at`, is the batch's new `synced_at`.
 Rows older than `retain` seconds are dropped; a batch asking for older
@@ -33,9 +42,10 @@ def filter_time(ts):
 
 
 class ChangeFeed:
-    def __init__(self, engine, *, sync_overlap, retain, clock):
+    def __init__(self, engine, *, sync_overlap, retain, clock, fresh_for=0.0):
         self.engine = engine
         self.sync_overlap = sync_overlap
+        self.fresh_for = fresh_for
         self.retain = retain
         self.clock = clock
         self.rows = {}  # engine execution id -> light listing row
@@ -60,16 +70,20 @@ class ChangeFeed:
                 listed = self._list(since)  # raises before anything changes
                 if listed:
                     self.covers_from = since
+            elif now - self.listed_at < self.fresh_for:
+                return self._found(since, wanted), self.listed_at
             else:
                 listed = self._list(self.listed_at - self.sync_overlap)
             if listed:
                 self._merge(listed)
                 self.listed_at = now
-            # What a listing from `since` would hold: stamps are whole seconds.
-            oldest = math.floor(since)
-            times, rows = self.times, self.rows
-            found = {i: rows[i] for i in wanted if i in rows and times[i] >= oldest}
-            return found, (now if listed else None)
+            return self._found(since, wanted), (now if listed else None)
+
+    def _found(self, since, wanted):
+        """What a listing from `since` would hold: stamps are whole seconds."""
+        oldest = math.floor(since)
+        times, rows = self.times, self.rows
+        return {i: rows[i] for i in wanted if i in rows and times[i] >= oldest}
 
     def _list(self, since):
         self.listings += 1

@@ -114,11 +114,13 @@ class Poller:
         self._syncs = 0
         self._syncs_lock = concurrency.current().lock()
         # Changes are kept for a few intervals; older batches list afresh.
+        # Batches within a fifth of an interval (at most 1 s) share a listing.
         self.feed = ChangeFeed(
             engine,
             sync_overlap=sync_overlap,
             retain=max(60.0, 4 * query_interval) + sync_overlap,
             clock=clock,
+            fresh_for=min(1.0, query_interval / 5),
         )
 
     @property
@@ -343,9 +345,9 @@ class Poller:
         execution (`synced_at`: when the listing it comes from started;
         default `now`)."""
         if execution.get("state") in st.ENGINE_TERMINAL:
-            done = results.finish(
-                self.engine, self.store, record, self.clock, "poll", self.executor.concurrently
-            )
+            # The two reads one after the other: at scale the tracker is bound by
+            # its CPU, and reading them side by side costs a hand-over more.
+            done = results.finish(self.engine, self.store, record, self.clock, "poll")
             if done.written:
                 LOG.info("execution %s %s (finished by poll)", record["id"], done.status)
                 if done.open_tasks:

@@ -12,8 +12,6 @@ chosen.
 
 import logging
 import os
-import select
-import signal
 import socket
 import time
 import uuid
@@ -23,6 +21,7 @@ from st2bridge import status as st
 from st2bridge.api import retention
 from st2bridge.callbacks.app import make_app
 from st2bridge.callbacks.handler import CallbackHandler
+from st2bridge.concurrency.signals import StopSignals
 from st2bridge.submit import Submitter
 from st2bridge.tracker.poller import Poller
 from st2bridge.tracker.stuckwatch import StuckWatch
@@ -36,7 +35,11 @@ ACTIVE = [s for s in st.ALL if s not in st.TERMINAL]
 WEB_STREAM_POLL = 0.2
 
 
-class Tracker:
+class Tracker(StopSignals):
+    signal_log = LOG
+    # A second signal skips the drain of in-flight checks.
+    second_signal_message = "second %s: exiting now without draining"
+
     def __init__(self, conf, store, engine, executor, clock=time.time, backend=None):
         self.conf = conf
         self.backend = backend or concurrency.current()
@@ -96,31 +99,9 @@ class Tracker:
         self.web_feed = None
         self._takeovers_seen = 0
         self._pruned_at = 0.0
-        self.stopping = False
-        self.reload_requested = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self.open_wake_pipe()
 
-    # -- signals ----------------------------------------------------------
-
-    def install_signal_handlers(self):
-        # The interpreter itself writes a byte to the pipe when a signal
-        # arrives, which wakes the loop's select(); the handler sets a flag.
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGHUP, self.request_reload)
-
-    def request_reload(self, signum, frame):
-        self.reload_requested = True
-
-    def request_stop(self, signum, frame):
-        if self.stopping:
-            LOG.warning("second %s: exiting now without draining", signal.Signals(signum).name)
-            os._exit(1)
-        self.stopping = True
-        self._signal_name = signal.Signals(signum).name
+    # -- sleep ------------------------------------------------------------
 
     def _sleep(self, seconds):
         """Sleep, but wake at once when a signal arrives (the pipe). Even with
@@ -129,12 +110,7 @@ class Tracker:
         if seconds <= 0:
             self.executor.sleep(0)
         else:
-            readable, _, _ = select.select([self._wake_r], [], [], seconds)
-            if readable:
-                try:
-                    os.read(self._wake_r, 64)
-                except BlockingIOError:
-                    pass
+            self.wait_for_signal(seconds)
 
     # -- heartbeat --------------------------------------------------------
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.support.bridge import Bridge, Engine, start_listening_tracker
+from tests.support.browser import browser  # noqa: F401 -- headless Chromium, a fixture
 from tests.support.net import free_port
 from tools.mistral_local import PrivateMistral
 

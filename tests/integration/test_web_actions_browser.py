@@ -9,11 +9,9 @@ import time
 import uuid
 
 import pytest
-import requests
 
-from tests.integration.test_web_browser import browser, shot  # noqa: F401 -- a fixture
-from tests.support.bridge import Bridge, write_workflow
-from tests.support.net import free_port
+from tests.support.bridge import write_workflow
+from tests.support.browser import shot, start_web_view, web_view_bridge
 
 pytestmark = pytest.mark.integration
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -48,27 +46,14 @@ FLOWS = """version: '2.0'
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, mistral):
-    bridge = Bridge(tmp_path_factory.mktemp("webact"), mistral.api_url)
-    port = free_port()
-    bridge.write(mode="hybrid", callback_port=free_port(), extra="stale_after = 5\n")
-    bridge.conf.write_text(
-        bridge.conf.read_text() + "[metrics]\nport = 0\n[web]\nport = %d\n" % port
-    )
+    bridge = web_view_bridge(tmp_path_factory.mktemp("webact"), mistral.api_url)
     keys = {}
     for name, extra in (("ops", ()), ("viewer", ("--read-only",))):
         proc = bridge.cli("apikey", "create", name, *extra)
         assert proc.returncode == 0, proc.stderr
         keys[name] = proc.stdout.strip().splitlines()[-1]
-    tracker = bridge.start_tracker()
-    base = "http://127.0.0.1:%d" % port
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            requests.get(base + "/v1/health", timeout=1)
-            break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline, "web view did not come up"
-            time.sleep(0.2)
+    tracker = start_web_view(bridge)
+    base = bridge.web
     prefix = "webact_%s" % uuid.uuid4().hex[:6]
     path = write_workflow(bridge.dir, FLOWS.format(p=prefix))
 
@@ -119,7 +104,7 @@ def wait_recorded(site, execution_id, statuses, timeout=90):
     pytest.fail("%s never became %s" % (execution_id, statuses))
 
 
-def test_pause_resume_and_cancel_from_the_page(site, browser):  # noqa: F811
+def test_pause_resume_and_cancel_from_the_page(site, browser):
     rid = site["run"]("long")
     login(browser, site, site["keys"]["ops"], rid)
     assert browser.find_element(By.ID, "user").text == "ops"
@@ -143,7 +128,7 @@ def test_pause_resume_and_cancel_from_the_page(site, browser):  # noqa: F811
     assert site["bridge"].get(rid)["status"] == "canceled"
 
 
-def test_rerun_a_failed_task_from_the_page(site, browser):  # noqa: F811
+def test_rerun_a_failed_task_from_the_page(site, browser):
     rid = site["run"]("fail")
     before = wait_recorded(site, rid, ("failed",))
     login(browser, site, site["keys"]["ops"], rid)
@@ -159,7 +144,7 @@ def test_rerun_a_failed_task_from_the_page(site, browser):  # noqa: F811
     shot(browser, "action-rerun")
 
 
-def test_a_read_only_key_sees_no_actions_and_the_page_follows_the_end(site, browser):  # noqa: F811
+def test_a_read_only_key_sees_no_actions_and_the_page_follows_the_end(site, browser):
     rid = site["run"]("short")
     login(browser, site, site["keys"]["viewer"], rid)
     assert browser.find_element(By.ID, "user").text == "viewer (read-only)"

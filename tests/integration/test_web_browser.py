@@ -1,27 +1,20 @@
 """The tracker's web view in headless Chromium (Selenium), against the real
 daemon and executions of the real Mistral. Screenshots go to test-output/web/."""
 
-import os
-import shutil
 import signal
-import tempfile
 import time
 import uuid
 
 import pytest
-import requests
 
-from tests.support.bridge import ROOT, Bridge, write_workflow
-from tests.support.net import free_port
+from tests.support.bridge import write_workflow
+from tests.support.browser import shot, start_web_view, web_view_bridge
 
 pytestmark = pytest.mark.integration
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-SHOTS = ROOT / "test-output" / "web"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 FLOWS = """version: '2.0'
 {p}_ok:
@@ -73,22 +66,9 @@ FLOWS = """version: '2.0'
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, mistral):
-    bridge = Bridge(tmp_path_factory.mktemp("web"), mistral.api_url)
-    port = free_port()
-    bridge.write(mode="hybrid", callback_port=free_port(), extra="stale_after = 5\n")
-    bridge.conf.write_text(
-        bridge.conf.read_text() + "[metrics]\nport = 0\n[web]\nport = %d\n" % port
-    )
-    tracker = bridge.start_tracker()
-    base = "http://127.0.0.1:%d" % port
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            requests.get(base + "/v1/health", timeout=1)
-            break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline, "web view did not come up"
-            time.sleep(0.2)
+    bridge = web_view_bridge(tmp_path_factory.mktemp("web"), mistral.api_url)
+    tracker = start_web_view(bridge)
+    base = bridge.web
     prefix = "web_%s" % uuid.uuid4().hex[:6]
     path = write_workflow(bridge.dir, FLOWS.format(p=prefix))
     ids = {}
@@ -101,38 +81,6 @@ def site(tmp_path_factory, mistral):
     assert tracker.wait(timeout=30) == 0
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(
-            "Debian's chromium and chromium-driver are not installed "
-            "(tools/ensure-services.sh installs them)"
-        )
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="st2bridge-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1400,900",
-        "--user-data-dir=" + profile,
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
 def wait_status(site, kind, timeout=90):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -141,13 +89,6 @@ def wait_status(site, kind, timeout=90):
             return record
         time.sleep(0.3)
     pytest.fail("%s did not finish" % kind)
-
-
-def shot(driver, name):
-    # The whole page, not only the window.
-    height = driver.execute_script("return document.body.scrollHeight")
-    driver.set_window_size(1400, max(900, min(height + 40, 2400)))
-    driver.save_screenshot(str(SHOTS / ("%s.png" % name)))
 
 
 def test_page_updates_while_the_workflow_runs(site, browser):

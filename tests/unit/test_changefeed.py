@@ -69,6 +69,36 @@ def test_the_first_round_lists_the_burst_once_then_only_what_changed(env):
     assert engine.listed[1] == int(start + 1 - 3)
 
 
+def test_batches_within_fresh_for_share_one_listing_and_its_start():
+    clock, engine = Clock(1_800_000_000.0), ListingEngine()
+    feed = ChangeFeed(engine, sync_overlap=3.0, retain=60.0, clock=clock, fresh_for=1.0)
+    start = clock()
+    engine.set("ex1", "RUNNING", start)
+    clock.now += 2
+    _, first_at = feed.changes_since(start - 3, ALL)
+    engine.set("ex1", "SUCCESS", clock() + 0.2)  # after that listing started
+    clock.now += 0.5
+    rows, listed_at = feed.changes_since(start - 3, ALL)
+    # Answered from the listing of 0.5 s ago: exact up to ITS start, so that
+    # start is what the batch records (the change after it is for the next round).
+    assert len(engine.listed) == 1 and listed_at == first_at
+    assert rows["ex1"]["state"] == "RUNNING"
+    clock.now += 0.6  # 1.1 s after the listing: no longer fresh
+    rows, listed_at = feed.changes_since(start - 3, ALL)
+    assert len(engine.listed) == 2 and listed_at == clock()
+    assert rows["ex1"]["state"] == "SUCCESS"
+
+
+def test_a_batch_older_than_the_window_lists_even_when_the_feed_is_fresh():
+    clock, engine = Clock(1_800_000_000.0), ListingEngine()
+    feed = ChangeFeed(engine, sync_overlap=3.0, retain=60.0, clock=clock, fresh_for=1.0)
+    engine.set("old", "RUNNING", clock() - 20)
+    engine.set("new", "RUNNING", clock())
+    feed.changes_since(clock() - 3, ALL)
+    rows, _ = feed.changes_since(clock() - 30, ALL)  # older than covers_from
+    assert len(engine.listed) == 2 and set(rows) == {"old", "new"}
+
+
 def test_rows_older_than_the_batch_are_not_returned(env):
     clock, engine, feed = env
     engine.set("old", "RUNNING", clock())
