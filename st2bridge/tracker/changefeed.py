@@ -35,6 +35,8 @@ import time
 from st2bridge import concurrency, errors
 from st2bridge.results import LIGHT_FIELDS, engine_time
 
+PRUNE_SLACK = 10.0
+
 
 def filter_time(ts):
     """Mistral's filter syntax for a UTC time (one-second resolution)."""
@@ -110,8 +112,11 @@ class ChangeFeed:
         self.times.update((i, engine_time(r["updated_at"])) for i, r in rows.items())
 
     def _prune(self, now):
+        # Rows are kept up to PRUNE_SLACK seconds past `retain`: pruning
+        # rebuilds both maps, so it is done every PRUNE_SLACK seconds, not on
+        # every batch.
         oldest = now - self.retain
-        if self.covers_from is not None and self.covers_from < oldest:
+        if self.covers_from is not None and self.covers_from < oldest - PRUNE_SLACK:
             self.covers_from = oldest
             limit = math.floor(oldest)
             self.times = {i: t for i, t in self.times.items() if t >= limit}
