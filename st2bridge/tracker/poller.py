@@ -275,7 +275,15 @@ class Poller:
         # What changed costs engine reads (a finish: output and tasks): in
         # the pool, side by side, not one after the other in this batch.
         for record, row in changed:
-            self.executor.submit(self._safely, self._apply, record, row, started, False, listed_at)
+            if listed_at is not None and listed_at < started and _not_newer(row, record):
+                # A shared listing from before this batch, no newer than the
+                # record (a callback or a GET wrote it since): not applied, lest
+                # an older state overwrite a newer one; the record's own GET decides.
+                self.executor.submit(self.poll, record)
+            else:
+                self.executor.submit(
+                    self._safely, self._apply, record, row, started, False, listed_at
+                )
 
     def _back_off_batch(self, records, exc, now):
         updates, longest = [], 0.0
@@ -456,6 +464,12 @@ class Poller:
         )
         if written:
             LOG.warning("execution %s ended as %s: %s", record["id"], status, reason)
+
+
+def _not_newer(row, record):
+    """Whether a listing row is no newer than what the record holds already."""
+    known = results.engine_time(record.get("engine_updated_at"))
+    return known is not None and results.engine_time(row.get("updated_at")) <= known
 
 
 def _given(**values):

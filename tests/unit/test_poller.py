@@ -272,6 +272,29 @@ def test_batches_of_one_round_share_one_listing_window(env):
     assert synced.count(T0 + 5) == 4 and synced.count(None) == 8
 
 
+def test_a_shared_listing_older_than_the_record_is_not_applied(env):
+    """Batches within a fifth of an interval share a listing; one that started
+    before a callback recorded a newer state must not write the older one."""
+    store, engine, clock, runner, poller = env
+    poller.batch_size = 4
+    records = start_many(runner, clock, 8)
+    clock.now += 5
+    poller.tick(clock.now)  # the first batch: lists at T0 + 5
+    later = next(r for r in records if store.get_execution(r["id"])["synced_at"] is None)
+    clock.now += 0.5
+    engine.set_state(later["engine_execution_id"], "PAUSED")
+    newer = engine.get_execution(later["engine_execution_id"])
+    # As a callback records it, after that listing started.
+    store.update_execution(
+        later["id"], {"engine_state": "PAUSED", "engine_updated_at": newer["updated_at"]}
+    )
+    engine.calls.clear()
+    poller.tick(clock.now)  # the second batch, answered from the shared listing
+    assert engine.count("list_executions") == 0
+    assert engine.count("get_execution") == 1  # its own GET, not the older row
+    assert store.get_execution(later["id"])["engine_state"] == "PAUSED"
+
+
 def test_a_failed_listing_backs_off_the_whole_batch(env):
     store, engine, clock, runner, poller = env
     records = start_many(runner, clock, 5)
