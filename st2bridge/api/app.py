@@ -20,24 +20,10 @@ import urllib.parse
 from st2bridge import errors
 from st2bridge.api import auth
 from st2bridge.text import one_line
+from st2bridge.wsgi import status_line
 
 LOG = logging.getLogger("st2bridge.api")
 
-REASONS = {
-    200: "OK",
-    201: "Created",
-    202: "Accepted",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    411: "Length Required",
-    413: "Payload Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 HEADERS = [
     ("X-Content-Type-Options", "nosniff"),
     ("Cache-Control", "no-store"),
@@ -167,7 +153,7 @@ def make_app(store, routes, *, max_body=1024 * 1024, observers=()):
         payload = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
         headers = _total_timing(headers, started)
         start_response(
-            "%d %s" % (status, REASONS.get(status, "")),
+            status_line(status),
             [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
             + HEADERS
             + headers,

@@ -20,22 +20,10 @@ import time
 
 from st2bridge import errors, logs
 from st2bridge.callbacks import webhook
+from st2bridge.wsgi import status_line
 
 LOG = logging.getLogger("st2bridge.callbacks")
 
-REASONS = {
-    200: "OK",
-    202: "Accepted",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    411: "Length Required",
-    413: "Payload Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 # A with-items of thousands of failing items makes a long state_info:
 # authenticated bodies are taken up to this by default.
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
@@ -72,7 +60,7 @@ def make_app(handler, max_body=DEFAULT_MAX_BODY):
             )
         body = json.dumps(answer).encode()
         start_response(
-            "%d %s" % (status, REASONS[status]),
+            status_line(status),
             [("Content-Type", "application/json"), ("Content-Length", str(len(body)))] + headers,
         )
         return [body]

@@ -34,25 +34,11 @@ from st2bridge.api.app import http_status, one_line
 from st2bridge.web import actions, data, pages
 from st2bridge.web import events as event_pages
 from st2bridge.web import session as sessions
+from st2bridge.wsgi import status_line
 
 LOG = logging.getLogger("st2bridge.web")
 COOKIE = "st2bridge_web"
 DETAIL = re.compile(r"^/(api/)?executions/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})$")
-REASONS = {
-    200: "OK",
-    302: "Found",
-    303: "See Other",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    411: "Length Required",
-    413: "Payload Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 SECURITY_HEADERS = [
     (
         "Content-Security-Policy",
@@ -116,7 +102,7 @@ def make_app(
             return body.chunks
         payload = body.encode("utf-8") if isinstance(body, str) else body
         start_response(
-            "%d %s" % (status, REASONS[status]),
+            status_line(status),
             [("Content-Type", ctype), ("Content-Length", str(len(payload)))]
             + SECURITY_HEADERS
             + headers,

@@ -17,19 +17,6 @@ from st2bridge.tracker import stuckview
 from st2bridge.web import graph as graphs
 
 LOG = logging.getLogger("st2bridge.web")
-TASK_FIELDS = [
-    "id",
-    "name",
-    "state",
-    "state_info",
-    "type",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "finished_at",
-    "workflow_execution_id",
-    "runtime_context",
-]
 MAX_DEPTH = 3
 
 
@@ -115,7 +102,7 @@ class Detail:
                     if sub.get("id") != root:
                         self.subs.setdefault(sub.get("task_execution_id"), []).append(sub)
                 self.tasks[root] = [
-                    self._view(t) for t in engine.list_tasks(root, fields=TASK_FIELDS)
+                    self._view(t) for t in engine.list_tasks(root, fields=taskview.READ_FIELDS)
                 ]
         except errors.BridgeError as exc:
             self.engine_error = str(exc)
@@ -167,7 +154,8 @@ class Detail:
         if execution_id not in self.tasks and not self.engine_error:
             try:
                 self.tasks[execution_id] = [
-                    self._view(t) for t in self.engine.list_tasks(execution_id, fields=TASK_FIELDS)
+                    self._view(t)
+                    for t in self.engine.list_tasks(execution_id, fields=taskview.READ_FIELDS)
                 ]
             except errors.BridgeError as exc:
                 LOG.info("tasks of %s: %s", execution_id, exc)
