@@ -3,6 +3,8 @@
 import pytest
 
 from st2bridge import concurrency
+from tests.support.engine_http_stub import serving
+from tests.support.fake_time import FakeTime
 
 
 @pytest.fixture(params=concurrency.NAMES)
@@ -19,3 +21,15 @@ def backend(backend_name, monkeypatch):
     chosen = concurrency.backend(backend_name)
     monkeypatch.setattr(concurrency, "_current", chosen)
     return chosen
+
+
+@pytest.fixture
+def stub():
+    """A stand-in Mistral API over real HTTP (tests/support/engine_http_stub.py)."""
+    with serving() as s:
+        yield s
+
+
+@pytest.fixture
+def fake_time():
+    return FakeTime()

@@ -27,8 +27,8 @@ from st2bridge.engine import MistralClient, RetryPolicy
 from st2bridge.engine.http_errors import unreachable
 from st2bridge.engine.transport import InvalidHeader
 from st2bridge.errors import ConfigError, EngineClientError, EngineUnavailable
-from tests.support.fake_time import FakeTime
-from tests.unit.test_engine_client import EX_ID, closed_port, make_client, serving
+from tests.support.engine_http_stub import closed_port, make_client, serving
+from tests.unit.test_engine_client import EX_ID
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "REQUEST_METHOD")
 
@@ -38,17 +38,6 @@ def clean_environment(monkeypatch):
     for name in PROXY_VARIABLES + ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
-
-
-@pytest.fixture
-def stub():
-    with serving() as s:
-        yield s
-
-
-@pytest.fixture
-def fake_time():
-    return FakeTime()
 
 
 def caused(exc, cause):
