@@ -75,11 +75,11 @@ def wait(driver, check, timeout=60):
     )
 
 
-def action_done(driver):
-    """The note of what an action did, on the page its POST led to (the click
-    returns before that page is there on a loaded machine)."""
-    wait(driver, lambda d: d.find_elements(By.ID, "action-done"))
-    return driver.find_element(By.ID, "action-done").text
+def action_done(driver, expected):
+    """Wait for the note of what an action did to say `expected`, on the page
+    its POST led to: the click returns before that page is there, and until
+    then the previous page, with the previous action's note, may still show."""
+    wait(driver, lambda d: expected in d.find_element(By.ID, "action-done").text)
 
 
 def status_is(*wanted):
@@ -115,11 +115,11 @@ def test_pause_resume_and_cancel_from_the_page(site, browser):
         20,
     )
     browser.find_element(By.ID, "do-pause").click()
-    assert "pause asked" in action_done(browser)
+    action_done(browser, "pause asked")
     wait(browser, status_is("paused"))  # the tracker's record, through the stream
     shot(browser, "action-paused")
     browser.find_element(By.ID, "do-resume").click()
-    assert "resume asked" in action_done(browser)
+    action_done(browser, "resume asked")
     wait(browser, status_is("running"))
     browser.find_element(By.ID, "do-cancel").click()
     wait(browser, status_is("canceled"))
@@ -136,7 +136,7 @@ def test_rerun_a_failed_task_from_the_page(site, browser):
     button = browser.find_element(By.CSS_SELECTOR, 'button[id^="do-rerun-"]')
     assert "boom" in button.text
     button.click()
-    assert "task boom re-run: the execution runs again" in action_done(browser)
+    action_done(browser, "task boom re-run: the execution runs again")
     # std.fail fails again: the page follows the second run to its end by itself.
     wait(browser, status_is("failed"), 90)
     after = wait_recorded(site, rid, ("failed",))
